@@ -1,0 +1,152 @@
+"""The live device directory: every device this node knows, online or not.
+
+Pure state plus events; persistence is injected (see :class:`DirectoryDB`), time is
+injected through the Clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Literal
+
+import msgspec
+
+from accord.clock import Clock
+from accord.profile import Profile
+from accord.wire.messages import Announcement
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["joined", "left", "updated"]
+
+
+class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):
+    device_id: str
+    name: str
+    type: str
+    vendor: str
+    model: str
+    security_level: str
+    capabilities: list[str]
+    summary: str
+    online: bool
+    first_seen: float
+    last_seen: float
+    is_self: bool = False
+    profile: Profile | None = None
+
+
+class DirectoryEvent(msgspec.Struct, frozen=True):
+    kind: EventKind
+    device: DeviceRecord
+    at: float
+
+
+Listener = Callable[[DirectoryEvent], None]
+
+
+class DeviceDirectory:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        load: Callable[[], list[DeviceRecord]] | None = None,
+        save: Callable[[DeviceRecord], None] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._save = save
+        self._records: dict[str, DeviceRecord] = {}
+        self._listeners: list[Listener] = []
+        for rec in load() if load else []:
+            # Nothing is online until presence says so in this run.
+            self._records[rec.device_id] = msgspec.structs.replace(rec, online=False)
+
+    def get(self, device_id: str) -> DeviceRecord | None:
+        return self._records.get(device_id)
+
+    def records(self) -> list[DeviceRecord]:
+        """All records; online ones have ``last_seen`` = now."""
+        now = self._clock.wall()
+        out = [
+            msgspec.structs.replace(r, last_seen=now) if r.online else r
+            for r in self._records.values()
+        ]
+        return sorted(out, key=lambda r: (not r.is_self, not r.online, r.name, r.device_id))
+
+    def online_ids(self) -> set[str]:
+        return {d for d, r in self._records.items() if r.online}
+
+    def seen(self, ann: Announcement, *, is_self: bool = False) -> DirectoryEvent:
+        """A device is online, with this announcement."""
+        now = self._clock.wall()
+        old = self._records.get(ann.device_id)
+        rec = DeviceRecord(
+            device_id=ann.device_id,
+            name=ann.name,
+            type=ann.profile.type,
+            vendor=ann.profile.vendor,
+            model=ann.profile.model,
+            security_level=ann.profile.security_level,
+            capabilities=ann.profile.capabilities(),
+            summary=ann.profile.summary(),
+            online=True,
+            first_seen=old.first_seen if old else now,
+            last_seen=now,
+            is_self=is_self,
+            profile=ann.profile,
+        )
+        kind: EventKind = "updated" if old is not None and old.online else "joined"
+        return self._commit(rec, kind, now)
+
+    def lost(self, device_id: str) -> DirectoryEvent | None:
+        """A device went offline; None if it was not known to be online."""
+        old = self._records.get(device_id)
+        if old is None or not old.online:
+            return None
+        now = self._clock.wall()
+        rec = msgspec.structs.replace(old, online=False, last_seen=now)
+        return self._commit(rec, "left", now)
+
+    def _commit(self, rec: DeviceRecord, kind: EventKind, now: float) -> DirectoryEvent:
+        self._records[rec.device_id] = rec
+        if self._save is not None:
+            try:
+                self._save(rec)
+            except Exception:
+                log.exception("cannot persist directory record %s", rec.device_id)
+        event = DirectoryEvent(kind, rec, now)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("directory listener failed")
+        return event
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` for every join, leave and update; returns the undo."""
+        self._listeners.append(listener)
+
+        def undo() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return undo
+
+    async def events(self, maxsize: int = 1024) -> AsyncIterator[DirectoryEvent]:
+        """Joins and leaves as an async iterator. A consumer that falls ``maxsize``
+        events behind loses the oldest ones rather than growing memory."""
+        queue: asyncio.Queue[DirectoryEvent] = asyncio.Queue(maxsize)
+
+        def push(event: DirectoryEvent) -> None:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(event)
+
+        undo = self.subscribe(push)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            undo()

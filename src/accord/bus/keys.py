@@ -1,0 +1,32 @@
+"""The key-expression layout (documented in docs/protocol.md).
+
+Everything Accord puts on Zenoh lives under ``accord/v1/``.
+"""
+
+from __future__ import annotations
+
+from accord.wire.messages import DEVICE_ID
+
+ROOT = "accord/v1"
+PRESENCE_PREFIX = f"{ROOT}/presence"
+ANNOUNCE_PREFIX = f"{ROOT}/announce"
+PRESENCE_ALL = f"{PRESENCE_PREFIX}/*"
+
+
+def presence_key(device_id: str) -> str:
+    """Liveliness token a running node declares."""
+    return f"{PRESENCE_PREFIX}/{device_id}"
+
+
+def announce_key(device_id: str) -> str:
+    """Queryable that answers with the node's announcement."""
+    return f"{ANNOUNCE_PREFIX}/{device_id}"
+
+
+def device_from_presence(key: str) -> str | None:
+    """The device id in a presence key, or None if the key is not a valid one."""
+    prefix = PRESENCE_PREFIX + "/"
+    if not key.startswith(prefix):
+        return None
+    device_id = key[len(prefix) :]
+    return device_id if DEVICE_ID.match(device_id) else None

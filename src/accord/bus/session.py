@@ -1,0 +1,175 @@
+"""The one seam between Zenoh's threads and asyncio.
+
+Zenoh calls back on its own threads. Every callback is handed to the event loop
+here, with exceptions caught and logged (Zenoh swallows them otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import zenoh
+
+from accord.bus.settings import BusSettings, zenoh_config
+from accord.errors import TransportError
+
+log = logging.getLogger(__name__)
+
+Undo = Callable[[], None]
+
+
+def explain_open_error(exc: Exception, settings: BusSettings) -> TransportError:
+    """Turn Zenoh's open errors into one line that says what to do."""
+    text = str(exc)
+    if "Unable to connect" in text:
+        targets = re.findall(r"[a-z]+/[^\s\),\]]+", text.split("at /")[0])
+        where = ", ".join(t for t in targets if "/" in t) or ", ".join(settings.connect)
+        return TransportError(
+            f"cannot reach --connect endpoint {where}: is a node listening there? "
+            "(start it first, or drop that --connect)"
+        )
+    if "in use" in text or "Address already" in text or "bind" in text.lower():
+        return TransportError(
+            f"cannot listen on {', '.join(settings.listen) or 'the default endpoint'}: "
+            "the address is already in use; choose another --listen port"
+        )
+    if "listen" in text.lower() or "locator" in text.lower() or "endpoint" in text.lower():
+        return TransportError(f"invalid or unusable endpoint: {text.split(' at /')[0]}")
+    return TransportError(f"cannot open the Zenoh session: {text.split(' at /')[0]}")
+
+
+class Bus:
+    """An open Zenoh session bound to one asyncio loop."""
+
+    def __init__(self, session: zenoh.Session, loop: asyncio.AbstractEventLoop, label: str):
+        self._session = session
+        self._loop = loop
+        self._label = label
+        self._closed = False
+
+    @classmethod
+    async def open(cls, settings: BusSettings, label: str) -> Bus:
+        loop = asyncio.get_running_loop()
+        conf = zenoh_config(settings)
+        try:
+            session = await loop.run_in_executor(None, zenoh.open, conf)
+        except zenoh.ZError as exc:
+            raise explain_open_error(exc, settings) from exc
+        return cls(session, loop, label)
+
+    @property
+    def zid(self) -> str:
+        return str(self._session.zid())
+
+    def peer_count(self) -> int:
+        """How many Zenoh peers this session has a transport to."""
+        try:
+            return len(self._session.info.peers_zid())
+        except zenoh.ZError:
+            return 0
+
+    def to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the event loop; safe to call from any Zenoh thread."""
+
+        def guarded() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("%s: handler %s failed", self._label, getattr(fn, "__name__", fn))
+
+        try:
+            self._loop.call_soon_threadsafe(guarded)
+        except RuntimeError:  # loop already closed: we are shutting down
+            pass
+
+    def declare_token(self, key: str) -> Undo:
+        token = self._session.liveliness().declare_token(key)
+        return _once(token.undeclare)
+
+    def watch_liveliness(self, key: str, on_change: Callable[[str, bool], None]) -> Undo:
+        """Call ``on_change(key, alive)`` on the loop for every token matching ``key``,
+        starting with those already alive."""
+
+        def callback(sample: zenoh.Sample) -> None:
+            try:
+                alive = sample.kind == zenoh.SampleKind.PUT
+                self.to_loop(on_change, str(sample.key_expr), alive)
+            except Exception:
+                log.exception("%s: liveliness callback failed", self._label)
+
+        sub = self._session.liveliness().declare_subscriber(key, callback, history=True)
+        return _once(sub.undeclare)
+
+    def serve_bytes(self, key: str, payload: Callable[[], bytes]) -> Undo:
+        """Answer queries on ``key`` with ``payload()``, directly on the Zenoh thread
+        (``payload`` must be thread-safe and cheap)."""
+
+        def callback(query: zenoh.Query) -> None:
+            try:
+                query.reply(key, payload())
+            except Exception:
+                log.exception("%s: queryable %s failed", self._label, key)
+
+        queryable = self._session.declare_queryable(key, callback)
+        return _once(queryable.undeclare)
+
+    async def get(self, selector: str, timeout: float) -> list[tuple[str, bytes]]:
+        """All successful replies to a query, as (key, payload). Error replies are
+        logged and dropped. An empty list means nobody answered in time."""
+        done: asyncio.Future[None] = self._loop.create_future()
+        replies: list[tuple[str, bytes]] = []
+
+        def on_reply(reply: zenoh.Reply) -> None:
+            try:
+                ok = reply.ok
+                if ok is not None:
+                    replies.append((str(ok.key_expr), ok.payload.to_bytes()))
+                else:
+                    log.debug("%s: error reply to %s", self._label, selector)
+            except Exception:
+                log.exception("%s: reply handler failed", self._label)
+
+        def on_done() -> None:
+            self.to_loop(_resolve, done)
+
+        handler = zenoh.handlers.Callback(on_reply, on_done)
+        try:
+            self._session.get(selector, handler, timeout=timeout)
+        except zenoh.ZError as exc:
+            raise TransportError(f"query {selector} failed: {exc}") from exc
+        await done
+        return replies
+
+    def put(self, key: str, payload: bytes) -> None:
+        self._session.put(key, payload)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._loop.run_in_executor(None, self._session.close)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _once(fn: Callable[[], None]) -> Undo:
+    called = False
+
+    def undo() -> None:
+        nonlocal called
+        if called:
+            return
+        called = True
+        try:
+            fn()
+        except zenoh.ZError:
+            log.debug("undeclare after session close ignored")
+
+    return undo

@@ -1,0 +1,85 @@
+"""Named, overridable transport settings, and their translation to a Zenoh config."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import msgspec
+import zenoh
+
+from accord.errors import TransportError
+
+Millis = Annotated[int, msgspec.Meta(ge=1, le=3_600_000)]
+
+
+class BusSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Transport settings. Defaults meet the presence bounds in docs/performance.md:
+    a clean stop or a killed peer is seen offline at once (its links close), a frozen
+    or vanished host within ``lease_ms``, and a restarted peer is reconnected within
+    ``retry_max_ms`` of its start."""
+
+    listen: tuple[str, ...] = ()
+    connect: tuple[str, ...] = ()
+    multicast: bool = True
+    lease_ms: Millis = 1500
+    keep_alive: Annotated[int, msgspec.Meta(ge=1, le=100)] = 4
+    connect_timeout_ms: Millis = 2000
+    retry_init_ms: Millis = 100
+    retry_max_ms: Millis = 400
+    query_timeout_ms: Millis = 2000
+    shared_memory: bool = False
+    zenoh_overrides: dict[str, str] = {}
+
+    def with_overrides(self, pairs: list[str]) -> BusSettings:
+        """Apply ``name=value`` overrides (``zenoh.<path>=<json5>`` passes raw Zenoh config)."""
+        fields = msgspec.to_builtins(self)
+        overrides = dict(self.zenoh_overrides)
+        for pair in pairs:
+            name, sep, value = pair.partition("=")
+            name = name.strip()
+            if not sep:
+                raise TransportError(f"setting {pair!r} is not NAME=VALUE")
+            if name.startswith("zenoh."):
+                overrides[name[len("zenoh.") :].replace(".", "/")] = value
+                continue
+            if name not in fields or name in ("listen", "connect", "zenoh_overrides"):
+                settable = sorted(set(fields) - {"listen", "connect", "zenoh_overrides"})
+                raise TransportError(
+                    f"unknown setting {name!r}; known: {', '.join(settable)}, zenoh.<path>"
+                )
+            fields[name] = value
+        fields["zenoh_overrides"] = overrides
+        try:
+            return msgspec.convert(fields, BusSettings, strict=False)
+        except msgspec.ValidationError as exc:
+            raise TransportError(f"invalid setting: {exc}") from exc
+
+
+def zenoh_config(settings: BusSettings) -> zenoh.Config:
+    conf = zenoh.Config()
+
+    def put(key: str, value: object) -> None:
+        conf.insert_json5(key, json.dumps(value))
+
+    try:
+        put("mode", "peer")
+        put("listen/endpoints", list(settings.listen) or ["tcp/[::]:0"])
+        put("connect/endpoints", list(settings.connect))
+        put("connect/timeout_ms", settings.connect_timeout_ms)
+        put("connect/exit_on_failure", True)
+        retry = {
+            "period_init_ms": settings.retry_init_ms,
+            "period_max_ms": settings.retry_max_ms,
+            "period_increase_factor": 1.5,
+        }
+        put("connect/retry", retry)
+        put("scouting/multicast/enabled", settings.multicast)
+        put("transport/link/tx/lease", settings.lease_ms)
+        put("transport/link/tx/keep_alive", settings.keep_alive)
+        put("transport/shared_memory/enabled", settings.shared_memory)
+        for key, raw in settings.zenoh_overrides.items():
+            conf.insert_json5(key, raw)
+    except zenoh.ZError as exc:
+        raise TransportError(f"invalid Zenoh setting: {exc}") from exc
+    return conf

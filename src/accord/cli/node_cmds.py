@@ -1,0 +1,143 @@
+"""Commands for one device: init, up, down, status, devices, profiles."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from accord.cli.options import HomeOpt, JsonOpt, home_path
+from accord.cli.render import devices_table, status_table
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def init(
+    home: Path | None = HomeOpt,
+    profile: str | None = typer.Option(
+        None, "--profile", "-p", help="A built-in profile (see: accord profiles)."
+    ),
+    profile_file: Path | None = typer.Option(
+        None, "--profile-file", help="Your own profile TOML file."
+    ),
+    name: str | None = typer.Option(None, "--name", "-n", help="Display name of this device."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing home (new identity)."),
+) -> None:
+    """Create a device home: profile, identity and data folder."""
+    from accord.home import init_home
+
+    path = home_path(home)
+    h = init_home(path, profile_name=profile, profile_file=profile_file, name=name, force=force)
+    out.print(f"Created [bold]{h.name}[/] ({h.profile.vendor} {h.profile.model}) in {path}")
+    out.print(f"Device id {h.device_id}, key fingerprint {h.identity.fingerprint}")
+    out.print(f"Start it with: accord up --home {path}")
+
+
+def up(
+    home: Path | None = HomeOpt,
+    listen: list[str] = typer.Option([], "--listen", "-l", help="Zenoh endpoint to listen on."),
+    connect: list[str] = typer.Option([], "--connect", "-c", help="Zenoh endpoint to connect to."),
+    no_multicast: bool = typer.Option(
+        False, "--no-multicast", help="No multicast scouting (use --connect)."
+    ),
+    setting: list[str] = typer.Option(
+        [], "--set", "-s", help="Override a setting, e.g. lease_ms=3000 or zenoh.<path>=<json5>."
+    ),
+) -> None:
+    """Run this device in the foreground until Ctrl-C or SIGTERM."""
+    from accord.bus.settings import BusSettings
+    from accord.home import open_home
+
+    h = open_home(home_path(home))
+    settings = BusSettings(
+        listen=tuple(listen), connect=tuple(connect), multicast=not no_multicast
+    ).with_overrides(setting)
+    asyncio.run(_run(h, settings))
+
+
+async def _run(h: Any, settings: Any) -> None:
+    from accord.node import Node
+
+    node = Node(h, settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, node.stopping.set)
+    async with node:
+        err.print(f"[bold]{h.name}[/] is up as {h.device_id}; Ctrl-C to leave", highlight=False)
+        await node.run_until_stopped()
+    err.print(f"{h.name} left", highlight=False)
+
+
+def _client(home: Path | None) -> Any:
+    from accord.control.client import ControlClient
+    from accord.home import SOCKET_NAME
+
+    return ControlClient(home_path(home) / "run" / SOCKET_NAME)
+
+
+def down(home: Path | None = HomeOpt) -> None:
+    """Ask the node running on this home to leave."""
+    _client(home).call("stop")
+    out.print("stopping")
+
+
+def status(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
+    """This node's own state."""
+    data = _client(home).call("status")
+    if as_json:
+        _print_json(data)
+    else:
+        out.print(status_table(data))
+
+
+def devices(
+    home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
+    watch: bool = typer.Option(False, "--watch", "-w", help="Print joins and leaves as they come."),
+) -> None:
+    """The devices this node knows: online or not, what they are, when last seen."""
+    client = _client(home)
+    if watch:
+        for event in client.stream("watch"):
+            if as_json:
+                sys.stdout.write(json.dumps(event) + "\n")
+                sys.stdout.flush()
+            else:
+                d = event["device"]
+                out.print(f"{event['kind']:8} {d['name']} ({d['type']}, {d['device_id'][:10]})")
+        return
+    records = client.call("devices")
+    if as_json:
+        _print_json(records)
+    else:
+        out.print(devices_table(records))
+
+
+def profiles(as_json: bool = JsonOpt) -> None:
+    """List the built-in device profiles."""
+    from accord.profile import builtin_names, load_builtin, to_dict
+
+    names = builtin_names()
+    if as_json:
+        _print_json({n: to_dict(load_builtin(n)) for n in names})
+        return
+    for n in names:
+        p = load_builtin(n)
+        out.print(f"[bold]{n:14}[/] {p.type:13} {p.vendor} {p.model} ({p.security_level}): "
+                  f"{p.summary()}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (init, up, down, status, devices, profiles):
+        app.command()(fn)

@@ -1,0 +1,56 @@
+"""One exception root for Accord, with families by phase and by who is at fault.
+
+Every error a user can meet says what went wrong and, where there is one, what to
+do next. Foreign exceptions are translated at the boundary (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+
+class AccordError(Exception):
+    """Root of every error Accord raises on purpose."""
+
+
+class ProfileError(AccordError):
+    """A device profile is missing, malformed or invalid."""
+
+
+class HomeError(AccordError):
+    """The device home is missing, not writable, or already initialised."""
+
+
+class NodeAlreadyRunning(HomeError):
+    """Another node already runs on this home."""
+
+
+class TransportError(AccordError):
+    """Zenoh could not be opened or a link could not be set up."""
+
+
+class WireError(AccordError):
+    """Bytes received from a peer do not form a valid Accord message (the peer's fault)."""
+
+
+class ControlError(AccordError):
+    """The local control API could not be reached or refused a request."""
+
+
+class NodeNotRunning(ControlError):
+    """No node answers on this home's control socket."""
+
+
+class RemoteError(AccordError):
+    """A remote call failed on the other side."""
+
+    def __init__(self, remote_type: str, message: str) -> None:
+        super().__init__(f"{remote_type}: {message}")
+        self.remote_type = remote_type
+        self.remote_message = message
+
+
+class DeviceUnavailable(AccordError):
+    """The device asked for is not online."""
+
+
+class SimError(AccordError):
+    """A simulated household could not be started."""

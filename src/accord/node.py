@@ -1,0 +1,165 @@
+"""The device runtime: composes home, transport, presence and the control API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from accord.bus.directory import DeviceDirectory, DirectoryEvent
+from accord.bus.directory_db import DirectoryDB
+from accord.bus.presence import Presence
+from accord.bus.session import Bus
+from accord.bus.settings import BusSettings
+from accord.clock import Clock, SystemClock
+from accord.control.server import ControlServer
+from accord.home import Home, HomeLock, check_socket_path
+from accord.wire.messages import PROTOCOL_VERSION, Announcement
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    """One running device. ``async with Node(...)`` starts it; leaving stops it."""
+
+    def __init__(self, home: Home, settings: BusSettings, clock: Clock | None = None) -> None:
+        self.home = home
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.stopping = asyncio.Event()
+        self._lock = HomeLock(home)
+        self._db: DirectoryDB | None = None
+        self._bus: Bus | None = None
+        self._presence: Presence | None = None
+        self._control: ControlServer | None = None
+        self._started_wall = 0.0
+        self._started_mono = 0.0
+        self.directory: DeviceDirectory | None = None
+
+    @property
+    def name(self) -> str:
+        return self.home.name
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        check_socket_path(self.home.socket_path)
+        self._lock.acquire()
+        try:
+            await self._start_parts()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_parts(self) -> None:
+        self._started_wall = self.clock.wall()
+        self._started_mono = self.clock.monotonic()
+        self._db = DirectoryDB(self.home.data_dir / "directory.sqlite3")
+        self.directory = DeviceDirectory(self.clock, load=self._db.load, save=self._db.save)
+        self._bus = await Bus.open(self.settings, self.name)
+        announcement = Announcement(
+            v=PROTOCOL_VERSION,
+            device_id=self.home.device_id,
+            name=self.name,
+            public_key=self.home.identity.public_bytes,
+            profile=self.home.profile,
+            started_at=self._started_wall,
+            capabilities=self.home.profile.capabilities(),
+        )
+        self._presence = Presence(
+            self._bus,
+            announcement,
+            self.directory,
+            query_timeout=self.settings.query_timeout_ms / 1000,
+        )
+        await self._presence.start()
+        self._control = ControlServer(self.home.socket_path, self.name)
+        self._control.add("status", self._status)
+        self._control.add("devices", self._devices)
+        self._control.add("stop", self._stop_request)
+        self._control.add_stream("watch", self._watch)
+        await self._control.start()
+        log.info("%s: up as %s", self.name, self.home.device_id)
+
+    async def stop(self) -> None:
+        """Leave cleanly: undeclare the token first so peers see us go at once."""
+        if self._control is not None:
+            await self._control.stop()
+            self._control = None
+        if self._presence is not None:
+            await self._presence.stop()
+            self._presence = None
+        if self._bus is not None:
+            await self._bus.close()
+            self._bus = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._lock.release()
+
+    async def run_until_stopped(self) -> None:
+        await self.stopping.wait()
+
+    # -- control methods -------------------------------------------------
+
+    async def _status(self, _params: dict[str, Any]) -> dict[str, Any]:
+        assert self.directory is not None and self._bus is not None
+        profile = self.home.profile
+        return {
+            "device_id": self.home.device_id,
+            "name": self.name,
+            "type": profile.type,
+            "vendor": profile.vendor,
+            "model": profile.model,
+            "security_level": profile.security_level,
+            "capabilities": profile.capabilities(),
+            "summary": profile.summary(),
+            "home": str(self.home.path),
+            "pid": os.getpid(),
+            "zid": self._bus.zid,
+            "started_at": self._started_wall,
+            "uptime_s": round(self.clock.monotonic() - self._started_mono, 3),
+            "zenoh_peers": self._bus.peer_count(),
+            "devices_online": len(self.directory.online_ids()),
+            "devices_known": len(self.directory.records()),
+            "listen": list(self.settings.listen),
+            "connect": list(self.settings.connect),
+            "multicast": self.settings.multicast,
+            "lease_ms": self.settings.lease_ms,
+        }
+
+    async def _devices(self, _params: dict[str, Any]) -> list[Any]:
+        assert self.directory is not None
+        return [_record_json(r) for r in self.directory.records()]
+
+    async def _stop_request(self, _params: dict[str, Any]) -> dict[str, bool]:
+        self.stopping.set()
+        return {"stopping": True}
+
+    async def _watch(self, _params: dict[str, Any]) -> AsyncIterator[Any]:
+        assert self.directory is not None
+        events = self.directory.events()
+        try:
+            async for event in events:
+                yield _event_json(event)
+        finally:
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
+
+
+def _record_json(record: Any) -> Any:
+    return msgspec.to_builtins(record)
+
+
+def _event_json(event: DirectoryEvent) -> Any:
+    return {"kind": event.kind, "at": event.at, "device": _record_json(event.device)}

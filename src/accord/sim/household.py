@@ -1,0 +1,197 @@
+"""Start a household of real node processes on loopback, watch it, and stop it cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, IO
+
+from accord.control.client import ControlClient
+from accord.errors import AccordError, SimError
+from accord.home import SOCKET_NAME, init_home, open_home
+
+DEFAULT_DEVICES = ("nokia-x60", "tablet", "laptop", "tv", "midea-fridge")
+READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the sim itself dies, so nothing is orphaned."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class SimDevice:
+    profile: str
+    home: Path
+    port: int
+    name: str = ""
+    device_id: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp/127.0.0.1:{self.port}"
+
+    @property
+    def client(self) -> ControlClient:
+        return ControlClient(self.home / "run" / SOCKET_NAME, timeout=2.0)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Household:
+    """A set of device homes under one folder, each run as ``accord up`` in a child."""
+
+    def __init__(
+        self,
+        profiles: list[str],
+        folder: Path,
+        *,
+        settings: list[str] | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        if not profiles:
+            raise SimError("a household needs at least one device")
+        self.folder = folder
+        self.python = python
+        self.settings = settings or []
+        self.devices: list[SimDevice] = []
+        counts: dict[str, int] = {}
+        for profile in profiles:
+            counts[profile] = counts.get(profile, 0) + 1
+            suffix = f"-{counts[profile]}" if counts[profile] > 1 else ""
+            self.devices.append(SimDevice(profile, folder / f"{profile}{suffix}", 0))
+
+    def prepare(self) -> None:
+        """Create (or reuse) each device's home."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for dev in self.devices:
+            try:
+                home = open_home(dev.home)
+            except AccordError:
+                home = init_home(dev.home, profile_name=dev.profile, force=True)
+            dev.name, dev.device_id = home.name, home.device_id
+
+    def start(self, on_progress: Any = None) -> None:
+        """Start every node, each connecting to those already up, and wait until ready."""
+        self.prepare()
+        for i, dev in enumerate(self.devices):
+            dev.port = free_port()
+            self._spawn(dev, [d.endpoint for d in self.devices[:i]])
+            self._wait_ready(dev)
+            if on_progress is not None:
+                on_progress(dev)
+
+    def _spawn(self, dev: SimDevice, connect: list[str]) -> None:
+        cmd = [self.python, "-m", "accord", "up", "--home", str(dev.home), "--no-multicast"]
+        cmd += ["--listen", dev.endpoint]
+        for ep in connect:
+            cmd += ["--connect", ep]
+        for s in self.settings:
+            cmd += ["--set", s]
+        dev.log = open(dev.home / "node.log", "ab")  # noqa: SIM115 - closed in stop()
+        dev.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=dev.log,
+            stderr=dev.log,
+            start_new_session=True,  # Ctrl-C reaches the sim only; it stops the children
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
+        )
+
+    def _wait_ready(self, dev: SimDevice) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if not dev.running:
+                raise SimError(f"{dev.profile} exited at start; see {dev.home / 'node.log'}")
+            try:
+                dev.client.call("status")
+            except AccordError:
+                time.sleep(0.05)
+                continue
+            return
+        raise SimError(f"{dev.profile} was not ready within {READY_TIMEOUT:g} s")
+
+    def restart(self, dev: SimDevice) -> None:
+        """Start a stopped device again, connecting to every other running one."""
+        others = [d.endpoint for d in self.devices if d is not dev and d.running]
+        self._spawn(dev, others)
+        self._wait_ready(dev)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM every child, then SIGKILL those still there after ``timeout``."""
+        for dev in self.devices:
+            if dev.running:
+                assert dev.proc is not None
+                with contextlib.suppress(ProcessLookupError):
+                    dev.proc.send_signal(signal.SIGCONT)  # a frozen child must hear SIGTERM
+                    dev.proc.terminate()
+        deadline = time.monotonic() + timeout
+        for dev in self.devices:
+            if dev.proc is None:
+                continue
+            try:
+                dev.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(dev.proc.pid, signal.SIGKILL)
+                dev.proc.wait()
+            if dev.log is not None:
+                dev.log.close()
+                dev.log = None
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Each device's process state and what its node sees."""
+        views: dict[str, list[dict[str, Any]]] = {}
+        for dev in self.devices:
+            if dev.running:
+                with contextlib.suppress(AccordError):
+                    views[dev.device_id] = dev.client.call("devices")
+        rows = []
+        for dev in self.devices:
+            sees = views.get(dev.device_id)
+            seen_by = sum(
+                1
+                for viewer, recs in views.items()
+                if viewer != dev.device_id
+                and any(r["device_id"] == dev.device_id and r["online"] for r in recs)
+            )
+            rows.append(
+                {
+                    "profile": dev.profile,
+                    "name": dev.name,
+                    "device_id": dev.device_id,
+                    "pid": dev.proc.pid if dev.proc else None,
+                    "running": dev.running,
+                    "endpoint": dev.endpoint,
+                    "sees_online": None if sees is None else sum(r["online"] for r in sees),
+                    "seen_by": seen_by,
+                    "summary": next(
+                        (r["summary"] for r in sees or [] if r["device_id"] == dev.device_id), ""
+                    ),
+                }
+            )
+        return rows

@@ -1,0 +1,62 @@
+"""Messages on the wire, encoded as MessagePack maps (see docs/protocol.md).
+
+Decoding is the one place peer bytes become structs: any input either decodes
+to a valid message or raises :class:`WireError`; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import msgspec
+
+from accord.errors import WireError
+from accord.profile import Profile, _check
+
+PROTOCOL_VERSION = 1
+MAX_ANNOUNCEMENT_BYTES = 64 * 1024
+
+DEVICE_ID = re.compile(r"^[a-z2-7]{26}$")
+DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[a-z2-7]{26}$")]
+
+
+class Announcement(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """What a device tells anyone who asks: who it is and what it has."""
+
+    v: int
+    device_id: DeviceId
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    public_key: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    profile: Profile
+    started_at: float
+    capabilities: list[str] = []
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Announcement)
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_announcement(data: bytes) -> Announcement:
+    """Decode and validate a peer's announcement."""
+    if len(data) > MAX_ANNOUNCEMENT_BYTES:
+        raise WireError(f"announcement of {len(data)} bytes exceeds {MAX_ANNOUNCEMENT_BYTES}")
+    try:
+        ann = _decoder.decode(data)
+    except msgspec.DecodeError as exc:  # ValidationError is a subclass
+        raise WireError(f"invalid announcement: {exc}") from exc
+    if ann.v != PROTOCOL_VERSION:
+        raise WireError(f"unsupported protocol version {ann.v} (this node speaks 1)")
+    try:
+        _check(ann.profile)
+    except Exception as exc:
+        raise WireError(f"invalid announcement profile: {exc}") from exc
+    from accord.identity import device_id_for
+
+    if device_id_for(ann.public_key) != ann.device_id:
+        raise WireError("announcement device_id does not match its public key")
+    return ann

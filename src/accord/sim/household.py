@@ -10,9 +10,9 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, IO
+from typing import Any
 
 from accord.control.client import ControlClient
 from accord.errors import AccordError, SimError
@@ -47,7 +47,6 @@ class SimDevice:
     name: str = ""
     device_id: str = ""
     proc: subprocess.Popen[bytes] | None = None
-    log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -112,15 +111,15 @@ class Household:
             cmd += ["--connect", ep]
         for s in self.settings:
             cmd += ["--set", s]
-        dev.log = open(dev.home / "node.log", "ab")  # noqa: SIM115 - closed in stop()
-        dev.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=dev.log,
-            stderr=dev.log,
-            start_new_session=True,  # Ctrl-C reaches the sim only; it stops the children
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
-        )
+        with open(dev.home / "node.log", "ab") as log:  # the child keeps its own copy
+            dev.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # Ctrl-C reaches the sim only; it stops the children
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )
 
     def _wait_ready(self, dev: SimDevice) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -159,9 +158,6 @@ class Household:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(dev.proc.pid, signal.SIGKILL)
                 dev.proc.wait()
-            if dev.log is not None:
-                dev.log.close()
-                dev.log = None
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Each device's process state and what its node sees."""

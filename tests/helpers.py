@@ -1,0 +1,61 @@
+"""Helpers for process-level tests: run the CLI, wait for conditions with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from accord.control.client import ControlClient
+from accord.errors import AccordError
+
+T = TypeVar("T")
+
+
+def accord(*args: str, timeout: float = 30.0, env: dict[str, str] | None = None) -> (
+    subprocess.CompletedProcess[str]
+):
+    """Run the real ``accord`` command (as ``python -m accord``)."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "accord", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def accord_json(*args: str) -> Any:
+    proc = accord(*args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def wait_for(
+    condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.02
+) -> T:
+    """Poll ``condition`` until it returns a truthy value, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+
+
+def online_ids(home: Path) -> set[str]:
+    """The device ids the node on ``home`` sees online (empty if it does not answer)."""
+    client = ControlClient(home / "run" / "control.sock", timeout=2.0)
+    try:
+        return {r["device_id"] for r in client.call("devices") if r["online"]}
+    except AccordError:
+        return set()

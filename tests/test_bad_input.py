@@ -1,0 +1,193 @@
+"""Bad input from the user gets one clear line and a non-zero exit; bad input from a
+peer gets a logged warning and never crashes the node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import zenoh
+
+from accord.bus import keys
+from accord.bus.settings import BusSettings, zenoh_config
+from accord.identity import Identity
+from accord.profile import load_builtin
+from accord.sim.household import free_port
+from accord.wire.messages import PROTOCOL_VERSION, Announcement, encode
+from tests.helpers import accord, online_ids, wait_for
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:"), lines
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, (needle, proc.stderr)
+
+
+def test_unknown_profile_name(short_tmp: Path) -> None:
+    proc = accord("init", "--home", str(short_tmp / "h"), "--profile", "nokia-x99")
+    _one_line_error(proc, "unknown profile", "nokia-x60")
+    assert not (short_tmp / "h").exists()
+
+
+def test_malformed_profile_file(short_tmp: Path) -> None:
+    bad = short_tmp / "bad.toml"
+    bad.write_text('name = "x"\nvendor = [unclosed\n')
+    proc = accord("init", "--home", str(short_tmp / "h"), "--profile-file", str(bad))
+    _one_line_error(proc, str(bad), "malformed TOML")
+
+
+def test_invalid_profile_names_file_and_field(short_tmp: Path) -> None:
+    text = load_builtin("tablet")
+    bad = short_tmp / "bad.toml"
+    raw = msgspec.to_builtins(text)
+    raw["hardware"]["battery"]["capacity_mah"] = -5
+    import tomli_w
+
+    bad.write_text(tomli_w.dumps(raw))
+    proc = accord("init", "--home", str(short_tmp / "h"), "--profile-file", str(bad))
+    _one_line_error(proc, str(bad), "$.hardware.battery.capacity_mah")
+
+
+def test_existing_home_needs_force(short_tmp: Path) -> None:
+    home = str(short_tmp / "h")
+    assert accord("init", "--home", home, "--profile", "tv").returncode == 0
+    _one_line_error(accord("init", "--home", home, "--profile", "tv"), "--force")
+    assert accord("init", "--home", home, "--profile", "tv", "--force").returncode == 0
+
+
+def test_home_not_writable(short_tmp: Path) -> None:
+    blocker = short_tmp / "file"
+    blocker.write_text("not a folder")
+    _one_line_error(
+        accord("init", "--home", str(blocker / "h"), "--profile", "tv"), "cannot create"
+    )
+
+
+def test_up_without_home(short_tmp: Path) -> None:
+    _one_line_error(accord("up", "--home", str(short_tmp / "nothing")), "accord init")
+
+
+def test_commands_without_running_node(short_tmp: Path) -> None:
+    home = str(short_tmp / "h")
+    accord("init", "--home", home, "--profile", "tv")
+    _one_line_error(accord("devices", "--home", home), "no node is running", "accord up")
+
+
+def test_env_home_replaces_flag(short_tmp: Path) -> None:
+    home = str(short_tmp / "envhome")
+    proc = accord("init", "--profile", "laptop", env={"ACCORD_HOME": home})
+    assert proc.returncode == 0, proc.stderr
+    assert (Path(home) / "device.toml").exists()
+
+
+@pytest.fixture
+def running(short_tmp: Path) -> Iterator[tuple[Path, int]]:
+    """One node running on 127.0.0.1, as a real process."""
+    home = short_tmp / "n1"
+    assert accord("init", "--home", str(home), "--profile", "nokia-x60").returncode == 0
+    port = free_port()
+    cmd = [sys.executable, "-m", "accord", "up", "--home", str(home), "--no-multicast"]
+    with open(home / "node.log", "wb") as log:
+        proc = subprocess.Popen(
+            [*cmd, "--listen", f"tcp/127.0.0.1:{port}"], stdout=log, stderr=log
+        )
+    try:
+        wait_for(lambda: online_ids(home), 15.0, "node to start")
+        yield home, port
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0, (home / "node.log").read_text()
+
+
+def test_second_node_on_same_home_refuses(running: tuple[Path, int]) -> None:
+    home, _ = running
+    _one_line_error(
+        accord("up", "--home", str(home), "--no-multicast", "--listen", "tcp/127.0.0.1:0"),
+        "already running",
+    )
+
+
+def test_port_in_use(running: tuple[Path, int], short_tmp: Path) -> None:
+    _, port = running
+    other = short_tmp / "n2"
+    accord("init", "--home", str(other), "--profile", "tv")
+    proc = accord(
+        "up", "--home", str(other), "--no-multicast", "--listen", f"tcp/127.0.0.1:{port}"
+    )
+    _one_line_error(proc, "already in use")
+
+
+def test_unreachable_connect(short_tmp: Path) -> None:
+    home = short_tmp / "n3"
+    accord("init", "--home", str(home), "--profile", "tv")
+    proc = accord(
+        "up", "--home", str(home), "--no-multicast",
+        "--listen", "tcp/127.0.0.1:0",
+        "--connect", f"tcp/127.0.0.1:{free_port()}",
+        "--set", "connect_timeout_ms=300",
+    )
+    _one_line_error(proc, "cannot reach")
+
+
+def test_unknown_setting(short_tmp: Path) -> None:
+    home = short_tmp / "n4"
+    accord("init", "--home", str(home), "--profile", "tv")
+    _one_line_error(accord("up", "--home", str(home), "--set", "lease=5"), "unknown setting")
+
+
+def test_peer_garbage_never_crashes_the_node(running: tuple[Path, int]) -> None:
+    home, port = running
+    settings = BusSettings(connect=(f"tcp/127.0.0.1:{port}",), multicast=False,
+                           listen=("tcp/127.0.0.1:0",))
+    session = zenoh.open(zenoh_config(settings))
+    entities: list[object] = []
+    try:
+        forger = Identity.generate()
+        victim = Identity.generate()
+        # 1. tokens under Accord's prefix that are not device ids
+        for bad in ("NOT-AN-ID", "a" * 26 + "/extra", "\u00e9" * 26):
+            entities.append(session.liveliness().declare_token(f"{keys.PRESENCE_PREFIX}/{bad}"))
+        # 2. a well-formed id whose announcement is garbage
+        junk_id = forger.device_id
+        entities.append(session.liveliness().declare_token(keys.presence_key(junk_id)))
+        entities.append(session.declare_queryable(
+            keys.announce_key(junk_id), lambda q: q.reply(q.key_expr, b"\xc1\xff garbage")
+        ))
+        # 3. an announcement that claims an id its key does not own
+        forged = Announcement(
+            v=PROTOCOL_VERSION, device_id=victim.device_id, name="Forged",
+            public_key=forger.public_bytes, profile=load_builtin("tv"), started_at=time.time(),
+        )
+        entities.append(session.liveliness().declare_token(keys.presence_key(victim.device_id)))
+        entities.append(session.declare_queryable(
+            keys.announce_key(victim.device_id), lambda q: q.reply(q.key_expr, encode(forged))
+        ))
+        # 4. garbage published and queried on the node's own keys
+        for i in range(50):
+            session.put(f"{keys.ROOT}/announce/{i}", bytes([i]) * i)
+            session.put(f"{keys.ROOT}/presence/x{i}", b"\x00")
+        replies = list(session.get(f"{keys.ROOT}/announce/**", payload=b"\xff" * 10000,
+                                   timeout=2.0))
+        assert replies, "the node should still answer announcement queries"
+        log = home / "node.log"
+        for warning in ("malformed presence key", "bad announcement", "does not match its public key"):
+            wait_for(lambda w=warning: w in log.read_text(), 5.0, f"warning {warning!r}")
+        seen = online_ids(home)
+        assert junk_id not in seen and victim.device_id not in seen
+        assert len(seen) == 1  # only itself
+        # the node still serves its control API normally
+        proc = accord("devices", "--home", str(home), "--json")
+        assert proc.returncode == 0
+        assert len(json.loads(proc.stdout)) == 1
+    finally:
+        session.close()

@@ -60,6 +60,8 @@ def sim(
         house = Household(profiles, folder or Path(tmp), settings=setting)
         try:
             _run(house, len(profiles), duration, as_json)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a person ends the sim: stop everything, exit 0
         finally:
             house.stop()
     if not as_json:

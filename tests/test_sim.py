@@ -1,0 +1,108 @@
+"""``accord sim``: starts a household of real processes and stops it with no orphans."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from accord.sim.household import Household
+from tests.helpers import accord, online_ids, wait_for
+
+
+def _procs_under(folder: Path) -> list[psutil.Process]:
+    """Processes whose command line mentions ``folder`` (our nodes)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(folder) in part for part in p.info["cmdline"] or []):
+                found.append(p)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def test_sim_json_snapshot_then_stops(short_tmp: Path) -> None:
+    folder = short_tmp / "house"
+    proc = accord("sim", "--devices", "nokia-x60,tv,midea-fridge", "--dir", str(folder), "--json",
+                  timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["profile"] for r in rows] == ["nokia-x60", "tv", "midea-fridge"]
+    assert all(r["seen_by"] == 2 and r["sees_online"] == 3 for r in rows), rows
+    assert _procs_under(folder) == []
+
+
+def test_sim_unknown_profile_starts_nothing(short_tmp: Path) -> None:
+    folder = short_tmp / "house"
+    proc = accord("sim", "--devices", "nokia-x60,toaster", "--dir", str(folder))
+    assert proc.returncode == 1
+    assert "unknown profile 'toaster'" in proc.stderr
+    assert not folder.exists()
+
+
+def test_ctrl_c_stops_every_child(short_tmp: Path) -> None:
+    folder = short_tmp / "house"
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "accord", "sim", "--devices", "tablet,laptop", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        homes = [folder / "tablet", folder / "laptop"]
+        wait_for(lambda: all(len(online_ids(h)) == 2 for h in homes), 30.0, "household up")
+        assert len(_procs_under(folder)) == 3  # the sim and two nodes
+        sim.send_signal(signal.SIGINT)
+        assert sim.wait(20) == 0
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+            sim.wait()
+    assert _procs_under(folder) == []
+
+
+def test_sim_killed_takes_its_children_along(short_tmp: Path) -> None:
+    """Even a SIGKILLed sim leaves no orphan: children die with their parent."""
+    folder = short_tmp / "house"
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "accord", "sim", "--devices", "tv", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: online_ids(folder / "tv"), 30.0, "household up")
+    finally:
+        sim.kill()
+        sim.wait()
+    wait_for(lambda: _procs_under(folder) == [], 10.0, "orphans to be gone")
+
+
+def test_hung_child_is_killed_on_stop(short_tmp: Path) -> None:
+    """A child that ignores SIGTERM is SIGKILLed after the stop timeout."""
+    wrapper = short_tmp / "stubborn-python"
+    wrapper.write_text(f"#!/bin/sh\ntrap '' TERM\n{sys.executable} \"$@\"\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    house = Household(["tv"], short_tmp / "house", python=str(wrapper))
+    house.start()
+    try:
+        dev = house.devices[0]
+        assert dev.proc is not None
+        pgid = os.getpgid(dev.proc.pid)
+    finally:
+        house.stop(timeout=0.5)
+    assert dev.proc.returncode == -signal.SIGKILL
+    wait_for(lambda: _procs_under(short_tmp / "house") == [], 10.0, "group to be gone")
+    assert not [p for p in psutil.process_iter() if _live_member(p, pgid)]
+
+
+def _live_member(p: psutil.Process, pgid: int) -> bool:
+    try:
+        return os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE
+    except (ProcessLookupError, psutil.NoSuchProcess):
+        return False

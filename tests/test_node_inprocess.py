@@ -1,0 +1,113 @@
+"""Nodes run in this process (real Zenoh on 127.0.0.1): the directory's join and
+leave events for local code, and the control socket's handling of bad requests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from accord.bus.directory import DirectoryEvent
+from accord.bus.settings import BusSettings
+from accord.control.client import ControlClient
+from accord.errors import NodeAlreadyRunning, RemoteError
+from accord.home import init_home
+from accord.node import Node
+from accord.sim.household import free_port
+
+
+def _settings(port: int, connect: tuple[str, ...] = ()) -> BusSettings:
+    return BusSettings(listen=(f"tcp/127.0.0.1:{port}",), connect=connect, multicast=False)
+
+
+@pytest.fixture
+async def first(short_tmp: Path) -> AsyncIterator[tuple[Node, int]]:
+    home = init_home(short_tmp / "a", profile_name="nokia-x60")
+    port = free_port()
+    async with Node(home, _settings(port)) as node:
+        yield node, port
+
+
+async def _next(events: AsyncIterator[DirectoryEvent], timeout: float = 5.0) -> DirectoryEvent:
+    return await asyncio.wait_for(anext(events), timeout)
+
+
+async def test_join_and_leave_events(first: tuple[Node, int], short_tmp: Path) -> None:
+    node, port = first
+    assert node.directory is not None
+    events = node.directory.events()
+    got: list[str] = []
+    undo = node.directory.subscribe(lambda e: got.append(e.kind))
+    try:
+        tablet_home = init_home(short_tmp / "b", profile_name="tablet", name="Kitchen tablet")
+        async with Node(tablet_home, _settings(free_port(), (f"tcp/127.0.0.1:{port}",))):
+            joined = await _next(events)
+            assert joined.kind == "joined"
+            assert joined.device.name == "Kitchen tablet"
+            assert joined.device.device_id == tablet_home.device_id
+            assert joined.device.profile is not None
+            assert joined.device.profile.type == "tablet"
+        left = await _next(events)
+        assert left.kind == "left"
+        assert left.device.device_id == tablet_home.device_id
+        assert not left.device.online
+        assert got == ["joined", "left"]
+    finally:
+        undo()
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def test_second_node_on_a_home_is_refused(first: tuple[Node, int]) -> None:
+    node, _ = first
+    with pytest.raises(NodeAlreadyRunning, match="already running"):
+        await Node(node.home, _settings(free_port())).start()
+
+
+async def test_directory_survives_restart_with_first_seen(short_tmp: Path) -> None:
+    a = init_home(short_tmp / "a", profile_name="tv")
+    b = init_home(short_tmp / "b", profile_name="laptop")
+    port = free_port()
+    async with Node(a, _settings(port)) as node:
+        assert node.directory is not None
+        events = node.directory.events()
+        async with Node(b, _settings(free_port(), (f"tcp/127.0.0.1:{port}",))):
+            first_seen = (await _next(events)).device.first_seen
+        await events.aclose()  # type: ignore[attr-defined]
+    async with Node(a, _settings(port)) as node:
+        assert node.directory is not None
+        rec = node.directory.get(b.device_id)
+        assert rec is not None and not rec.online and rec.first_seen == first_seen
+
+
+async def test_control_socket_rejects_garbage_and_keeps_serving(
+    first: tuple[Node, int],
+) -> None:
+    node, _ = first
+    path = node.home.socket_path
+    loop = asyncio.get_running_loop()
+
+    def raw(line: bytes) -> bytes:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(path))
+            s.sendall(line)
+            return s.makefile("rb").readline()
+
+    for junk in (b"not json\n", b"[1,2,3]\n", b'{"id": "x", "method": 5}\n', b"\xff\xfe\n"):
+        reply = msgspec.json.decode(await loop.run_in_executor(None, raw, junk))
+        assert reply["error"]["type"] == "ControlError"
+    client = ControlClient(path)
+    with pytest.raises(RemoteError, match="unknown method"):
+        await loop.run_in_executor(None, client.call, "launch-missiles")
+    status = await loop.run_in_executor(None, client.call, "status")
+    assert status["device_id"] == node.home.device_id
+
+
+async def test_control_socket_is_private(first: tuple[Node, int]) -> None:
+    node, _ = first
+    assert node.home.path.stat().st_mode & 0o077 == 0
+    assert node.home.socket_path.stat().st_mode & 0o077 == 0

@@ -28,9 +28,7 @@ def _no_leaked_processes_or_threads() -> Iterator[None]:
     while True:
         leaked = [p for p in me.children(recursive=True) if p.pid not in children_before]
         leaked = [p for p in leaked if _alive(p)]
-        threads = [
-            t for t in threading.enumerate() if t not in threads_before and t.is_alive()
-        ]
+        threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
         # asyncio's default executor threads are reused across tests; not a leak.
         threads = [t for t in threads if not t.name.startswith("asyncio_")]
         if not leaked and not threads:
@@ -44,7 +42,7 @@ def _no_leaked_processes_or_threads() -> Iterator[None]:
 
 def _alive(p: psutil.Process) -> bool:
     try:
-        return p.status() != psutil.STATUS_ZOMBIE
+        return bool(p.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 

@@ -17,9 +17,9 @@ from accord.errors import AccordError
 T = TypeVar("T")
 
 
-def accord(*args: str, timeout: float = 30.0, env: dict[str, str] | None = None) -> (
-    subprocess.CompletedProcess[str]
-):
+def accord(
+    *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``accord`` command (as ``python -m accord``)."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
@@ -59,3 +59,17 @@ def online_ids(home: Path) -> set[str]:
         return {r["device_id"] for r in client.call("devices") if r["online"]}
     except AccordError:
         return set()
+
+
+def wait_seen(home: Path, device_id: str, timeout: float, what: str) -> None:
+    """Wait until the node on ``home`` sees ``device_id`` online."""
+    wait_for(lambda: device_id in online_ids(home), timeout, what)
+
+
+def wait_gone(home: Path, device_id: str, timeout: float, what: str) -> None:
+    """Wait until the node on ``home`` sees ``device_id`` offline."""
+    wait_for(lambda: device_id not in online_ids(home), timeout, what)
+
+
+def wait_sees_all(home: Path, ids: set[str], timeout: float = 5.0) -> None:
+    wait_for(lambda: online_ids(home) == ids, timeout, f"{home.name} to see {len(ids)} devices")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SAMPLE = '''
+SAMPLE = """
 import asyncio, subprocess, sys
 
 async def test_leaks_a_task():
@@ -14,7 +14,7 @@ async def test_leaks_a_task():
 
 def test_leaks_a_process():
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-'''
+"""
 
 
 def test_leaks_are_reported(tmp_path: Path) -> None:
@@ -24,8 +24,19 @@ def test_leaks_are_reported(tmp_path: Path) -> None:
     conftest = Path(__file__).with_name("conftest.py").read_text()
     (tests / "conftest.py").write_text(conftest.replace("LEAK_GRACE_S = 5.0", "LEAK_GRACE_S = 0.3"))
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto",
-         "-o", "asyncio_default_fixture_loop_scope=function", str(tests)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "asyncio_mode=auto",
+            "-o",
+            "asyncio_default_fixture_loop_scope=function",
+            str(tests),
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,

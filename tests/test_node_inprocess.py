@@ -80,7 +80,9 @@ async def test_directory_survives_restart_with_first_seen(short_tmp: Path) -> No
     async with Node(a, _settings(port)) as node:
         assert node.directory is not None
         rec = node.directory.get(b.device_id)
-        assert rec is not None and not rec.online and rec.first_seen == first_seen
+        assert rec is not None
+        assert not rec.online
+        assert rec.first_seen == first_seen
 
 
 async def test_control_socket_rejects_garbage_and_keeps_serving(

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from accord.sim.household import Household
-from tests.helpers import accord_json, online_ids, wait_for
+from tests.helpers import (
+    accord_json,
+    online_ids,
+    wait_for,
+    wait_gone,
+    wait_seen,
+    wait_sees_all,
+)
 
 CRASH_BOUND_S = 2.0  # target 1 s
 FREEZE_BOUND_S = 6.0  # target 3 s
@@ -37,7 +44,7 @@ def _all_ids(house: Household) -> set[str]:
 def test_three_nodes_see_each_other_in_devices_json(house: Household) -> None:
     everyone = _all_ids(house)
     for dev in house.devices:
-        wait_for(lambda d=dev: online_ids(d.home) == everyone, 5.0, f"{dev.name} to see all")
+        wait_sees_all(dev.home, everyone)
         records = accord_json("devices", "--home", str(dev.home))
         assert {r["device_id"] for r in records if r["online"]} == everyone
         me = [r for r in records if r["is_self"]]
@@ -50,24 +57,16 @@ def test_three_nodes_see_each_other_in_devices_json(house: Household) -> None:
 def test_sigkill_is_seen_offline_and_restart_online(house: Household) -> None:
     everyone = _all_ids(house)
     for dev in house.devices:
-        wait_for(lambda d=dev: online_ids(d.home) == everyone, 5.0, "full mesh")
+        wait_sees_all(dev.home, everyone)
     victim, others = house.devices[0], house.devices[1:]
     assert victim.proc is not None
     victim.proc.kill()
     victim.proc.wait()
     for dev in others:
-        wait_for(
-            lambda d=dev: victim.device_id not in online_ids(d.home),
-            CRASH_BOUND_S,
-            f"{dev.name} to mark the killed node offline",
-        )
+        wait_gone(dev.home, victim.device_id, CRASH_BOUND_S, "killed node offline")
     house.restart(victim)
     for dev in others:
-        wait_for(
-            lambda d=dev: victim.device_id in online_ids(d.home),
-            RESTART_BOUND_S,
-            f"{dev.name} to see the restarted node",
-        )
+        wait_seen(dev.home, victim.device_id, RESTART_BOUND_S, "restarted node")
     records = accord_json("devices", "--home", str(others[0].home))
     rec = next(r for r in records if r["device_id"] == victim.device_id)
     assert rec["first_seen"] < rec["last_seen"]
@@ -84,9 +83,7 @@ def test_first_node_restarted_is_reconnected_by_the_others(house: Household) -> 
     house._spawn(first, [])  # restart exactly as it was first started: no --connect
     house._wait_ready(first)
     for dev in house.devices[1:]:
-        wait_for(
-            lambda d=dev: first.device_id in online_ids(d.home), RESTART_BOUND_S, "redial"
-        )
+        wait_seen(dev.home, first.device_id, RESTART_BOUND_S, "redial")
 
 
 def test_frozen_node_goes_offline_within_lease_and_returns(house: Household) -> None:
@@ -97,16 +94,10 @@ def test_frozen_node_goes_offline_within_lease_and_returns(house: Household) -> 
     frozen.proc.send_signal(signal.SIGSTOP)
     try:
         for dev in house.devices[:2]:
-            wait_for(
-                lambda d=dev: frozen.device_id not in online_ids(d.home),
-                FREEZE_BOUND_S,
-                "frozen node to be marked offline",
-            )
+            wait_gone(dev.home, frozen.device_id, FREEZE_BOUND_S, "frozen node offline")
     finally:
         frozen.proc.send_signal(signal.SIGCONT)
-    wait_for(
-        lambda: frozen.device_id in online_ids(house.devices[0].home), 5.0, "thawed node back"
-    )
+    wait_for(lambda: frozen.device_id in online_ids(house.devices[0].home), 5.0, "thawed node back")
 
 
 def test_clean_stop_is_seen_at_once_and_exits_zero(house: Household) -> None:

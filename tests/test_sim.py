@@ -30,8 +30,9 @@ def _procs_under(folder: Path) -> list[psutil.Process]:
 
 def test_sim_json_snapshot_then_stops(short_tmp: Path) -> None:
     folder = short_tmp / "house"
-    proc = accord("sim", "--devices", "nokia-x60,tv,midea-fridge", "--dir", str(folder), "--json",
-                  timeout=60)
+    proc = accord(
+        "sim", "--devices", "nokia-x60,tv,midea-fridge", "--dir", str(folder), "--json", timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["profile"] for r in rows] == ["nokia-x60", "tv", "midea-fridge"]

@@ -113,7 +113,8 @@ class Node:
     # -- control methods -------------------------------------------------
 
     async def _status(self, _params: dict[str, Any]) -> dict[str, Any]:
-        assert self.directory is not None and self._bus is not None
+        assert self.directory is not None
+        assert self._bus is not None
         profile = self.home.profile
         return {
             "device_id": self.home.device_id,

@@ -49,37 +49,37 @@ class _Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     """Base of every profile section: immutable, strict about unknown fields."""
 
 
-class Camera(_Spec):
+class Camera(_Spec, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     megapixels: Annotated[float, msgspec.Meta(gt=0, le=1000)]
     position: Literal["rear", "front", "external"] = "rear"
     optics: str = ""
 
 
-class Display(_Spec):
+class Display(_Spec, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     diagonal_in: Annotated[float, msgspec.Meta(gt=0, le=400)]
     resolution: tuple[Pixels, Pixels]
     curved: bool = False
     touch: bool = False
 
 
-class Battery(_Spec):
+class Battery(_Spec, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     capacity_mah: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 
 
-class Modem(_Spec):
+class Modem(_Spec, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     generations: Annotated[list[Literal["2G", "3G", "4G", "5G"]], msgspec.Meta(min_length=1)]
 
 
-class Chipset(_Spec):
+class Chipset(_Spec, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     name: Text
     cores: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
 
 
-class Sensors(_Spec):
+class Sensors(_Spec, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     kinds: list[Short]
 
 
-class Cabinet(_Spec):
+class Cabinet(_Spec, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """A temperature-controlled cabinet, after Matter's refrigerator device type (0x70)."""
 
     name: Short
@@ -89,15 +89,15 @@ class Cabinet(_Spec):
     temperature_sensor: bool = True
 
 
-class DoorSensor(_Spec):
+class DoorSensor(_Spec, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     doors: Annotated[list[Short], msgspec.Meta(min_length=1)]
 
 
-class Audio(_Spec):
+class Audio(_Spec, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     channels: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
-class Hardware(_Spec):
+class Hardware(_Spec, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     chipset: Chipset | None = None
     cameras: list[Camera] = []
     displays: list[Display] = []
@@ -110,7 +110,7 @@ class Hardware(_Spec):
     microphone: Audio | None = None
 
 
-class Profile(_Spec):
+class Profile(_Spec, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     name: Text
     vendor: Text
     model: Text

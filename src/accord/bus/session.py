@@ -7,6 +7,7 @@ here, with exceptions caught and logged (Zenoh swallows them otherwise).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -81,10 +82,8 @@ class Bus:
             except Exception:
                 log.exception("%s: handler %s failed", self._label, getattr(fn, "__name__", fn))
 
-        try:
+        with contextlib.suppress(RuntimeError):  # loop closed: we are shutting down
             self._loop.call_soon_threadsafe(guarded)
-        except RuntimeError:  # loop already closed: we are shutting down
-            pass
 
     def declare_token(self, key: str) -> Undo:
         token = self._session.liveliness().declare_token(key)

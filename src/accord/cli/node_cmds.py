@@ -134,8 +134,10 @@ def profiles(as_json: bool = JsonOpt) -> None:
         return
     for n in names:
         p = load_builtin(n)
-        out.print(f"[bold]{n:14}[/] {p.type:13} {p.vendor} {p.model} ({p.security_level}): "
-                  f"{p.summary()}", highlight=False)
+        out.print(
+            f"[bold]{n:14}[/] {p.type:13} {p.vendor} {p.model} ({p.security_level}): {p.summary()}",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

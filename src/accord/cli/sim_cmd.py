@@ -29,7 +29,13 @@ def _table(rows: list[dict[str, Any]], total: int) -> Table:
         ok = r["running"] and r["seen_by"] == total - 1
         seen_by = f"[{'green' if ok else 'yellow'}]{r['seen_by']}/{total - 1}[/]"
         table.add_row(
-            r["name"], r["profile"], r["device_id"][:10], proc, r["endpoint"], sees, seen_by,
+            r["name"],
+            r["profile"],
+            r["device_id"][:10],
+            proc,
+            r["endpoint"],
+            sees,
+            seen_by,
             r["summary"],
         )
     return table

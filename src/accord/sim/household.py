@@ -118,7 +118,7 @@ class Household:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,  # Ctrl-C reaches the sim only; it stops the children
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                preexec_fn=_die_with_parent,
             )
 
     def _wait_ready(self, dev: SimDevice) -> None:

@@ -58,7 +58,7 @@ async def test_join_and_leave_events(first: tuple[Node, int], short_tmp: Path) -
         assert got == ["joined", "left"]
     finally:
         undo()
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
 
 
 async def test_second_node_on_a_home_is_refused(first: tuple[Node, int]) -> None:
@@ -76,7 +76,7 @@ async def test_directory_survives_restart_with_first_seen(short_tmp: Path) -> No
         events = node.directory.events()
         async with Node(b, _settings(free_port(), (f"tcp/127.0.0.1:{port}",))):
             first_seen = (await _next(events)).device.first_seen
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
     async with Node(a, _settings(port)) as node:
         assert node.directory is not None
         rec = node.directory.get(b.device_id)

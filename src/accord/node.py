@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -148,14 +147,16 @@ class Node:
         return {"stopping": True}
 
     async def _watch(self, _params: dict[str, Any]) -> AsyncIterator[Any]:
+        """The current devices as "present" events, then every change."""
         assert self.directory is not None
-        events = self.directory.events()
+        stream = self.directory.events()  # subscribed now: nothing slips in between
         try:
-            async for event in events:
+            for record in self.directory.records():
+                yield {"kind": "present", "at": self.clock.wall(), "device": _record_json(record)}
+            async for event in stream:
                 yield _event_json(event)
         finally:
-            with contextlib.suppress(Exception):
-                await events.aclose()  # type: ignore[attr-defined]
+            stream.close()
 
 
 def _record_json(record: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Literal
 
 import msgspec
@@ -134,19 +134,35 @@ class DeviceDirectory:
 
         return undo
 
-    async def events(self, maxsize: int = 1024) -> AsyncIterator[DirectoryEvent]:
-        """Joins and leaves as an async iterator. A consumer that falls ``maxsize``
-        events behind loses the oldest ones rather than growing memory."""
-        queue: asyncio.Queue[DirectoryEvent] = asyncio.Queue(maxsize)
+    def events(self, maxsize: int = 1024) -> EventStream:
+        """Joins, leaves and updates as an async iterator, subscribed from this call on
+        (nothing is missed between the call and the first ``await``). Close it when
+        done; a consumer ``maxsize`` events behind loses the oldest ones."""
+        return EventStream(self, maxsize)
 
-        def push(event: DirectoryEvent) -> None:
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(event)
 
-        undo = self.subscribe(push)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            undo()
+class EventStream:
+    """An async iterator over directory events, backed by a bounded queue."""
+
+    def __init__(self, directory: DeviceDirectory, maxsize: int) -> None:
+        self._queue: asyncio.Queue[DirectoryEvent] = asyncio.Queue(maxsize)
+        self._undo = directory.subscribe(self._push)
+        self.dropped = 0
+
+    def _push(self, event: DirectoryEvent) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(event)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> DirectoryEvent:
+        return await self._queue.get()
+
+    def close(self) -> None:
+        self._undo()
+
+    async def aclose(self) -> None:
+        self.close()

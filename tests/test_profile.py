@@ -310,11 +310,6 @@ def test_setpoint_outside_range_message() -> None:
     assert "[1.0, 8.0]" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cross-field errors quote the path as `$.hardware.cabinets[0]`.setpoint_c, "
-    "not in msgspec's form `$.hardware.cabinets[0].setpoint_c` like every other error",
-)
 def test_setpoint_outside_range_names_full_field_path() -> None:
     text = _edit(FRIDGE, "setpoint_c = 4.0", "setpoint_c = 9.5")
     with pytest.raises(ProfileError) as info:

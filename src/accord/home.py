@@ -66,7 +66,7 @@ class Home:
 
 def _toml_string(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
+    escaped = "".join(c if c.isprintable() else f"\\U{ord(c):08x}" for c in escaped)
     return f'"{escaped}"'
 
 

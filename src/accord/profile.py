@@ -165,16 +165,18 @@ def _check(profile: Profile) -> None:
         )
     names: set[str] = set()
     for i, cab in enumerate(profile.hardware.cabinets):
-        where = f"`$.hardware.cabinets[{i}]`"
+        where = f"$.hardware.cabinets[{i}]"
         if cab.name in names:
-            raise ProfileError(f"duplicate cabinet name {cab.name!r} - at {where}.name")
+            raise ProfileError(f"duplicate cabinet name {cab.name!r} - at `{where}.name`")
         names.add(cab.name)
         if cab.setpoint_min_c >= cab.setpoint_max_c:
-            raise ProfileError(f"setpoint_min_c must be below setpoint_max_c - at {where}")
+            raise ProfileError(
+                f"setpoint_min_c must be below setpoint_max_c - at `{where}.setpoint_min_c`"
+            )
         if not cab.setpoint_min_c <= cab.setpoint_c <= cab.setpoint_max_c:
             raise ProfileError(
                 f"setpoint_c {cab.setpoint_c} is outside "
-                f"[{cab.setpoint_min_c}, {cab.setpoint_max_c}] - at {where}.setpoint_c"
+                f"[{cab.setpoint_min_c}, {cab.setpoint_max_c}] - at `{where}.setpoint_c`"
             )
     if profile.hardware.battery is None and profile.power == "battery":
         raise ProfileError("power is 'battery' but hardware.battery is missing - at `$.power`")

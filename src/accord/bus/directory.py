@@ -145,12 +145,15 @@ class EventStream:
     """An async iterator over directory events, backed by a bounded queue."""
 
     def __init__(self, directory: DeviceDirectory, maxsize: int) -> None:
-        self._queue: asyncio.Queue[DirectoryEvent] = asyncio.Queue(maxsize)
+        # One slot more than maxsize, so the end-of-stream marker always fits.
+        self._queue: asyncio.Queue[DirectoryEvent | None] = asyncio.Queue(maxsize + 1)
+        self._maxsize = maxsize
         self._undo = directory.subscribe(self._push)
+        self._closed = False
         self.dropped = 0
 
     def _push(self, event: DirectoryEvent) -> None:
-        if self._queue.full():
+        if self._queue.qsize() >= self._maxsize:
             self._queue.get_nowait()
             self.dropped += 1
         self._queue.put_nowait(event)
@@ -159,10 +162,22 @@ class EventStream:
         return self
 
     async def __anext__(self) -> DirectoryEvent:
-        return await self._queue.get()
+        if self._closed and self._queue.empty():
+            raise StopAsyncIteration
+        event = await self._queue.get()
+        if event is None:
+            raise StopAsyncIteration
+        return event
 
     def close(self) -> None:
+        """Stop the stream: a waiting or later ``__anext__`` ends the iteration."""
+        if self._closed:
+            return
+        self._closed = True
         self._undo()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
 
     async def aclose(self) -> None:
         self.close()

@@ -29,4 +29,4 @@ def device_from_presence(key: str) -> str | None:
     if not key.startswith(prefix):
         return None
     device_id = key[len(prefix) :]
-    return device_id if DEVICE_ID.match(device_id) else None
+    return device_id if DEVICE_ID.fullmatch(device_id) else None

@@ -37,11 +37,14 @@ class BusSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
         overrides = dict(self.zenoh_overrides)
         for pair in pairs:
             name, sep, value = pair.partition("=")
-            name = name.strip()
-            if not sep:
+            name, value = name.strip(), value.strip()
+            if not sep or not name:
                 raise TransportError(f"setting {pair!r} is not NAME=VALUE")
             if name.startswith("zenoh."):
-                overrides[name[len("zenoh.") :].replace(".", "/")] = value
+                path = name[len("zenoh.") :].replace(".", "/")
+                if not path or "//" in path or path.endswith("/"):
+                    raise TransportError(f"setting {pair!r} names no Zenoh config path")
+                overrides[path] = value
                 continue
             if name not in fields or name in ("listen", "connect", "zenoh_overrides"):
                 settable = sorted(set(fields) - {"listen", "connect", "zenoh_overrides"})

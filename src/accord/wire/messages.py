@@ -47,7 +47,9 @@ def decode_announcement(data: bytes) -> Announcement:
         raise WireError(f"announcement of {len(data)} bytes exceeds {MAX_ANNOUNCEMENT_BYTES}")
     try:
         ann = _decoder.decode(data)
-    except msgspec.DecodeError as exc:  # ValidationError is a subclass
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+        # DecodeError covers ValidationError; msgspec lets bad UTF-8 and very deep
+        # nesting escape as their own exceptions, and a peer must not reach those.
         raise WireError(f"invalid announcement: {exc}") from exc
     if ann.v != PROTOCOL_VERSION:
         raise WireError(f"unsupported protocol version {ann.v} (this node speaks 1)")

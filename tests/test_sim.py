@@ -107,3 +107,14 @@ def _live_member(p: psutil.Process, pgid: int) -> bool:
         return os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE
     except (ProcessLookupError, psutil.NoSuchProcess):
         return False
+
+
+def test_event_log_reports_exits_and_visibility_changes() -> None:
+    from accord.cli.sim_cmd import _changes
+
+    row = {"name": "TV", "running": True, "seen_by": 2, "viewers": 2}
+    assert _changes([row], [row]) == []
+    gone = {**row, "running": False, "seen_by": 0, "viewers": 2}
+    assert [ln.split("  ", 1)[1] for ln in _changes([row], [gone])] == ["TV: process exited"]
+    half = {**row, "seen_by": 1}
+    assert [ln.split("  ", 1)[1] for ln in _changes([row], [half])] == ["TV: seen online by 1/2"]

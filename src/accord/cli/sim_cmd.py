@@ -6,12 +6,14 @@ import json
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
+from rich.panel import Panel
 from rich.table import Table
 
 from accord.sim.household import DEFAULT_DEVICES, Household, SimDevice
@@ -26,8 +28,8 @@ def _table(rows: list[dict[str, Any]], total: int) -> Table:
     for r in rows:
         proc = f"pid {r['pid']}" if r["running"] else "[red]stopped[/]"
         sees = "-" if r["sees_online"] is None else f"{r['sees_online']}/{total}"
-        ok = r["running"] and r["seen_by"] == total - 1
-        seen_by = f"[{'green' if ok else 'yellow'}]{r['seen_by']}/{total - 1}[/]"
+        ok = r["running"] and r["seen_by"] == r["viewers"]
+        seen_by = f"[{'green' if ok else 'yellow'}]{r['seen_by']}/{r['viewers']}[/]"
         table.add_row(
             r["name"],
             r["profile"],
@@ -91,11 +93,43 @@ def _run(house: Household, total: int, duration: float, as_json: bool) -> None:
             rows = house.snapshot()
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    out.print("Ctrl-C stops the household.")
-    with Live(_table(house.snapshot(), total), console=out, refresh_per_second=4) as live:
+    first = house.devices[0].home
+    out.print(
+        f"Homes are in {house.folder}. Try, in another terminal: "
+        f"accord devices --home {first}\nCtrl-C stops the household.",
+        highlight=False,
+    )
+    events: deque[str] = deque(maxlen=EVENT_LINES)
+    rows = house.snapshot()
+    with Live(_view(rows, total, events), console=out, refresh_per_second=4) as live:
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.5)
-            live.update(_table(house.snapshot(), total))
+            new = house.snapshot()
+            events.extend(_changes(rows, new))
+            rows = new
+            live.update(_view(rows, total, events))
+
+
+EVENT_LINES = 6
+
+
+def _changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
+    """What changed between two snapshots, as lines for the event log."""
+    now = time.strftime("%H:%M:%S")
+    lines = []
+    for a, b in zip(old, new, strict=True):
+        if a["running"] and not b["running"]:
+            lines.append(f"{now}  {b['name']}: process exited")
+        elif not a["running"] and b["running"]:
+            lines.append(f"{now}  {b['name']}: process started")
+        if b["running"] and (a["seen_by"], a["viewers"]) != (b["seen_by"], b["viewers"]):
+            lines.append(f"{now}  {b['name']}: seen online by {b['seen_by']}/{b['viewers']}")
+    return lines
+
+
+def _view(rows: list[dict[str, Any]], total: int, events: deque[str]) -> Group:
+    log = "\n".join(events) or "(no changes yet: kill or stop a node process to see it)"
+    return Group(_table(rows, total), Panel(log, title="events", title_align="left"))
 
 
 def register(app: typer.Typer) -> None:

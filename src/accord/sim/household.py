@@ -185,6 +185,7 @@ class Household:
                     "endpoint": dev.endpoint,
                     "sees_online": None if sees is None else sum(r["online"] for r in sees),
                     "seen_by": seen_by,
+                    "viewers": sum(1 for viewer in views if viewer != dev.device_id),
                     "summary": next(
                         (r["summary"] for r in sees or [] if r["device_id"] == dev.device_id), ""
                     ),

@@ -23,6 +23,38 @@ class NodeAlreadyRunning(HomeError):
     """Another node already runs on this home."""
 
 
+class TrustError(AccordError):
+    """A trust rule was broken: pairing, sealing, membership or security level."""
+
+
+class PairingError(TrustError):
+    """PIN pairing failed (wrong PIN, closed window, malformed handshake)."""
+
+
+class SealError(TrustError):
+    """A sealed frame could not be opened (the sender's or an attacker's fault)."""
+
+
+class MalformedFrame(SealError):
+    """The frame is too short, too long, or has an unknown version or kind."""
+
+
+class UnknownSender(SealError):
+    """No key for the frame's sender, epoch or stream: not a member, or revoked."""
+
+
+class TamperedFrame(SealError):
+    """Authentication failed: the frame, its key expression or its header was altered."""
+
+
+class ReplayedFrame(SealError):
+    """The frame's counter was already seen, or is too old for the replay window."""
+
+
+class LevelDenied(TrustError):
+    """Data labelled Sx may not go to a device of this security level."""
+
+
 class TransportError(AccordError):
     """Zenoh could not be opened or a link could not be set up."""
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -50,9 +50,9 @@ class Kind(IntEnum):
     BROADCAST = 2
 
 
-@dataclass(frozen=True, slots=True)
-class StreamId:
-    """Everything that selects a key: who sent it, under which key and boot."""
+class StreamId(NamedTuple):
+    """Everything that selects a key: who sent it, under which key and boot.
+    (A NamedTuple: hashing and comparing it is done in C, on every frame.)"""
 
     kind: Kind
     sender: bytes

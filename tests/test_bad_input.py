@@ -4,6 +4,7 @@ peer gets a logged warning and never crashes the node."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -213,3 +214,23 @@ def test_peer_garbage_never_crashes_the_node(running: tuple[Path, int]) -> None:
         assert len(json.loads(proc.stdout)) == 1
     finally:
         session.close()  # type: ignore[no-untyped-call]
+
+
+def test_up_with_unwritable_run_folder(short_tmp: Path) -> None:
+    """Tests run as root, which ignores modes; a file where a folder must be is the
+    portable way to make part of the home unwritable."""
+    home = short_tmp / "h"
+    accord("init", "--home", str(home), "--profile", "tv")
+    shutil.rmtree(home / "run")
+    (home / "run").write_text("in the way")
+    _one_line_error(accord("up", "--home", str(home), "--no-multicast"), "cannot write")
+
+
+def test_up_with_unwritable_data_folder(short_tmp: Path) -> None:
+    home = short_tmp / "h"
+    accord("init", "--home", str(home), "--profile", "tv")
+    shutil.rmtree(home / "data")
+    (home / "data").write_text("in the way")
+    proc = accord("up", "--home", str(home), "--no-multicast", "--listen", "tcp/127.0.0.1:0")
+    _one_line_error(proc, "cannot open")
+    assert not (home / "run" / "control.sock").exists()

@@ -31,8 +31,7 @@ def require_may_receive(level: str, label: str, device: str) -> None:
     """Raise :class:`LevelDenied` unless ``device`` (of ``level``) may receive ``label``."""
     if not may_receive(level, label):
         raise LevelDenied(
-            f"{device} is {level}; data labelled {label} needs "
-            f"{_min_level(label)} or higher"
+            f"{device} is {level}; data labelled {label} needs {_min_level(label)} or higher"
         )
 
 

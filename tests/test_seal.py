@@ -492,8 +492,9 @@ def test_state_is_bounded_by_max_streams() -> None:
     opener = _opener(max_streams=8)
     for i in range(50):
         sender = i.to_bytes(16, "big")
+        sealer = Sealer(ROOT, _sid(sender=sender, stream=i % 3))
         for _ in range(2):
-            opener.open(KEY, Sealer(ROOT, _sid(sender=sender, stream=i % 3)).seal(KEY, b""))
+            opener.open(KEY, sealer.seal(KEY, b""))
         assert len(opener._aeads) <= 8
         assert len(opener._newest) <= 8
         assert len(opener._windows) <= 8

@@ -43,6 +43,19 @@ def new_pin() -> str:
     return f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
 
 
+MAX_ID_BYTES = 64
+
+
+def _check_id(device_id: str) -> bytes:
+    try:
+        raw = device_id.encode()
+    except UnicodeEncodeError:
+        raise PairingError("device id is not valid text") from None
+    if not 0 < len(raw) <= MAX_ID_BYTES:
+        raise PairingError(f"device id must be 1 to {MAX_ID_BYTES} bytes")
+    return raw
+
+
 def _check_pin(pin: str) -> bytes:
     if len(pin) != PIN_DIGITS or not pin.isdigit() or not pin.isascii():
         raise PairingError(f"a PIN is {PIN_DIGITS} digits")
@@ -104,7 +117,7 @@ class Joiner(_Side):
     def __init__(self, pin: str, joiner_id: str, host_id: str) -> None:
         super().__init__()
         self._ids = (joiner_id, host_id)
-        self._spake = SPAKE2_A(_check_pin(pin), idA=joiner_id.encode(), idB=host_id.encode())
+        self._spake = SPAKE2_A(_check_pin(pin), idA=_check_id(joiner_id), idB=_check_id(host_id))
         self._hello = b""
 
     def hello(self) -> bytes:
@@ -137,6 +150,7 @@ class Host(_Side):
     def __init__(self, pin: str, host_id: str) -> None:
         super().__init__()
         self._pin = _check_pin(pin)
+        _check_id(host_id)
         self._host_id = host_id
         self._pending: Keys | None = None
 
@@ -144,7 +158,11 @@ class Host(_Side):
         self._expect(State.NEW)
         if len(data) != SPAKE_MSG:
             raise self._fail("malformed pairing hello")
-        spake = SPAKE2_B(self._pin, idA=joiner_id.encode(), idB=self._host_id.encode())
+        try:
+            joiner_raw = _check_id(joiner_id)
+        except PairingError as exc:
+            raise self._fail(str(exc)) from None
+        spake = SPAKE2_B(self._pin, idA=joiner_raw, idB=self._host_id.encode())
         msg_b: bytes = spake.start()
         try:
             key = spake.finish(data)

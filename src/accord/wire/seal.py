@@ -17,6 +17,10 @@ Sans-IO. A frame is a fixed 34-byte header followed by ChaCha20-Poly1305 ciphert
 The key for each (sender, kind, epoch, stream) is derived with HKDF-SHA256 from a
 root secret (the circle key, or a pairwise session secret), so no two senders or
 streams ever share a (key, nonce) pair. See docs/protocol.md.
+
+Broadcast frames are sealed under keys every member can derive: they prove the
+sender is *a* member, not *which* member. Messages whose sender matters travel on
+pairwise sessions (or carry a signature).
 """
 
 from __future__ import annotations
@@ -106,7 +110,10 @@ class ReplayWindow:
     def record(self, counter: int) -> None:
         if counter > self._highest:
             shift = counter - self._highest
-            self._seen = ((self._seen << shift) | 1) & ((1 << self._size) - 1)
+            if shift >= self._size:  # a jump past the window: nothing older is kept
+                self._seen = 1
+            else:
+                self._seen = ((self._seen << shift) | 1) & ((1 << self._size) - 1)
             self._highest = counter
         else:
             self._seen |= 1 << (self._highest - counter)
@@ -117,11 +124,14 @@ KeyLookup = Callable[[StreamId], bytes | None]
 
 class Opener:
     """Opens frames from many senders. ``root_for(sid)`` returns the root secret for a
-    stream, or None if the sender is unknown or revoked (checked on every frame, so a
-    revocation takes effect at once).
+    stream, or None if ``sid.sender`` is not an active member or the epoch is unknown
+    (checked on every frame, so a revocation takes effect at once). It must return
+    None for non-members: that is what bounds the replay state kept here.
 
     Per (kind, sender, epoch) only the newest stream is accepted: a sender's restart
     starts a new stream, and frames from its earlier boots can no longer be replayed.
+    Replay state is never evicted (that would re-open old frames); past
+    ``max_streams`` lanes, frames on new lanes are refused until ``forget`` is called.
     """
 
     def __init__(self, root_for: KeyLookup, max_streams: int = MAX_TRACKED_STREAMS) -> None:
@@ -129,7 +139,7 @@ class Opener:
         self._max_streams = max_streams
         self._aeads: OrderedDict[StreamId, tuple[ChaCha20Poly1305, bytes]] = OrderedDict()
         self._windows: dict[StreamId, ReplayWindow] = {}
-        self._newest: OrderedDict[tuple[Kind, bytes, int], int] = OrderedDict()
+        self._newest: dict[tuple[Kind, bytes, int], int] = {}
 
     def open(self, key_expr: str, frame: bytes) -> tuple[StreamId, bytes]:
         """Return (stream, plaintext) or raise a :class:`SealError` subclass."""
@@ -148,6 +158,8 @@ class Opener:
             raise UnknownSender(f"no key for sender {sender.hex()} epoch {epoch}")
         lane = (sid.kind, sender, epoch)
         newest = self._newest.get(lane)
+        if newest is None and len(self._newest) >= self._max_streams:
+            raise UnknownSender(f"too many sender streams tracked ({self._max_streams})")
         if newest is not None and stream < newest:
             raise ReplayedFrame(f"stream {stream} is older than {newest}")
         window = self._windows.get(sid)
@@ -192,11 +204,13 @@ class Opener:
 
     def _advance(self, lane: tuple[Kind, bytes, int], stream: int) -> None:
         self._newest[lane] = stream
-        self._newest.move_to_end(lane)
         for sid in [s for s in self._windows if (s.kind, s.sender, s.epoch) == lane]:
             if sid.stream < stream:
                 del self._windows[sid]
-        while len(self._newest) > self._max_streams:
-            old_lane, _ = self._newest.popitem(last=False)
-            for sid in [s for s in self._windows if (s.kind, s.sender, s.epoch) == old_lane]:
-                del self._windows[sid]
+
+    def forget_epoch(self, kind: Kind, epoch: int) -> None:
+        """Drop the replay state of a retired key epoch (its frames no longer open)."""
+        for lane in [lane for lane in self._newest if lane[0] == kind and lane[2] == epoch]:
+            del self._newest[lane]
+        for sid in [s for s in self._windows if s.kind == kind and s.epoch == epoch]:
+            del self._windows[sid]

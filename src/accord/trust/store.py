@@ -1,0 +1,100 @@
+"""The circle's state in the device home (``data/circle.msgpack``, mode 0600).
+
+Written atomically (temp file, fsync, rename), so a crash mid-write leaves the
+previous state. Holds what must survive a restart: the member list, the circle key
+of each live epoch, failed pairing attempts, and the boot counter that numbers this
+device's sealed streams.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+
+from accord.errors import HomeError
+from accord.identity import Identity
+from accord.trust.members import Member, MemberList, new_circle
+
+FILE_NAME = "circle.msgpack"
+
+
+class CircleState(msgspec.Struct, forbid_unknown_fields=True):
+    members: MemberList
+    epoch: int
+    keys: dict[int, bytes]  # epoch -> 32-byte circle key; old epochs dropped after rotation
+    boot: int = 0
+    pairing_failures: int = 0
+
+    @property
+    def circle_key(self) -> bytes:
+        return self.keys[self.epoch]
+
+    def rotate(self) -> int:
+        """Start a new key epoch (after a revocation); returns its number."""
+        self.epoch += 1
+        self.keys = {self.epoch: secrets.token_bytes(32)}
+        return self.epoch
+
+
+def founding_state(
+    identity: Identity, name: str, type_: str, level: str, now: float
+) -> CircleState:
+    """A circle of one, as every device starts before it pairs."""
+    me = Member(
+        device_id=identity.device_id,
+        public_key=identity.public_bytes,
+        name=name,
+        type=type_,
+        security_level=level,
+        added_by=identity.device_id,
+        added_at=now,
+    )
+    circle_id = secrets.token_hex(8)
+    return CircleState(new_circle(me, circle_id), 1, {1: secrets.token_bytes(32)})
+
+
+class CircleStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / FILE_NAME
+        self._decoder = msgspec.msgpack.Decoder(CircleState)
+
+    def load(self) -> CircleState | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise HomeError(f"cannot read {self.path}: {exc.strerror}") from exc
+        try:
+            return self._decoder.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise HomeError(
+                f"{self.path} is damaged ({exc}); restore it from a backup, or leave the "
+                "circle and pair again"
+            ) from exc
+
+    def save(self, state: CircleState) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(msgspec.msgpack.encode(state))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise HomeError(f"cannot write {self.path}: {exc.strerror}") from exc
+
+    def next_boot(self, state: CircleState) -> int:
+        """Count this start and persist it before any frame is sealed with it."""
+        state.boot += 1
+        self.save(state)
+        return state.boot

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -21,7 +20,7 @@ from accord.bus.settings import BusSettings, zenoh_config
 from accord.identity import Identity
 from accord.profile import load_builtin
 from accord.sim.household import free_port
-from accord.wire.messages import PROTOCOL_VERSION, Announcement, encode
+from accord.wire.messages import PROTOCOL_VERSION, PublicAnnouncement, encode
 from tests.helpers import accord, online_ids, wait_for
 
 
@@ -175,13 +174,12 @@ def test_peer_garbage_never_crashes_the_node(running: tuple[Path, int]) -> None:
             )
         )
         # 3. an announcement that claims an id its key does not own
-        forged = Announcement(
+        forged = PublicAnnouncement(
             v=PROTOCOL_VERSION,
             device_id=victim.device_id,
             name="Forged",
+            type="tv",
             public_key=forger.public_bytes,
-            profile=load_builtin("tv"),
-            started_at=time.time(),
         )
         entities.append(session.liveliness().declare_token(keys.presence_key(victim.device_id)))
         entities.append(

@@ -49,8 +49,11 @@ async def test_join_and_leave_events(first: tuple[Node, int], short_tmp: Path) -
             assert joined.kind == "joined"
             assert joined.device.name == "Kitchen tablet"
             assert joined.device.device_id == tablet_home.device_id
-            assert joined.device.profile is not None
-            assert joined.device.profile.type == "tablet"
+            # A stranger learns only the public announcement: no profile, no vendor.
+            assert joined.device.type == "tablet"
+            assert joined.device.standing == "stranger"
+            assert joined.device.profile is None
+            assert joined.device.vendor == ""
         left = await _next(events)
         assert left.kind == "left"
         assert left.device.device_id == tablet_home.device_id

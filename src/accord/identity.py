@@ -26,6 +26,15 @@ def device_id_for(public_key: bytes) -> str:
     return base64.b32encode(digest).decode().rstrip("=").lower()
 
 
+def raw_id(device_id: str) -> bytes:
+    """The 16 raw bytes behind a device id (what sealed frame headers carry)."""
+    return base64.b32decode(device_id.upper() + "======")
+
+
+def id_from_raw(raw: bytes) -> str:
+    return base64.b32encode(raw).decode().rstrip("=").lower()
+
+
 def fingerprint(public_key: bytes) -> str:
     """A short, human-comparable fingerprint of a public key."""
     digest = hashlib.sha256(public_key).hexdigest()[:16]

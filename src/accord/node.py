@@ -15,10 +15,13 @@ from accord.bus.directory_db import DirectoryDB
 from accord.bus.presence import Presence
 from accord.bus.session import Bus
 from accord.bus.settings import BusSettings
+from accord.circle_sync import CircleSync
 from accord.clock import Clock, SystemClock
 from accord.control.server import ControlServer
 from accord.home import Home, HomeLock, check_socket_path
-from accord.wire.messages import PROTOCOL_VERSION, Announcement
+from accord.trust.circle import Circle
+from accord.trust_service import TrustService
+from accord.wire.messages import PROTOCOL_VERSION, Announcement, PublicAnnouncement
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,9 @@ class Node:
         self._bus: Bus | None = None
         self._presence: Presence | None = None
         self._control: ControlServer | None = None
+        self._sync: CircleSync | None = None
+        self._trust: TrustService | None = None
+        self.circle: Circle | None = None
         self._started_wall = 0.0
         self._started_mono = 0.0
         self.directory: DeviceDirectory | None = None
@@ -43,6 +49,12 @@ class Node:
     @property
     def name(self) -> str:
         return self.home.name
+
+    @property
+    def trust(self) -> TrustService:
+        if self._trust is None:
+            raise RuntimeError("the node is not running")
+        return self._trust
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -65,8 +77,9 @@ class Node:
         self._started_mono = self.clock.monotonic()
         self._db = DirectoryDB(self.home.data_dir / "directory.sqlite3")
         self.directory = DeviceDirectory(self.clock, load=self._db.load, save=self._db.save)
+        self.circle = Circle(self.home, self.clock)
         self._bus = await Bus.open(self.settings, self.name)
-        announcement = Announcement(
+        details = Announcement(
             v=PROTOCOL_VERSION,
             device_id=self.home.device_id,
             name=self.name,
@@ -75,18 +88,41 @@ class Node:
             started_at=self._started_wall,
             capabilities=self.home.profile.capabilities(),
         )
+        timeout = self.settings.query_timeout_ms / 1000
+        self._sync = CircleSync(
+            self._bus, self.circle, self.directory, details, query_timeout=timeout
+        )
         self._presence = Presence(
             self._bus,
-            announcement,
+            details,
+            self._public(pairing=False),
             self.directory,
-            query_timeout=self.settings.query_timeout_ms / 1000,
+            query_timeout=timeout,
+            standing_of=self.circle.standing,
+            on_present=self._sync.on_present,
         )
+        self._trust = TrustService(
+            self.home,
+            self._bus,
+            self.circle,
+            self._sync,
+            self.directory,
+            self.clock,
+            query_timeout=timeout,
+            announce_pairing=self._announce_pairing,
+        )
+        await self._sync.start()
+        await self._trust.start()
         await self._presence.start()
         self._control = ControlServer(self.home.socket_path, self.name)
         self._control.add("status", self._status)
         self._control.add("devices", self._devices)
         self._control.add("stop", self._stop_request)
         self._control.add_stream("watch", self._watch)
+        self._control.add_stream("pair_open", self._trust.pair_open)
+        self._control.add("pair_join", self._trust.pair_join)
+        self._control.add("pair_window", self._trust.pair_window)
+        self._control.add("trust_list", self._trust.trust_list)
         await self._control.start()
         log.info("%s: up as %s", self.name, self.home.device_id)
 
@@ -98,6 +134,12 @@ class Node:
         if self._presence is not None:
             await self._presence.stop()
             self._presence = None
+        if self._trust is not None:
+            await self._trust.stop()
+            self._trust = None
+        if self._sync is not None:
+            await self._sync.stop()
+            self._sync = None
         if self._bus is not None:
             await self._bus.close()
             self._bus = None
@@ -105,6 +147,20 @@ class Node:
             self._db.close()
             self._db = None
         self._lock.release()
+
+    def _public(self, *, pairing: bool) -> PublicAnnouncement:
+        return PublicAnnouncement(
+            v=PROTOCOL_VERSION,
+            device_id=self.home.device_id,
+            name=self.name,
+            type=self.home.profile.type,
+            public_key=self.home.identity.public_bytes,
+            pairing=pairing,
+        )
+
+    def _announce_pairing(self, pairing: bool) -> None:
+        if self._presence is not None:
+            self._presence.update(self._public(pairing=pairing))
 
     async def run_until_stopped(self) -> None:
         await self.stopping.wait()
@@ -136,6 +192,9 @@ class Node:
             "connect": list(self.settings.connect),
             "multicast": self.settings.multicast,
             "lease_ms": self.settings.lease_ms,
+            "circle_id": self.circle.members.circle_id if self.circle else "",
+            "circle_members": len(self.circle.members.active()) if self.circle else 0,
+            "fingerprint": self.home.identity.fingerprint,
         }
 
     async def _devices(self, _params: dict[str, Any]) -> list[Any]:

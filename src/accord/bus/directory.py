@@ -14,28 +14,38 @@ from typing import Literal
 import msgspec
 
 from accord.clock import Clock
+from accord.identity import fingerprint
 from accord.profile import Profile
-from accord.wire.messages import Announcement
+from accord.wire.messages import Announcement, PublicAnnouncement
 
 log = logging.getLogger(__name__)
 
 EventKind = Literal["joined", "left", "updated"]
 
 
+Standing = Literal["self", "member", "revoked", "stranger"]
+
+
 class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """What this node knows of a device. Profile details (vendor, model, level,
+    capabilities) are only known for circle members."""
+
     device_id: str
     name: str
     type: str
-    vendor: str
-    model: str
-    security_level: str
-    capabilities: list[str]
-    summary: str
     online: bool
     first_seen: float
     last_seen: float
+    vendor: str = ""
+    model: str = ""
+    security_level: str = ""
+    capabilities: list[str] = []
+    summary: str = ""
     is_self: bool = False
     profile: Profile | None = None
+    standing: Standing = "stranger"
+    fingerprint: str = ""
+    pairing: bool = False
 
 
 class DirectoryEvent(msgspec.Struct, frozen=True):
@@ -78,8 +88,10 @@ class DeviceDirectory:
     def online_ids(self) -> set[str]:
         return {d for d, r in self._records.items() if r.online}
 
-    def seen(self, ann: Announcement, *, is_self: bool = False) -> DirectoryEvent:
-        """A device is online, with this announcement."""
+    def seen(
+        self, ann: Announcement, *, is_self: bool = False, standing: Standing | None = None
+    ) -> DirectoryEvent:
+        """A device is online, with its full details (known for members)."""
         now = self._clock.wall()
         old = self._records.get(ann.device_id)
         rec = DeviceRecord(
@@ -96,9 +108,44 @@ class DeviceDirectory:
             last_seen=now,
             is_self=is_self,
             profile=ann.profile,
+            standing=standing or ("self" if is_self else old.standing if old else "member"),
+            fingerprint=fingerprint(ann.public_key),
+            pairing=old.pairing if old else False,
         )
         kind: EventKind = "updated" if old is not None and old.online else "joined"
         return self._commit(rec, kind, now)
+
+    def announced(self, pub: PublicAnnouncement, standing: Standing) -> DirectoryEvent:
+        """A device is online with its public announcement; details it had stay."""
+        now = self._clock.wall()
+        old = self._records.get(pub.device_id)
+        base = old or DeviceRecord(
+            device_id=pub.device_id,
+            name=pub.name,
+            type=pub.type,
+            online=True,
+            first_seen=now,
+            last_seen=now,
+        )
+        rec = msgspec.structs.replace(
+            base,
+            name=pub.name,
+            type=pub.type,
+            online=True,
+            last_seen=now,
+            standing=standing,
+            fingerprint=fingerprint(pub.public_key),
+            pairing=pub.pairing,
+        )
+        kind: EventKind = "updated" if old is not None and old.online else "joined"
+        return self._commit(rec, kind, now)
+
+    def set_standing(self, device_id: str, standing: Standing) -> DirectoryEvent | None:
+        old = self._records.get(device_id)
+        if old is None or old.standing == standing:
+            return None
+        now = self._clock.wall()
+        return self._commit(msgspec.structs.replace(old, standing=standing), "updated", now)
 
     def lost(self, device_id: str) -> DirectoryEvent | None:
         """A device went offline; None if it was not known to be online."""

@@ -11,6 +11,20 @@ ROOT = "accord/v1"
 PRESENCE_PREFIX = f"{ROOT}/presence"
 ANNOUNCE_PREFIX = f"{ROOT}/announce"
 PRESENCE_ALL = f"{PRESENCE_PREFIX}/*"
+ANNOUNCE_ALL = f"{ANNOUNCE_PREFIX}/*"
+DETAILS_PREFIX = f"{ROOT}/details"
+PAIR_PREFIX = f"{ROOT}/pair"
+MEMBERS_KEY = f"{ROOT}/circle/members"
+
+
+def details_key(device_id: str) -> str:
+    """Sealed queryable: a member asks for the device's details and member list."""
+    return f"{DETAILS_PREFIX}/{device_id}"
+
+
+def pair_key(device_id: str) -> str:
+    """Queryable for PIN pairing requests to this device."""
+    return f"{PAIR_PREFIX}/{device_id}"
 
 
 def presence_key(device_id: str) -> str:

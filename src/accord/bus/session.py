@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import zenoh
@@ -21,6 +21,8 @@ from accord.errors import TransportError
 log = logging.getLogger(__name__)
 
 Undo = Callable[[], None]
+QueryHandler = Callable[[str, bytes], Awaitable[bytes | None]]
+MAX_PENDING_QUERIES = 64
 
 
 def explain_open_error(exc: Exception, settings: BusSettings) -> TransportError:
@@ -116,7 +118,61 @@ class Bus:
         queryable = self._session.declare_queryable(key, callback)
         return _once(queryable.undeclare)
 
-    async def get(self, selector: str, timeout: float) -> list[tuple[str, bytes]]:
+    def serve(self, key: str, handler: QueryHandler) -> Undo:
+        """Answer queries on ``key`` with ``await handler(query_key, payload)`` on the loop.
+        A None result sends no reply. At most MAX_PENDING_QUERIES run at once; beyond
+        that, queries are dropped unanswered (the asker times out) so a flood cannot
+        grow memory."""
+        pending: set[asyncio.Task[None]] = set()
+
+        async def answer(query: zenoh.Query) -> None:
+            try:
+                payload = query.payload.to_bytes() if query.payload is not None else b""
+                reply = await handler(str(query.key_expr), payload)
+                if reply is not None:
+                    query.reply(query.key_expr, reply)
+            except Exception:
+                log.exception("%s: handler for %s failed", self._label, key)
+            finally:
+                query.drop()  # type: ignore[no-untyped-call]
+
+        def start(query: zenoh.Query) -> None:
+            if len(pending) >= MAX_PENDING_QUERIES:
+                query.drop()  # type: ignore[no-untyped-call]
+                return
+            task = self._loop.create_task(answer(query))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        def callback(query: zenoh.Query) -> None:
+            self.to_loop(start, query)
+
+        queryable = self._session.declare_queryable(key, callback)
+        undo = _once(queryable.undeclare)
+
+        def undo_all() -> None:
+            undo()
+            for task in list(pending):
+                task.cancel()
+
+        return undo_all
+
+    def subscribe(self, key: str, on_sample: Callable[[str, bytes], None]) -> Undo:
+        """Call ``on_sample(key, payload)`` on the loop for every put on ``key``."""
+
+        def callback(sample: zenoh.Sample) -> None:
+            try:
+                if sample.kind == zenoh.SampleKind.PUT:
+                    self.to_loop(on_sample, str(sample.key_expr), sample.payload.to_bytes())
+            except Exception:
+                log.exception("%s: subscriber callback failed", self._label)
+
+        sub = self._session.declare_subscriber(key, callback)
+        return _once(sub.undeclare)
+
+    async def get(
+        self, selector: str, timeout: float, payload: bytes | None = None
+    ) -> list[tuple[str, bytes]]:
         """All successful replies to a query, as (key, payload). Error replies are
         logged and dropped. An empty list means nobody answered in time."""
         done: asyncio.Future[None] = self._loop.create_future()
@@ -137,7 +193,7 @@ class Bus:
 
         handler = zenoh.handlers.Callback(on_reply, on_done)
         try:
-            self._session.get(selector, handler, timeout=timeout)
+            self._session.get(selector, handler, timeout=timeout, payload=payload)
         except zenoh.ZError as exc:
             raise TransportError(f"query {selector} failed: {exc}") from exc
         await done

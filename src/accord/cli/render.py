@@ -23,17 +23,35 @@ def ago(ts: float, now: float | None = None) -> str:
 
 def devices_table(records: list[dict[str, Any]], title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("Name", "Type", "Vendor / model", "Id", "Online", "Last seen", "Capabilities"):
+    for col in (
+        "Name",
+        "Type",
+        "Vendor / model",
+        "Id",
+        "Trust",
+        "Online",
+        "Last seen",
+        "Capabilities",
+    ):
         table.add_column(col, overflow="fold")
     now = time.time()
     for r in records:
         name = r["name"] + (" (this device)" if r.get("is_self") else "")
         online = "[green]online[/]" if r["online"] else "[dim]offline[/]"
+        standing = r.get("standing", "stranger")
+        trust = {
+            "self": "this device",
+            "member": "[green]member[/]",
+            "revoked": "[red]revoked[/]",
+        }.get(standing, "announced")
+        if standing == "stranger" and r.get("pairing"):
+            trust += " [cyan](pairing open)[/]"
         table.add_row(
             name,
             r["type"],
-            f"{r['vendor']} {r['model']}",
+            f"{r['vendor']} {r['model']}".strip() or "-",
             r["device_id"][:10],
+            trust,
             online,
             ago(r["last_seen"], now),
             r.get("summary") or ", ".join(r.get("capabilities", [])),

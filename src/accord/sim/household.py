@@ -71,12 +71,14 @@ class Household:
         *,
         settings: list[str] | None = None,
         python: str = sys.executable,
+        pair: bool = True,
     ) -> None:
         if not profiles:
             raise SimError("a household needs at least one device")
         self.folder = folder
         self.python = python
         self.settings = settings or []
+        self.pair = pair
         self.devices: list[SimDevice] = []
         counts: dict[str, int] = {}
         for profile in profiles:
@@ -95,14 +97,34 @@ class Household:
             dev.name, dev.device_id = home.name, home.device_id
 
     def start(self, on_progress: Any = None) -> None:
-        """Start every node, each connecting to those already up, and wait until ready."""
+        """Start every node, each connecting to those already up, wait until ready, and
+        (unless ``pair=False``) pair each into the first device's circle with a PIN."""
         self.prepare()
         for i, dev in enumerate(self.devices):
             dev.port = free_port()
             self._spawn(dev, [d.endpoint for d in self.devices[:i]])
             self._wait_ready(dev)
+            if self.pair and i > 0:
+                self._pair(dev, self.devices[0])
             if on_progress is not None:
                 on_progress(dev)
+
+    def _pair(self, dev: SimDevice, host: SimDevice) -> None:
+        """Pair ``dev`` into ``host``'s circle, as a person would with the PIN."""
+        members = host.client.call("trust_list")["members"]
+        if any(m["device_id"] == dev.device_id for m in members):
+            return  # a reused home that is already a member
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not any(
+            r["device_id"] == host.device_id and r["online"] for r in dev.client.call("devices")
+        ):
+            if time.monotonic() > deadline:
+                raise SimError(f"{dev.name} never saw {host.name}")
+            time.sleep(0.05)
+        pin = host.client.call("pair_window", timeout=30)["pin"]
+        ControlClient(dev.home / "run" / SOCKET_NAME, timeout=15.0).call(
+            "pair_join", device=host.device_id, pin=pin
+        )
 
     def _spawn(self, dev: SimDevice, connect: list[str]) -> None:
         cmd = [self.python, "-m", "accord", "up", "--home", str(dev.home), "--no-multicast"]

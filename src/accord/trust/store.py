@@ -27,6 +27,8 @@ class CircleState(msgspec.Struct, forbid_unknown_fields=True):
     keys: dict[int, bytes]  # epoch -> 32-byte circle key; old epochs dropped after rotation
     boot: int = 0
     pairing_failures: int = 0
+    pairing_pin: str = ""
+    pairing_expires: float = 0.0
 
     @property
     def circle_key(self) -> bytes:

@@ -21,8 +21,19 @@ DEVICE_ID = re.compile(r"^[a-z2-7]{26}$")
 DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[a-z2-7]{26}$")]
 
 
+class PublicAnnouncement(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """All that a device tells anyone who asks (members or not)."""
+
+    v: int
+    device_id: DeviceId
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    public_key: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    pairing: bool = False
+
+
 class Announcement(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    """What a device tells anyone who asks: who it is and what it has."""
+    """A device's details, sent sealed to circle members only: who it is and what it has."""
 
     v: int
     device_id: DeviceId
@@ -35,6 +46,7 @@ class Announcement(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Announcement)
+_public_decoder = msgspec.msgpack.Decoder(PublicAnnouncement)
 
 
 def encode(message: msgspec.Struct) -> bytes:
@@ -57,6 +69,23 @@ def decode_announcement(data: bytes) -> Announcement:
         _check(ann.profile)
     except Exception as exc:
         raise WireError(f"invalid announcement profile: {exc}") from exc
+    from accord.identity import device_id_for
+
+    if device_id_for(ann.public_key) != ann.device_id:
+        raise WireError("announcement device_id does not match its public key")
+    return ann
+
+
+def decode_public(data: bytes) -> PublicAnnouncement:
+    """Decode and validate a public announcement; any failure is a WireError."""
+    if len(data) > MAX_ANNOUNCEMENT_BYTES:
+        raise WireError(f"announcement of {len(data)} bytes exceeds {MAX_ANNOUNCEMENT_BYTES}")
+    try:
+        ann = _public_decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+        raise WireError(f"invalid announcement: {exc}") from exc
+    if ann.v != PROTOCOL_VERSION:
+        raise WireError(f"unsupported protocol version {ann.v} (this node speaks 1)")
     from accord.identity import device_id_for
 
     if device_id_for(ann.public_key) != ann.device_id:

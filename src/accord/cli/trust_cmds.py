@@ -1,0 +1,103 @@
+"""Commands for the circle of trust: pair open/join, trust list."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from accord.cli.options import HomeOpt, JsonOpt, home_path
+from accord.cli.render import ago
+
+out = Console()
+pair_app = typer.Typer(help="Pair devices into a circle of trust with a PIN.", no_args_is_help=True)
+trust_app = typer.Typer(help="The circle of trust: list, revoke, leave.", no_args_is_help=True)
+
+
+def _client(home: Path | None, timeout: float = 10.0) -> Any:
+    from accord.control.client import ControlClient
+    from accord.home import SOCKET_NAME
+
+    return ControlClient(home_path(home) / "run" / SOCKET_NAME, timeout=timeout)
+
+
+@pair_app.command("open")
+def pair_open(
+    home: Path | None = HomeOpt,
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds the window stays open."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Show a 6-digit PIN and wait for a device to join with it (Ctrl-C closes it)."""
+    for event in _client(home).stream("pair_open", timeout=timeout):
+        if as_json:
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
+            continue
+        if event["event"] == "open":
+            out.print(f"PIN [bold]{event['pin']}[/]  (open for {event['timeout']:g} s)")
+            out.print(
+                f"On the new device run: accord pair join THIS-DEVICE --pin {event['pin']}",
+                highlight=False,
+            )
+        elif event["event"] == "paired":
+            out.print(
+                f"[green]{event['name']}[/] joined the circle. "
+                f"Verification code [bold]{event['code']}[/]: check it matches."
+            )
+        else:
+            out.print(f"[yellow]window closed:[/] {event['reason']}")
+            raise typer.Exit(1)
+
+
+@pair_app.command("join")
+def pair_join(
+    device: str = typer.Argument(..., help="The device showing the PIN: name, id or id prefix."),
+    pin: str = typer.Option(..., "--pin", help="The 6-digit PIN it shows."),
+    home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Join the circle of the device showing a PIN."""
+    result = _client(home, timeout=30.0).call("pair_join", device=device, pin=pin)
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    out.print(
+        f"Paired with [bold]{result['name']}[/]. Verification code "
+        f"[bold]{result['code']}[/]: check it matches the other device."
+    )
+
+
+@trust_app.command("list")
+def trust_list(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
+    """The members of this device's circle."""
+    data = _client(home).call("trust_list")
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    table = Table(
+        title=f"Circle {data['circle_id']} (key epoch {data['epoch']})", title_justify="left"
+    )
+    for col in ("Name", "Type", "Id", "Level", "Online", "Added"):
+        table.add_column(col)
+    for m in data["members"]:
+        table.add_row(
+            m["name"] + (" (this device)" if m["is_self"] else ""),
+            m["type"],
+            m["device_id"][:10],
+            m["security_level"],
+            "[green]online[/]" if m["online"] else "[dim]offline[/]",
+            ago(m["added_at"]),
+        )
+    out.print(table)
+    if data["revoked"]:
+        out.print("Revoked: " + ", ".join(d[:10] for d in data["revoked"]))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(pair_app, name="pair")
+    app.add_typer(trust_app, name="trust")

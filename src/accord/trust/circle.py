@@ -1,0 +1,168 @@
+"""This device's view of its circle: members, keys, and sealing under the circle key.
+
+The one object the node asks "is this device a member?", "seal this", "open that".
+Every change is saved to the home before it takes effect on the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+import msgspec
+
+from accord.clock import Clock
+from accord.errors import TrustError
+from accord.home import Home
+from accord.identity import id_from_raw, raw_id
+from accord.trust import members as ml
+from accord.trust.store import CircleStore, founding_state
+from accord.wire.seal import Kind, Opener, Sealer, StreamId
+
+log = logging.getLogger(__name__)
+
+Standing = Literal["self", "member", "revoked", "stranger"]
+PAIRING_MAX_FAILURES = 5
+
+
+class Circle:
+    def __init__(self, home: Home, clock: Clock) -> None:
+        self._home = home
+        self._clock = clock
+        self._store = CircleStore(home.data_dir)
+        state = self._store.load()
+        if state is None:
+            p = home.profile
+            state = founding_state(home.identity, home.name, p.type, p.security_level, clock.wall())
+            self._store.save(state)
+        self.state = state
+        self._me = home.device_id
+        self._raw_me = raw_id(self._me)
+        self.boot = self._store.next_boot(state)
+        self._opener = Opener(self._root_for)
+        self._sealer = self._new_sealer()
+        self._listeners: list[Callable[[], None]] = []
+
+    # -- membership ------------------------------------------------------
+
+    @property
+    def members(self) -> ml.MemberList:
+        return self.state.members
+
+    def standing(self, device_id: str) -> Standing:
+        if device_id == self._me:
+            return "self"
+        if device_id in self.state.members.revoked:
+            return "revoked"
+        if self.state.members.is_member(device_id):
+            return "member"
+        return "stranger"
+
+    def is_member(self, device_id: str) -> bool:
+        return device_id != self._me and self.standing(device_id) == "member"
+
+    def member(self, device_id: str) -> ml.Member | None:
+        return self.state.members.member(device_id)
+
+    def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("circle listener failed")
+
+    def signed_list(self) -> ml.SignedList:
+        return ml.sign(self.state.members, self._home.identity)
+
+    def accept_list(self, signed: ml.SignedList) -> bool:
+        """Merge a copy received from a member; True if anything changed."""
+        merged = ml.accept(signed, self.state.members)
+        if merged == self.state.members:
+            return False
+        newly_revoked = set(merged.revoked) - set(self.state.members.revoked)
+        self.state.members = merged
+        self._store.save(self.state)
+        for device_id in newly_revoked:
+            self._opener.forget(raw_id(device_id))
+        if self._me in newly_revoked:
+            log.warning("%s: this device was revoked from its circle", self._home.name)
+        self._changed()
+        return True
+
+    def add_member(self, member: ml.Member) -> None:
+        self.state.members = ml.add(self.state.members, member)
+        self._store.save(self.state)
+        self._changed()
+
+    def join(self, members: ml.MemberList, epoch: int, key: bytes) -> None:
+        """Replace our circle of one by the circle we just paired into."""
+        if not members.is_member(self._me):
+            raise TrustError("the circle we paired into does not list this device")
+        self.state.members = members
+        self.state.epoch = epoch
+        self.state.keys = {epoch: key}
+        self._store.save(self.state)
+        self._sealer = self._new_sealer()
+        self._changed()
+
+    # -- pairing window bookkeeping (persisted so it survives restarts) --
+
+    def pairing_open(self) -> bool:
+        s = self.state
+        return bool(s.pairing_pin) and self._clock.wall() < s.pairing_expires
+
+    def open_pairing(self, pin: str, seconds: float) -> None:
+        if self.state.pairing_failures >= PAIRING_MAX_FAILURES:
+            self.state.pairing_failures = 0  # a person opening a new window resets it
+        self.state.pairing_pin = pin
+        self.state.pairing_expires = self._clock.wall() + seconds
+        self._store.save(self.state)
+
+    def close_pairing(self) -> None:
+        self.state.pairing_pin = ""
+        self.state.pairing_expires = 0.0
+        self._store.save(self.state)
+
+    def count_pairing_attempt(self) -> int:
+        """Count an attempt *before* answering it (a silent guesser is counted too)."""
+        self.state.pairing_failures += 1
+        if self.state.pairing_failures >= PAIRING_MAX_FAILURES:
+            self.state.pairing_pin = ""
+        self._store.save(self.state)
+        return self.state.pairing_failures
+
+    def pairing_succeeded(self) -> None:
+        self.state.pairing_failures = 0
+        self.state.pairing_pin = ""
+        self._store.save(self.state)
+
+    # -- sealing -----------------------------------------------------------
+
+    def _new_sealer(self) -> Sealer:
+        sid = StreamId(Kind.BROADCAST, self._raw_me, self.state.epoch, self.boot)
+        return Sealer(self.state.circle_key, sid)
+
+    def _root_for(self, sid: StreamId) -> bytes | None:
+        if sid.kind != Kind.BROADCAST:
+            return None
+        sender = id_from_raw(sid.sender)
+        if sender != self._me and not self.state.members.is_member(sender):
+            return None
+        return self.state.keys.get(sid.epoch)
+
+    def seal(self, key_expr: str, payload: bytes) -> bytes:
+        return self._sealer.seal(key_expr, payload)
+
+    def open(self, key_expr: str, frame: bytes) -> tuple[str, bytes]:
+        """Open a frame from a member: (sender device id, plaintext). Raises SealError."""
+        sid, plaintext = self._opener.open(key_expr, frame)
+        return id_from_raw(sid.sender), plaintext
+
+
+def encode(obj: object) -> bytes:
+    return msgspec.msgpack.encode(obj)

@@ -1,0 +1,199 @@
+"""The node's trust operations: pairing windows, joining, listing the circle.
+
+Composes the sans-IO trust core (``accord.trust``) with the bus; the node exposes
+these as control methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from accord.bus import keys
+from accord.bus.directory import DeviceDirectory, DeviceRecord
+from accord.bus.session import Bus, Undo
+from accord.circle_sync import CircleSync
+from accord.clock import Clock
+from accord.errors import DeviceUnavailable, PairingError
+from accord.home import Home
+from accord.trust import pairing
+from accord.trust.circle import Circle
+from accord.trust.pake import new_pin
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_S = 120.0
+MAX_WINDOW_S = 3600.0
+
+
+class TrustService:
+    def __init__(
+        self,
+        home: Home,
+        bus: Bus,
+        circle: Circle,
+        sync: CircleSync,
+        directory: DeviceDirectory,
+        clock: Clock,
+        *,
+        query_timeout: float,
+        announce_pairing: Callable[[bool], None],
+    ) -> None:
+        self._home = home
+        self._bus = bus
+        self._circle = circle
+        self._sync = sync
+        self._directory = directory
+        self._clock = clock
+        self._timeout = query_timeout
+        self._announce_pairing = announce_pairing
+        self._paired: asyncio.Queue[pairing.Paired] = asyncio.Queue()
+        self._window = pairing.HostWindow(circle, home.identity, self._on_paired)
+        self._undo: Undo | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+
+    async def start(self) -> None:
+        self._undo = self._bus.serve(keys.pair_key(self._home.device_id), self._serve_pair)
+        if self._circle.pairing_open():  # a window that was open when the node stopped
+            self._announce_pairing(True)
+
+    async def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self._undo is not None:
+            self._undo()
+            self._undo = None
+
+    async def _serve_pair(self, _key: str, payload: bytes) -> bytes:
+        was_open = self._circle.pairing_open()
+        reply = self._window.handle(payload)
+        if was_open and not self._circle.pairing_open():
+            self._announce_pairing(False)
+        return reply
+
+    def _on_paired(self, paired: pairing.Paired) -> None:
+        log.info("%s: %s joined the circle", self._home.name, paired.name)
+        self._sync.publish_members()
+        self._paired.put_nowait(paired)
+
+    # -- control methods ---------------------------------------------------
+
+    async def pair_open(self, params: dict[str, Any]) -> AsyncIterator[Any]:
+        """Open a pairing window; yield the PIN, then how the window ended."""
+        timeout = float(params.get("timeout", DEFAULT_WINDOW_S))
+        if not 1 <= timeout <= MAX_WINDOW_S:
+            raise PairingError(f"--timeout must be between 1 and {MAX_WINDOW_S:g} seconds")
+        while not self._paired.empty():
+            self._paired.get_nowait()
+        pin = new_pin()
+        self._circle.open_pairing(pin, timeout)
+        self._announce_pairing(True)
+        try:
+            yield {"event": "open", "pin": pin, "timeout": timeout}
+            deadline = self._clock.monotonic() + timeout
+            while True:
+                remaining = deadline - self._clock.monotonic()
+                if remaining <= 0:
+                    yield {"event": "closed", "reason": "the window expired"}
+                    return
+                try:
+                    paired = await asyncio.wait_for(self._paired.get(), min(remaining, 0.25))
+                except TimeoutError:
+                    if not self._circle.pairing_open():
+                        yield {"event": "closed", "reason": "5 failed attempts"}
+                        return
+                    continue
+                yield {
+                    "event": "paired",
+                    "device_id": paired.device_id,
+                    "name": paired.name,
+                    "code": paired.code,
+                }
+                return
+        finally:
+            if self._circle.state.pairing_pin:
+                self._circle.close_pairing()
+            self._announce_pairing(False)
+
+    async def pair_window(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Open a pairing window and return its PIN at once (for scripts and the sim);
+        it closes on success, after 5 failures, or when it expires."""
+        timeout = float(params.get("timeout", DEFAULT_WINDOW_S))
+        if not 1 <= timeout <= MAX_WINDOW_S:
+            raise PairingError(f"timeout must be between 1 and {MAX_WINDOW_S:g} seconds")
+        pin = new_pin()
+        self._circle.open_pairing(pin, timeout)
+        self._announce_pairing(True)
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = asyncio.get_running_loop().call_later(timeout, self._expire, pin)
+        return {"pin": pin, "timeout": timeout}
+
+    def _expire(self, pin: str) -> None:
+        if self._circle.state.pairing_pin == pin:
+            self._circle.close_pairing()
+            self._announce_pairing(False)
+
+    async def pair_join(self, params: dict[str, Any]) -> dict[str, Any]:
+        target = self._resolve(str(params.get("device", "")))
+        pin = str(params.get("pin", ""))
+        key = keys.pair_key(target.device_id)
+
+        async def ask(payload: bytes) -> bytes | None:
+            replies = await self._bus.get(key, self._timeout, payload=payload)
+            return replies[0][1] if replies else None
+
+        profile = self._home.profile
+        paired = await pairing.join(
+            ask,
+            self._circle,
+            self._home.identity,
+            target.device_id,
+            pin,
+            self._home.name,
+            profile.type,
+            profile.security_level,
+        )
+        # No publish here: the host already told every member about us.
+        return {"device_id": paired.device_id, "name": paired.name, "code": paired.code}
+
+    def _resolve(self, query: str) -> DeviceRecord:
+        """A device by name, id or unique id prefix, among those online."""
+        if not query:
+            raise PairingError("name the device to pair with (a name, id or id prefix)")
+        online = [r for r in self._directory.records() if r.online and not r.is_self]
+        for match in (
+            [r for r in online if r.device_id == query],
+            [r for r in online if r.name.lower() == query.lower()],
+            [r for r in online if r.device_id.startswith(query.lower())],
+        ):
+            if len(match) == 1:
+                return match[0]
+            if len(match) > 1:
+                names = ", ".join(f"{r.name} ({r.device_id[:10]})" for r in match)
+                raise PairingError(f"{query!r} matches several devices: {names}; use an id")
+        raise DeviceUnavailable(f"no online device matches {query!r}; see: accord devices")
+
+    async def trust_list(self, _params: dict[str, Any]) -> dict[str, Any]:
+        members = self._circle.members
+        online = {r.device_id for r in self._directory.records() if r.online}
+        return {
+            "circle_id": members.circle_id,
+            "epoch": self._circle.state.epoch,
+            "members": [
+                {
+                    "device_id": m.device_id,
+                    "name": m.name,
+                    "type": m.type,
+                    "security_level": m.security_level,
+                    "added_by": m.added_by,
+                    "added_at": m.added_at,
+                    "online": m.device_id in online,
+                    "is_self": m.device_id == self._home.device_id,
+                }
+                for m in members.active()
+            ],
+            "revoked": list(members.revoked),
+        }

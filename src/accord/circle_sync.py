@@ -32,6 +32,7 @@ class Details(msgspec.Struct, frozen=True):
 
 _details = msgspec.msgpack.Decoder(Details)
 _signed = msgspec.msgpack.Decoder(SignedList)
+FETCH_RETRIES = (0.0, 0.1, 0.3, 0.6, 1.2)
 _ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError)
 
 
@@ -138,12 +139,23 @@ class CircleSync:
         return ann
 
     async def _fetch(self, device_id: str) -> None:
+        """Ask a member for its details; retry briefly, since a device that has just
+        paired may not hold the circle key yet when we first ask."""
+        for delay in FETCH_RETRIES:
+            if delay:
+                await asyncio.sleep(delay)
+            if not self._circle.is_member(device_id):
+                return
+            if await self._try_fetch(device_id):
+                return
+
+    async def _try_fetch(self, device_id: str) -> bool:
         key = keys.details_key(device_id)
         try:
             replies = await self._bus.get(key, self._timeout, payload=self._circle.seal(key, b""))
         except Exception as exc:
             log.debug("%s: details query failed: %s", self._name, exc)
-            return
+            return False
         for _, payload in replies:
             try:
                 ann = self._read_details(key, device_id, payload)
@@ -154,4 +166,5 @@ class CircleSync:
                 continue
             if self._directory.get(device_id) is not None:
                 self._directory.seen(ann, standing=self._circle.standing(device_id))
-            return
+            return True
+        return False

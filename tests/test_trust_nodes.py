@@ -1,0 +1,238 @@
+"""Pairing, sealed details and the member list between nodes on real Zenoh (in-process)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+import zenoh
+
+from accord.bus import keys
+from accord.bus.settings import BusSettings, zenoh_config
+from accord.errors import DeviceUnavailable, PairingError
+from accord.home import Home, init_home
+from accord.node import Node
+from accord.sim.household import free_port
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Mesh:
+    """Nodes that each listen on a port and connect to every node started before."""
+
+    def __init__(self, folder: Path, stack: AsyncExitStack) -> None:
+        self.folder = folder
+        self.stack = stack
+        self.endpoints: list[str] = []
+        self.ports: dict[str, int] = {}
+
+    async def start(self, name: str, profile: str, home: Home | None = None) -> Node:
+        home = home or init_home(self.folder / name, profile_name=profile, name=name)
+        port = self.ports.setdefault(name, free_port())
+        ep = f"tcp/127.0.0.1:{port}"
+        settings = BusSettings(
+            listen=(ep,), connect=tuple(e for e in self.endpoints if e != ep), multicast=False
+        )
+        node = await self.stack.enter_async_context(Node(home, settings))
+        if ep not in self.endpoints:
+            self.endpoints.append(ep)
+        return node
+
+
+@pytest.fixture
+async def mesh(short_tmp: Path) -> AsyncIterator[Mesh]:
+    async with AsyncExitStack() as stack:
+        yield Mesh(short_tmp, stack)
+
+
+def sees(node: Node, other: Node) -> bool:
+    assert node.directory is not None
+    rec = node.directory.get(other.home.device_id)
+    return rec is not None and rec.online
+
+
+async def pair(host: Node, joiner: Node) -> dict[str, str]:
+    await wait_until(lambda: sees(joiner, host), 5, "joiner to see host")
+    pin = (await host.trust.pair_window({"timeout": 30}))["pin"]
+    result = await joiner.trust.pair_join({"device": host.name, "pin": pin})
+    return result
+
+
+def detailed(node: Node, other: Node) -> Callable[[], bool]:
+    def check() -> bool:
+        assert node.directory is not None
+        rec = node.directory.get(other.home.device_id)
+        return rec is not None and rec.online and rec.profile is not None
+
+    return check
+
+
+async def test_pairing_makes_members_who_see_each_others_details(mesh: Mesh) -> None:
+    phone = await mesh.start("phone", "nokia-x60")
+    tablet = await mesh.start("tablet", "tablet")
+    assert phone.directory is not None
+    await wait_until(lambda: sees(phone, tablet), 5, "presence")
+    before = phone.directory.get(tablet.home.device_id)
+    assert before is not None
+    assert before.standing == "stranger"
+    assert before.profile is None  # strangers learn only the public announcement
+
+    started = time.monotonic()
+    result = await pair(phone, tablet)
+    assert time.monotonic() - started < 5.0  # generous; the benchmark measures it
+    assert result["device_id"] == phone.home.device_id
+    assert len(result["code"]) == 6
+    assert phone.circle is not None
+    assert tablet.circle is not None
+    assert phone.circle.is_member(tablet.home.device_id)
+    assert tablet.circle.is_member(phone.home.device_id)
+    assert tablet.circle.members.circle_id == phone.circle.members.circle_id
+    await wait_until(detailed(phone, tablet), 5, "phone to fetch the tablet's details")
+    await wait_until(detailed(tablet, phone), 5, "tablet to fetch the phone's details")
+    rec = phone.directory.get(tablet.home.device_id)
+    assert rec is not None
+    assert rec.standing == "member"
+    assert rec.vendor == "Generic"
+
+
+async def test_every_member_learns_of_a_new_member(mesh: Mesh) -> None:
+    a = await mesh.start("a", "laptop")
+    b = await mesh.start("b", "tablet")
+    await pair(a, b)
+    c = await mesh.start("c", "tv")
+    await pair(a, c)  # b takes no part in this pairing
+    b_circle = b.circle
+    assert b_circle is not None
+    await wait_until(lambda: b_circle.is_member(c.home.device_id), 5, "b to learn of c")
+    await wait_until(detailed(b, c), 5, "b to see c's details")
+    await wait_until(detailed(c, b), 5, "c to see b's details")
+
+
+async def test_pair_open_stream_reports_the_pairing(mesh: Mesh) -> None:
+    host = await mesh.start("host", "laptop")
+    joiner = await mesh.start("joiner", "tablet")
+    await wait_until(lambda: sees(joiner, host), 5, "presence")
+    stream = host.trust.pair_open({"timeout": 30})
+    opened = await anext(stream)
+    assert opened["event"] == "open"
+    directory = joiner.directory
+    assert directory is not None
+    await wait_until(
+        lambda: bool((r := directory.get(host.home.device_id)) and r.pairing),
+        5,
+        "the pairing flag to reach the joiner",
+    )
+    joined = await joiner.trust.pair_join({"device": host.home.device_id[:6], "pin": opened["pin"]})
+    paired = await asyncio.wait_for(anext(stream), 5)
+    assert paired["event"] == "paired"
+    assert paired["code"] == joined["code"]  # both sides show the same verification code
+    await stream.aclose()  # type: ignore[attr-defined]
+    await wait_until(
+        lambda: not (r := directory.get(host.home.device_id)) or not r.pairing,
+        5,
+        "the pairing flag to clear",
+    )
+
+
+async def test_wrong_pin_fails_on_both_sides_and_five_close_the_window(
+    mesh: Mesh, short_tmp: Path
+) -> None:
+    host = await mesh.start("host", "laptop")
+    joiner = await mesh.start("joiner", "tablet")
+    await wait_until(lambda: sees(joiner, host), 5, "presence")
+    pin = (await host.trust.pair_window({"timeout": 60}))["pin"]
+    wrong = f"{(int(pin) + 1) % 1_000_000:06d}"
+    for _ in range(5):
+        with pytest.raises(PairingError, match="wrong PIN"):
+            await joiner.trust.pair_join({"device": host.name, "pin": wrong})
+    assert host.circle is not None
+    assert host.circle.state.pairing_failures == 5
+    assert not host.circle.pairing_open()
+    with pytest.raises(PairingError, match="not accepting pairing"):
+        await joiner.trust.pair_join({"device": host.name, "pin": pin})
+    assert joiner.circle is not None
+    assert not joiner.circle.is_member(host.home.device_id)
+
+
+async def test_failed_attempts_survive_a_restart(short_tmp: Path) -> None:
+    home = init_home(short_tmp / "host", profile_name="laptop")
+    settings = BusSettings(listen=(f"tcp/127.0.0.1:{free_port()}",), multicast=False)
+    async with Node(home, settings) as host:
+        pin = (await host.trust.pair_window({"timeout": 60}))["pin"]
+        assert host.circle is not None
+        for _ in range(5):
+            host.circle.count_pairing_attempt()
+    async with Node(home, settings) as host:
+        assert host.circle is not None
+        assert host.circle.state.pairing_failures == 5
+        assert not host.circle.pairing_open()
+        assert host.circle.state.pairing_pin != pin
+
+
+async def test_expired_window_and_reused_pin_are_refused(mesh: Mesh) -> None:
+    host = await mesh.start("host", "laptop")
+    first = await mesh.start("first", "tablet")
+    second = await mesh.start("second", "tv")
+    await wait_until(lambda: sees(first, host) and sees(second, host), 5, "presence")
+    pin = (await host.trust.pair_window({"timeout": 30}))["pin"]
+    await first.trust.pair_join({"device": host.name, "pin": pin})
+    with pytest.raises(PairingError, match="not accepting pairing"):
+        await second.trust.pair_join({"device": host.name, "pin": pin})  # single use
+    pin = (await host.trust.pair_window({"timeout": 1}))["pin"]
+    circle = host.circle
+    assert circle is not None
+    await wait_until(lambda: not circle.pairing_open(), 5, "window to expire")
+    with pytest.raises(PairingError, match="not accepting pairing"):
+        await second.trust.pair_join({"device": host.name, "pin": pin})
+
+
+async def test_unknown_device_and_bad_pin_format(mesh: Mesh) -> None:
+    host = await mesh.start("host", "laptop")
+    joiner = await mesh.start("joiner", "tablet")
+    await wait_until(lambda: sees(joiner, host), 5, "presence")
+    with pytest.raises(DeviceUnavailable, match="no online device"):
+        await joiner.trust.pair_join({"device": "toaster", "pin": "123456"})
+    with pytest.raises(PairingError, match="6 digits"):
+        await joiner.trust.pair_join({"device": host.name, "pin": "12ab"})
+
+
+async def test_a_stranger_with_raw_zenoh_learns_no_details(mesh: Mesh) -> None:
+    a = await mesh.start("a", "nokia-x60")
+    b = await mesh.start("b", "tablet")
+    await pair(a, b)
+    await wait_until(detailed(a, b), 5, "members exchange details")
+    conf = zenoh_config(BusSettings(connect=tuple(mesh.endpoints), multicast=False))
+    session = zenoh.open(conf)
+    received: list[bytes] = []
+    try:
+        sub = session.declare_subscriber(
+            "accord/**", lambda s: received.append(s.payload.to_bytes())
+        )
+        loop = asyncio.get_running_loop()
+
+        def ask(key: str, payload: bytes) -> list[zenoh.Reply]:
+            return list(session.get(key, payload=payload, timeout=1.0))
+
+        for payload in (b"", b"\x00" * 50, b"\x01" * 200):
+            replies = await loop.run_in_executor(
+                None, ask, keys.details_key(a.home.device_id), payload
+            )
+            assert replies == []  # strangers get nothing, not even an error
+        sub.undeclare()  # type: ignore[no-untyped-call]
+    finally:
+        session.close()  # type: ignore[no-untyped-call]
+    assert a.circle is not None
+    assert a.circle.is_member(b.home.device_id)  # the circle is intact
+    for payload in received:  # what a stranger sees on the wire: no profile details
+        assert b"Generic" not in payload
+        assert b"Snapdragon" not in payload

@@ -13,10 +13,11 @@ import zenoh
 
 from accord.bus import keys
 from accord.bus.settings import BusSettings, zenoh_config
-from accord.errors import DeviceUnavailable, PairingError
+from accord.errors import DeviceUnavailable, PairingError, UnknownSender
 from accord.home import Home, init_home
 from accord.node import Node
 from accord.sim.household import free_port
+from accord.trust.circle import Circle
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -236,3 +237,93 @@ async def test_a_stranger_with_raw_zenoh_learns_no_details(mesh: Mesh) -> None:
     for payload in received:  # what a stranger sees on the wire: no profile details
         assert b"Generic" not in payload
         assert b"Snapdragon" not in payload
+
+
+async def circle_of_three(mesh: Mesh) -> tuple[Node, Node, Node]:
+    a = await mesh.start("a", "laptop")
+    b = await mesh.start("b", "tablet")
+    c = await mesh.start("c", "tv")
+    await pair(a, b)
+    await pair(a, c)
+    for x, y in ((a, b), (a, c), (b, c), (c, b)):
+        await wait_until(detailed(x, y), 5, f"{x.name} to see {y.name}'s details")
+    return a, b, c
+
+
+def epoch(node: Node) -> int:
+    assert node.circle is not None
+    return node.circle.state.epoch
+
+
+def circle_of(node: Node) -> Circle:
+    assert node.circle is not None
+    return node.circle
+
+
+def standing(viewer: Node, other: Node) -> str:
+    assert viewer.directory is not None
+    rec = viewer.directory.get(other.home.device_id)
+    return rec.standing if rec else "unknown"
+
+
+async def test_revoked_device_can_neither_read_nor_inject(mesh: Mesh) -> None:
+    a, b, c = await circle_of_three(mesh)
+    ca, cb, cc = circle_of(a), circle_of(b), circle_of(c)
+    result = await a.trust.trust_revoke({"device": "c"})
+    assert result["rekeyed"] == [b.home.device_id]
+    await wait_until(lambda: epoch(b) == epoch(a) == 2, 5, "b to get the new key")
+    await wait_until(lambda: not cb.is_member(c.home.device_id), 5, "b to learn of it")
+    assert not ca.is_member(c.home.device_id)
+    assert epoch(c) == 1  # c never got the new key
+    # c cannot read what members now seal ...
+    with pytest.raises(UnknownSender):
+        cc.open(keys.MEMBERS_KEY, ca.seal(keys.MEMBERS_KEY, b"secret"))
+    # ... what c seals is refused by the members ...
+    with pytest.raises(UnknownSender):
+        cb.open(keys.MEMBERS_KEY, cc.seal(keys.MEMBERS_KEY, b"let me in"))
+    # ... and c cannot push its old key and list to a member.
+    assert not await c.sync.push_key(b.home.device_id)
+    assert epoch(b) == 2
+    await wait_until(lambda: standing(b, c) == "revoked", 5, "b to show c as revoked")
+    assert standing(a, c) == "revoked"
+    # the remaining members keep working: a fresh details exchange under the new key
+    assert await a.sync._try_fetch(b.home.device_id)
+
+
+async def test_a_member_away_during_revocation_gets_the_new_key_on_return(
+    mesh: Mesh,
+) -> None:
+    a, b, c = await circle_of_three(mesh)
+    home_b = b.home
+    await mesh.stack.aclose()  # everyone stops; a and c come back, b stays away
+    mesh.stack = AsyncExitStack()
+    mesh.endpoints.clear()
+    try:
+        a = await mesh.start("a", "laptop", home=a.home)
+        c = await mesh.start("c", "tv", home=c.home)
+        await wait_until(lambda: sees(a, c), 5, "a and c to meet again")
+        await a.trust.trust_revoke({"device": "c"})
+        b = await mesh.start("b", "tablet", home=home_b)
+        assert circle_of(b).state.epoch == 1  # b was away: it still holds the old key
+        await wait_until(lambda: epoch(b) == epoch(a) == 2, 5, "b to get the new key")
+        await wait_until(lambda: not circle_of(b).is_member(c.home.device_id), 5, "b learns")
+        assert await a.sync._try_fetch(b.home.device_id)
+        assert epoch(c) == 1
+    finally:
+        await mesh.stack.aclose()
+
+
+async def test_leaving_removes_the_device_everywhere_and_rotates(mesh: Mesh) -> None:
+    a, b, c = await circle_of_three(mesh)
+    old_circle = circle_of(a).members.circle_id
+    result = await b.trust.trust_leave({})
+    assert result["left"] == old_circle
+    assert result["circle_id"] != old_circle
+    assert circle_of(b).members.active()[0].device_id == b.home.device_id
+    await wait_until(lambda: not circle_of(a).is_member(b.home.device_id), 5, "a to learn")
+    await wait_until(lambda: not circle_of(c).is_member(b.home.device_id), 5, "c to learn")
+    await wait_until(lambda: epoch(a) == epoch(c) >= 2, 5, "a and c to share a new key")
+    await wait_until(
+        lambda: circle_of(a).state.circle_key == circle_of(c).state.circle_key, 5, "converge"
+    )
+    assert await a.sync._try_fetch(c.home.device_id)

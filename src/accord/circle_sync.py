@@ -17,12 +17,25 @@ import msgspec
 from accord.bus import keys
 from accord.bus.directory import DeviceDirectory
 from accord.bus.session import Bus, Undo
-from accord.errors import SealError, TrustError, WireError
+from accord.errors import SealError, TrustError, UnknownSender, WireError
+from accord.identity import Identity, id_from_raw, raw_id
+from accord.trust import session
 from accord.trust.circle import Circle
 from accord.trust.members import SignedList
+from accord.trust.sessions import SessionTable, session_number
 from accord.wire.messages import Announcement, decode_announcement, encode
+from accord.wire.seal import Kind, Opener, Sealer, StreamId
 
 log = logging.getLogger(__name__)
+
+
+class KeyUpdate(msgspec.Struct, frozen=True):
+    """A circle key and the member list it goes with, sent on a pairwise session."""
+
+    members: SignedList
+    epoch: int
+    key: bytes
+    issuer: str
 
 
 class Details(msgspec.Struct, frozen=True):
@@ -32,6 +45,7 @@ class Details(msgspec.Struct, frozen=True):
 
 _details = msgspec.msgpack.Decoder(Details)
 _signed = msgspec.msgpack.Decoder(SignedList)
+_key_update = msgspec.msgpack.Decoder(KeyUpdate)
 FETCH_RETRIES = (0.0, 0.1, 0.3, 0.6, 1.2)
 _ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError)
 
@@ -43,6 +57,7 @@ class CircleSync:
         circle: Circle,
         directory: DeviceDirectory,
         details: Announcement,
+        identity: Identity,
         *,
         query_timeout: float,
     ) -> None:
@@ -53,20 +68,28 @@ class CircleSync:
         self._me = details.device_id
         self._name = details.name
         self._timeout = query_timeout
+        self._identity = identity
+        self._sessions = SessionTable()
+        self._pairwise = Opener(self._sessions.root_for)
+        self._boot = circle.boot
+        self._last_epoch = circle.state.epoch
         self._undo: list[Undo] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._pushes: set[asyncio.Task[bool]] = set()
         self._warned: set[str] = set()
 
     async def start(self) -> None:
         self._undo.append(self._bus.serve(keys.details_key(self._me), self._serve_details))
         self._undo.append(self._bus.subscribe(keys.MEMBERS_KEY, self._on_members))
+        self._undo.append(self._bus.serve(keys.session_key(self._me), self._serve_session))
+        self._undo.append(self._bus.serve(keys.rekey_key(self._me), self._serve_rekey))
         self._undo.append(self._circle.on_change(self._circle_changed))
 
     async def stop(self) -> None:
         for undo in reversed(self._undo):
             undo()
         self._undo.clear()
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._pushes]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -83,11 +106,16 @@ class CircleSync:
     async def _serve_details(self, key: str, payload: bytes) -> bytes | None:
         try:
             sender, _ = self._circle.open(key, payload)
+        except UnknownSender as exc:
+            # Strangers, revoked devices, and a member that paired a moment ago and
+            # does not hold our key yet: all get nothing, not even an error.
+            log.debug("%s: refused details query: %s", self._name, exc)
+            return None
         except SealError as exc:
             self._warn_once(
                 "details:" + type(exc).__name__, "%s: refused details query: %s", self._name, exc
             )
-            return None  # strangers and revoked devices get nothing, not even an error
+            return None
         details = Details(self._details_bytes, self._circle.signed_list())
         log.debug("%s: details for %s", self._name, sender)
         return self._circle.seal(key, encode(details))
@@ -102,6 +130,9 @@ class CircleSync:
             sender, plain = self._circle.open(key, payload)
             signed = _signed.decode(plain)
             self._circle.accept_list(signed)
+        except UnknownSender as exc:
+            log.debug("%s: ignored member list: %s", self._name, exc)
+            return
         except (SealError, TrustError, *_ERRORS) as exc:
             self._warn_once(
                 "members:" + type(exc).__name__, "%s: ignored member list: %s", self._name, exc
@@ -112,7 +143,10 @@ class CircleSync:
     # -- fetching ----------------------------------------------------------
 
     def on_present(self, device_id: str) -> None:
-        """Presence saw a device: if it is a member, learn its details."""
+        """Presence saw a device: if it is a member, make sure it holds our circle key
+        (it may have been away during a rotation) and learn its details."""
+        if self._circle.is_member(device_id):
+            self._spawn_push(device_id)
         if self._circle.is_member(device_id) and device_id not in self._tasks:
             task = asyncio.get_running_loop().create_task(self._fetch(device_id))
             self._tasks[device_id] = task
@@ -122,6 +156,13 @@ class CircleSync:
         self._tasks.pop(device_id, None)
 
     def _circle_changed(self) -> None:
+        state = self._circle.state
+        if state.epoch > self._last_epoch and state.key_issuer == self._me:
+            # We rotated the key (someone was revoked): hand it to the other members.
+            task = asyncio.get_running_loop().create_task(self._rekey_quietly())
+            self._pushes.add(task)
+            task.add_done_callback(self._pushes.discard)
+        self._last_epoch = state.epoch
         for record in self._directory.records():
             self._directory.set_standing(record.device_id, self._circle.standing(record.device_id))
             if record.online and record.profile is None:
@@ -168,3 +209,88 @@ class CircleSync:
                 self._directory.seen(ann, standing=self._circle.standing(device_id))
             return True
         return False
+
+    # -- circle keys on pairwise sessions --------------------------------
+
+    async def _serve_session(self, _key: str, offer: bytes) -> bytes | None:
+        keys_of = {m.device_id: m.public_key for m in self._circle.members.active()}
+        try:
+            initiator, answer, secret = session.respond(self._identity, offer, keys_of)
+        except TrustError as exc:
+            log.debug("%s: refused session offer: %s", self._name, exc)
+            return None
+        self._sessions.remember(initiator, session_number(offer), secret)
+        return answer
+
+    def _read_key_update(self, key: str, frame: bytes) -> tuple[str, KeyUpdate]:
+        sid, plain = self._pairwise.open(key, frame)
+        sender = id_from_raw(sid.sender)
+        if not self._circle.is_member(sender):
+            raise TrustError(f"key update from {sender[:10]}, who is not a member")
+        return sender, _key_update.decode(plain)
+
+    async def _serve_rekey(self, key: str, frame: bytes) -> bytes | None:
+        try:
+            sender, update = self._read_key_update(key, frame)
+            self._circle.accept_list(update.members)
+            if self._circle.is_member(sender) and self._circle.install_key(
+                update.epoch, update.key, update.issuer
+            ):
+                log.info("%s: circle key epoch %d from %s", self._name, update.epoch, sender[:10])
+        except (SealError, TrustError, *_ERRORS) as exc:
+            self._warn_once(
+                "rekey:" + type(exc).__name__, "%s: ignored key update: %s", self._name, exc
+            )
+            return None
+        return b"ok"
+
+    def _spawn_push(self, device_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.push_key(device_id))
+        self._pushes.add(task)
+        task.add_done_callback(self._pushes.discard)
+
+    async def push_key(self, device_id: str) -> bool:
+        """Send our circle key and member list to one member on a fresh pairwise
+        session. False if it did not answer."""
+        member = self._circle.member(device_id)
+        if member is None:
+            return False
+        initiator = session.Initiator(self._identity, device_id)
+        offer = initiator.offer()
+        try:
+            replies = await self._bus.get(keys.session_key(device_id), self._timeout, offer)
+            if not replies:
+                return False
+            secret = initiator.on_answer(replies[0][1], member.public_key)
+            state = self._circle.state
+            update = KeyUpdate(
+                self._circle.signed_list(),
+                state.epoch,
+                state.circle_key,
+                state.key_issuer or self._me,
+            )
+            sid = StreamId(Kind.PAIRWISE, raw_id(self._me), session_number(offer), self._boot)
+            key = keys.rekey_key(device_id)
+            frame = Sealer(secret, sid).seal(key, encode(update))
+            return bool(await self._bus.get(key, self._timeout, frame))
+        except TrustError as exc:
+            log.warning(
+                "%s: could not send the circle key to %s: %s", self._name, device_id[:10], exc
+            )
+            return False
+
+    async def _rekey_quietly(self) -> bool:
+        results = await self.rekey_all()
+        return all(results.values())
+
+    async def rekey_all(self) -> dict[str, bool]:
+        """Send the current key to every other active member that is online."""
+        online = {r.device_id for r in self._directory.records() if r.online}
+        targets = [
+            m.device_id
+            for m in self._circle.members.active()
+            if m.device_id != self._me and m.device_id in online
+        ]
+        results = await asyncio.gather(*(self.push_key(t) for t in targets))
+        self.publish_members()
+        return dict(zip(targets, results, strict=True))

@@ -51,6 +51,12 @@ class Node:
         return self.home.name
 
     @property
+    def sync(self) -> CircleSync:
+        if self._sync is None:
+            raise RuntimeError("the node is not running")
+        return self._sync
+
+    @property
     def trust(self) -> TrustService:
         if self._trust is None:
             raise RuntimeError("the node is not running")
@@ -90,7 +96,12 @@ class Node:
         )
         timeout = self.settings.query_timeout_ms / 1000
         self._sync = CircleSync(
-            self._bus, self.circle, self.directory, details, query_timeout=timeout
+            self._bus,
+            self.circle,
+            self.directory,
+            details,
+            self.home.identity,
+            query_timeout=timeout,
         )
         self._presence = Presence(
             self._bus,
@@ -123,6 +134,8 @@ class Node:
         self._control.add("pair_join", self._trust.pair_join)
         self._control.add("pair_window", self._trust.pair_window)
         self._control.add("trust_list", self._trust.trust_list)
+        self._control.add("trust_revoke", self._trust.trust_revoke)
+        self._control.add("trust_leave", self._trust.trust_leave)
         await self._control.start()
         log.info("%s: up as %s", self.name, self.home.device_id)
 

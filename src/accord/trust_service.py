@@ -16,10 +16,12 @@ from accord.bus.directory import DeviceDirectory, DeviceRecord
 from accord.bus.session import Bus, Undo
 from accord.circle_sync import CircleSync
 from accord.clock import Clock
-from accord.errors import DeviceUnavailable, PairingError
+from accord.errors import DeviceUnavailable, PairingError, TrustError
 from accord.home import Home
 from accord.trust import pairing
 from accord.trust.circle import Circle
+from accord.trust.members import Member
+from accord.trust.members import revoke as revoke_list
 from accord.trust.pake import new_pin
 
 log = logging.getLogger(__name__)
@@ -197,3 +199,45 @@ class TrustService:
             ],
             "revoked": list(members.revoked),
         }
+
+    async def trust_revoke(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Revoke a member everywhere: new member list, new circle key for the rest."""
+        target = self._resolve_member(str(params.get("device", "")))
+        if target.device_id == self._home.device_id:
+            raise TrustError("to take this device out of its circle use: accord trust leave")
+        self._circle.revoke(target.device_id)  # the sync also starts handing out the key
+        delivered = await self._sync.rekey_all()
+        return {
+            "revoked": target.device_id,
+            "name": target.name,
+            "epoch": self._circle.state.epoch,
+            "rekeyed": sorted(d for d, ok in delivered.items() if ok),
+            "unreached": sorted(d for d, ok in delivered.items() if not ok),
+        }
+
+    async def trust_leave(self, _params: dict[str, Any]) -> dict[str, Any]:
+        """Leave the circle: tell the members, then start a circle of one."""
+        me = self._home.device_id
+        if len(self._circle.members.active()) <= 1:
+            raise TrustError("this device is in no circle but its own; nothing to leave")
+        old = self._circle.members.circle_id
+        self._circle.state.members = revoke_list(self._circle.members, me)
+        self._sync.publish_members()  # members verify it, revoke us and rotate their key
+        self._circle.leave()
+        return {"left": old, "circle_id": self._circle.members.circle_id}
+
+    def _resolve_member(self, query: str) -> Member:
+        if not query:
+            raise TrustError("name the device (a name, id or id prefix; see: accord trust list)")
+        active = self._circle.members.active()
+        for match in (
+            [m for m in active if m.device_id == query],
+            [m for m in active if m.name.lower() == query.lower()],
+            [m for m in active if m.device_id.startswith(query.lower())],
+        ):
+            if len(match) == 1:
+                return match[0]
+            if len(match) > 1:
+                names = ", ".join(f"{m.name} ({m.device_id[:10]})" for m in match)
+                raise TrustError(f"{query!r} matches several members: {names}; use an id")
+        raise TrustError(f"no member of this circle matches {query!r}; see: accord trust list")

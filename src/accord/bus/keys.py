@@ -22,6 +22,16 @@ def details_key(device_id: str) -> str:
     return f"{DETAILS_PREFIX}/{device_id}"
 
 
+def session_key(device_id: str) -> str:
+    """Queryable: a member offers a pairwise session (signed ephemeral X25519)."""
+    return f"{ROOT}/session/{device_id}"
+
+
+def rekey_key(device_id: str) -> str:
+    """Queryable: a member sends a new circle key, sealed on a pairwise session."""
+    return f"{ROOT}/rekey/{device_id}"
+
+
 def pair_key(device_id: str) -> str:
     """Queryable for PIN pairing requests to this device."""
     return f"{PAIR_PREFIX}/{device_id}"

@@ -80,18 +80,61 @@ class Circle:
         return ml.sign(self.state.members, self._home.identity)
 
     def accept_list(self, signed: ml.SignedList) -> bool:
-        """Merge a copy received from a member; True if anything changed."""
+        """Merge a copy received from a member; True if anything changed. If it revokes
+        someone, this device rotates the circle key too (concurrent rotations converge:
+        see :meth:`install_key`), so the revoked device can read nothing new."""
         merged = ml.accept(signed, self.state.members)
         if merged == self.state.members:
             return False
         newly_revoked = set(merged.revoked) - set(self.state.members.revoked)
         self.state.members = merged
-        self._store.save(self.state)
         for device_id in newly_revoked:
             self._opener.forget(raw_id(device_id))
         if self._me in newly_revoked:
             log.warning("%s: this device was revoked from its circle", self._home.name)
+        elif newly_revoked:
+            self._rotate()
+        self._store.save(self.state)
         self._changed()
+        return True
+
+    def revoke(self, device_id: str) -> None:
+        """Revoke a member and rotate the circle key (the caller sends the new key to
+        the remaining members)."""
+        self.state.members = ml.revoke(self.state.members, device_id)
+        self._opener.forget(raw_id(device_id))
+        self._rotate()
+        self._store.save(self.state)
+        self._changed()
+
+    def leave(self) -> None:
+        """Forget this circle and start a new circle of one (identity kept)."""
+        p = self._home.profile
+        self.state = founding_state(
+            self._home.identity, self._home.name, p.type, p.security_level, self._clock.wall()
+        )
+        self.state.boot = self.boot
+        self._store.save(self.state)
+        self._opener = Opener(self._root_for)
+        self._sealer = self._new_sealer()
+        self._changed()
+
+    def _rotate(self) -> None:
+        self.state.rotate()
+        self.state.key_issuer = self._me
+        self._sealer = self._new_sealer()
+
+    def install_key(self, epoch: int, key: bytes, issuer: str) -> bool:
+        """Take a circle key sent by a member. A newer epoch wins; for the same epoch
+        (two members rotated at once) the smallest issuer id wins, so all converge."""
+        s = self.state
+        newer = epoch > s.epoch
+        tie_won = epoch == s.epoch and issuer < s.key_issuer and key != s.circle_key
+        if not (newer or tie_won) or len(key) != 32:
+            return False
+        s.epoch, s.keys, s.key_issuer = epoch, {epoch: key}, issuer
+        self._store.save(s)
+        self._sealer = self._new_sealer()
         return True
 
     def add_member(self, member: ml.Member) -> None:

@@ -29,6 +29,7 @@ class CircleState(msgspec.Struct, forbid_unknown_fields=True):
     pairing_failures: int = 0
     pairing_pin: str = ""
     pairing_expires: float = 0.0
+    key_issuer: str = ""  # who made the current epoch's key (ties break to the smallest)
 
     @property
     def circle_key(self) -> bytes:

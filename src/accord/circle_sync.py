@@ -262,6 +262,8 @@ class CircleSync:
             if not replies:
                 return False
             secret = initiator.on_answer(replies[0][1], member.public_key)
+            if not self._circle.is_member(device_id):
+                return False  # revoked while we were talking: it gets no key
             state = self._circle.state
             update = KeyUpdate(
                 self._circle.signed_list(),

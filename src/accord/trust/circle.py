@@ -80,9 +80,7 @@ class Circle:
         return ml.sign(self.state.members, self._home.identity)
 
     def accept_list(self, signed: ml.SignedList) -> bool:
-        """Merge a copy received from a member; True if anything changed. If it revokes
-        someone, this device rotates the circle key too (concurrent rotations converge:
-        see :meth:`install_key`), so the revoked device can read nothing new."""
+        """Merge a copy received from a member; True if anything changed."""
         merged = ml.accept(signed, self.state.members)
         if merged == self.state.members:
             return False
@@ -92,7 +90,10 @@ class Circle:
             self._opener.forget(raw_id(device_id))
         if self._me in newly_revoked:
             log.warning("%s: this device was revoked from its circle", self._home.name)
-        elif newly_revoked:
+        elif signed.signer in newly_revoked:
+            # A device that left cannot hand out a new key, so each member that hears
+            # of it rotates; concurrent rotations converge (see install_key). A revoker
+            # rotates and hands out the key itself, so other revocations need nothing.
             self._rotate()
         self._store.save(self.state)
         self._changed()

@@ -98,6 +98,38 @@ def trust_list(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
         out.print("Revoked: " + ", ".join(d[:10] for d in data["revoked"]))
 
 
+@trust_app.command("revoke")
+def trust_revoke(
+    device: str = typer.Argument(..., help="The member to revoke: name, id or id prefix."),
+    home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Remove a device from the circle everywhere and rotate the circle key."""
+    result = _client(home, timeout=30.0).call("trust_revoke", device=device)
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    out.print(
+        f"Revoked [bold]{result['name']}[/]; circle key epoch {result['epoch']} "
+        f"sent to {len(result['rekeyed'])} member(s)."
+    )
+    if result["unreached"]:
+        out.print(
+            f"{len(result['unreached'])} member(s) did not answer; they get the new key "
+            "when they are next online."
+        )
+
+
+@trust_app.command("leave")
+def trust_leave(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
+    """Take this device out of its circle (it starts a circle of its own)."""
+    result = _client(home).call("trust_leave")
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    out.print("Left the circle; this device is now in a circle of its own.")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(pair_app, name="pair")
     app.add_typer(trust_app, name="trust")

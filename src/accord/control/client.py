@@ -58,6 +58,8 @@ class ControlClient:
             while (reply := self._read(reader)) is not None:
                 if reply.error is not None:
                     self._result(reply)
+                if reply.end:
+                    return
                 yield reply.event
 
     def _send(self, sock: socket.socket, method: str, params: dict[str, Any]) -> None:

@@ -2,8 +2,9 @@
 
 Request:  ``{"id": 1, "method": "devices", "params": {}}``
 Reply:    ``{"id": 1, "result": ...}`` or ``{"id": 1, "error": {"type": ..., "message": ...}}``
-A streaming method (``watch``) sends one ``{"id": 1, "event": ...}`` line per event
-until the client closes the connection.
+A streaming method (``watch``, ``pair_open``) sends one ``{"id": 1, "event": ...}``
+line per event, and ``{"id": 1, "end": true}`` if it finishes; the client may close
+the connection at any time to stop it.
 """
 
 from __future__ import annotations
@@ -31,3 +32,4 @@ class Reply(msgspec.Struct, frozen=True, omit_defaults=True):
     result: Any = None
     error: ErrorBody | None = None
     event: Any = None
+    end: bool = False

@@ -95,8 +95,15 @@ class ControlServer:
             await self._send(writer, Reply(0, error=ErrorBody("ControlError", str(exc))))
             return
         if req.method in self._streams:
-            async for event in self._streams[req.method](req.params):
-                await self._send(writer, Reply(req.id, event=event))
+            try:
+                async for event in self._streams[req.method](req.params):
+                    await self._send(writer, Reply(req.id, event=event))
+            except AccordError as exc:
+                await self._send(
+                    writer, Reply(req.id, error=ErrorBody(type(exc).__name__, str(exc)))
+                )
+                return
+            await self._send(writer, Reply(req.id, end=True))
             return
         handler = self._handlers.get(req.method)
         if handler is None:

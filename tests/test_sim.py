@@ -37,6 +37,8 @@ def test_sim_json_snapshot_then_stops(short_tmp: Path) -> None:
     rows = json.loads(proc.stdout)
     assert [r["profile"] for r in rows] == ["nokia-x60", "tv", "midea-fridge"]
     assert all(r["seen_by"] == 2 and r["sees_online"] == 3 for r in rows), rows
+    assert all(r["circle_members"] == 3 for r in rows), rows  # the sim pairs them all
+    assert all(r["summary"] for r in rows), rows  # members see each other's details
     assert _procs_under(folder) == []
 
 

@@ -23,7 +23,17 @@ out = Console()
 
 def _table(rows: list[dict[str, Any]], total: int) -> Table:
     table = Table(title="Accord household (each row as its own node sees it)", title_justify="left")
-    for col in ("Device", "Profile", "Id", "Process", "Endpoint", "Sees online", "Seen by", "Has"):
+    for col in (
+        "Device",
+        "Profile",
+        "Id",
+        "Process",
+        "Endpoint",
+        "Sees online",
+        "Seen by",
+        "Circle",
+        "Has",
+    ):
         table.add_column(col, overflow="fold")
     for r in rows:
         proc = f"pid {r['pid']}" if r["running"] else "[red]stopped[/]"
@@ -88,7 +98,7 @@ def _run(house: Household, total: int, duration: float, as_json: bool) -> None:
     if as_json:
         end = time.monotonic() + (duration or 10.0)
         rows = house.snapshot()
-        while time.monotonic() < end and not all(r["seen_by"] == total - 1 for r in rows):
+        while time.monotonic() < end and not all(_settled(r, total) for r in rows):
             time.sleep(0.1)
             rows = house.snapshot()
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
@@ -111,6 +121,11 @@ def _run(house: Household, total: int, duration: float, as_json: bool) -> None:
 
 
 EVENT_LINES = 6
+
+
+def _settled(row: dict[str, Any], total: int) -> bool:
+    """Seen by every other node and (when paired) showing its details."""
+    return row["seen_by"] == total - 1 and (row.get("circle_members") != total or row["summary"])
 
 
 def _changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:

@@ -184,10 +184,12 @@ class Household:
     def snapshot(self) -> list[dict[str, Any]]:
         """Each device's process state and what its node sees."""
         views: dict[str, list[dict[str, Any]]] = {}
+        circles: dict[str, int] = {}
         for dev in self.devices:
             if dev.running:
                 with contextlib.suppress(AccordError):
                     views[dev.device_id] = dev.client.call("devices")
+                    circles[dev.device_id] = dev.client.call("status")["circle_members"]
         rows = []
         for dev in self.devices:
             sees = views.get(dev.device_id)
@@ -208,6 +210,7 @@ class Household:
                     "sees_online": None if sees is None else sum(r["online"] for r in sees),
                     "seen_by": seen_by,
                     "viewers": sum(1 for viewer in views if viewer != dev.device_id),
+                    "circle_members": circles.get(dev.device_id),
                     "summary": next(
                         (r["summary"] for r in sees or [] if r["device_id"] == dev.device_id), ""
                     ),

@@ -327,3 +327,49 @@ async def test_leaving_removes_the_device_everywhere_and_rotates(mesh: Mesh) -> 
         lambda: circle_of(a).state.circle_key == circle_of(c).state.circle_key, 5, "converge"
     )
     assert await a.sync._try_fetch(c.home.device_id)
+
+
+async def test_garbage_on_every_trust_key_changes_nothing(mesh: Mesh) -> None:
+    """A raw Zenoh process (not Accord's code) throws truncated, oversized, garbage and
+    replayed frames at every trust key: typed errors inside, no crash, no change."""
+    a, b, _ = await circle_of_three(mesh)
+    ca = circle_of(a)
+    members_before = ca.members
+    epoch_before = ca.state.epoch
+    conf = zenoh_config(BusSettings(connect=tuple(mesh.endpoints), multicast=False))
+    session = zenoh.open(conf)
+    recorded: list[tuple[str, bytes]] = []
+    try:
+        sub = session.declare_subscriber(
+            "accord/**",
+            lambda s: recorded.append((str(s.key_expr), s.payload.to_bytes())),
+        )
+        b.sync.publish_members()
+        await wait_until(lambda: any(k == keys.MEMBERS_KEY for k, _ in recorded), 5, "a frame")
+        junk = [b"", b"\x01", b"\x00" * 49, b"\xff" * 5000, bytes(range(256)) * 300]
+        junk += [p for k, p in recorded if k == keys.MEMBERS_KEY]  # replays
+        target = a.home.device_id
+        loop = asyncio.get_running_loop()
+
+        def attack() -> None:
+            for payload in junk:
+                session.put(keys.MEMBERS_KEY, payload)
+                for key in (
+                    keys.pair_key(target),
+                    keys.details_key(target),
+                    keys.session_key(target),
+                    keys.rekey_key(target),
+                ):
+                    list(session.get(key, payload=payload, timeout=0.5))
+
+        await loop.run_in_executor(None, attack)
+        sub.undeclare()  # type: ignore[no-untyped-call]
+    finally:
+        session.close()  # type: ignore[no-untyped-call]
+    assert ca.members == members_before
+    assert ca.state.epoch == epoch_before
+    assert await a.sync._try_fetch(b.home.device_id)  # a still works with its members
+    # and pairing still works afterwards
+    d = await mesh.start("d", "tv")
+    await pair(a, d)
+    assert ca.is_member(d.home.device_id)

@@ -78,7 +78,8 @@ class TrustService:
     def _on_paired(self, paired: pairing.Paired) -> None:
         log.info("%s: %s joined the circle", self._home.name, paired.name)
         self._sync.publish_members()
-        self._paired.put_nowait(paired)
+        if self._paired.qsize() < 8:  # only a waiting `pair open` reads these
+            self._paired.put_nowait(paired)
 
     # -- control methods ---------------------------------------------------
 

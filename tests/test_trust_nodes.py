@@ -344,8 +344,12 @@ async def test_garbage_on_every_trust_key_changes_nothing(mesh: Mesh) -> None:
             "accord/**",
             lambda s: recorded.append((str(s.key_expr), s.payload.to_bytes())),
         )
-        b.sync.publish_members()
-        await wait_until(lambda: any(k == keys.MEMBERS_KEY for k, _ in recorded), 5, "a frame")
+        # A new subscriber takes a moment to reach the publisher: publish until heard.
+        deadline = time.monotonic() + 5
+        while not any(k == keys.MEMBERS_KEY for k, _ in recorded):
+            assert time.monotonic() < deadline, "no member frame reached the subscriber"
+            b.sync.publish_members()
+            await asyncio.sleep(0.05)
         junk = [b"", b"\x01", b"\x00" * 49, b"\xff" * 5000, bytes(range(256)) * 300]
         junk += [p for k, p in recorded if k == keys.MEMBERS_KEY]  # replays
         target = a.home.device_id

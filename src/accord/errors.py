@@ -81,7 +81,15 @@ class RemoteError(AccordError):
 
 
 class DeviceUnavailable(AccordError):
-    """The device asked for is not online."""
+    """The device asked for is not online, or went away during a call."""
+
+
+class CallTimeout(AccordError):
+    """A remote call did not finish within its timeout (the callee's work is cancelled)."""
+
+
+class PermissionDenied(AccordError):
+    """The callee does not let this device use that service."""
 
 
 class SimError(AccordError):

@@ -19,6 +19,8 @@ from accord.circle_sync import CircleSync
 from accord.clock import Clock, SystemClock
 from accord.control.server import ControlServer
 from accord.home import Home, HomeLock, check_socket_path
+from accord.profile import to_dict
+from accord.rpc import RpcClient, RpcServer
 from accord.trust.circle import Circle
 from accord.trust_service import TrustService
 from accord.wire.messages import PROTOCOL_VERSION, Announcement, PublicAnnouncement
@@ -42,6 +44,8 @@ class Node:
         self._sync: CircleSync | None = None
         self._trust: TrustService | None = None
         self.circle: Circle | None = None
+        self._rpc_server: RpcServer | None = None
+        self._rpc: RpcClient | None = None
         self._started_wall = 0.0
         self._started_mono = 0.0
         self.directory: DeviceDirectory | None = None
@@ -55,6 +59,20 @@ class Node:
         if self._sync is None:
             raise RuntimeError("the node is not running")
         return self._sync
+
+    @property
+    def rpc(self) -> RpcClient:
+        """Call methods on other members."""
+        if self._rpc is None:
+            raise RuntimeError("the node is not running")
+        return self._rpc
+
+    @property
+    def services(self) -> RpcServer:
+        """Register the methods this device serves to its circle."""
+        if self._rpc_server is None:
+            raise RuntimeError("the node is not running")
+        return self._rpc_server
 
     @property
     def trust(self) -> TrustService:
@@ -122,8 +140,12 @@ class Node:
             query_timeout=timeout,
             announce_pairing=self._announce_pairing,
         )
+        self._rpc_server = RpcServer(self._bus, self.circle, self.home.device_id, self.name)
+        self._rpc_server.register("device", "info", self._device_info)
+        self._rpc = RpcClient(self._bus, self.circle, self.directory)
         await self._sync.start()
         await self._trust.start()
+        await self._rpc_server.start()
         await self._presence.start()
         self._control = ControlServer(self.home.socket_path, self.name)
         self._control.add("status", self._status)
@@ -136,6 +158,7 @@ class Node:
         self._control.add("trust_list", self._trust.trust_list)
         self._control.add("trust_revoke", self._trust.trust_revoke)
         self._control.add("trust_leave", self._trust.trust_leave)
+        self._control.add("call", self._call)
         await self._control.start()
         log.info("%s: up as %s", self.name, self.home.device_id)
 
@@ -147,6 +170,9 @@ class Node:
         if self._presence is not None:
             await self._presence.stop()
             self._presence = None
+        if self._rpc_server is not None:
+            await self._rpc_server.stop()
+            self._rpc_server = None
         if self._trust is not None:
             await self._trust.stop()
             self._trust = None
@@ -209,6 +235,25 @@ class Node:
             "circle_members": len(self.circle.members.active()) if self.circle else 0,
             "fingerprint": self.home.identity.fingerprint,
         }
+
+    async def _device_info(self, _params: None, _caller: str) -> dict[str, Any]:
+        load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+        return {
+            "device_id": self.home.device_id,
+            "name": self.name,
+            "profile": to_dict(self.home.profile),
+            "uptime_s": round(self.clock.monotonic() - self._started_mono, 3),
+            "load": list(load),
+        }
+
+    async def _call(self, params: dict[str, Any]) -> Any:
+        """Control method behind ``accord call``."""
+        target = self.trust.resolve_member(str(params.get("device", "")))
+        service, _, method = str(params.get("target", "")).partition(".")
+        timeout = float(params.get("timeout", 10.0))
+        return await self.rpc.call(
+            target.device_id, service, method, params.get("args"), timeout=timeout
+        )
 
     async def _devices(self, _params: dict[str, Any]) -> list[Any]:
         assert self.directory is not None

@@ -203,7 +203,7 @@ class TrustService:
 
     async def trust_revoke(self, params: dict[str, Any]) -> dict[str, Any]:
         """Revoke a member everywhere: new member list, new circle key for the rest."""
-        target = self._resolve_member(str(params.get("device", "")))
+        target = self.resolve_member(str(params.get("device", "")))
         if target.device_id == self._home.device_id:
             raise TrustError("to take this device out of its circle use: accord trust leave")
         self._circle.revoke(target.device_id)  # the sync also starts handing out the key
@@ -227,7 +227,8 @@ class TrustService:
         self._circle.leave()
         return {"left": old, "circle_id": self._circle.members.circle_id}
 
-    def _resolve_member(self, query: str) -> Member:
+    def resolve_member(self, query: str) -> Member:
+        """A member by name, id or unique id prefix."""
         if not query:
             raise TrustError("name the device (a name, id or id prefix; see: accord trust list)")
         active = self._circle.members.active()

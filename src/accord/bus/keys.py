@@ -54,3 +54,20 @@ def device_from_presence(key: str) -> str | None:
         return None
     device_id = key[len(prefix) :]
     return device_id if DEVICE_ID.fullmatch(device_id) else None
+
+
+RPC_PREFIX = f"{ROOT}/rpc"
+
+
+def rpc_key(device_id: str, service: str, method: str) -> str:
+    """Queryable for one method of one device's service (sealed request and reply)."""
+    return f"{RPC_PREFIX}/{device_id}/{service}/{method}"
+
+
+def rpc_all(device_id: str) -> str:
+    return f"{RPC_PREFIX}/{device_id}/*/*"
+
+
+def rpc_cancel_key(device_id: str) -> str:
+    """Sealed publications that cancel a call running on ``device_id``."""
+    return f"{ROOT}/rpc-cancel/{device_id}"

@@ -192,11 +192,18 @@ class Bus:
             self.to_loop(_resolve, done)
 
         handler = zenoh.handlers.Callback(on_reply, on_done)
+        token = zenoh.CancellationToken()
         try:
-            self._session.get(selector, handler, timeout=timeout, payload=payload)
+            self._session.get(
+                selector, handler, timeout=timeout, payload=payload, cancellation_token=token
+            )
         except zenoh.ZError as exc:
             raise TransportError(f"query {selector} failed: {exc}") from exc
-        await done
+        try:
+            await done
+        except asyncio.CancelledError:
+            token.cancel()  # type: ignore[no-untyped-call]  # stop waiting for replies
+            raise
         return replies
 
     def put(self, key: str, payload: bytes) -> None:

@@ -141,5 +141,30 @@ def profiles(as_json: bool = JsonOpt) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    for fn in (init, up, down, status, devices, profiles):
+    for fn in (init, up, down, status, devices, profiles, call):
         app.command()(fn)
+
+
+def call(
+    device: str = typer.Argument(..., help="A circle member: name, id or id prefix."),
+    target: str = typer.Argument(..., help="SERVICE.METHOD, e.g. device.info"),
+    args: str = typer.Argument("null", help="Arguments as JSON (default: none)."),
+    home: Path | None = HomeOpt,
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds before the call gives up."),
+) -> None:
+    """Call a service method on another device of the circle; prints the JSON result."""
+    from accord.errors import AccordError
+
+    service, dot, method = target.partition(".")
+    if not dot or not service or not method:
+        raise AccordError(f"{target!r} is not SERVICE.METHOD (e.g. device.info)")
+    try:
+        parsed = json.loads(args)
+    except json.JSONDecodeError as exc:
+        raise AccordError(f"arguments are not valid JSON: {exc}") from None
+    from accord.control.client import ControlClient
+    from accord.home import SOCKET_NAME
+
+    client = ControlClient(home_path(home) / "run" / SOCKET_NAME, timeout=timeout + 5)
+    result = client.call("call", device=device, target=target, args=parsed, timeout=timeout)
+    _print_json(result)

@@ -9,11 +9,16 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
 import pytest_asyncio
+
+if TYPE_CHECKING:
+    from tests.nodes import Mesh
 
 LEAK_GRACE_S = 5.0
 
@@ -79,3 +84,12 @@ def _no_user_home(monkeypatch: pytest.MonkeyPatch, short_tmp: Path) -> None:
     monkeypatch.setenv("ACCORD_HOME", str(short_tmp / "default-home"))
     monkeypatch.delenv("NO_COLOR", raising=False)
     os.environ.setdefault("COLUMNS", "200")
+
+
+@pytest_asyncio.fixture
+async def mesh(short_tmp: Path) -> AsyncIterator[Mesh]:
+    """In-process nodes on real Zenoh, each connected to those started before it."""
+    from tests.nodes import Mesh  # imported here so this file stands alone (leak test)
+
+    async with AsyncExitStack() as stack:
+        yield Mesh(short_tmp, stack)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -14,68 +13,10 @@ import zenoh
 from accord.bus import keys
 from accord.bus.settings import BusSettings, zenoh_config
 from accord.errors import DeviceUnavailable, PairingError, UnknownSender
-from accord.home import Home, init_home
+from accord.home import init_home
 from accord.node import Node
 from accord.sim.household import free_port
-from accord.trust.circle import Circle
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-class Mesh:
-    """Nodes that each listen on a port and connect to every node started before."""
-
-    def __init__(self, folder: Path, stack: AsyncExitStack) -> None:
-        self.folder = folder
-        self.stack = stack
-        self.endpoints: list[str] = []
-        self.ports: dict[str, int] = {}
-
-    async def start(self, name: str, profile: str, home: Home | None = None) -> Node:
-        home = home or init_home(self.folder / name, profile_name=profile, name=name)
-        port = self.ports.setdefault(name, free_port())
-        ep = f"tcp/127.0.0.1:{port}"
-        settings = BusSettings(
-            listen=(ep,), connect=tuple(e for e in self.endpoints if e != ep), multicast=False
-        )
-        node = await self.stack.enter_async_context(Node(home, settings))
-        if ep not in self.endpoints:
-            self.endpoints.append(ep)
-        return node
-
-
-@pytest.fixture
-async def mesh(short_tmp: Path) -> AsyncIterator[Mesh]:
-    async with AsyncExitStack() as stack:
-        yield Mesh(short_tmp, stack)
-
-
-def sees(node: Node, other: Node) -> bool:
-    assert node.directory is not None
-    rec = node.directory.get(other.home.device_id)
-    return rec is not None and rec.online
-
-
-async def pair(host: Node, joiner: Node) -> dict[str, str]:
-    await wait_until(lambda: sees(joiner, host), 5, "joiner to see host")
-    pin = (await host.trust.pair_window({"timeout": 30}))["pin"]
-    result = await joiner.trust.pair_join({"device": host.name, "pin": pin})
-    return result
-
-
-def detailed(node: Node, other: Node) -> Callable[[], bool]:
-    def check() -> bool:
-        assert node.directory is not None
-        rec = node.directory.get(other.home.device_id)
-        return rec is not None and rec.online and rec.profile is not None
-
-    return check
+from tests.nodes import Mesh, circle_of, detailed, pair, sees, wait_until
 
 
 async def test_pairing_makes_members_who_see_each_others_details(mesh: Mesh) -> None:
@@ -253,11 +194,6 @@ async def circle_of_three(mesh: Mesh) -> tuple[Node, Node, Node]:
 def epoch(node: Node) -> int:
     assert node.circle is not None
     return node.circle.state.epoch
-
-
-def circle_of(node: Node) -> Circle:
-    assert node.circle is not None
-    return node.circle
 
 
 def standing(viewer: Node, other: Node) -> str:

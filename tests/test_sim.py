@@ -120,3 +120,31 @@ def test_event_log_reports_exits_and_visibility_changes() -> None:
     assert [ln.split("  ", 1)[1] for ln in _changes([row], [gone])] == ["TV: process exited"]
     half = {**row, "seen_by": 1}
     assert [ln.split("  ", 1)[1] for ln in _changes([row], [half])] == ["TV: seen online by 1/2"]
+
+
+def test_call_device_info_across_the_household(short_tmp: Path) -> None:
+    house = Household(["laptop", "nokia-x60"], short_tmp / "house")
+    house.start()
+    try:
+        laptop = house.devices[0]
+        wait_for(
+            lambda: bool(
+                json.loads(accord("devices", "--json", "--home", str(laptop.home)).stdout)[-1][
+                    "summary"
+                ]
+            ),
+            10,
+            "details",
+        )
+        proc = accord("call", "Nokia X60", "device.info", "--home", str(laptop.home))
+        assert proc.returncode == 0, proc.stderr
+        info = json.loads(proc.stdout)
+        assert info["profile"]["hardware"]["battery"]["capacity_mah"] == 6000
+        bad = accord("call", "Nokia X60", "camera.fly", "--home", str(laptop.home))
+        assert bad.returncode == 1
+        assert "UnknownMethod" in bad.stderr
+        junk = accord("call", "Nokia X60", "device.info", "{not json", "--home", str(laptop.home))
+        assert junk.returncode == 1
+        assert "not valid JSON" in junk.stderr
+    finally:
+        house.stop()

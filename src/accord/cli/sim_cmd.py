@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -76,10 +77,12 @@ def sim(
         builtin_text(p)  # unknown names fail here, before anything starts
     with tempfile.TemporaryDirectory(prefix="accord-sim-") as tmp:
         house = Household(profiles, folder or Path(tmp), settings=setting)
+        # Ctrl-C and SIGTERM are how a person ends the sim: a flag, checked between
+        # steps, so no half-done step is interrupted; then stop everything, exit 0.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: house.stopping.set())
         try:
             _run(house, len(profiles), duration, as_json)
-        except KeyboardInterrupt:
-            pass  # Ctrl-C is how a person ends the sim: stop everything, exit 0
         finally:
             house.stop()
     if not as_json:
@@ -94,12 +97,15 @@ def _run(house: Household, total: int, duration: float, as_json: bool) -> None:
             status.update(f"started {dev.name}; starting the next...")
 
         house.start(progress)
+    if house.stopping.is_set():
+        return
     deadline = time.monotonic() + duration if duration > 0 else None
     if as_json:
         end = time.monotonic() + (duration or 10.0)
         rows = house.snapshot()
         while time.monotonic() < end and not all(_settled(r, total) for r in rows):
-            time.sleep(0.1)
+            if house.stopping.wait(0.1):
+                break
             rows = house.snapshot()
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
@@ -113,7 +119,8 @@ def _run(house: Household, total: int, duration: float, as_json: bool) -> None:
     rows = house.snapshot()
     with Live(_view(rows, total, events), console=out, refresh_per_second=4) as live:
         while deadline is None or time.monotonic() < deadline:
-            time.sleep(0.5)
+            if house.stopping.wait(0.5):
+                break
             new = house.snapshot()
             events.extend(_changes(rows, new))
             rows = new

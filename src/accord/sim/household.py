@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,7 @@ class Household:
         self.python = python
         self.settings = settings or []
         self.pair = pair
+        self.stopping = threading.Event()  # set it (e.g. from a signal handler) to abort start
         self.devices: list[SimDevice] = []
         counts: dict[str, int] = {}
         for profile in profiles:
@@ -101,10 +103,12 @@ class Household:
         (unless ``pair=False``) pair each into the first device's circle with a PIN."""
         self.prepare()
         for i, dev in enumerate(self.devices):
+            if self.stopping.is_set():
+                return
             dev.port = free_port()
             self._spawn(dev, [d.endpoint for d in self.devices[:i]])
             self._wait_ready(dev)
-            if self.pair and i > 0:
+            if self.pair and i > 0 and not self.stopping.is_set():
                 self._pair(dev, self.devices[0])
             if on_progress is not None:
                 on_progress(dev)
@@ -120,7 +124,8 @@ class Household:
         ):
             if time.monotonic() > deadline:
                 raise SimError(f"{dev.name} never saw {host.name}")
-            time.sleep(0.05)
+            if self.stopping.wait(0.05):
+                return
         pin = host.client.call("pair_window", timeout=30)["pin"]
         ControlClient(dev.home / "run" / SOCKET_NAME, timeout=15.0).call(
             "pair_join", device=host.device_id, pin=pin
@@ -151,7 +156,8 @@ class Household:
             try:
                 dev.client.call("status")
             except AccordError:
-                time.sleep(0.05)
+                if self.stopping.wait(0.05):
+                    return
                 continue
             return
         raise SimError(f"{dev.profile} was not ready within {READY_TIMEOUT:g} s")

@@ -205,7 +205,8 @@ class CircleSync:
                     "fetch:" + device_id, "%s: bad details from %s: %s", self._name, device_id, exc
                 )
                 continue
-            if self._directory.get(device_id) is not None:
+            record = self._directory.get(device_id)
+            if record is not None and record.online:  # presence alone says who is online
                 self._directory.seen(ann, standing=self._circle.standing(device_id))
             return True
         return False

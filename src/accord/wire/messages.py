@@ -7,7 +7,7 @@ to a valid message or raises :class:`WireError`; nothing else escapes.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 
@@ -53,41 +53,38 @@ def encode(message: msgspec.Struct) -> bytes:
     return _encoder.encode(message)
 
 
-def decode_announcement(data: bytes) -> Announcement:
-    """Decode and validate a peer's announcement."""
+_A = TypeVar("_A", Announcement, PublicAnnouncement)
+
+
+def _decode(data: bytes, decoder: msgspec.msgpack.Decoder[_A]) -> _A:
+    """The checks every announcement passes: size, shape, version, id owns the key."""
     if len(data) > MAX_ANNOUNCEMENT_BYTES:
         raise WireError(f"announcement of {len(data)} bytes exceeds {MAX_ANNOUNCEMENT_BYTES}")
     try:
-        ann = _decoder.decode(data)
+        ann = decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
         # DecodeError covers ValidationError; msgspec lets bad UTF-8 and very deep
         # nesting escape as their own exceptions, and a peer must not reach those.
         raise WireError(f"invalid announcement: {exc}") from exc
     if ann.v != PROTOCOL_VERSION:
         raise WireError(f"unsupported protocol version {ann.v} (this node speaks 1)")
-    try:
-        _check(ann.profile)
-    except Exception as exc:
-        raise WireError(f"invalid announcement profile: {exc}") from exc
     from accord.identity import device_id_for
 
     if device_id_for(ann.public_key) != ann.device_id:
         raise WireError("announcement device_id does not match its public key")
+    return ann
+
+
+def decode_announcement(data: bytes) -> Announcement:
+    """Decode and validate a member's details; any failure is a WireError."""
+    ann = _decode(data, _decoder)
+    try:
+        _check(ann.profile)
+    except Exception as exc:
+        raise WireError(f"invalid announcement profile: {exc}") from exc
     return ann
 
 
 def decode_public(data: bytes) -> PublicAnnouncement:
     """Decode and validate a public announcement; any failure is a WireError."""
-    if len(data) > MAX_ANNOUNCEMENT_BYTES:
-        raise WireError(f"announcement of {len(data)} bytes exceeds {MAX_ANNOUNCEMENT_BYTES}")
-    try:
-        ann = _public_decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
-        raise WireError(f"invalid announcement: {exc}") from exc
-    if ann.v != PROTOCOL_VERSION:
-        raise WireError(f"unsupported protocol version {ann.v} (this node speaks 1)")
-    from accord.identity import device_id_for
-
-    if device_id_for(ann.public_key) != ann.device_id:
-        raise WireError("announcement device_id does not match its public key")
-    return ann
+    return _decode(data, _public_decoder)

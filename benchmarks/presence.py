@@ -29,10 +29,8 @@ import asyncio
 import contextlib
 import ctypes
 import datetime
-import importlib.metadata
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -58,6 +56,7 @@ from accord.control.client import ControlClient
 from accord.errors import AccordError
 from accord.home import SOCKET_NAME, init_home
 from accord.node import Node
+from machine_info import machine
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -677,31 +676,6 @@ def render(results: dict[str, PhaseResult], nodes: int, trials: int) -> Table:
             met,
         )
     return table
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions: dict[str, str | None] = {}
-    for dist in ("eclipse-zenoh", "accord"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "loadavg_at_start": list(os.getloadavg()),
-        "python": platform.python_version(),
-        "zenoh": versions["eclipse-zenoh"],
-        "accord": versions["accord"],
-    }
 
 
 def to_json(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from accord.wire.seal import Kind, Opener, Sealer, StreamId
+from machine_info import machine
 
 KEY_EXPR = "accord/v1/rpc/abcdefghijklmnopqrstuvwxyz/camera.capture"
 SIZES = (64, 4096)
@@ -92,11 +92,7 @@ def main() -> None:
     result = {
         "benchmark": "seal",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine("cryptography"),
         "messages_per_repeat": n,
         "repeats": repeats,
         "rows": rows,

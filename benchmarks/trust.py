@@ -31,10 +31,8 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -57,6 +55,7 @@ from accord.home import init_home
 from accord.node import Node
 from accord.sim.household import free_port
 from accord.trust.circle import Circle
+from machine_info import machine
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -732,32 +731,6 @@ def summarize_ms(vals: list[float]) -> dict[str, float | int | None]:
     }
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions: dict[str, str | None] = {}
-    for dist in ("eclipse-zenoh", "accord", "cryptography"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "loadavg_at_start": list(os.getloadavg()),
-        "python": platform.python_version(),
-        "zenoh": versions["eclipse-zenoh"],
-        "accord": versions["accord"],
-        "cryptography": versions["cryptography"],
-    }
-
-
 def rtt_ratios(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for size in {r["size"] for r in rows}:
@@ -794,7 +767,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
     began = time.monotonic()
     params = Params(args.pairings, args.messages, args.runs, args.queries)
-    info = machine()
+    info = machine("cryptography")
     console.print(
         f"trust benchmark: {params.pairings} pairings, {params.messages:,} messages x "
         f"{params.runs} runs, {params.queries:,} queries; {info['cpu_count']} CPUs, "

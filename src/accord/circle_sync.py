@@ -23,7 +23,7 @@ from accord.trust import session
 from accord.trust.circle import Circle
 from accord.trust.members import SignedList
 from accord.trust.sessions import SessionTable, session_number
-from accord.wire.messages import Announcement, decode_announcement, encode
+from accord.wire.messages import DECODE_ERRORS, Announcement, decode_announcement, encode
 from accord.wire.seal import Kind, Opener, Sealer, StreamId
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ _details = msgspec.msgpack.Decoder(Details)
 _signed = msgspec.msgpack.Decoder(SignedList)
 _key_update = msgspec.msgpack.Decoder(KeyUpdate)
 FETCH_RETRIES = (0.0, 0.1, 0.3, 0.6, 1.2)
-_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError)
 
 
 class CircleSync:
@@ -133,7 +132,7 @@ class CircleSync:
         except UnknownSender as exc:
             log.debug("%s: ignored member list: %s", self._name, exc)
             return
-        except (SealError, TrustError, *_ERRORS) as exc:
+        except (SealError, TrustError, *DECODE_ERRORS) as exc:
             self._warn_once(
                 "members:" + type(exc).__name__, "%s: ignored member list: %s", self._name, exc
             )
@@ -200,7 +199,7 @@ class CircleSync:
         for _, payload in replies:
             try:
                 ann = self._read_details(key, device_id, payload)
-            except (SealError, TrustError, WireError, *_ERRORS) as exc:
+            except (SealError, TrustError, WireError, *DECODE_ERRORS) as exc:
                 self._warn_once(
                     "fetch:" + device_id, "%s: bad details from %s: %s", self._name, device_id, exc
                 )
@@ -238,7 +237,7 @@ class CircleSync:
                 update.epoch, update.key, update.issuer
             ):
                 log.info("%s: circle key epoch %d from %s", self._name, update.epoch, sender[:10])
-        except (SealError, TrustError, *_ERRORS) as exc:
+        except (SealError, TrustError, *DECODE_ERRORS) as exc:
             self._warn_once(
                 "rekey:" + type(exc).__name__, "%s: ignored key update: %s", self._name, exc
             )

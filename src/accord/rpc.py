@@ -38,6 +38,7 @@ from accord.errors import (
     TrustError,
 )
 from accord.trust.circle import Circle
+from accord.wire.messages import DECODE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 3600.0
 MAX_PARAMS = 1024 * 1024
-_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError)
 
 
 class RpcRequest(msgspec.Struct, frozen=True):
@@ -138,7 +138,7 @@ class RpcServer:
             req = _request.decode(plain)
         except SealError:
             return None  # strangers and revoked devices get nothing
-        except _ERRORS:
+        except DECODE_ERRORS:
             return None
         result = await self._run(key, sender, req)
         return self._circle.seal(key, msgspec.msgpack.encode(result))
@@ -154,7 +154,7 @@ class RpcServer:
             return _error("PermissionDenied", f"{service} is restricted on this device")
         try:
             params = msgspec.msgpack.decode(req.params, type=entry.params)
-        except _ERRORS as exc:
+        except DECODE_ERRORS as exc:
             return _error("InvalidParams", f"{service}.{method}: {exc}")
         timeout = min(max(req.timeout_ms, 1) / 1000, MAX_TIMEOUT_S)
         task = asyncio.get_running_loop().create_task(entry.handler(params, sender))
@@ -177,7 +177,7 @@ class RpcServer:
         try:
             sender, plain = self._circle.open(key, payload)
             call_id = _cancel.decode(plain).call_id
-        except (SealError, *_ERRORS):
+        except (SealError, *DECODE_ERRORS):
             return
         task = self._running.get((sender, call_id))
         if task is not None:
@@ -235,7 +235,7 @@ class RpcClient:
         try:
             sender, plain = self._circle.open(key, replies[0][1])
             res = _result.decode(plain)
-        except (SealError, *_ERRORS) as exc:
+        except (SealError, *DECODE_ERRORS) as exc:
             raise RemoteError("ProtocolError", f"unreadable reply from {name}: {exc}") from None
         if sender != device_id:
             raise RemoteError("ProtocolError", f"reply sealed by {sender}, not {name}")
@@ -247,7 +247,7 @@ class RpcClient:
             raise RemoteError(res.error_type, res.error)
         try:
             return msgspec.msgpack.decode(res.value, type=result)
-        except _ERRORS as exc:
+        except DECODE_ERRORS as exc:
             raise RemoteError("ProtocolError", f"result of {service}.{method}: {exc}") from None
 
     def _send_cancel(self, device_id: str, call_id: int) -> None:

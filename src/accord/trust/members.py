@@ -19,7 +19,7 @@ import msgspec
 
 from accord.errors import TrustError
 from accord.identity import Identity, device_id_for, verify
-from accord.wire.messages import DeviceId
+from accord.wire.messages import DECODE_ERRORS, DeviceId
 
 Level = Annotated[str, msgspec.Meta(pattern=r"^SL[1-5]$")]
 
@@ -118,7 +118,7 @@ def accept(signed: SignedList, current: MemberList) -> MemberList:
         raise TrustError("member list signature does not verify")
     try:
         theirs = _decoder.decode(signed.body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+    except DECODE_ERRORS as exc:
         raise TrustError(f"malformed member list: {exc}") from exc
     for m in theirs.members:
         if device_id_for(m.public_key) != m.device_id:
@@ -135,7 +135,7 @@ def adopt(signed: SignedList, host_public_key: bytes) -> MemberList:
         raise TrustError("member list from the pairing host does not verify")
     try:
         theirs = _decoder.decode(signed.body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+    except DECODE_ERRORS as exc:
         raise TrustError(f"malformed member list: {exc}") from exc
     host = theirs.member(signed.signer)
     if host is None or host.public_key != host_public_key:

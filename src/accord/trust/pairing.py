@@ -25,7 +25,7 @@ from accord.identity import Identity, device_id_for
 from accord.trust import members as ml
 from accord.trust.circle import Circle
 from accord.trust.pake import Host, Joiner
-from accord.wire.messages import DeviceId
+from accord.wire.messages import DECODE_ERRORS, DeviceId
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class HostWindow:
     def handle(self, payload: bytes) -> bytes:
         try:
             req = _request.decode(payload)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):
+        except DECODE_ERRORS:
             return _fail("malformed pairing request")
         try:
             data = self._step(req)
@@ -214,7 +214,7 @@ async def join(
             raise PairingError("the device did not answer; is it online and in range?")
         try:
             reply = _reply.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):
+        except DECODE_ERRORS:
             raise PairingError("the device sent a malformed pairing reply") from None
         if not reply.ok:
             raise PairingError(reply.error or "pairing refused")

@@ -44,6 +44,11 @@ class Announcement(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     capabilities: list[str] = []
 
 
+DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError)
+"""Everything decoding peer bytes with msgspec can raise. DecodeError covers
+ValidationError; msgspec lets bad UTF-8 and very deep nesting escape as their own
+exceptions, and a peer must never reach those. Catch this tuple at every boundary."""
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Announcement)
 _public_decoder = msgspec.msgpack.Decoder(PublicAnnouncement)
@@ -62,9 +67,7 @@ def _decode(data: bytes, decoder: msgspec.msgpack.Decoder[_A]) -> _A:
         raise WireError(f"announcement of {len(data)} bytes exceeds {MAX_ANNOUNCEMENT_BYTES}")
     try:
         ann = decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
-        # DecodeError covers ValidationError; msgspec lets bad UTF-8 and very deep
-        # nesting escape as their own exceptions, and a peer must not reach those.
+    except DECODE_ERRORS as exc:
         raise WireError(f"invalid announcement: {exc}") from exc
     if ann.v != PROTOCOL_VERSION:
         raise WireError(f"unsupported protocol version {ann.v} (this node speaks 1)")

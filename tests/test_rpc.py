@@ -85,10 +85,9 @@ async def _echo(p: Greeting) -> str:
     return p.name
 
 
-async def test_timeout_cancels_the_work_on_the_callee(
-    pair_of_nodes: tuple[Mesh, Node, Node],
-) -> None:
-    _, laptop, phone = pair_of_nodes
+def serve_slow(node: Node) -> tuple[asyncio.Event, asyncio.Event]:
+    """Serve work.slow on ``node``: sets the first event when it starts, the second
+    when its work ends (it only ends by being cancelled)."""
     started, cancelled = asyncio.Event(), asyncio.Event()
 
     async def slow(_params: None, _caller: str) -> None:
@@ -98,7 +97,15 @@ async def test_timeout_cancels_the_work_on_the_callee(
         finally:
             cancelled.set()
 
-    phone.services.register("work", "slow", slow)
+    node.services.register("work", "slow", slow)
+    return started, cancelled
+
+
+async def test_timeout_cancels_the_work_on_the_callee(
+    pair_of_nodes: tuple[Mesh, Node, Node],
+) -> None:
+    _, laptop, phone = pair_of_nodes
+    _, cancelled = serve_slow(phone)
     t0 = time.monotonic()
     with pytest.raises(CallTimeout):
         await laptop.rpc.call(phone.home.device_id, "work", "slow", timeout=0.5)
@@ -110,16 +117,7 @@ async def test_cancelling_the_caller_cancels_the_callee(
     pair_of_nodes: tuple[Mesh, Node, Node],
 ) -> None:
     _, laptop, phone = pair_of_nodes
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def slow(_params: None, _caller: str) -> None:
-        started.set()
-        try:
-            await asyncio.sleep(30)
-        finally:
-            cancelled.set()
-
-    phone.services.register("work", "slow", slow)
+    started, cancelled = serve_slow(phone)
     call: asyncio.Future[Any] = asyncio.ensure_future(
         laptop.rpc.call(phone.home.device_id, "work", "slow", timeout=30)
     )

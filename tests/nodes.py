@@ -70,3 +70,16 @@ def detailed(node: Node, other: Node) -> Callable[[], bool]:
 def circle_of(node: Node) -> Circle:
     assert node.circle is not None
     return node.circle
+
+
+async def household(mesh: Mesh, *devices: tuple[str, str]) -> list[Node]:
+    """Start (name, profile) nodes, pair each with the first, and wait until every
+    node holds every other's details."""
+    nodes = [await mesh.start(name, profile) for name, profile in devices]
+    for joiner in nodes[1:]:
+        await pair(nodes[0], joiner)
+    for a in nodes:
+        for b in nodes:
+            if a is not b:
+                await wait_until(detailed(a, b), 10, f"{a.name} to hold {b.name}'s details")
+    return nodes

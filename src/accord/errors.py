@@ -88,6 +88,14 @@ class CallTimeout(AccordError):
     """A remote call did not finish within its timeout (the callee's work is cancelled)."""
 
 
+class PayloadTooLarge(AccordError):
+    """Parameters, a result or a stream item exceed the RPC size limits."""
+
+
+class HardwareError(AccordError):
+    """A device's hardware service refused a request (bad setpoint, no such camera...)."""
+
+
 class PermissionDenied(AccordError):
     """The callee does not let this device use that service."""
 

@@ -71,3 +71,8 @@ def rpc_all(device_id: str) -> str:
 def rpc_cancel_key(device_id: str) -> str:
     """Sealed publications that cancel a call running on ``device_id``."""
     return f"{ROOT}/rpc-cancel/{device_id}"
+
+
+def rpc_credit_key(device_id: str) -> str:
+    """Sealed publications that grant a stream running on ``device_id`` more items."""
+    return f"{ROOT}/rpc-credit/{device_id}"

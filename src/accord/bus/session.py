@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 
 Undo = Callable[[], None]
 QueryHandler = Callable[[str, bytes], Awaitable[bytes | None]]
+Replier = Callable[[bytes], Awaitable[None]]
+StreamingHandler = Callable[[str, bytes, Replier], Awaitable[None]]
 MAX_PENDING_QUERIES = 64
+LARGE_REPLY = 64 * 1024
 
 
 def explain_open_error(exc: Exception, settings: BusSettings) -> TransportError:
@@ -120,17 +123,37 @@ class Bus:
 
     def serve(self, key: str, handler: QueryHandler) -> Undo:
         """Answer queries on ``key`` with ``await handler(query_key, payload)`` on the loop.
-        A None result sends no reply. At most MAX_PENDING_QUERIES run at once; beyond
+        A None result sends no reply."""
+
+        async def one_reply(query_key: str, payload: bytes, reply: Replier) -> None:
+            answer = await handler(query_key, payload)
+            if answer is not None:
+                await reply(answer)
+
+        return self.serve_query(key, one_reply)
+
+    def serve_query(self, key: str, handler: StreamingHandler) -> Undo:
+        """Run ``await handler(query_key, payload, reply)`` on the loop for each query on
+        ``key``; ``await reply(bytes)`` may be called any number of times, and the query
+        ends when the handler returns. At most MAX_PENDING_QUERIES run at once; beyond
         that, queries are dropped unanswered (the asker times out) so a flood cannot
         grow memory."""
         pending: set[asyncio.Task[None]] = set()
 
         async def answer(query: zenoh.Query) -> None:
+            query_key = query.key_expr
+
+            async def reply(data: bytes) -> None:
+                if len(data) > LARGE_REPLY:  # may block on a congested link: not on the loop
+                    await self._loop.run_in_executor(None, query.reply, query_key, data)
+                else:
+                    query.reply(query_key, data)
+
             try:
                 payload = query.payload.to_bytes() if query.payload is not None else b""
-                reply = await handler(str(query.key_expr), payload)
-                if reply is not None:
-                    query.reply(query.key_expr, reply)
+                await handler(str(query_key), payload, reply)
+            except asyncio.CancelledError:
+                pass
             except Exception:
                 log.exception("%s: handler for %s failed", self._label, key)
             finally:
@@ -191,20 +214,66 @@ class Bus:
         def on_done() -> None:
             self.to_loop(_resolve, done)
 
+        cancel = self._query(selector, timeout, payload, on_reply, on_done, consolidate=True)
+        try:
+            await done
+        except asyncio.CancelledError:
+            cancel()  # stop waiting for replies
+            raise
+        return replies
+
+    def query(
+        self,
+        selector: str,
+        timeout: float,
+        payload: bytes | None,
+        on_reply: Callable[[bytes], None],
+        on_done: Callable[[], None],
+    ) -> Undo:
+        """Start a query whose replies arrive one by one: ``on_reply(payload)`` on the
+        loop for each, then ``on_done()`` once (finished, timed out, or the replier's
+        transport closed). The returned function cancels it."""
+
+        def reply_cb(reply: zenoh.Reply) -> None:
+            try:
+                ok = reply.ok
+                if ok is not None:
+                    self.to_loop(on_reply, ok.payload.to_bytes())
+            except Exception:
+                log.exception("%s: reply handler failed", self._label)
+
+        def done_cb() -> None:
+            self.to_loop(on_done)
+
+        return self._query(selector, timeout, payload, reply_cb, done_cb, consolidate=False)
+
+    def _query(
+        self,
+        selector: str,
+        timeout: float,
+        payload: bytes | None,
+        on_reply: Callable[[zenoh.Reply], None],
+        on_done: Callable[[], None],
+        *,
+        consolidate: bool,
+    ) -> Undo:
+        # Zenoh's default consolidation keeps only the latest reply per key, holding
+        # them back until the end: a stream needs every reply, as it arrives.
+        mode = zenoh.ConsolidationMode.AUTO if consolidate else zenoh.ConsolidationMode.NONE
         handler = zenoh.handlers.Callback(on_reply, on_done)
         token = zenoh.CancellationToken()
         try:
             self._session.get(
-                selector, handler, timeout=timeout, payload=payload, cancellation_token=token
+                selector,
+                handler,
+                timeout=timeout,
+                payload=payload,
+                cancellation_token=token,
+                consolidation=mode,
             )
         except zenoh.ZError as exc:
             raise TransportError(f"query {selector} failed: {exc}") from exc
-        try:
-            await done
-        except asyncio.CancelledError:
-            token.cancel()  # type: ignore[no-untyped-call]  # stop waiting for replies
-            raise
-        return replies
+        return _once(token.cancel)
 
     def put(self, key: str, payload: bytes) -> None:
         self._session.put(key, payload)

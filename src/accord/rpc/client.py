@@ -1,0 +1,304 @@
+"""The caller side of RPC: typed calls and streams to other circle members."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from accord.bus import keys
+from accord.bus.directory import DeviceDirectory
+from accord.bus.session import Bus, Undo
+from accord.errors import (
+    AccordError,
+    CallTimeout,
+    DeviceUnavailable,
+    PayloadTooLarge,
+    PermissionDenied,
+    RemoteError,
+    SealError,
+    TrustError,
+)
+from accord.rpc.messages import (
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_WINDOW,
+    MAX_ITEM,
+    MAX_PARAMS,
+    MAX_TIMEOUT_S,
+    MAX_WINDOW,
+    RpcCancel,
+    RpcCredit,
+    RpcRequest,
+    StreamFrame,
+    frame_decoder,
+    result_decoder,
+)
+from accord.trust.circle import Circle
+from accord.wire.messages import DECODE_ERRORS
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+FRAME_SLACK = 4096  # sealing and framing around an item
+
+
+class RpcClient:
+    """Calls methods on other members."""
+
+    def __init__(self, bus: Bus, circle: Circle, directory: DeviceDirectory) -> None:
+        self._bus = bus
+        self._circle = circle
+        self._directory = directory
+
+    def _target(self, device_id: str) -> str:
+        """The device's name for messages; raises unless it is an online member."""
+        if not self._circle.is_member(device_id):
+            raise TrustError(f"{device_id} is not a member of this circle; pair with it first")
+        record = self._directory.get(device_id)
+        name = record.name if record else device_id[:10]
+        if record is None or not record.online:
+            raise DeviceUnavailable(f"{name} is offline")
+        return name
+
+    def _request(self, key: str, params: Any, timeout: float, window: int) -> tuple[int, bytes]:
+        if not 0 < timeout <= MAX_TIMEOUT_S:
+            raise AccordError(f"timeout must be in (0, {MAX_TIMEOUT_S:g}] seconds")
+        encoded = msgspec.msgpack.encode(params)
+        if len(encoded) > MAX_PARAMS:
+            raise PayloadTooLarge(
+                f"parameters of {len(encoded)} bytes are over the {MAX_PARAMS} byte limit"
+            )
+        call_id = secrets.randbits(63)
+        req = RpcRequest(call_id, msgspec.Raw(encoded), int(timeout * 1000), window)
+        return call_id, self._circle.seal(key, msgspec.msgpack.encode(req))
+
+    async def call(
+        self,
+        device_id: str,
+        service: str,
+        method: str,
+        params: Any = None,
+        result: type[T] = Any,  # type: ignore[assignment]
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> T:
+        """Call ``service.method`` on a member and return its result as ``result``."""
+        name = self._target(device_id)
+        key = keys.rpc_key(device_id, service, method)
+        call_id, frame = self._request(key, params, timeout, 0)
+        started = time.monotonic()
+        try:
+            replies = await self._bus.get(key, timeout, payload=frame)
+        except asyncio.CancelledError:
+            self.send_cancel(device_id, call_id)
+            raise
+        if not replies:
+            if time.monotonic() - started >= timeout * 0.95:
+                self.send_cancel(device_id, call_id)
+                raise CallTimeout(f"{service}.{method} on {name} timed out after {timeout:g} s")
+            raise DeviceUnavailable(f"{name} did not answer {service}.{method}; it has gone")
+        try:
+            sender, plain = self._circle.open(key, replies[0][1])
+            res = result_decoder.decode(plain)
+        except (SealError, *DECODE_ERRORS) as exc:
+            raise RemoteError("ProtocolError", f"unreadable reply from {name}: {exc}") from None
+        if sender != device_id:
+            raise RemoteError("ProtocolError", f"reply sealed by {sender}, not {name}")
+        if not res.ok:
+            raise remote_failure(name, res.error_type, res.error)
+        try:
+            return msgspec.msgpack.decode(res.value, type=result)
+        except DECODE_ERRORS as exc:
+            raise RemoteError("ProtocolError", f"result of {service}.{method}: {exc}") from None
+
+    def stream(
+        self,
+        device_id: str,
+        service: str,
+        method: str,
+        params: Any = None,
+        item: type[T] = Any,  # type: ignore[assignment]
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        window: int = DEFAULT_WINDOW,
+        max_duration: float = MAX_TIMEOUT_S,
+    ) -> RpcStream[T]:
+        """Open a stream: iterate it with ``async for`` (or use it as an async context
+        manager to close it early). ``timeout`` bounds the wait for each item;
+        ``window`` is how many items may be in flight ahead of the consumer."""
+        name = self._target(device_id)
+        if not 1 <= window <= MAX_WINDOW:
+            raise AccordError(f"window must be in [1, {MAX_WINDOW}]")
+        if not 0 < max_duration <= MAX_TIMEOUT_S:
+            raise AccordError(f"max_duration must be in (0, {MAX_TIMEOUT_S:g}] seconds")
+        key = keys.rpc_key(device_id, service, method)
+        call_id, frame = self._request(key, params, timeout, window)
+        return RpcStream(
+            self, device_id, name, key, call_id, frame, item, timeout, window, max_duration
+        )
+
+    def send_cancel(self, device_id: str, call_id: int) -> None:
+        self._publish(keys.rpc_cancel_key(device_id), RpcCancel(call_id))
+
+    def send_credit(self, device_id: str, call_id: int, granted: int) -> None:
+        self._publish(keys.rpc_credit_key(device_id), RpcCredit(call_id, granted))
+
+    def _publish(self, key: str, message: msgspec.Struct) -> None:
+        try:
+            self._bus.put(key, self._circle.seal(key, msgspec.msgpack.encode(message)))
+        except Exception:
+            log.debug("could not publish %s", type(message).__name__)
+
+    def _open_frame(self, key: str, device_id: str, payload: bytes) -> StreamFrame:
+        if len(payload) > MAX_ITEM + FRAME_SLACK:
+            raise RemoteError("ProtocolError", f"a stream frame of {len(payload)} bytes")
+        try:
+            sender, plain = self._circle.open(key, payload)
+            frame = frame_decoder.decode(plain)
+        except (SealError, *DECODE_ERRORS) as exc:
+            raise RemoteError("ProtocolError", f"unreadable stream frame: {exc}") from None
+        if sender != device_id:
+            raise RemoteError("ProtocolError", f"stream frame sealed by {sender}")
+        return frame
+
+
+class RpcStream(Generic[T]):
+    """The items of a remote stream, with credit-based backpressure: the callee runs at
+    most ``window`` items ahead of the consumer."""
+
+    def __init__(
+        self,
+        client: RpcClient,
+        device_id: str,
+        name: str,
+        key: str,
+        call_id: int,
+        request: bytes,
+        item: type[T],
+        timeout: float,
+        window: int,
+        max_duration: float,
+    ) -> None:
+        self._client = client
+        self._device = device_id
+        self._name = name
+        self._key = key
+        self._call_id = call_id
+        self._request = request
+        self._item = item
+        self._timeout = timeout
+        self._window = window
+        self._max_duration = max_duration
+        self._frames: deque[bytes] = deque()
+        self._arrived = asyncio.Event()
+        self._query_done = False
+        self._overrun = False
+        self._finished = False
+        self._cancel: Undo | None = None
+        self._consumed = 0
+        self._granted = window
+
+    def _start(self) -> None:
+        if self._cancel is not None or self._finished:
+            return
+        self._cancel = self._client._bus.query(
+            self._key, self._max_duration, self._request, self._on_reply, self._on_done
+        )
+
+    def _on_reply(self, payload: bytes) -> None:
+        if self._finished:
+            return
+        if len(self._frames) > MAX_WINDOW:  # past any credit we grant: drop, then fail
+            self._overrun = True
+            self._query_done = True
+        else:
+            self._frames.append(payload)
+        self._arrived.set()
+
+    def _on_done(self) -> None:
+        self._query_done = True
+        self._arrived.set()
+
+    def __aiter__(self) -> RpcStream[T]:
+        self._start()
+        return self
+
+    async def __anext__(self) -> T:
+        if self._finished:
+            raise StopAsyncIteration
+        self._start()
+        try:
+            frame = await self._next_frame()
+        except BaseException:
+            self._close(cancel=True)
+            raise
+        if frame.seq != self._consumed:
+            self._close(cancel=True)
+            raise RemoteError("ProtocolError", f"stream item {frame.seq} out of order")
+        if frame.end:
+            self._close(cancel=False)
+            if frame.error_type:
+                raise remote_failure(self._name, frame.error_type, frame.error)
+            raise StopAsyncIteration
+        self._consumed += 1
+        if self._granted - self._consumed <= self._window // 2:
+            self._granted = self._consumed + self._window
+            self._client.send_credit(self._device, self._call_id, self._granted)
+        try:
+            return msgspec.msgpack.decode(frame.value, type=self._item)
+        except DECODE_ERRORS as exc:
+            self._close(cancel=True)
+            raise RemoteError("ProtocolError", f"stream item: {exc}") from None
+
+    async def _next_frame(self) -> StreamFrame:
+        if self._overrun:
+            raise RemoteError("ProtocolError", f"{self._name} sent past its stream credit")
+        while not self._frames:
+            if self._query_done:
+                raise DeviceUnavailable(f"{self._name} stopped answering mid-stream; it has gone")
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._arrived.wait()
+            except TimeoutError:
+                raise CallTimeout(
+                    f"no stream item from {self._name} within {self._timeout:g} s"
+                ) from None
+        return self._client._open_frame(self._key, self._device, self._frames.popleft())
+
+    def _close(self, *, cancel: bool) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._frames.clear()
+        if cancel and not self._query_done:
+            self._client.send_cancel(self._device, self._call_id)
+        if self._cancel is not None:
+            self._cancel()
+
+    async def aclose(self) -> None:
+        """Stop early; the callee's generator is cancelled."""
+        self._close(cancel=True)
+
+    async def __aenter__(self) -> RpcStream[T]:
+        self._start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._close(cancel=True)
+
+
+def remote_failure(name: str, kind: str, message: str) -> AccordError:
+    """The typed error a caller raises for a failure reported by the callee."""
+    if kind == "PermissionDenied":
+        return PermissionDenied(f"{name}: {message}")
+    if kind == "CallTimeout":
+        return CallTimeout(f"{name}: {message}")
+    if kind == "PayloadTooLarge":
+        return PayloadTooLarge(f"{name}: {message}")
+    return RemoteError(kind, message)

@@ -1,0 +1,59 @@
+"""What RPC puts on the wire (msgpack, inside sealed frames) and its size limits."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+DEFAULT_TIMEOUT_S: Final = 10.0
+MAX_TIMEOUT_S: Final = 3600.0
+MAX_PARAMS: Final = 1024 * 1024  # a request's encoded parameters
+MAX_RESULT: Final = 4 * 1024 * 1024  # a unary result; larger data goes through a stream
+MAX_ITEM: Final = 1024 * 1024  # one stream item
+DEFAULT_WINDOW: Final = 8  # stream items in flight before the caller grants more
+MAX_WINDOW: Final = 64
+NIL: Final = msgspec.Raw(b"\xc0")  # msgpack nil
+
+
+class RpcRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+    call_id: int
+    params: msgspec.Raw
+    timeout_ms: int
+    window: int = 0  # 0: a unary call; > 0: open a stream with this much initial credit
+
+
+class RpcResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    ok: bool
+    value: msgspec.Raw = NIL
+    error_type: str = ""
+    error: str = ""
+
+
+class StreamFrame(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One reply of a stream: an item, or the end (clean, or with an error)."""
+
+    seq: int
+    value: msgspec.Raw = NIL
+    end: bool = False
+    error_type: str = ""
+    error: str = ""
+
+
+class RpcCancel(msgspec.Struct, frozen=True):
+    call_id: int
+
+
+class RpcCredit(msgspec.Struct, frozen=True):
+    """The caller allows items with seq < ``granted`` (cumulative, so a lost or
+    repeated credit is harmless)."""
+
+    call_id: int
+    granted: int
+
+
+request_decoder: Final = msgspec.msgpack.Decoder(RpcRequest)
+result_decoder: Final = msgspec.msgpack.Decoder(RpcResult)
+frame_decoder: Final = msgspec.msgpack.Decoder(StreamFrame)
+cancel_decoder: Final = msgspec.msgpack.Decoder(RpcCancel)
+credit_decoder: Final = msgspec.msgpack.Decoder(RpcCredit)

@@ -1,0 +1,282 @@
+"""The callee side of RPC: serves this device's registered methods to circle members."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from accord.bus import keys
+from accord.bus.session import Bus, Replier, Undo
+from accord.errors import SealError
+from accord.rpc.messages import (
+    MAX_ITEM,
+    MAX_RESULT,
+    MAX_TIMEOUT_S,
+    MAX_WINDOW,
+    RpcRequest,
+    RpcResult,
+    StreamFrame,
+    cancel_decoder,
+    credit_decoder,
+    request_decoder,
+)
+from accord.trust.circle import Circle
+from accord.wire.messages import DECODE_ERRORS
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, str], Coroutine[Any, Any, Any]]  # (params, caller id) -> result
+StreamHandler = Callable[[Any, str], AsyncIterator[Any]]  # (params, caller id) -> items
+STALL_S = 30.0  # a stream whose caller grants no credit for this long is ended
+
+
+@dataclass(frozen=True)
+class _Method:
+    handler: Handler | StreamHandler
+    params: type[Any]
+    allowed: frozenset[str] | None
+    streams: bool
+
+
+@dataclass
+class _Flow:
+    """Credit of one running stream: items with seq < granted may be sent."""
+
+    granted: int
+    more: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Refused(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class RpcServer:
+    """Serves this device's registered methods to circle members."""
+
+    def __init__(self, bus: Bus, circle: Circle, device_id: str, label: str) -> None:
+        self._bus = bus
+        self._circle = circle
+        self._me = device_id
+        self._label = label
+        self._methods: dict[tuple[str, str], _Method] = {}
+        self._running: dict[tuple[str, int], asyncio.Task[Any]] = {}
+        self._flows: dict[tuple[str, int], _Flow] = {}
+        self._undo: list[Undo] = []
+
+    def register(
+        self,
+        service: str,
+        method: str,
+        handler: Handler,
+        params: type[Any] = type(None),
+        *,
+        allowed: set[str] | None = None,
+    ) -> None:
+        """Expose ``handler`` as ``service.method``. ``allowed``: only these device ids
+        may call it (default: every circle member)."""
+        self._add(service, method, _Method(handler, params, _frozen(allowed), streams=False))
+
+    def register_stream(
+        self,
+        service: str,
+        method: str,
+        handler: StreamHandler,
+        params: type[Any] = type(None),
+        *,
+        allowed: set[str] | None = None,
+    ) -> None:
+        """Expose an async generator as a stream: callers iterate its items, and it
+        runs only as far ahead of them as they grant credit."""
+        self._add(service, method, _Method(handler, params, _frozen(allowed), streams=True))
+
+    def _add(self, service: str, method: str, entry: _Method) -> None:
+        if "/" in service or "/" in method or not service or not method:
+            raise ValueError("service and method names are non-empty and have no '/'")
+        if any(c in service + method for c in "*$?#"):
+            raise ValueError("service and method names cannot contain key wildcards")
+        self._methods[(service, method)] = entry
+
+    def restrict(self, service: str, allowed: set[str] | None) -> None:
+        """Limit every method of ``service`` to ``allowed`` devices (None: all members)."""
+        for (svc, name), m in list(self._methods.items()):
+            if svc == service:
+                self._methods[(svc, name)] = _Method(
+                    m.handler, m.params, _frozen(allowed), m.streams
+                )
+
+    def methods(self) -> list[str]:
+        return sorted(f"{s}.{m}" for s, m in self._methods)
+
+    def services(self) -> list[str]:
+        return sorted({s for s, _ in self._methods})
+
+    async def start(self) -> None:
+        self._undo.append(self._bus.serve_query(keys.rpc_all(self._me), self._serve))
+        self._undo.append(self._bus.subscribe(keys.rpc_cancel_key(self._me), self._on_cancel))
+        self._undo.append(self._bus.subscribe(keys.rpc_credit_key(self._me), self._on_credit))
+
+    async def stop(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _serve(self, key: str, payload: bytes, reply: Replier) -> None:
+        try:
+            sender, plain = self._circle.open(key, payload)
+            req = request_decoder.decode(plain)
+        except (SealError, *DECODE_ERRORS):
+            return  # strangers, revoked devices and garbage get nothing
+        if req.window > 0:
+            await self._stream(key, sender, req, reply)
+        else:
+            result = await self._run(key, sender, req)
+            await reply(self._circle.seal(key, msgspec.msgpack.encode(result)))
+
+    def _resolve(
+        self, key: str, sender: str, req: RpcRequest, streams: bool
+    ) -> tuple[_Method, Any]:
+        parts = key.split("/")
+        service, method = parts[-2], parts[-1]
+        entry = self._methods.get((service, method))
+        if entry is None:
+            known = ", ".join(self.methods()) or "none"
+            raise _Refused(
+                "UnknownMethod", f"{service}.{method} is not served here; known: {known}"
+            )
+        if entry.allowed is not None and sender not in entry.allowed:
+            raise _Refused("PermissionDenied", f"{service} is restricted on this device")
+        if entry.streams != streams:
+            how = "a stream: iterate it with stream()" if entry.streams else "not a stream: call it"
+            raise _Refused("WrongCallKind", f"{service}.{method} is {how}")
+        try:
+            return entry, msgspec.msgpack.decode(req.params, type=entry.params)
+        except DECODE_ERRORS as exc:
+            raise _Refused("InvalidParams", f"{service}.{method}: {exc}") from None
+
+    async def _run(self, key: str, sender: str, req: RpcRequest) -> RpcResult:
+        try:
+            entry, params = self._resolve(key, sender, req, streams=False)
+        except _Refused as exc:
+            return _error(exc.kind, str(exc))
+        timeout = min(max(req.timeout_ms, 1) / 1000, MAX_TIMEOUT_S)
+        coro = entry.handler(params, sender)
+        assert asyncio.iscoroutine(coro)
+        task = asyncio.get_running_loop().create_task(coro)
+        self._running[(sender, req.call_id)] = task
+        try:
+            value = await asyncio.wait_for(task, timeout)
+            encoded = msgspec.msgpack.encode(value)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                return _error("Cancelled", "the call was cancelled")
+            raise
+        except TimeoutError:
+            return _error("CallTimeout", f"the call ran past its {timeout:g} s timeout")
+        except Exception as exc:  # the handler's failure is the caller's answer
+            return _error(type(exc).__name__, str(exc))
+        finally:
+            self._running.pop((sender, req.call_id), None)
+        if len(encoded) > MAX_RESULT:
+            return _error(
+                "PayloadTooLarge",
+                f"the result is {len(encoded)} bytes, over the {MAX_RESULT} byte limit "
+                "of a call; serve it as a stream",
+            )
+        return RpcResult(True, msgspec.Raw(encoded))
+
+    async def _stream(self, key: str, sender: str, req: RpcRequest, reply: Replier) -> None:
+        seq = 0
+
+        async def send(frame: StreamFrame) -> None:
+            await reply(self._circle.seal(key, msgspec.msgpack.encode(frame)))
+
+        try:
+            entry, params = self._resolve(key, sender, req, streams=True)
+        except _Refused as exc:
+            await send(StreamFrame(0, end=True, error_type=exc.kind, error=str(exc)))
+            return
+        call = (sender, req.call_id)
+        flow = _Flow(min(req.window, MAX_WINDOW))
+        task = asyncio.current_task()
+        assert task is not None
+        self._flows[call] = flow
+        self._running[call] = task
+        items = entry.handler(params, sender)
+        assert isinstance(items, AsyncIterator)
+        try:
+            async with asyncio.timeout(MAX_TIMEOUT_S):
+                async for item in items:
+                    while seq >= flow.granted:
+                        flow.more.clear()
+                        async with asyncio.timeout(STALL_S):
+                            await flow.more.wait()
+                    data = _encode_item(item)
+                    await send(StreamFrame(seq, msgspec.Raw(data)))
+                    seq += 1
+            await send(StreamFrame(seq, end=True))
+        except asyncio.CancelledError:
+            raise  # the caller cancelled: it expects nothing more
+        except TimeoutError:
+            log.info("%s: stream %s stalled or ran too long; ended", self._label, key)
+            await send(StreamFrame(seq, end=True, error_type="CallTimeout", error="stream ended"))
+        except _Refused as exc:
+            await send(StreamFrame(seq, end=True, error_type=exc.kind, error=str(exc)))
+        except Exception as exc:  # the generator's failure ends the caller's stream
+            await send(StreamFrame(seq, end=True, error_type=type(exc).__name__, error=str(exc)))
+        finally:
+            self._flows.pop(call, None)
+            self._running.pop(call, None)
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _on_cancel(self, key: str, payload: bytes) -> None:
+        try:
+            sender, plain = self._circle.open(key, payload)
+            call_id = cancel_decoder.decode(plain).call_id
+        except (SealError, *DECODE_ERRORS):
+            return
+        task = self._running.get((sender, call_id))
+        if task is not None:
+            task.cancel()
+
+    def _on_credit(self, key: str, payload: bytes) -> None:
+        try:
+            sender, plain = self._circle.open(key, payload)
+            credit = credit_decoder.decode(plain)
+        except (SealError, *DECODE_ERRORS):
+            return
+        flow = self._flows.get((sender, credit.call_id))
+        if flow is not None and credit.granted > flow.granted:
+            flow.granted = credit.granted
+            flow.more.set()
+
+
+def _encode_item(item: Any) -> bytes:
+    data = msgspec.msgpack.encode(item)
+    if len(data) > MAX_ITEM:
+        raise _Refused(
+            "PayloadTooLarge",
+            f"a stream item of {len(data)} bytes is over the {MAX_ITEM} byte limit; "
+            "send it in smaller pieces",
+        )
+    return data
+
+
+def _frozen(allowed: set[str] | None) -> frozenset[str] | None:
+    return frozenset(allowed) if allowed is not None else None
+
+
+def _error(kind: str, message: str) -> RpcResult:
+    return RpcResult(False, error_type=kind, error=message)

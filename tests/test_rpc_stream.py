@@ -1,0 +1,157 @@
+"""RPC streams between paired in-process nodes: order, backpressure, cancellation,
+errors and size limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+import msgspec
+import pytest
+
+from accord.errors import CallTimeout, PayloadTooLarge, RemoteError
+from accord.node import Node
+from accord.rpc import MAX_ITEM, MAX_RESULT
+from tests.nodes import Mesh, household, wait_until
+
+T = TypeVar("T")
+
+
+class Count(msgspec.Struct):
+    upto: int
+
+
+async def drain(stream: AsyncIterator[T], into: list[T] | None = None) -> list[T]:
+    into = [] if into is None else into
+    async for item in stream:
+        into.append(item)
+    return into
+
+
+@pytest.fixture
+async def two(mesh: Mesh) -> tuple[Node, Node]:
+    laptop, phone = await household(mesh, ("laptop", "laptop"), ("phone", "nokia-x60"))
+    return laptop, phone
+
+
+async def test_items_arrive_typed_and_in_order(two: tuple[Node, Node]) -> None:
+    laptop, phone = two
+
+    async def count(params: Count, caller: str) -> AsyncIterator[int]:
+        for i in range(params.upto):
+            yield i
+
+    phone.services.register_stream("counter", "count", count, Count)
+    got = [
+        i
+        async for i in laptop.rpc.stream(phone.home.device_id, "counter", "count", Count(100), int)
+    ]
+    assert got == list(range(100))
+    empty = laptop.rpc.stream(phone.home.device_id, "counter", "count", Count(0), int)
+    assert [i async for i in empty] == []
+
+
+async def test_the_callee_runs_at_most_a_window_ahead(two: tuple[Node, Node]) -> None:
+    laptop, phone = two
+    produced = 0
+
+    async def endless(_: None, caller: str) -> AsyncIterator[int]:
+        nonlocal produced
+        while True:
+            produced += 1
+            yield produced
+
+    phone.services.register_stream("feed", "endless", endless)
+    stream = laptop.rpc.stream(phone.home.device_id, "feed", "endless", item=int, window=4)
+    async with stream:
+        assert await anext(stream) == 1
+        # the consumer stops reading: the producer must stall at its credit
+        await wait_until(lambda: produced >= 4, 5, "the producer to fill its window")
+        await asyncio.sleep(0.3)  # give an unbounded producer the chance to run away
+        assert produced <= 4 + 4 + 1  # window, plus the one credit granted, plus one pending
+        for _ in range(20):
+            await anext(stream)
+        assert produced <= 21 + 4 + 4 + 1
+
+
+async def test_closing_early_cancels_the_generator(two: tuple[Node, Node]) -> None:
+    laptop, phone = two
+    closed = asyncio.Event()
+
+    async def ticks(_: None, caller: str) -> AsyncIterator[int]:
+        try:
+            i = 0
+            while True:
+                i += 1
+                yield i
+                await asyncio.sleep(0.01)
+        finally:
+            closed.set()
+
+    phone.services.register_stream("feed", "ticks", ticks)
+    async with laptop.rpc.stream(phone.home.device_id, "feed", "ticks", item=int) as stream:
+        async for i in stream:
+            if i == 3:
+                break
+    await asyncio.wait_for(closed.wait(), 5)
+
+
+async def test_errors_end_the_stream_typed(two: tuple[Node, Node]) -> None:
+    laptop, phone = two
+
+    async def fails(_: None, caller: str) -> AsyncIterator[int]:
+        yield 1
+        raise ValueError("sensor unplugged")
+
+    async def huge(_: None, caller: str) -> AsyncIterator[bytes]:
+        yield b"x" * (MAX_ITEM + 1)
+
+    phone.services.register_stream("feed", "fails", fails)
+    phone.services.register_stream("feed", "huge", huge)
+    got: list[int] = []
+    with pytest.raises(RemoteError, match="sensor unplugged") as info:
+        await drain(laptop.rpc.stream(phone.home.device_id, "feed", "fails", item=int), got)
+    assert got == [1]
+    assert info.value.remote_type == "ValueError"
+    with pytest.raises(PayloadTooLarge, match="smaller pieces"):
+        await drain(laptop.rpc.stream(phone.home.device_id, "feed", "huge", item=bytes))
+    with pytest.raises(RemoteError, match="is a stream"):
+        await laptop.rpc.call(phone.home.device_id, "feed", "fails")
+    with pytest.raises(RemoteError, match="not a stream"):
+        await drain(laptop.rpc.stream(phone.home.device_id, "device", "info"))
+    with pytest.raises(RemoteError, match="not served here") as unknown:
+        await drain(laptop.rpc.stream(phone.home.device_id, "nope", "nope"))
+    assert unknown.value.remote_type == "UnknownMethod"
+
+
+async def test_a_silent_stream_times_out(two: tuple[Node, Node]) -> None:
+    laptop, phone = two
+    stopped = asyncio.Event()
+
+    async def silent(_: None, caller: str) -> AsyncIterator[int]:
+        try:
+            await asyncio.sleep(3600)
+            yield 0
+        finally:
+            stopped.set()
+
+    phone.services.register_stream("feed", "silent", silent)
+    with pytest.raises(CallTimeout, match="no stream item"):
+        await drain(laptop.rpc.stream(phone.home.device_id, "feed", "silent", timeout=0.3))
+    await asyncio.wait_for(stopped.wait(), 5)  # the timeout cancelled the callee's work
+
+
+async def test_size_limits_are_typed_and_the_node_keeps_serving(two: tuple[Node, Node]) -> None:
+    laptop, phone = two
+
+    async def big(_: None, caller: str) -> bytes:
+        return b"x" * (MAX_RESULT + 1)
+
+    phone.services.register("blob", "big", big)
+    with pytest.raises(PayloadTooLarge, match="serve it as a stream"):
+        await laptop.rpc.call(phone.home.device_id, "blob", "big")
+    with pytest.raises(PayloadTooLarge, match="parameters"):
+        await laptop.rpc.call(phone.home.device_id, "device", "info", b"x" * (2 * 1024 * 1024))
+    info = await laptop.rpc.call(phone.home.device_id, "device", "info", None, dict)
+    assert info["name"] == "phone"

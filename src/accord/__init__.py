@@ -9,11 +9,15 @@ from accord.bus.settings import BusSettings
 from accord.clock import Clock, ManualClock, SystemClock
 from accord.errors import (
     AccordError,
+    CallTimeout,
     ControlError,
     DeviceUnavailable,
+    HardwareError,
     HomeError,
     NodeAlreadyRunning,
     NodeNotRunning,
+    PayloadTooLarge,
+    PermissionDenied,
     ProfileError,
     RemoteError,
     SimError,
@@ -23,28 +27,34 @@ from accord.errors import (
 from accord.home import Home, init_home, open_home
 from accord.node import Node
 from accord.profile import Profile, load_builtin, load_profile, parse_profile
+from accord.superdevice import SuperDevice
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccordError",
     "BusSettings",
+    "CallTimeout",
     "Clock",
     "ControlError",
     "DeviceDirectory",
     "DeviceRecord",
     "DeviceUnavailable",
     "DirectoryEvent",
+    "HardwareError",
     "Home",
     "HomeError",
     "ManualClock",
     "Node",
     "NodeAlreadyRunning",
     "NodeNotRunning",
+    "PayloadTooLarge",
+    "PermissionDenied",
     "Profile",
     "ProfileError",
     "RemoteError",
     "SimError",
+    "SuperDevice",
     "SystemClock",
     "TransportError",
     "WireError",

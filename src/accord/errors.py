@@ -102,3 +102,59 @@ class PermissionDenied(AccordError):
 
 class SimError(AccordError):
     """A simulated household could not be started."""
+
+
+class StoreError(AccordError):
+    """A distributed data store refused an operation (bad key, value, store or batch)."""
+
+
+class InvalidKey(StoreError):
+    """A key is empty, is not valid UTF-8, or breaks a store's namespace rules."""
+
+
+class KeyTooLong(InvalidKey):
+    """A key is longer than the 1 KiB (UTF-8) limit."""
+
+
+class ValueTooLarge(StoreError):
+    """A value is larger than the 4 MiB limit."""
+
+
+class BatchTooLarge(StoreError):
+    """A batch has too many operations or too many bytes for one sync message."""
+
+
+class UnknownStore(StoreError):
+    """No store of this name is open on this device."""
+
+
+class StoreMismatch(StoreError):
+    """A store exists on disk with another kind, label or merge than asked for."""
+
+
+class ReadOnlyNamespace(StoreError):
+    """A per-device store's namespace may only be written by its own device."""
+
+
+class UnsupportedOperation(StoreError):
+    """The operation does not exist for this kind of store (e.g. delete in a merge store)."""
+
+
+class SyncError(StoreError):
+    """A sync message from a peer breaks the rules (the peer's fault); it changed nothing."""
+
+
+class MalformedSync(SyncError):
+    """Sync bytes do not decode to a valid message, or a message is inconsistent."""
+
+
+class ForgedOrigin(SyncError):
+    """A peer sent a write in the name of another device (or another device's namespace)."""
+
+
+class PeerNotAllowed(SyncError):
+    """The peer is not a member, or its security level may not receive the store's label."""
+
+
+class ClockSkew(SyncError):
+    """A remote timestamp is further ahead of this device's clock than the allowed drift."""

@@ -18,9 +18,12 @@ from accord.bus.settings import BusSettings
 from accord.circle_sync import CircleSync
 from accord.clock import Clock, SystemClock
 from accord.control.server import ControlServer
+from accord.errors import ControlError
+from accord.hardware.host import host_load
+from accord.hardware.services import Drivers, Hardware
 from accord.home import Home, HomeLock, check_socket_path
 from accord.profile import to_dict
-from accord.rpc import RpcClient, RpcServer
+from accord.rpc import DEFAULT_TIMEOUT_S, RpcClient, RpcServer, RpcStream
 from accord.trust.circle import Circle
 from accord.trust_service import TrustService
 from accord.wire.messages import PROTOCOL_VERSION, Announcement, PublicAnnouncement
@@ -31,10 +34,18 @@ log = logging.getLogger(__name__)
 class Node:
     """One running device. ``async with Node(...)`` starts it; leaving stops it."""
 
-    def __init__(self, home: Home, settings: BusSettings, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        home: Home,
+        settings: BusSettings,
+        clock: Clock | None = None,
+        *,
+        drivers: Drivers = "simulated",
+    ) -> None:
         self.home = home
         self.settings = settings
         self.clock = clock or SystemClock()
+        self.hardware = Hardware(home.profile, home.device_id, home.name, self.clock, drivers)
         self.stopping = asyncio.Event()
         self._lock = HomeLock(home)
         self._db: DirectoryDB | None = None
@@ -142,6 +153,7 @@ class Node:
         )
         self._rpc_server = RpcServer(self._bus, self.circle, self.home.device_id, self.name)
         self._rpc_server.register("device", "info", self._device_info)
+        self.hardware.register(self._rpc_server)
         self._rpc = RpcClient(self._bus, self.circle, self.directory)
         await self._sync.start()
         await self._trust.start()
@@ -159,6 +171,7 @@ class Node:
         self._control.add("trust_revoke", self._trust.trust_revoke)
         self._control.add("trust_leave", self._trust.trust_leave)
         self._control.add("call", self._call)
+        self._control.add_stream("stream", self._stream)
         await self._control.start()
         log.info("%s: up as %s", self.name, self.home.device_id)
 
@@ -244,16 +257,40 @@ class Node:
             "profile": to_dict(self.home.profile),
             "uptime_s": round(self.clock.monotonic() - self._started_mono, 3),
             "load": list(load),
+            **host_load(),
+            "services": self.services.services(),
+            "drivers": self.hardware.drivers,
         }
+
+    def _target(self, params: dict[str, Any]) -> tuple[str, str, str, float]:
+        target = self.trust.resolve_member(str(params.get("device", "")))
+        service, _, method = str(params.get("target", "")).partition(".")
+        if not service or not method:
+            raise ControlError("name the method as SERVICE.METHOD, e.g. device.info")
+        try:
+            timeout = float(params.get("timeout", DEFAULT_TIMEOUT_S))
+        except (TypeError, ValueError):
+            raise ControlError("timeout must be a number of seconds") from None
+        return target.device_id, service, method, timeout
 
     async def _call(self, params: dict[str, Any]) -> Any:
         """Control method behind ``accord call``."""
-        target = self.trust.resolve_member(str(params.get("device", "")))
-        service, _, method = str(params.get("target", "")).partition(".")
-        timeout = float(params.get("timeout", 10.0))
-        return await self.rpc.call(
-            target.device_id, service, method, params.get("args"), timeout=timeout
+        device, service, method, timeout = self._target(params)
+        result: Any = await self.rpc.call(
+            device, service, method, params.get("args"), timeout=timeout
         )
+        return msgspec.to_builtins(result)
+
+    async def _stream(self, params: dict[str, Any]) -> AsyncIterator[Any]:
+        """Control stream behind ``accord capture`` and ``accord sensors --watch``: the
+        items of a remote stream (bytes as base64)."""
+        device, service, method, timeout = self._target(params)
+        items: RpcStream[Any] = self.rpc.stream(
+            device, service, method, params.get("args"), timeout=timeout
+        )
+        async with items:
+            async for item in items:
+                yield msgspec.to_builtins(item)
 
     async def _devices(self, _params: dict[str, Any]) -> list[Any]:
         assert self.directory is not None

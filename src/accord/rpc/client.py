@@ -18,6 +18,7 @@ from accord.errors import (
     AccordError,
     CallTimeout,
     DeviceUnavailable,
+    HardwareError,
     PayloadTooLarge,
     PermissionDenied,
     RemoteError,
@@ -301,4 +302,6 @@ def remote_failure(name: str, kind: str, message: str) -> AccordError:
         return CallTimeout(f"{name}: {message}")
     if kind == "PayloadTooLarge":
         return PayloadTooLarge(f"{name}: {message}")
+    if kind == "HardwareError":
+        return HardwareError(f"{name}: {message}")
     return RemoteError(kind, message)

@@ -1,0 +1,1 @@
+"""Simulated device hardware: pure models of cameras, cabinets and sensors."""

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from accord.cli import node_cmds, sim_cmd, trust_cmds
+from accord.cli import hardware_cmds, node_cmds, sim_cmd, trust_cmds
 from accord.errors import AccordError
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
 node_cmds.register(app)
 sim_cmd.register(app)
 trust_cmds.register(app)
+hardware_cmds.register(app)
 
 err = Console(stderr=True)
 

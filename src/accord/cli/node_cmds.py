@@ -54,8 +54,18 @@ def up(
     setting: list[str] = typer.Option(
         [], "--set", "-s", help="Override a setting, e.g. lease_ms=3000 or zenoh.<path>=<json5>."
     ),
+    hardware: str = typer.Option(
+        "simulated",
+        "--hardware",
+        help="Drivers: 'simulated' (deterministic) or 'host' (this machine's battery "
+        "where it has one; simulated otherwise).",
+    ),
 ) -> None:
     """Run this device in the foreground until Ctrl-C or SIGTERM."""
+    from accord.errors import AccordError
+
+    if hardware not in ("simulated", "host"):
+        raise AccordError(f"--hardware is 'simulated' or 'host', not {hardware!r}")
     from accord.bus.settings import BusSettings
     from accord.home import open_home
 
@@ -63,13 +73,13 @@ def up(
     settings = BusSettings(
         listen=tuple(listen), connect=tuple(connect), multicast=not no_multicast
     ).with_overrides(setting)
-    asyncio.run(_run(h, settings))
+    asyncio.run(_run(h, settings, hardware))
 
 
-async def _run(h: Any, settings: Any) -> None:
+async def _run(h: Any, settings: Any, hardware: Any) -> None:
     from accord.node import Node
 
-    node = Node(h, settings)
+    node = Node(h, settings, drivers=hardware)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node.stopping.set)
@@ -151,8 +161,15 @@ def call(
     args: str = typer.Argument("null", help="Arguments as JSON (default: none)."),
     home: Path | None = HomeOpt,
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds before the call gives up."),
+    stream: bool = typer.Option(
+        False, "--stream", help="The method is a stream: print each item as a JSON line."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Compact JSON on one line."),
 ) -> None:
-    """Call a service method on another device of the circle; prints the JSON result."""
+    """Call a service method on another device of the circle; prints the JSON result.
+
+    Bytes in results are base64. Examples: accord call tv display.current;
+    accord call fridge thermostat.set '{"cabinet": "fridge", "celsius": 3}'"""
     from accord.errors import AccordError
 
     service, dot, method = target.partition(".")
@@ -166,5 +183,15 @@ def call(
     from accord.home import SOCKET_NAME
 
     client = ControlClient(home_path(home) / "run" / SOCKET_NAME, timeout=timeout + 5)
+    if stream:
+        for item in client.stream(
+            "stream", device=device, target=target, args=parsed, timeout=timeout
+        ):
+            sys.stdout.write(json.dumps(item) + "\n")
+            sys.stdout.flush()
+        return
     result = client.call("call", device=device, target=target, args=parsed, timeout=timeout)
-    _print_json(result)
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        _print_json(result)

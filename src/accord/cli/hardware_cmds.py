@@ -1,0 +1,227 @@
+"""Commands that use another device's hardware: capture, show, sensors, setpoint."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from accord.cli.options import HomeOpt, JsonOpt, home_path
+from accord.errors import AccordError
+
+out = Console()
+err = Console(stderr=True)
+DeviceArg = typer.Argument(..., help="A circle member: name, id or id prefix.")
+
+
+def _client(home: Path | None, timeout: float = 15.0) -> Any:
+    from accord.control.client import ControlClient
+    from accord.home import SOCKET_NAME
+
+    return ControlClient(home_path(home) / "run" / SOCKET_NAME, timeout=timeout)
+
+
+def _call(home: Path | None, device: str, target: str, args: Any, timeout: float = 10.0) -> Any:
+    client = _client(home, timeout + 5)
+    return client.call("call", device=device, target=target, args=args, timeout=timeout)
+
+
+def _stream(
+    home: Path | None, device: str, target: str, args: Any, timeout: float
+) -> Iterator[Any]:
+    client = _client(home)
+    return client.stream("stream", device=device, target=target, args=args, timeout=timeout)  # type: ignore[no-any-return]
+
+
+def _resolution(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return 0, 0
+    m = re.fullmatch(r"(\d{1,5})[xX](\d{1,5})", text.strip())
+    if m is None:
+        raise AccordError(f"--resolution is WIDTHxHEIGHT, e.g. 4000x3000, not {text!r}")
+    return int(m[1]), int(m[2])
+
+
+def capture(
+    device: str = DeviceArg,
+    output: Path = typer.Option(..., "--output", "-o", help="Where to save the JPEG."),
+    resolution: str | None = typer.Option(
+        None, "--resolution", "-r", help="WIDTHxHEIGHT (default: the camera's full resolution)."
+    ),
+    camera: str = typer.Option("rear", "--camera", help="Which camera: rear, front, external."),
+    home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Take a photo with a device's camera and save it, with a progress bar."""
+    width, height = _resolution(resolution)
+    args = {"camera": camera, "width": width, "height": height}
+    partial = output.with_name(output.name + ".part")
+    started = time.monotonic()
+    header: dict[str, Any] | None = None
+    written = 0
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json,
+    )
+    try:
+        with partial.open("wb") as f, progress:
+            task = progress.add_task(f"capturing on {device}", total=None)
+            for item in _stream(home, device, "camera.capture", args, 30.0):
+                if isinstance(item, dict):
+                    header = item
+                    progress.update(task, total=item["total_bytes"])
+                    continue
+                try:
+                    chunk = base64.b64decode(item, validate=True)
+                except (binascii.Error, TypeError):
+                    raise AccordError("the node sent a garbled capture chunk") from None
+                f.write(chunk)
+                written += len(chunk)
+                progress.update(task, completed=written)
+        if header is None or written != header["total_bytes"]:
+            raise AccordError(f"the capture ended after {written} bytes; try again")
+        os.replace(partial, output)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+    seconds = time.monotonic() - started
+    summary = {
+        "path": str(output),
+        "width": header["width"],
+        "height": header["height"],
+        "bytes": written,
+        "seconds": round(seconds, 3),
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    out.print(
+        f"saved {output} ({header['width']}x{header['height']}, {written / 1e6:.1f} MB) "
+        f"in {seconds:.1f} s",
+        highlight=False,
+    )
+
+
+def show(
+    device: str = DeviceArg,
+    text: str | None = typer.Argument(None, help="Text to show."),
+    image: Path | None = typer.Option(None, "--image", help="A JPEG or PNG file to show."),
+    url: str | None = typer.Option(None, "--url", help="A web page to show."),
+    home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Show text, an image or a web page on a device's display."""
+    given = [x for x in (text, image, url) if x is not None]
+    if len(given) != 1:
+        raise AccordError("give exactly one of TEXT, --image FILE or --url URL")
+    args: dict[str, Any]
+    if image is not None:
+        try:
+            args = {"image": base64.b64encode(image.read_bytes()).decode()}
+        except OSError as exc:
+            raise AccordError(f"cannot read {image}: {exc.strerror}") from None
+    else:
+        args = {"text": text} if text is not None else {"url": url}
+    shown = _call(home, device, "display.show", args)
+    if as_json:
+        shown.pop("image", None)
+        sys.stdout.write(json.dumps(shown) + "\n")
+        return
+    what = shown.get("text") or shown.get("url") or f"an image ({shown.get('image_type')})"
+    out.print(f"{device} shows: {what}", highlight=False)
+
+
+def sensors(
+    device: str = DeviceArg,
+    watch: bool = typer.Option(False, "--watch", "-w", help="Keep showing changes."),
+    interval: float = typer.Option(1.0, "--interval", help="Seconds between readings."),
+    home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Read a device's sensors: cabinet temperatures, doors and other readings."""
+    if not watch:
+        reading = _call(home, device, "sensors.read", None)
+        if as_json:
+            sys.stdout.write(json.dumps(reading) + "\n")
+        else:
+            out.print(sensors_table(device, reading))
+        return
+    args = {"interval_s": interval, "changes_only": True}
+    items = _stream(home, device, "sensors.watch", args, 3600.0)
+    if as_json:
+        for reading in items:
+            sys.stdout.write(json.dumps(reading) + "\n")
+            sys.stdout.flush()
+        return
+    with Live(console=out, auto_refresh=False) as live:
+        for reading in items:
+            live.update(sensors_table(device, reading), refresh=True)
+
+
+def sensors_table(device: str, reading: dict[str, Any]) -> Table:
+    table = Table(title=f"{device} sensors", title_justify="left")
+    for col in ("Sensor", "Reading", "Setpoint", "Door", "Compressor"):
+        table.add_column(col)
+    doors = reading.get("doors", {})
+    for cab in reading.get("cabinets", []):
+        name = cab["name"]
+        door = doors.get(name)
+        table.add_row(
+            name,
+            f"{cab['temperature_c']:.1f} °C",
+            f"{cab['setpoint_c']:g} °C",
+            "[bold red]open[/]" if door else ("closed" if door is not None else ""),
+            "on" if cab["compressor_on"] else "off",
+        )
+    cabinets = {c["name"] for c in reading.get("cabinets", [])}
+    for door, is_open in doors.items():
+        if door not in cabinets:
+            table.add_row(f"door {door}", "", "", "[bold red]open[/]" if is_open else "closed", "")
+    for kind, value in reading.get("values", {}).items():
+        table.add_row(kind, f"{value:g}", "", "", "")
+    return table
+
+
+def setpoint(
+    device: str = DeviceArg,
+    cabinet: str = typer.Argument(..., help="Cabinet name, e.g. fridge or freezer."),
+    celsius: float = typer.Argument(..., help="Target temperature in °C (negatives allowed)."),
+    home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Set a refrigerator cabinet's temperature within its allowed range."""
+    result = _call(home, device, "thermostat.set", {"cabinet": cabinet, "celsius": celsius})
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    out.print(
+        f"{device} {result['cabinet']}: setpoint {result['setpoint_c']:g} °C "
+        f"(allowed {result['min_c']:g}..{result['max_c']:g} °C)",
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (capture, show, sensors):
+        app.command()(fn)
+    # negative temperatures must not be taken for options
+    app.command(context_settings={"ignore_unknown_options": True})(setpoint)

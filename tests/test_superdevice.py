@@ -40,11 +40,13 @@ async def test_best_devices_follow_the_documented_rules(home: dict[str, Node]) -
     assert isinstance(display, Display)
     assert display.device.name == "tv"  # the biggest diagonal
     assert (await sd.best("speaker", power="mains")).device.profile is not None
-    assert all(r.profile and r.profile.power == "mains" for r in sd.devices(power="mains"))
+    assert all(r.profile and r.profile.power == "mains" for r in await sd.devices(power="mains"))
     thermo = await sd.best("temperature-control")
     assert isinstance(thermo, Thermostat)
     assert thermo.device.name == "fridge"
-    assert [r.name for r in sd.devices("camera")] == sorted(r.name for r in sd.devices("camera"))
+    names = [r.name for r in await sd.devices("camera")]
+    assert names == sorted(names)
+    assert (await sd.rank("camera"))[0].name == "phone"
     with pytest.raises(DeviceUnavailable, match="no online member has a modem on mains"):
         await sd.best("modem", power="mains")
 
@@ -121,7 +123,7 @@ async def test_display_speaker_and_battery(home: dict[str, Node]) -> None:
     with pytest.raises(HardwareError, match="http"):
         await tv.show_url("file:///etc/passwd")
     assert (await tv.clear()).kind == "nothing"
-    phone = sd.proxy(home["phone"].home.device_id, "speaker")
+    phone = await sd.on("phone", "speaker")
     await phone.say("the door is open")  # type: ignore[attr-defined]
     await phone.tone(440, 200)  # type: ignore[attr-defined]
     played = await phone.history()  # type: ignore[attr-defined]
@@ -177,7 +179,7 @@ async def test_a_proxy_whose_device_left_is_unavailable(home: dict[str, Node], m
 async def test_unknown_capability_and_bad_params(home: dict[str, Node]) -> None:
     sd = SuperDevice.of(home["laptop"])
     with pytest.raises(Exception, match="no proxy for 'teleporter'"):
-        sd.proxy(home["tv"].home.device_id, "teleporter")
+        await sd.on("tv", "teleporter")
     with pytest.raises(RemoteError, match="InvalidParams"):
         await home["laptop"].rpc.call(home["tv"].home.device_id, "display", "show", {"text": 5})
 
@@ -186,3 +188,25 @@ def _online(a: Node, b: Node) -> bool:
     assert a.directory is not None
     rec = a.directory.get(b.home.device_id)
     return rec is not None and rec.online
+
+
+async def test_the_same_api_through_the_control_socket(home: dict[str, Node]) -> None:
+    """What a script or an app in another process uses: SuperDevice.connect(home)."""
+    sd = SuperDevice.connect(home["laptop"].home.path)
+    cam = await sd.best("camera")
+    assert cam.device.name == "phone"
+    jpeg = await cam.capture(320, 240)
+    with Image.open(io.BytesIO(jpeg)) as img:
+        assert img.size == (320, 240)
+    tv = await sd.best("display")
+    png = io.BytesIO()
+    Image.new("RGB", (2, 2), "blue").save(png, "PNG")
+    assert (await tv.show_image(png.getvalue())).image == png.getvalue()  # bytes survive JSON
+    fridge = await sd.best("temperature-control")
+    with pytest.raises(HardwareError, match="outside its allowed range"):
+        await fridge.set("freezer", 0)
+    watch = (await sd.best("sensors")).watch(0.05)
+    assert (await anext(watch)).cabinets
+    await watch.aclose()  # type: ignore[attr-defined]
+    with pytest.raises(DeviceUnavailable, match="no online member"):
+        await sd.on("toaster", "display")

@@ -12,10 +12,12 @@ RPC. A proxy whose device has gone raises DeviceUnavailable on its next call; as
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast, overload
 
-from accord.bus.directory import DeviceDirectory, DeviceRecord
+from accord.bus.directory import DeviceRecord
 from accord.errors import AccordError, DeviceUnavailable, RemoteError
 from accord.hardware.messages import (
     BatteryStatus,
@@ -33,9 +35,8 @@ from accord.hardware.messages import (
     ToneParams,
     WatchParams,
 )
-from accord.rpc.client import RpcClient
+from accord.links import ControlLink, Link, NodeLink
 from accord.rpc.messages import DEFAULT_TIMEOUT_S
-from accord.trust.circle import Circle
 
 T = TypeVar("T")
 Power = Literal["mains", "battery"]
@@ -54,22 +55,17 @@ class Proxy:
 
     service = ""
 
-    def __init__(self, rpc: RpcClient, device: DeviceRecord) -> None:
+    def __init__(self, link: Link, device: DeviceRecord) -> None:
         self.device = device
-        self._rpc = rpc
+        self._link = link
 
     @property
     def device_id(self) -> str:
         return self.device.device_id
 
     async def _call(self, method: str, params: Any, result: type[T], timeout: float = 0) -> T:
-        return await self._rpc.call(
-            self.device_id,
-            self.service,
-            method,
-            params,
-            result,
-            timeout=timeout or DEFAULT_TIMEOUT_S,
+        return await self._link.call(
+            self.device_id, self.service, method, params, result, timeout or DEFAULT_TIMEOUT_S
         )
 
     def __repr__(self) -> str:
@@ -158,8 +154,9 @@ class Camera(Proxy):
     ) -> AsyncIterator[CaptureHeader | bytes]:
         params = CaptureParams(camera, width, height)
         kinds = cast("type[CaptureHeader | bytes]", CaptureHeader | bytes)
-        items = self._rpc.stream(self.device_id, "camera", "capture", params, kinds)
-        async with items:
+        async with self._link.stream(
+            self.device_id, "camera", "capture", params, kinds, DEFAULT_TIMEOUT_S
+        ) as items:
             async for item in items:
                 yield item
 
@@ -168,7 +165,9 @@ class Camera(Proxy):
     ) -> AsyncIterator[bytes]:
         """JPEG frames until ``frames`` (0: until the caller stops iterating)."""
         params = PreviewParams(width=width, height=height, fps=fps, frames=frames)
-        async with self._rpc.stream(self.device_id, "camera", "preview", params, bytes) as items:
+        async with self._link.stream(
+            self.device_id, "camera", "preview", params, bytes, DEFAULT_TIMEOUT_S
+        ) as items:
             async for frame in items:
                 yield frame
 
@@ -216,8 +215,8 @@ class Sensors(Proxy):
     ) -> AsyncIterator[SensorReadings]:
         params = WatchParams(interval_s, changes_only)
         timeout = max(DEFAULT_TIMEOUT_S, interval_s * 3) if not changes_only else 3600.0
-        async with self._rpc.stream(
-            self.device_id, "sensors", "watch", params, SensorReadings, timeout=timeout
+        async with self._link.stream(
+            self.device_id, "sensors", "watch", params, SensorReadings, timeout
         ) as items:
             async for reading in items:
                 yield reading
@@ -266,26 +265,30 @@ BEST: dict[str, Score] = {"camera": _camera_score, "display": _display_score}
 class SuperDevice:
     """The circle's devices as one: find, rank and use their hardware."""
 
-    def __init__(self, rpc: RpcClient, directory: DeviceDirectory, circle: Circle) -> None:
-        self._rpc = rpc
-        self._directory = directory
-        self._circle = circle
+    def __init__(self, link: Link) -> None:
+        self._link = link
 
     @classmethod
     def of(cls, node: Any) -> SuperDevice:
-        """The super device as seen from a running :class:`accord.Node`."""
+        """The super device as seen from a :class:`accord.Node` running in this process."""
         if node.directory is None or node.circle is None:
             raise AccordError("the node is not running")
-        return cls(node.rpc, node.directory, node.circle)
+        return cls(NodeLink(node.rpc, node.directory, node.circle))
 
-    def devices(
+    @classmethod
+    def connect(cls, home: str | os.PathLike[str] | None = None) -> SuperDevice:
+        """The super device of the node running on ``home`` (default: $ACCORD_HOME or
+        the user's), reached through its control socket from this process."""
+        from accord.home import resolve_home
+
+        return cls(ControlLink(resolve_home(Path(home) if home is not None else None)))
+
+    async def devices(
         self, capability: str | None = None, *, power: Power | None = None
     ) -> list[DeviceRecord]:
         """Online members (this device included) with ``capability``, by name."""
         found = []
-        for rec in self._directory.records():
-            if not rec.online or not (rec.is_self or self._circle.is_member(rec.device_id)):
-                continue
+        for rec in await self._link.devices():
             if capability is not None and capability not in rec.capabilities:
                 continue
             if power is not None and (rec.profile is None or rec.profile.power != power):
@@ -293,7 +296,7 @@ class SuperDevice:
             found.append(rec)
         return sorted(found, key=lambda r: (r.name, r.device_id))
 
-    def rank(
+    async def rank(
         self, capability: str, *, power: Power | None = None, score: Score | None = None
     ) -> list[DeviceRecord]:
         """Devices with ``capability``, best first. The default scores: cameras by
@@ -301,7 +304,7 @@ class SuperDevice:
         the name, then the id, so every caller ranks alike."""
         rule = score or BEST.get(capability, _mains_score)
         return sorted(
-            self.devices(capability, power=power),
+            await self.devices(capability, power=power),
             key=lambda r: (-rule(r), -_mains_score(r), r.name, r.device_id),
         )
 
@@ -362,21 +365,27 @@ class SuperDevice:
         self, capability: str, *, power: Power | None = None, score: Score | None = None
     ) -> Proxy:
         """A proxy on the best online member for ``capability``."""
-        ranked = self.rank(capability, power=power, score=score)
+        ranked = await self.rank(capability, power=power, score=score)
         if not ranked:
             where = f" on {power} power" if power else ""
             raise DeviceUnavailable(f"no online member has a {capability}{where}")
         return self.proxy(ranked[0], capability)
 
-    def proxy(self, device: DeviceRecord | str, capability: str) -> Proxy:
-        """A proxy for ``capability`` on a given device (a record, or its id)."""
-        if isinstance(device, str):
-            rec = self._directory.get(device)
-            if rec is None:
-                raise DeviceUnavailable(f"no device {device} is known")
-            device = rec
+    async def on(self, device: str, capability: str) -> Proxy:
+        """A proxy for ``capability`` on a named device: its name, id or id prefix."""
+        recs = await self.devices()
+        match = [r for r in recs if device in (r.name, r.device_id)] or [
+            r for r in recs if r.device_id.startswith(device.upper())
+        ]
+        if len(match) != 1:
+            why = "no online member is" if not match else f"{len(match)} members are"
+            raise DeviceUnavailable(f"{why} called {device!r}")
+        return self.proxy(match[0], capability)
+
+    def proxy(self, device: DeviceRecord, capability: str) -> Proxy:
+        """A proxy for ``capability`` on the device of ``device``."""
         kind = PROXIES.get(capability)
         if kind is None:
             known = ", ".join(sorted(PROXIES))
             raise AccordError(f"no proxy for {capability!r}; known: {known}")
-        return kind(self._rpc, device)
+        return kind(self._link, device)

@@ -162,7 +162,10 @@ class RpcServer:
         try:
             return entry, msgspec.msgpack.decode(req.params, type=entry.params)
         except DECODE_ERRORS as exc:
-            raise _Refused("InvalidParams", f"{service}.{method}: {exc}") from None
+            try:  # JSON-born params (the CLI, scripts) carry bytes as base64 text
+                return entry, msgspec.convert(msgspec.msgpack.decode(req.params), entry.params)
+            except DECODE_ERRORS:
+                raise _Refused("InvalidParams", f"{service}.{method}: {exc}") from None
 
     async def _run(self, key: str, sender: str, req: RpcRequest) -> RpcResult:
         try:

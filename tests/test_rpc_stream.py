@@ -155,3 +155,20 @@ async def test_size_limits_are_typed_and_the_node_keeps_serving(two: tuple[Node,
         await laptop.rpc.call(phone.home.device_id, "device", "info", b"x" * (2 * 1024 * 1024))
     info = await laptop.rpc.call(phone.home.device_id, "device", "info", None, dict)
     assert info["name"] == "phone"
+
+
+async def test_malformed_requests_from_a_member_change_nothing(two: tuple[Node, Node]) -> None:
+    """Garbage a member seals (or an outsider sends) gets no answer; the callee keeps
+    serving."""
+    from accord.bus import keys
+
+    laptop, phone = two
+    key = keys.rpc_key(phone.home.device_id, "device", "info")
+    bus = laptop._bus  # the raw transport, to speak outside the client's rules
+    assert bus is not None
+    assert laptop.circle is not None
+    for junk in (b"", b"\xc1", msgspec.msgpack.encode({"call_id": "x"}), b"\x92" * 10000):
+        assert await bus.get(key, 1.0, payload=laptop.circle.seal(key, junk)) == []
+    assert await bus.get(key, 1.0, payload=b"not even sealed") == []
+    info = await laptop.rpc.call(phone.home.device_id, "device", "info", None, dict)
+    assert info["name"] == "phone"

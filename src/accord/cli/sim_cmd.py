@@ -109,12 +109,7 @@ def _run(house: Household, total: int, duration: float, as_json: bool) -> None:
             rows = house.snapshot()
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    first = house.devices[0].home
-    out.print(
-        f"Homes are in {house.folder}. Try, in another terminal: "
-        f"accord devices --home {first}\nCtrl-C stops the household.",
-        highlight=False,
-    )
+    out.print(_tour(house), highlight=False)
     events: deque[str] = deque(maxlen=EVENT_LINES)
     rows = house.snapshot()
     with Live(_view(rows, total, events), console=out, refresh_per_second=4) as live:
@@ -128,6 +123,24 @@ def _run(house: Household, total: int, duration: float, as_json: bool) -> None:
 
 
 EVENT_LINES = 6
+
+
+def _tour(house: Household) -> str:
+    """Commands worth trying against this household, from its laptop if it has one."""
+    by = {d.profile: d for d in house.devices}
+    me = by.get("laptop", house.devices[0])
+    home = f"--home {me.home}"
+    lines = [f"Homes are in {house.folder}. Try, in another terminal:", f"  accord devices {home}"]
+    if "nokia-x60" in by:
+        lines.append(f'  accord capture "{by["nokia-x60"].name}" -o photo.jpg {home}')
+    if "tv" in by:
+        lines.append(f'  accord show "{by["tv"].name}" "Hello from {me.name}" {home}')
+    if "midea-fridge" in by:
+        fridge = by["midea-fridge"].name
+        lines.append(f'  accord sensors "{fridge}" --watch {home}')
+        lines.append(f'  accord setpoint "{fridge}" freezer -20 {home}')
+    lines.append("Ctrl-C stops the household.")
+    return "\n".join(lines)
 
 
 def _settled(row: dict[str, Any], total: int) -> bool:

@@ -117,3 +117,30 @@ def test_sensors_watch_streams_door_changes(house: Household) -> None:
         watcher.terminate()
     accord("call", fridge.name, "sim.door", '{"door": "fridge", "open": false}',
            "--home", str(laptop.home))  # fmt: skip
+
+
+def test_permissions_restrict_a_service_and_survive_restart(house: Household) -> None:
+    laptop, phone, tv = _dev(house, "laptop"), _dev(house, "nokia-x60"), _dev(house, "tv")
+    mine = ("--home", str(phone.home))
+    listed = accord_json("permissions", "ls", *mine)
+    assert {"service": "camera", "allowed": None, "device_ids": []} in listed["services"]
+    after = accord_json("permissions", "allow", "camera", laptop.name, *mine)
+    row = next(r for r in after["services"] if r["service"] == "camera")
+    assert row["device_ids"] == [laptop.device_id]
+    assert accord_json("call", phone.name, "camera.list", "--home", str(laptop.home))
+    denied = accord("call", phone.name, "camera.list", "--home", str(tv.home))
+    assert denied.returncode == 1
+    assert "PermissionDenied" in denied.stderr
+    assert "restricted" in denied.stderr
+    assert phone.proc is not None
+    phone.proc.terminate()
+    phone.proc.wait(10)
+    house.restart(phone)
+    wait_sees_all(tv.home, {d.device_id for d in house.devices}, timeout=10)
+    still = accord("call", phone.name, "camera.list", "--home", str(tv.home))
+    assert "PermissionDenied" in still.stderr  # kept in the home
+    bad = accord("permissions", "allow", "teleporter", laptop.name, *mine)
+    assert bad.returncode == 1
+    assert "serves no 'teleporter'" in bad.stderr
+    accord_json("permissions", "reset", "camera", *mine)
+    assert accord_json("call", phone.name, "camera.list", "--home", str(tv.home))

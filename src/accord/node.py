@@ -22,6 +22,7 @@ from accord.errors import ControlError
 from accord.hardware.host import host_load
 from accord.hardware.services import Drivers, Hardware
 from accord.home import Home, HomeLock, check_socket_path
+from accord.permissions import PermissionStore
 from accord.profile import to_dict
 from accord.rpc import DEFAULT_TIMEOUT_S, RpcClient, RpcServer, RpcStream
 from accord.trust.circle import Circle
@@ -45,6 +46,7 @@ class Node:
         self.home = home
         self.settings = settings
         self.clock = clock or SystemClock()
+        self._permissions = PermissionStore(home.data_dir)
         self.hardware = Hardware(home.profile, home.device_id, home.name, self.clock, drivers)
         self.stopping = asyncio.Event()
         self._lock = HomeLock(home)
@@ -154,6 +156,8 @@ class Node:
         self._rpc_server = RpcServer(self._bus, self.circle, self.home.device_id, self.name)
         self._rpc_server.register("device", "info", self._device_info)
         self.hardware.register(self._rpc_server)
+        for service, ids in self._permissions.load().restricted.items():
+            self._rpc_server.restrict(service, set(ids))
         self._rpc = RpcClient(self._bus, self.circle, self.directory)
         await self._sync.start()
         await self._trust.start()
@@ -172,6 +176,8 @@ class Node:
         self._control.add("trust_leave", self._trust.trust_leave)
         self._control.add("call", self._call)
         self._control.add_stream("stream", self._stream)
+        self._control.add("permissions", self._list_permissions)
+        self._control.add("restrict", self._restrict)
         await self._control.start()
         log.info("%s: up as %s", self.name, self.home.device_id)
 
@@ -291,6 +297,41 @@ class Node:
         async with items:
             async for item in items:
                 yield msgspec.to_builtins(item)
+
+    async def _list_permissions(self, _params: dict[str, Any]) -> dict[str, Any]:
+        """Every service this device serves, and who may call it."""
+        assert self.circle is not None
+        restricted = self.services.restrictions()
+        rows = []
+        for service in sorted(set(self.services.services()) | set(restricted)):
+            ids = restricted.get(service)
+            names = None
+            if ids is not None:
+                names = sorted((m.name if (m := self.circle.member(i)) else i[:10]) for i in ids)
+            rows.append({"service": service, "allowed": names, "device_ids": sorted(ids or [])})
+        return {"services": rows}
+
+    async def _restrict(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Restrict a service to named members (``devices``), or open it to all
+        members again (``devices`` null). Persisted in the home."""
+        service = str(params.get("service", ""))
+        if service not in self.services.services():
+            known = ", ".join(self.services.services())
+            raise ControlError(f"this device serves no {service!r}; services: {known}")
+        devices = params.get("devices")
+        allowed = None
+        if devices is not None:
+            if not isinstance(devices, list) or not devices:
+                raise ControlError("name at least one device, or open the service to all")
+            allowed = {self.trust.resolve_member(str(d)).device_id for d in devices}
+        perms = self._permissions.load()
+        if allowed is None:
+            perms.restricted.pop(service, None)
+        else:
+            perms.restricted[service] = sorted(allowed)
+        self._permissions.save(perms)
+        self.services.restrict(service, allowed)
+        return await self._list_permissions({})
 
     async def _devices(self, _params: dict[str, Any]) -> list[Any]:
         assert self.directory is not None

@@ -375,7 +375,7 @@ class SuperDevice:
         """A proxy for ``capability`` on a named device: its name, id or id prefix."""
         recs = await self.devices()
         match = [r for r in recs if device in (r.name, r.device_id)] or [
-            r for r in recs if r.device_id.startswith(device.upper())
+            r for r in recs if r.device_id.startswith(device.lower())
         ]
         if len(match) != 1:
             why = "no online member is" if not match else f"{len(match)} members are"

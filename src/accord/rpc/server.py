@@ -68,6 +68,7 @@ class RpcServer:
         self._methods: dict[tuple[str, str], _Method] = {}
         self._running: dict[tuple[str, int], asyncio.Task[Any]] = {}
         self._flows: dict[tuple[str, int], _Flow] = {}
+        self._restricted: dict[str, frozenset[str]] = {}
         self._undo: list[Undo] = []
 
     def register(
@@ -104,12 +105,15 @@ class RpcServer:
         self._methods[(service, method)] = entry
 
     def restrict(self, service: str, allowed: set[str] | None) -> None:
-        """Limit every method of ``service`` to ``allowed`` devices (None: all members)."""
-        for (svc, name), m in list(self._methods.items()):
-            if svc == service:
-                self._methods[(svc, name)] = _Method(
-                    m.handler, m.params, _frozen(allowed), m.streams
-                )
+        """Limit ``service`` (registered now or later) to ``allowed`` devices, over any
+        method's own list; None lifts the restriction."""
+        if allowed is None:
+            self._restricted.pop(service, None)
+        else:
+            self._restricted[service] = frozenset(allowed)
+
+    def restrictions(self) -> dict[str, frozenset[str]]:
+        return dict(self._restricted)
 
     def methods(self) -> list[str]:
         return sorted(f"{s}.{m}" for s, m in self._methods)
@@ -154,7 +158,8 @@ class RpcServer:
             raise _Refused(
                 "UnknownMethod", f"{service}.{method} is not served here; known: {known}"
             )
-        if entry.allowed is not None and sender not in entry.allowed:
+        allowed = self._restricted.get(service, entry.allowed)
+        if allowed is not None and sender not in allowed:
             raise _Refused("PermissionDenied", f"{service} is restricted on this device")
         if entry.streams != streams:
             how = "a stream: iterate it with stream()" if entry.streams else "not a stream: call it"

@@ -8,13 +8,13 @@ device's sealed streams.
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 import msgspec
 
 from accord.errors import HomeError
+from accord.fileio import write_atomically
 from accord.identity import Identity
 from accord.trust.members import Member, MemberList, new_circle
 
@@ -80,21 +80,7 @@ class CircleStore:
             ) from exc
 
     def save(self, state: CircleState) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(msgspec.msgpack.encode(state))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            raise HomeError(f"cannot write {self.path}: {exc.strerror}") from exc
+        write_atomically(self.path, msgspec.msgpack.encode(state))
 
     def next_boot(self, state: CircleState) -> int:
         """Count this start and persist it before any frame is sealed with it."""

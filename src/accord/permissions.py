@@ -1,0 +1,43 @@
+"""Which devices may use which of this device's services, kept in the home.
+
+Services are members-only by default; restricting one names the only members
+that may call it. The callee enforces it (docs/protocol.md: PermissionDenied).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from accord.errors import HomeError
+from accord.fileio import write_atomically
+
+FILE = "permissions.json"
+
+
+class Permissions(msgspec.Struct, forbid_unknown_fields=True):
+    restricted: dict[str, list[str]] = {}  # service -> device ids allowed
+
+
+class PermissionStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / FILE
+
+    def load(self) -> Permissions:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return Permissions()
+        except OSError as exc:
+            raise HomeError(f"cannot read {self.path}: {exc.strerror}") from exc
+        try:
+            return msgspec.json.decode(raw, type=Permissions)
+        except msgspec.DecodeError as exc:
+            raise HomeError(
+                f"{self.path} is damaged ({exc}); fix or delete it (every service then "
+                "becomes open to all members again)"
+            ) from exc
+
+    def save(self, perms: Permissions) -> None:
+        write_atomically(self.path, msgspec.json.format(msgspec.json.encode(perms)) + b"\n")

@@ -10,7 +10,7 @@ from accord.errors import HomeError
 
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Temp file, fsync, rename, fsync the folder: readers see the old or the new file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(".tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as fh:

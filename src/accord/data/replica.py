@@ -1,0 +1,260 @@
+"""A replica of one store: the sync state machine on top of a local :class:`Store`.
+
+Sans-IO: messages in, messages out; the caller moves them (see docs/consistency.md
+for which to send when). Storage is the replica's own SQLite file; time comes from
+the injected :class:`HybridClock`.
+
+The invariant everything rests on: after every transaction, a replica's state is
+exactly the join of the batches its version vector ``vv`` names (``vv[o]`` = the
+highest seq of origin ``o`` such that all of ``o``'s batches up to it are applied).
+A push is applied only if it is the next seq of its origin; a catch-up is staged
+page by page and applied in one transaction with the responder's vector, so no
+reader ever sees part of a batch and ``vv`` never claims what is not applied.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Final
+
+import msgspec
+
+from accord.data.model import (
+    DATA_VERSION,
+    Page,
+    Pull,
+    Push,
+    Row,
+    Summary,
+    SyncMessage,
+    decode,
+    encode,
+)
+from accord.data.rules import check_batch as check_remote_batch
+from accord.data.rules import check_row, dominated, page_fit, stable_vector
+from accord.data.sqlite_store import Session
+from accord.data.store import Store
+from accord.errors import MalformedSync, PeerNotAllowed
+from accord.trust.levels import may_receive
+
+log = logging.getLogger(__name__)
+
+_MAX_WARNED: Final = 256
+
+
+class Replica(Store):
+    """A store that syncs: it takes sync messages and returns the replies."""
+
+    def _loaded(self) -> None:
+        # Acks are soft state: after a restart, collection waits for fresh ones.
+        self._acks: dict[str, dict[str, int]] = {}
+        self._sessions = self._file.sessions()
+        blob = self._file.get_meta("session")
+        self._next_session = int(blob.decode()) if blob else 1
+        self._warned: set[str] = set()
+
+    # -- sync ---------------------------------------------------------------------
+
+    def may_share(self, peer: str) -> bool:
+        """True if this store may go to and come from ``peer``: another current member
+        whose security level may receive the store's label."""
+        if peer == self.device_id or peer not in self._peers.members():
+            return False
+        return may_receive(self._peers.level_of(peer) or "", self.label)
+
+    def participants(self) -> list[str]:
+        """The peers whose acknowledgements tombstone collection waits for: members
+        that may share the store, and members whose level is not known yet."""
+        out = []
+        for peer in self._peers.members():
+            if peer == self.device_id:
+                continue
+            level = self._peers.level_of(peer)
+            if level is None or may_receive(level, self.label):
+                out.append(peer)
+        return sorted(out)
+
+    def _counts(self, origin: str) -> bool:
+        return origin == self.device_id or origin in self._peers.members()
+
+    def summary(self) -> Summary:
+        """What this replica has: send to every sharing peer on an interval."""
+        return Summary(DATA_VERSION, self.name, dict(self._vv))
+
+    def pull_from(self, peer: str) -> Pull:
+        """Ask ``peer`` for what we miss (resuming an unfinished catch-up from it):
+        send when the peer appears."""
+        if not self.may_share(peer):
+            raise PeerNotAllowed(f"store {self.name!r} ({self.label}) is not shared with {peer}")
+        session = self._sessions.get(peer)
+        if session is None:
+            session = Session(self._next_session, "", 0)
+            self._next_session += 1
+            with self._file.transaction():
+                self._file.set_session(peer, session)
+                self._file.set_meta("session", str(self._next_session).encode())
+            self._sessions[peer] = session
+        return Pull(
+            DATA_VERSION, self.name, dict(self._vv), session.session, session.cursor, session.epoch
+        )
+
+    def receive_bytes(self, sender: str, data: bytes) -> list[bytes]:
+        """:meth:`receive` on encoded messages."""
+        return [encode(reply) for reply in self.receive(sender, decode(data))]
+
+    def receive(self, sender: str, message: SyncMessage) -> list[SyncMessage]:
+        """Handle one message from ``sender``; returns the replies to send back to it.
+
+        Raises a :class:`SyncError` (and changes nothing of what it refused) for a
+        message that breaks the rules; batches of a Push before the bad one stay applied.
+        """
+        if message.store != self.name:
+            raise MalformedSync(f"message for store {message.store!r} given to {self.name!r}")
+        if message.v != DATA_VERSION:
+            raise MalformedSync(f"unsupported data protocol version {message.v}")
+        if not self.may_share(sender):
+            raise PeerNotAllowed(
+                f"{sender} is not a member whose level may receive {self.label} "
+                f"(store {self.name!r})"
+            )
+        if isinstance(message, Push):
+            return self._on_push(sender, message)
+        if isinstance(message, Pull):
+            return self._on_pull(sender, message)
+        if isinstance(message, Page):
+            return self._on_page(sender, message)
+        return self._on_summary(sender, message)
+
+    def _on_push(self, sender: str, push: Push) -> list[SyncMessage]:
+        for batch in push.batches:
+            check_remote_batch(self.merge, batch, sender)
+        ns = sender if self.kind == "per-device" else ""
+        for batch in sorted(push.batches, key=lambda b: b.seq):
+            have = self._vv.get(sender, 0)
+            if batch.seq <= have:
+                continue  # a duplicate
+            if batch.seq > have + 1:
+                return [self.pull_from(sender)]  # a gap: fetch state instead of waiting
+            self._hlc.update(batch.hlc)
+            self._watchers.notify("push", sender, self._apply_batch(batch, ns))
+        return []
+
+    def _on_pull(self, sender: str, pull: Pull) -> list[SyncMessage]:
+        self._record_ack(sender, pull.vv)
+        want = {origin: pull.vv.get(origin, 0) for origin in self._vv}
+        after = pull.after if pull.epoch == self.epoch else 0
+        rows, cursor, done = self._file.changed_rows(want, after, self._page_bytes)
+        page = Page(
+            DATA_VERSION,
+            self.name,
+            pull.session,
+            self.epoch,
+            after,
+            cursor,
+            done,
+            dict(self._vv),
+            tuple(rows),
+        )
+        replies: list[SyncMessage] = [page]
+        if sender not in self._sessions and self._lacks(pull.vv):
+            replies.append(self.pull_from(sender))
+        return replies
+
+    def _on_page(self, sender: str, page: Page) -> list[SyncMessage]:
+        for row in page.rows:
+            check_row(self.kind, self.merge, row)
+            self._hlc.check(row.hlc)
+        session = self._sessions.get(sender)
+        fit = page_fit(session, page)
+        if session is None or fit == "ignore":
+            return []
+        session = Session(session.session, page.epoch, page.next)
+        with self._file.transaction():
+            if fit == "restart":
+                self._file.drop_session(sender)
+            self._file.stage(sender, page.rows)
+            self._file.set_session(sender, session)
+        self._sessions[sender] = session
+        if not page.done:
+            vv = dict(self._vv)
+            return [Pull(DATA_VERSION, self.name, vv, session.session, page.next, page.epoch)]
+        self._finish(sender, page.vv)
+        return [self.summary()]
+
+    def _finish(self, sender: str, claim: Mapping[str, int]) -> None:
+        """Apply a complete catch-up in one transaction and claim the responder's vv."""
+        rows = [row for row in self._file.staged(sender) if self._wanted(row)]
+        if rows:
+            self._hlc.update(max(row.hlc for row in rows))  # ClockSkew: staged, retried later
+        advanced = {
+            origin: seq
+            for origin, seq in claim.items()
+            if seq > self._vv.get(origin, 0) and self._counts(origin)
+        }
+        with self._file.transaction():
+            changes = [change for row in rows if (change := self._store_row(row))]
+            for origin, seq in advanced.items():
+                self._file.set_vv(origin, seq)
+            self._file.drop_session(sender)
+            self._file.set_meta("hlc", msgspec.msgpack.encode(self._hlc.last))
+        self._vv.update(advanced)
+        del self._sessions[sender]
+        self._watchers.notify("catch-up", sender, changes)
+
+    def _wanted(self, row: Row) -> bool:
+        if dominated(row.dots, self._vv):
+            return False  # already reflected (and maybe since collected: never revive it)
+        for origin, seq in row.dots.items():
+            if seq > self._vv.get(origin, 0) and not self._counts(origin):
+                self._warn_once(origin, "ignoring writes of %s: not a member", origin)
+                return False
+        return True
+
+    def _on_summary(self, sender: str, summary: Summary) -> list[SyncMessage]:
+        self._record_ack(sender, summary.vv)
+        if self._lacks(summary.vv):
+            return [self.pull_from(sender)]
+        if sender in self._sessions:  # nothing left to fetch from it
+            with self._file.transaction():
+                self._file.drop_session(sender)
+            del self._sessions[sender]
+        return []
+
+    def _lacks(self, vv: Mapping[str, int]) -> bool:
+        return any(seq > self._vv.get(o, 0) and self._counts(o) for o, seq in vv.items())
+
+    def _record_ack(self, peer: str, vv: Mapping[str, int]) -> None:
+        known = self._acks.setdefault(peer, {})
+        for origin, seq in vv.items():
+            if seq > known.get(origin, 0):
+                known[origin] = seq
+
+    def collect_garbage(self) -> int:
+        """Drop tombstones every participant has acknowledged (and that are older than
+        the grace period); returns how many. Call on the anti-entropy interval."""
+        participants = self.participants()
+        for gone in set(self._acks) - set(participants):
+            del self._acks[gone]
+        stable = stable_vector(self._vv, self._acks, participants)
+        if stable is None:
+            return 0
+        cutoff = self._hlc.wall_ms() - self._grace_ms
+        victims = [
+            lseq
+            for lseq, origin, seq in self._file.tombstones(cutoff)
+            if seq <= stable.get(origin, 0)
+        ]
+        if victims:
+            with self._file.transaction():
+                for lseq in victims:
+                    self._file.delete_row(lseq)
+        return len(victims)
+
+    def _warn_once(self, what: str, msg: str, *args: object) -> None:
+        if what in self._warned:
+            log.debug(msg, *args)
+            return
+        if len(self._warned) < _MAX_WARNED:  # a hostile peer cannot grow our memory
+            self._warned.add(what)
+        log.warning(msg, *args)

@@ -1,0 +1,355 @@
+"""A store on this device: reads, writes, batches, and watchers of its changes.
+
+Every write is one batch, committed in one SQLite transaction (so it is on disk
+when the call returns) and numbered with this device's next seq; the batch is what
+sync carries to the other devices (see :class:`accord.data.replica.Replica`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final, Self
+
+import msgspec
+
+from accord.clock import HLC_ZERO, Hlc, HybridClock
+from accord.data.changes import Change, Entry, Listener, Watchers
+from accord.data.limits import (
+    DEFAULT_PAGE_BYTES,
+    MAX_VALUE_BYTES,
+    check_batch,
+    check_value,
+    key_bytes,
+)
+from accord.data.merge import Merge
+from accord.data.model import (
+    Batch,
+    Op,
+    Push,
+    Row,
+    op_bytes,
+    pushes,
+)
+from accord.data.peers import Peers
+from accord.data.rules import (
+    StoreConfig,
+    StoreKind,
+    resolve,
+)
+from accord.data.sqlite_store import StoreFile, Synchronous
+from accord.errors import (
+    ReadOnlyNamespace,
+    StoreError,
+    StoreMismatch,
+    UnsupportedOperation,
+    ValueTooLarge,
+)
+from accord.trust.levels import DataLabel
+
+log = logging.getLogger(__name__)
+
+TOMBSTONE_GRACE_S: Final = 600.0
+"""Tombstones stay at least this long after their write even once every member has
+acknowledged them: a device that joins later with a slow clock cannot revive a key
+whose tombstone is gone (see docs/consistency.md)."""
+
+MAX_OUTBOX: Final = 1024  # local batches awaiting take_pushes(); older ones are left to pull
+
+_hlc_codec: Final = msgspec.msgpack.Decoder(Hlc)
+_config_codec: Final = msgspec.msgpack.Decoder(StoreConfig)
+
+
+class BatchBuilder:
+    """Collects puts and deletes; :meth:`Store.batch` commits them as one batch."""
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self.committed: Batch | None = None
+
+    def put(self, key: str, value: bytes) -> None:
+        self.ops.append(Op(key, value))
+
+    def delete(self, key: str) -> None:
+        self.ops.append(Op(key, None))
+
+
+class Store:
+    """One device's copy of one store, without sync (see :class:`Replica`). Not
+    thread-safe: call it from one thread (the node's event loop); every call is a
+    short transaction."""
+
+    def __init__(
+        self,
+        file: StoreFile,
+        *,
+        name: str,
+        device_id: str,
+        hlc: HybridClock,
+        peers: Peers,
+        kind: StoreKind = "shared",
+        label: DataLabel = "S1",
+        merge: Merge | None = None,
+        page_bytes: int = DEFAULT_PAGE_BYTES,
+        tombstone_grace_s: float = TOMBSTONE_GRACE_S,
+    ) -> None:
+        self.name = name
+        self.device_id = device_id
+        self.kind: StoreKind = kind
+        self.label: DataLabel = label
+        self.merge = merge
+        self._file = file
+        self._hlc = hlc
+        self._peers = peers
+        self._page_bytes = page_bytes
+        self._grace_ms = int(tombstone_grace_s * 1000)
+        self._watchers = Watchers(name)
+        self._outbox: list[Batch] = []
+        config = StoreConfig(kind, label, merge.name if merge else "")
+        with file.transaction():
+            stored = file.get_meta("config")
+            owner = file.get_meta("device")
+            if stored is None:
+                file.set_meta("config", msgspec.msgpack.encode(config))
+                file.set_meta("device", device_id.encode())
+                # A fresh id for this file's lseq numbering: a cursor is only valid in it.
+                file.set_meta("epoch", secrets.token_hex(8).encode())
+            elif _config_codec.decode(stored) != config:
+                have = _config_codec.decode(stored)
+                raise StoreMismatch(
+                    f"store {name!r} exists as {have.kind} {have.label} "
+                    f"merge={have.merge or 'lww'}; open it with those settings"
+                )
+            elif owner != device_id.encode():
+                raise StoreMismatch(f"store file {file.path} belongs to another device")
+        self.epoch = (file.get_meta("epoch") or b"").decode()
+        hlc_blob = file.get_meta("hlc")
+        hlc.restore(_hlc_codec.decode(hlc_blob) if hlc_blob else HLC_ZERO)
+        self._vv = file.read_vv()
+        self._loaded()
+
+    def _loaded(self) -> None:
+        """Called once the file is open and checked (subclasses load their state)."""
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | None,
+        *,
+        name: str,
+        device_id: str,
+        hlc: HybridClock,
+        peers: Peers,
+        kind: StoreKind = "shared",
+        label: DataLabel = "S1",
+        merge: Merge | None = None,
+        synchronous: Synchronous = "FULL",
+        page_bytes: int = DEFAULT_PAGE_BYTES,
+        tombstone_grace_s: float = TOMBSTONE_GRACE_S,
+    ) -> Self:
+        """Open (or create) the store file at ``path`` (None: in memory)."""
+        file = StoreFile(path, synchronous=synchronous)
+        try:
+            return cls(
+                file,
+                name=name,
+                device_id=device_id,
+                hlc=hlc,
+                peers=peers,
+                kind=kind,
+                label=label,
+                merge=merge,
+                page_bytes=page_bytes,
+                tombstone_grace_s=tombstone_grace_s,
+            )
+        except BaseException:
+            file.close()
+            raise
+
+    def close(self) -> None:
+        self._file.close()
+
+    # -- reading ------------------------------------------------------------------
+
+    @property
+    def _own_ns(self) -> str:
+        return self.device_id if self.kind == "per-device" else ""
+
+    def _ns(self, device: str | None) -> str:
+        if self.kind == "shared":
+            if device:
+                raise StoreError(f"store {self.name!r} is shared: it has no device namespaces")
+            return ""
+        return device or self.device_id
+
+    def get(self, key: str, *, device: str | None = None) -> bytes | None:
+        """The key's value (a merge store: its state), or None. In a per-device store
+        ``device`` picks the namespace (default: this device's)."""
+        key_bytes(key)
+        found = self._file.read_row(self._ns(device), key)
+        return None if found is None else found[1].value
+
+    def scan(
+        self, prefix: str = "", *, device: str | None = None, limit: int | None = None
+    ) -> list[Entry]:
+        """Live keys starting with ``prefix``, in (device, key) order. In a per-device
+        store ``device`` None means every device's namespace."""
+        ns = None if self.kind == "per-device" and device is None else self._ns(device)
+        rows = self._file.scan(ns, prefix, limit)
+        return [Entry(r.ns, r.key, r.value) for r in rows if r.value is not None]
+
+    def row(self, key: str, *, device: str | None = None) -> Row | None:
+        """The stored row behind a key, tombstones included, with its timestamp and
+        dots: for tools, tests and debugging."""
+        key_bytes(key)
+        found = self._file.read_row(self._ns(device), key)
+        return None if found is None else found[1]
+
+    def version_vector(self) -> dict[str, int]:
+        return dict(self._vv)
+
+    def tombstones(self) -> int:
+        """How many deleted keys still hold a tombstone (see :meth:`collect_garbage`)."""
+        return self._file.count_tombstones()
+
+    # -- writing ------------------------------------------------------------------
+
+    def put(self, key: str, value: bytes, *, device: str | None = None) -> Batch:
+        """Write ``value`` (a merge store: join it into the key's state). ``device``
+        may only name this device: a per-device namespace is its owner's to write."""
+        self._writable(device)
+        batch = self.commit([Op(key, value)])
+        assert batch is not None
+        return batch
+
+    def delete(self, key: str, *, device: str | None = None) -> Batch:
+        """Delete ``key`` (a tombstone that wins over older writes everywhere)."""
+        self._writable(device)
+        batch = self.commit([Op(key, None)])
+        assert batch is not None
+        return batch
+
+    def _writable(self, device: str | None) -> None:
+        if device is None or device == self._own_ns:
+            return
+        if self.kind == "shared":
+            raise StoreError(f"store {self.name!r} is shared: it has no device namespaces")
+        raise ReadOnlyNamespace(
+            f"{device}'s namespace in store {self.name!r} is written only by {device}"
+        )
+
+    def update(self, key: str, fn: Callable[[bytes | None], bytes]) -> Batch:
+        """Write ``fn(current value)``: e.g. ``lambda s: COUNTER.add(s, me, 1)``."""
+        return self.put(key, fn(self.get(key)))
+
+    @contextmanager
+    def batch(self) -> Iterator[BatchBuilder]:
+        """``with replica.batch() as b: b.put(...); b.delete(...)`` commits all at the
+        end of the block, atomically, as one batch (``b.committed``); nothing if it raises."""
+        builder = BatchBuilder()
+        yield builder
+        builder.committed = self.commit(builder.ops)
+
+    def commit(self, ops: Iterable[Op]) -> Batch | None:
+        """Commit ``ops`` as one batch: on disk when this returns, pushed by the node
+        (see :meth:`take_pushes`). A key written twice keeps its last write (a merge
+        store: the join of both). None if ``ops`` is empty."""
+        merged: dict[str, bytes | None] = {}
+        for op in ops:
+            key_bytes(op.key)
+            if op.value is None:
+                if self.merge is not None:
+                    raise UnsupportedOperation(
+                        f"store {self.name!r} merges with {self.merge.name!r}: it has no deletes"
+                    )
+            else:
+                check_value(op.value)
+                if self.merge is not None:
+                    self._validate_state(op.value)
+                    earlier = merged.get(op.key)
+                    if earlier is not None:
+                        merged[op.key] = self._join(earlier, op.value)
+                        continue
+            merged[op.key] = op.value
+        if not merged:
+            return None
+        final = tuple(Op(k, v) for k, v in merged.items())
+        check_batch(len(final), sum(op_bytes(op.key, op.value) for op in final))
+        seq = self._vv.get(self.device_id, 0) + 1
+        batch = Batch(self.device_id, seq, self._hlc.now(), final)
+        changes = self._apply_batch(batch, self._own_ns, local=True)
+        self._outbox.append(batch)
+        if len(self._outbox) > MAX_OUTBOX:
+            del self._outbox[0]  # peers find the gap and pull
+        self._watchers.notify("local", self.device_id, changes)
+        return batch
+
+    def _join(self, a: bytes, b: bytes) -> bytes:
+        assert self.merge is not None
+        try:
+            return self.merge.join(a, b)
+        except Exception as exc:  # a user's merge may raise anything
+            raise StoreError(f"merge {self.merge.name!r} failed: {exc}") from exc
+
+    def _validate_state(self, value: bytes) -> None:
+        assert self.merge is not None
+        try:
+            self.merge.validate(value)
+        except Exception as exc:
+            raise StoreError(f"not a valid {self.merge.name} state: {exc}") from exc
+
+    def take_pushes(self) -> list[Push]:
+        """The local commits since the last call, as few Push messages as fit: send
+        each to every online peer that :meth:`may_share` (coalescing is free)."""
+        out = pushes(self.name, self._outbox)
+        self._outbox = []
+        return out
+
+    # -- applying -----------------------------------------------------------------
+
+    def _apply_batch(self, batch: Batch, ns: str, *, local: bool = False) -> list[Change]:
+        dots = {batch.origin: batch.seq}
+        with self._file.transaction():
+            changes = [
+                change
+                for op in batch.ops
+                if (
+                    change := self._store_row(
+                        Row(ns, op.key, op.value, batch.hlc, batch.origin, dots), local=local
+                    )
+                )
+            ]
+            self._file.set_vv(batch.origin, batch.seq)
+            self._file.set_meta("hlc", msgspec.msgpack.encode(self._hlc.last))
+        self._vv[batch.origin] = batch.seq
+        return changes
+
+    def _store_row(self, incoming: Row, *, local: bool = False) -> Change | None:
+        """Resolve one row against storage (inside a transaction)."""
+        found = self._file.read_row(incoming.ns, incoming.key)
+        old = None if found is None else found[1]
+        new = resolve(old, incoming, self.merge)
+        if new is None:
+            return None
+        if local and new.value is not None and len(new.value) > MAX_VALUE_BYTES:
+            raise ValueTooLarge(f"the merged state of {new.key!r} would exceed {MAX_VALUE_BYTES}")
+        self._file.write_row(new, None if found is None else found[0])
+        old_value = None if old is None else old.value
+        if new.value is None and old_value is None:
+            return None  # a tombstone over nothing: no reader can tell
+        if self.merge is not None and new.value == old_value:
+            return None
+        return Change(new.ns, new.key, new.value, new.origin, new.hlc)
+
+    # -- watching -------------------------------------------------------------------
+
+    def subscribe(
+        self, listener: Listener, prefix: str = "", *, device: str | None = None
+    ) -> Callable[[], None]:
+        """Call ``listener`` after every transaction that changed keys starting with
+        ``prefix`` (in ``device``'s namespace, or any), with those changes together,
+        local or remote. Returns the function that unsubscribes."""
+        return self._watchers.subscribe(listener, prefix, device)

@@ -1,0 +1,205 @@
+"""What is acknowledged is on disk: kill -9, and crashes in the middle of a transaction."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accord.clock import HybridClock, ManualClock
+from accord.data import Op, Pull, Replica, StaticPeers
+from accord.data.faultnet import SimulatedCrash
+from accord.data.loopback import deliver_all, device_id
+from accord.data.sqlite_store import StoreFile
+
+A, B = device_id(0), device_id(1)
+
+WRITER = r"""
+import sys
+from pathlib import Path
+from accord.clock import HybridClock, SystemClock
+from accord.data import Replica, StaticPeers
+
+device = sys.argv[2]
+store = Replica.open(
+    Path(sys.argv[1]), name="s", device_id=device,
+    hlc=HybridClock(SystemClock()), peers=StaticPeers([device]),
+)
+i = 0
+while True:
+    with store.batch() as b:
+        b.put(f"k{i:06}", str(i).encode() * 10)
+        b.put("last", str(i).encode())
+    print(i, flush=True)  # acknowledged: the commit returned
+    i += 1
+"""
+
+
+def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "s.kv.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), A],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    acked = -1
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            acked = int(line)
+            if acked >= 60:
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    assert acked >= 60, "the writer never got going"
+    store = Replica.open(
+        path, name="s", device_id=A, hlc=HybridClock(ManualClock()), peers=StaticPeers([A])
+    )
+    try:
+        last = int(store.get("last") or b"-1")
+        assert last >= acked
+        entries = {e.key: e.value for e in store.scan("k")}
+        # Every acknowledged batch is there, and every batch there is whole.
+        assert all(f"k{i:06}" in entries for i in range(acked + 1))
+        assert len(entries) == last + 1
+        assert store.version_vector() == {A: last + 1}
+    finally:
+        store.close()
+
+
+class Faults:
+    """Arm a store file so that its n-th row write dies, as a killed process would."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, file: StoreFile) -> None:
+        self._real: Callable[..., int] = file.write_row
+        self._left: int | None = None
+        monkeypatch.setattr(file, "write_row", self._write)
+
+    def arm(self, nth: int) -> None:
+        self._left = nth
+
+    def _write(self, row: Any, old_lseq: int | None) -> int:
+        if self._left is not None:
+            self._left -= 1
+            if self._left == 0:
+                self._left = None
+                raise SimulatedCrash("killed mid-transaction")
+        return self._real(row, old_lseq)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[dict[str, Replica], StoreFile]]:
+    peers = StaticPeers([A, B])
+    clock = ManualClock()
+    a = Replica.open(
+        tmp_path / "a.db",
+        name="s",
+        device_id=A,
+        hlc=HybridClock(clock),
+        peers=peers,
+        page_bytes=512,
+        synchronous="NORMAL",
+    )
+    file = StoreFile(tmp_path / "b.db", synchronous="NORMAL")
+    b = Replica(file, name="s", device_id=B, hlc=HybridClock(clock), peers=peers, page_bytes=512)
+    try:
+        yield {A: a, B: b}, file
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_crash_inside_a_pushed_batch_applies_none_of_it(
+    pair: tuple[dict[str, Replica], StoreFile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replicas, file = pair
+    a, b = replicas[A], replicas[B]
+    faults = Faults(monkeypatch, file)
+    a.commit(Op(f"k{i}", b"v") for i in range(5))
+    (push,) = a.take_pushes()
+    faults.arm(3)
+    with pytest.raises(SimulatedCrash):
+        b.receive(A, push)
+    assert b.scan() == []
+    assert b.version_vector() == {}
+    assert b.receive(A, push) == []  # the retry (a resent push, or a pull) applies it whole
+    assert len(b.scan()) == 5
+
+
+def test_a_crash_inside_a_local_commit_leaves_nothing(
+    pair: tuple[dict[str, Replica], StoreFile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replicas, file = pair
+    b = replicas[B]
+    faults = Faults(monkeypatch, file)
+    faults.arm(2)
+    with pytest.raises(SimulatedCrash):
+        b.commit([Op("x", b"1"), Op("y", b"2")])
+    assert b.scan() == []
+    assert b.take_pushes() == []
+    assert b.put("z", b"3").seq == 1  # the seq was not used up
+
+
+def test_a_crash_while_applying_a_catch_up_resumes_cleanly(
+    pair: tuple[dict[str, Replica], StoreFile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replicas, file = pair
+    a, b = replicas[A], replicas[B]
+    faults = Faults(monkeypatch, file)
+    for i in range(30):
+        a.put(f"k{i:02}", bytes(40))
+    faults.arm(10)  # dies in the middle of applying the staged catch-up
+    with pytest.raises(SimulatedCrash):
+        deliver_all(replicas, [(B, A, b.pull_from(A))])
+    assert b.scan() == []
+    assert b.version_vector() == {}
+    resume = b.pull_from(A)
+    assert resume.after > 0  # only the end is asked for again
+    traffic = deliver_all(replicas, [(B, A, resume)])
+    assert traffic.messages == 3  # pull, the last (empty) page, summary
+    assert b.scan() == a.scan()
+    assert b.version_vector() == a.version_vector()
+
+
+def test_a_restart_in_the_middle_of_a_catch_up_resumes_from_disk(tmp_path: Path) -> None:
+    peers = StaticPeers([A, B])
+    clock = ManualClock()
+
+    def open_b() -> Replica:
+        return Replica.open(
+            tmp_path / "b.db",
+            name="s",
+            device_id=B,
+            hlc=HybridClock(clock),
+            peers=peers,
+            synchronous="NORMAL",
+        )
+
+    a = Replica.open(
+        None, name="s", device_id=A, hlc=HybridClock(clock), peers=peers, page_bytes=512
+    )
+    b = open_b()
+    try:
+        for i in range(30):
+            a.put(f"k{i:02}", bytes(40))
+        page = a.receive(B, b.pull_from(A))[0]
+        nxt = b.receive(A, page)[0]
+        assert isinstance(nxt, Pull)
+        b.close()
+        b = open_b()
+        resumed = b.pull_from(A)
+        assert (resumed.session, resumed.after) == (nxt.session, nxt.after)
+        deliver_all({A: a, B: b}, [(B, A, resumed)])
+        assert b.scan() == a.scan()
+    finally:
+        a.close()
+        b.close()

@@ -1,0 +1,444 @@
+"""Sync between replicas, message by message: push, pull, pages, acks and collection,
+membership, labels, namespaces, and the cost of catching up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from accord.clock import HybridClock, ManualClock
+from accord.data import COUNTER, ChangeSet, Page, Pull, Push, Replica, StaticPeers, Summary
+from accord.data.loopback import deliver_all, device_id, pull
+from accord.data.merge import Merge
+from accord.data.model import DATA_VERSION, decode, encode
+from accord.data.rules import StoreKind
+from accord.errors import PeerNotAllowed
+from accord.trust.levels import DataLabel
+
+A, B, C = device_id(0), device_id(1), device_id(2)
+
+
+class Trio:
+    """Three devices sharing one store, in memory, with one wall clock."""
+
+    def __init__(
+        self,
+        *,
+        kind: StoreKind = "shared",
+        merge: Merge | None = None,
+        label: DataLabel = "S1",
+        page_bytes: int = 1024 * 1024,
+        grace_s: float = 0.0,
+        levels: dict[str, str] | None = None,
+    ) -> None:
+        self.clock = ManualClock()
+        self.peers = StaticPeers([A, B, C], levels, default_level=None if levels else "SL5")
+        self.r = {
+            d: Replica.open(
+                None,
+                name="s",
+                device_id=d,
+                hlc=HybridClock(self.clock),
+                peers=self.peers,
+                kind=kind,
+                merge=merge,
+                label=label,
+                page_bytes=page_bytes,
+                tombstone_grace_s=grace_s,
+            )
+            for d in (A, B, C)
+        }
+
+    def push(self, src: str, *dsts: str) -> list[Push]:
+        pushes = self.r[src].take_pushes()
+        for dst in dsts:
+            for p in pushes:
+                deliver_all(self.r, [(src, dst, p)])
+        return pushes
+
+    def summary(self, src: str, dst: str) -> None:
+        deliver_all(self.r, [(src, dst, self.r[src].summary())])
+
+    def close(self) -> None:
+        for replica in self.r.values():
+            replica.close()
+
+
+@pytest.fixture
+def trio() -> Iterator[Trio]:
+    t = Trio()
+    yield t
+    t.close()
+
+
+def test_push_applies_in_order_and_ignores_duplicates(trio: Trio) -> None:
+    a, b = trio.r[A], trio.r[B]
+    a.put("k", b"1")
+    a.put("k", b"2")
+    pushes = a.take_pushes()
+    assert len(pushes) == 1  # two commits coalesced into one message
+    assert [x.seq for x in pushes[0].batches] == [1, 2]
+    assert b.receive(A, pushes[0]) == []
+    assert b.receive(A, pushes[0]) == []
+    assert b.get("k") == b"2"
+    assert b.version_vector() == {A: 2}
+
+
+def test_a_gap_in_pushes_asks_for_a_pull(trio: Trio) -> None:
+    a, b = trio.r[A], trio.r[B]
+    a.put("k", b"1")
+    lost = a.take_pushes()
+    a.put("j", b"2")
+    later = a.take_pushes()
+    replies = b.receive(A, later[0])
+    assert b.get("j") is None  # seq 2 without seq 1 is not applied
+    assert len(replies) == 1
+    assert isinstance(replies[0], Pull)
+    deliver_all(trio.r, [(B, A, replies[0])])
+    assert b.get("k") == b"1"
+    assert b.get("j") == b"2"
+    assert b.version_vector() == {A: 2}
+    assert b.receive(A, lost[0]) == []  # late arrival: a duplicate now
+
+
+def test_lww_concurrent_writes_resolve_identically(trio: Trio) -> None:
+    a, b, c = trio.r[A], trio.r[B], trio.r[C]
+    a.put("k", b"from-a")
+    b.put("k", b"from-b")  # the same wall time: the device id breaks the tie
+    trio.push(A, B, C)
+    trio.push(B, A, C)
+    assert a.get("k") == b.get("k") == c.get("k") == b"from-b"
+    trio.clock.advance(1)
+    a.put("k", b"later")
+    trio.push(A, B, C)
+    assert a.get("k") == b.get("k") == c.get("k") == b"later"
+
+
+def test_local_write_wins_over_everything_seen_even_with_a_slow_clock() -> None:
+    fast = ManualClock(1_700_000_030.0)
+    peers = StaticPeers([A, B])
+    a = Replica.open(None, name="s", device_id=A, hlc=HybridClock(fast), peers=peers)
+    b = Replica.open(None, name="s", device_id=B, hlc=HybridClock(ManualClock()), peers=peers)
+    try:
+        a.put("k", b"a-ahead")
+        b.receive(A, a.take_pushes()[0])
+        b.put("k", b"b-after-seeing-a")
+        assert b.get("k") == b"b-after-seeing-a"
+        a.receive(B, b.take_pushes()[0])
+        assert a.get("k") == b"b-after-seeing-a"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_watchers_see_remote_changes_with_their_origin(trio: Trio) -> None:
+    seen: list[ChangeSet] = []
+    trio.r[B].subscribe(seen.append)
+    with trio.r[A].batch() as batch:
+        batch.put("x", b"1")
+        batch.put("y", b"2")
+    trio.push(A, B)
+    trio.r[C].put("z", b"3")
+    pull(trio.r, B, C)
+    assert [(s.source, s.peer, [(c.key, c.origin) for c in s.changes]) for s in seen] == [
+        ("push", A, [("x", A), ("y", A)]),
+        ("catch-up", C, [("z", C)]),
+    ]
+
+
+def test_catch_up_pages_are_bounded_and_applied_at_the_end() -> None:
+    trio = Trio(page_bytes=2048)
+    try:
+        a, b = trio.r[A], trio.r[B]
+        for i in range(20):
+            with a.batch() as batch:
+                for j in range(10):
+                    batch.put(f"k{i:02}-{j}", bytes(50))
+        a.take_pushes()
+        pages: list[Page] = []
+        visible: list[int] = []
+
+        def observe() -> None:
+            visible.append(len(b.scan()))
+
+        msg = b.pull_from(A)
+        while True:
+            replies = a.receive(B, decode(encode(msg)))
+            page = replies[0]
+            assert isinstance(page, Page)
+            pages.append(page)
+            assert len(encode(page)) <= 2048 + 512
+            nxt = b.receive(A, decode(encode(page)))
+            observe()
+            if page.done:
+                assert isinstance(nxt[0], Summary)
+                break
+            assert isinstance(nxt[0], Pull)
+            msg = nxt[0]
+        assert len(pages) > 10
+        assert visible[:-1] == [0] * (len(pages) - 1)  # nothing visible until the last page
+        assert visible[-1] == 200
+        assert b.version_vector() == a.version_vector()
+    finally:
+        trio.close()
+
+
+def test_a_page_never_holds_less_than_one_row_even_a_huge_one() -> None:
+    trio = Trio(page_bytes=100)
+    try:
+        trio.r[A].put("big", b"x" * 4 * 1024 * 1024)
+        trio.r[A].put("small", b"y")
+        traffic = pull(trio.r, B, A)
+        assert trio.r[B].get("big") == b"x" * 4 * 1024 * 1024
+        assert traffic.messages == 1 + 2 + 1 + 1  # pull, page, pull, page, summary
+    finally:
+        trio.close()
+
+
+def test_catch_up_moves_bytes_in_proportion_to_what_changed() -> None:
+    trio = Trio(page_bytes=64 * 1024)
+    try:
+        a, b = trio.r[A], trio.r[B]
+        for i in range(40):
+            with a.batch() as batch:
+                for j in range(50):
+                    batch.put(f"key-{i:03}-{j:03}", bytes(100))
+        first = pull(trio.r, B, A)
+        store_bytes = 2000 * (100 + 14)
+        assert first.bytes > store_bytes
+        for i in range(10):
+            a.put(f"key-{i:03}-000", b"changed" * 10)
+        a.delete("key-039-049")
+        again = pull(trio.r, B, A)
+        changed_bytes = 11 * (100 + 14)
+        assert again.bytes < 3 * changed_bytes + 600, again
+        assert again.bytes * 50 < first.bytes
+        assert b.scan() == a.scan()
+        # Nothing changed: a pull costs a few small messages.
+        assert pull(trio.r, B, A).bytes < 400
+    finally:
+        trio.close()
+
+
+def test_restarting_a_catch_up_in_the_middle_resumes_from_the_cursor() -> None:
+    trio = Trio(page_bytes=1024)
+    try:
+        a, b = trio.r[A], trio.r[B]
+        for i in range(30):
+            a.put(f"k{i:02}", bytes(100))
+        first = b.pull_from(A)
+        page = a.receive(B, first)[0]
+        nxt = b.receive(A, page)[0]
+        assert isinstance(nxt, Pull)
+        assert nxt.after > 0
+        assert b.scan() == []
+        again = b.pull_from(A)  # what the node sends after a restart or a lost page
+        assert (again.session, again.after, again.epoch) == (nxt.session, nxt.after, nxt.epoch)
+        deliver_all(trio.r, [(B, A, again)])
+        assert b.scan() == a.scan()
+    finally:
+        trio.close()
+
+
+def test_a_stale_or_reordered_page_is_ignored(trio: Trio) -> None:
+    a, b = trio.r[A], trio.r[B]
+    a.put("k", b"v")
+    old = a.receive(B, b.pull_from(A))[0]
+    assert b.receive(A, old) == [b.summary()]
+    assert b.receive(A, old) == []  # its session is over
+    unasked = a.receive(C, trio.r[C].pull_from(A))[0]
+    assert b.receive(A, unasked) == []
+
+
+def test_summary_acks_and_invites_a_pull(trio: Trio) -> None:
+    a, b = trio.r[A], trio.r[B]
+    a.put("k", b"v")
+    replies = b.receive(A, a.summary())
+    assert len(replies) == 1
+    assert isinstance(replies[0], Pull)
+    assert a.receive(B, b.summary()) == []
+
+
+def test_tombstones_go_only_after_every_member_acknowledged(trio: Trio) -> None:
+    a, b, c = trio.r[A], trio.r[B], trio.r[C]
+    a.put("k", b"v")
+    a.delete("k")
+    trio.push(A, B)
+    trio.clock.advance(1)
+    assert a.collect_garbage() == 0  # nobody acknowledged
+    trio.summary(B, A)
+    assert a.collect_garbage() == 0  # C has not
+    pull(trio.r, C, A)  # C catches up, which acknowledges to A
+    assert c.get("k") is None
+    assert c.tombstones() == 1
+    trio.summary(C, A)
+    assert a.collect_garbage() == 1
+    assert a.tombstones() == 0
+    # B and C learn the others' acks from summaries, and collect too.
+    for src, dst in [(A, B), (C, B), (A, C), (B, C)]:
+        trio.summary(src, dst)
+    assert b.collect_garbage() == 1
+    assert c.collect_garbage() == 1
+    # A collected tombstone never comes back through a late duplicate or a pull.
+    for src, dst in [(A, B), (B, C), (C, A)]:
+        pull(trio.r, dst, src)
+    assert a.tombstones() == b.tombstones() == c.tombstones() == 0
+    assert a.get("k") is b.get("k") is c.get("k") is None
+
+
+def test_collection_waits_for_writes_made_before_a_peer_saw_the_delete() -> None:
+    trio = Trio()
+    try:
+        a, c = trio.r[A], trio.r[C]
+        slow = ManualClock(trio.clock.wall() - 5)  # C's clock is 5 s behind
+        c._hlc = HybridClock(slow)  # give C a slow clock
+        a.put("k", b"v")
+        trio.push(A, B, C)
+        trio.clock.advance(1)
+        a.delete("k")
+        c.put("k", b"older-than-the-delete")  # concurrent, and stamped earlier
+        c_write = c.take_pushes()
+        trio.push(A, B, C)  # C sees the delete now, and acknowledges it
+        for src in (B, C):
+            a.receive(src, trio.r[src].summary())  # (not acting on the invitation to pull)
+        # C acknowledged the tombstone but A lacks a write C made before that:
+        assert a.collect_garbage() == 0
+        deliver_all(trio.r, [(C, A, c_write[0])])
+        assert a.get("k") is None  # the delete is newer
+        a.receive(C, c.summary())
+        assert a.collect_garbage() == 1
+        deliver_all(trio.r, [(C, A, c_write[0])])  # a late duplicate revives nothing
+        assert a.get("k") is None
+    finally:
+        trio.close()
+
+
+def test_grace_period_holds_tombstones() -> None:
+    trio = Trio(grace_s=60)
+    try:
+        a = trio.r[A]
+        a.put("k", b"v")
+        a.delete("k")
+        for src in (B, C):
+            pull(trio.r, src, A)
+            trio.summary(src, A)
+        assert a.collect_garbage() == 0
+        trio.clock.advance(61)
+        assert a.collect_garbage() == 1
+    finally:
+        trio.close()
+
+
+def test_revoked_devices_writes_are_ignored(trio: Trio) -> None:
+    a, b, c = trio.r[A], trio.r[B], trio.r[C]
+    c.put("before", b"kept")
+    trio.push(C, A, B)
+    c.put("after", b"dropped")
+    push = c.take_pushes()[0]
+    trio.peers.revoke(C)
+    with pytest.raises(PeerNotAllowed):
+        a.receive(C, push)
+    # A peer that still took C's write relays it in a catch-up: ignored too.
+    trio.peers.add(C)
+    b.receive(C, push)
+    trio.peers.revoke(C)
+    pull(trio.r, A, B)
+    assert a.get("before") == b"kept"
+    assert a.get("after") is None
+    assert a.version_vector()[C] == 1
+    assert a.may_share(C) is False
+    assert C not in a.participants()
+
+
+def test_per_device_namespace_is_enforced_on_remote_data() -> None:
+    trio = Trio(kind="per-device")
+    try:
+        a, b, c = trio.r[A], trio.r[B], trio.r[C]
+        a.put("name", b"laptop")
+        (push,) = a.take_pushes()
+        from accord.errors import ForgedOrigin
+
+        with pytest.raises(ForgedOrigin):
+            c.receive(B, push)  # B relays A's batch as its own push: refused
+        c.receive(A, push)
+        assert c.get("name", device=A) == b"laptop"
+        # A page row in A's namespace with B's dot: forged.
+        page = a.receive(B, b.pull_from(A))[0]
+        assert isinstance(page, Page)
+        row = page.rows[0]
+        forged = Page(
+            page.v,
+            page.store,
+            page.session,
+            page.epoch,
+            page.after,
+            page.next,
+            page.done,
+            page.vv,
+            (type(row)(row.ns, row.key, b"evil", row.hlc, B, {B: 1}),),
+        )
+        with pytest.raises(ForgedOrigin):
+            b.receive(A, decode(encode(forged)))
+        assert b.get("name", device=A) is None
+        b.receive(A, page)
+        assert b.get("name", device=A) == b"laptop"
+    finally:
+        trio.close()
+
+
+def test_labels_exclude_peers_whose_level_forbids_them() -> None:
+    trio = Trio(label="S3", levels={A: "SL4", B: "SL2"})  # C's level is not known yet
+    try:
+        a, b = trio.r[A], trio.r[B]
+        assert a.may_share(B) is False
+        assert a.may_share(C) is False  # unknown level: fail closed for sending
+        assert a.participants() == [C]  # ... but collection waits for it
+        b.put("k", b"v")
+        with pytest.raises(PeerNotAllowed, match="S3"):
+            a.receive(B, b.take_pushes()[0])
+        with pytest.raises(PeerNotAllowed):
+            a.receive(A, a.summary())  # not from ourselves either
+        with pytest.raises(PeerNotAllowed, match="not shared"):
+            a.pull_from(B)
+    finally:
+        trio.close()
+
+
+def test_merge_stores_converge_by_join() -> None:
+    trio = Trio(merge=COUNTER)
+    try:
+        for device, amount in [(A, 3), (B, 4), (C, -1), (A, 2)]:
+            trio.r[device].update("n", lambda s, d=device, n=amount: COUNTER.add(s, d, n))  # type: ignore[misc]
+        trio.push(A, B)
+        for puller, source in [(C, B), (A, C), (B, C), (C, A)]:
+            pull(trio.r, puller, source)
+        values = {d: COUNTER.value(r.get("n")) for d, r in trio.r.items()}
+        assert values == {A: 8, B: 8, C: 8}
+        assert len({r.get("n") for r in trio.r.values()}) == 1  # equal bytes, too
+    finally:
+        trio.close()
+
+
+def test_own_lost_batches_come_back_from_peers() -> None:
+    """A device whose store file was lost learns its own seq back before writing."""
+    trio = Trio()
+    try:
+        trio.r[A].put("k", b"v")
+        trio.push(A, B)
+        trio.r[A].close()
+        trio.r[A] = Replica.open(
+            None, name="s", device_id=A, hlc=HybridClock(trio.clock), peers=trio.peers
+        )
+        pull(trio.r, A, B)
+        assert trio.r[A].get("k") == b"v"
+        assert trio.r[A].put("j", b"w").seq == 2
+    finally:
+        trio.close()
+
+
+def test_summary_and_pull_carry_the_version_and_store(trio: Trio) -> None:
+    summary = trio.r[A].summary()
+    assert summary == Summary(DATA_VERSION, "s", {})
+    trio.r[A].put("k", b"v")
+    assert trio.r[A].summary().vv == {A: 1}

@@ -172,3 +172,27 @@ async def test_malformed_requests_from_a_member_change_nothing(two: tuple[Node, 
     assert await bus.get(key, 1.0, payload=b"not even sealed") == []
     info = await laptop.rpc.call(phone.home.device_id, "device", "info", None, dict)
     assert info["name"] == "phone"
+
+
+async def test_broken_handlers_answer_with_typed_errors(two: tuple[Node, Node]) -> None:
+    """A handler that is not async, or fails before its first await, still answers:
+    the caller never mistakes it for a vanished device."""
+    laptop, phone = two
+
+    def not_async(_: None, caller: str) -> str:
+        return "oops"
+
+    def raises_at_once(_: None, caller: str) -> AsyncIterator[int]:
+        raise LookupError("no such sensor")
+
+    phone.services.register("bad", "sync", not_async)  # type: ignore[arg-type]
+    phone.services.register_stream("bad", "stream", not_async)  # type: ignore[arg-type]
+    phone.services.register_stream("bad", "early", raises_at_once)
+    with pytest.raises(RemoteError, match="not an async function") as sync:
+        await laptop.rpc.call(phone.home.device_id, "bad", "sync")
+    assert sync.value.remote_type == "BadHandler"
+    with pytest.raises(RemoteError, match="not an async generator"):
+        await drain(laptop.rpc.stream(phone.home.device_id, "bad", "stream"))
+    with pytest.raises(RemoteError, match="no such sensor") as early:
+        await drain(laptop.rpc.stream(phone.home.device_id, "bad", "early"))
+    assert early.value.remote_type == "LookupError"

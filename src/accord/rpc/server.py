@@ -178,8 +178,13 @@ class RpcServer:
         except _Refused as exc:
             return _error(exc.kind, str(exc))
         timeout = min(max(req.timeout_ms, 1) / 1000, MAX_TIMEOUT_S)
-        coro = entry.handler(params, sender)
-        assert asyncio.iscoroutine(coro)
+        try:
+            coro = entry.handler(params, sender)
+        except Exception as exc:  # failed before its first await: still the caller's answer
+            return _error(type(exc).__name__, str(exc))
+        if not asyncio.iscoroutine(coro):
+            log.error("%s: handler of %s is not async", self._label, key)
+            return _error("BadHandler", "the method's handler is not an async function")
         task = asyncio.get_running_loop().create_task(coro)
         self._running[(sender, req.call_id)] = task
         try:
@@ -220,8 +225,15 @@ class RpcServer:
         assert task is not None
         self._flows[call] = flow
         self._running[call] = task
-        items = entry.handler(params, sender)
-        assert isinstance(items, AsyncIterator)
+        try:
+            items = entry.handler(params, sender)
+        except Exception as exc:
+            items = _failed(exc)
+        if not isinstance(items, AsyncIterator):
+            log.error("%s: handler of %s is not an async generator", self._label, key)
+            items = _failed(
+                _Refused("BadHandler", "the stream's handler is not an async generator")
+            )
         try:
             async with asyncio.timeout(MAX_TIMEOUT_S):
                 async for item in items:
@@ -269,6 +281,12 @@ class RpcServer:
         if flow is not None and credit.granted > flow.granted:
             flow.granted = credit.granted
             flow.more.set()
+
+
+async def _failed(exc: Exception) -> AsyncIterator[Any]:
+    """A stream that fails at once with ``exc`` (its handler could not start)."""
+    raise exc
+    yield  # pragma: no cover - makes this an async generator
 
 
 def _encode_item(item: Any) -> bytes:

@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from accord.cli.options import HomeOpt, JsonOpt, home_path
+from accord.cli.options import HomeOpt, JsonOpt, control_client
 from accord.errors import AccordError
 
 out = Console()
@@ -28,22 +28,15 @@ err = Console(stderr=True)
 DeviceArg = typer.Argument(..., help="A circle member: name, id or id prefix.")
 
 
-def _client(home: Path | None, timeout: float = 15.0) -> Any:
-    from accord.control.client import ControlClient
-    from accord.home import SOCKET_NAME
-
-    return ControlClient(home_path(home) / "run" / SOCKET_NAME, timeout=timeout)
-
-
 def _call(home: Path | None, device: str, target: str, args: Any, timeout: float = 10.0) -> Any:
-    client = _client(home, timeout + 5)
+    client = control_client(home, timeout + 5)
     return client.call("call", device=device, target=target, args=args, timeout=timeout)
 
 
 def _stream(
     home: Path | None, device: str, target: str, args: Any, timeout: float
 ) -> Iterator[Any]:
-    client = _client(home)
+    client = control_client(home, 15.0)
     return client.stream("stream", device=device, target=target, args=args, timeout=timeout)  # type: ignore[no-any-return]
 
 

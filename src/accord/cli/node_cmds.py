@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from accord.cli.options import HomeOpt, JsonOpt, home_path
+from accord.cli.options import HomeOpt, JsonOpt, control_client, home_path
 from accord.cli.render import devices_table, status_table
 
 out = Console()
@@ -89,22 +89,15 @@ async def _run(h: Any, settings: Any, hardware: Any) -> None:
     err.print(f"{h.name} left", highlight=False)
 
 
-def _client(home: Path | None) -> Any:
-    from accord.control.client import ControlClient
-    from accord.home import SOCKET_NAME
-
-    return ControlClient(home_path(home) / "run" / SOCKET_NAME)
-
-
 def down(home: Path | None = HomeOpt) -> None:
     """Ask the node running on this home to leave."""
-    _client(home).call("stop")
+    control_client(home).call("stop")
     out.print("stopping")
 
 
 def status(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """This node's own state."""
-    data = _client(home).call("status")
+    data = control_client(home).call("status")
     if as_json:
         _print_json(data)
     else:
@@ -117,7 +110,7 @@ def devices(
     watch: bool = typer.Option(False, "--watch", "-w", help="Print joins and leaves as they come."),
 ) -> None:
     """The devices this node knows: online or not, what they are, when last seen."""
-    client = _client(home)
+    client = control_client(home)
     if watch:
         for event in client.stream("watch"):
             if as_json:
@@ -179,10 +172,7 @@ def call(
         parsed = json.loads(args)
     except json.JSONDecodeError as exc:
         raise AccordError(f"arguments are not valid JSON: {exc}") from None
-    from accord.control.client import ControlClient
-    from accord.home import SOCKET_NAME
-
-    client = ControlClient(home_path(home) / "run" / SOCKET_NAME, timeout=timeout + 5)
+    client = control_client(home, timeout + 5)
     if stream:
         for item in client.stream(
             "stream", device=device, target=target, args=parsed, timeout=timeout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,6 +15,14 @@ HomeOpt = typer.Option(
     show_default=False,
 )
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+
+def control_client(home: Path | None, timeout: float = 10.0) -> Any:
+    """A client of the node running on ``home`` (the CLI's only way to reach it)."""
+    from accord.control.client import ControlClient
+    from accord.home import SOCKET_NAME
+
+    return ControlClient(home_path(home) / "run" / SOCKET_NAME, timeout=timeout)
 
 
 def home_path(home: Path | None) -> Path:

@@ -11,20 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from accord.cli.options import HomeOpt, JsonOpt, home_path
+from accord.cli.options import HomeOpt, JsonOpt, control_client
 
 out = Console()
 app = typer.Typer(
     help="Who may use this device's services (default: every circle member).",
     no_args_is_help=True,
 )
-
-
-def _client(home: Path | None) -> Any:
-    from accord.control.client import ControlClient
-    from accord.home import SOCKET_NAME
-
-    return ControlClient(home_path(home) / "run" / SOCKET_NAME)
 
 
 def _print(result: dict[str, Any], as_json: bool) -> None:
@@ -43,7 +36,7 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
 @app.command("ls")
 def ls(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """List this device's services and who may call each."""
-    _print(_client(home).call("permissions"), as_json)
+    _print(control_client(home).call("permissions"), as_json)
 
 
 @app.command("allow")
@@ -54,7 +47,7 @@ def allow(
     as_json: bool = JsonOpt,
 ) -> None:
     """Restrict a service to the named members; anyone else gets PermissionDenied."""
-    _print(_client(home).call("restrict", service=service, devices=devices), as_json)
+    _print(control_client(home).call("restrict", service=service, devices=devices), as_json)
 
 
 @app.command("reset")
@@ -64,7 +57,7 @@ def reset(
     as_json: bool = JsonOpt,
 ) -> None:
     """Open a service to every circle member again."""
-    _print(_client(home).call("restrict", service=service, devices=None), as_json)
+    _print(control_client(home).call("restrict", service=service, devices=None), as_json)
 
 
 def register(root: typer.Typer) -> None:

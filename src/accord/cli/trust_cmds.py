@@ -5,25 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from accord.cli.options import HomeOpt, JsonOpt, home_path
+from accord.cli.options import HomeOpt, JsonOpt, control_client
 from accord.cli.render import ago
 
 out = Console()
 pair_app = typer.Typer(help="Pair devices into a circle of trust with a PIN.", no_args_is_help=True)
 trust_app = typer.Typer(help="The circle of trust: list, revoke, leave.", no_args_is_help=True)
-
-
-def _client(home: Path | None, timeout: float = 10.0) -> Any:
-    from accord.control.client import ControlClient
-    from accord.home import SOCKET_NAME
-
-    return ControlClient(home_path(home) / "run" / SOCKET_NAME, timeout=timeout)
 
 
 @pair_app.command("open")
@@ -33,7 +25,7 @@ def pair_open(
     as_json: bool = JsonOpt,
 ) -> None:
     """Show a 6-digit PIN and wait for a device to join with it (Ctrl-C closes it)."""
-    for event in _client(home).stream("pair_open", timeout=timeout):
+    for event in control_client(home).stream("pair_open", timeout=timeout):
         if as_json:
             sys.stdout.write(json.dumps(event) + "\n")
             sys.stdout.flush()
@@ -62,7 +54,7 @@ def pair_join(
     as_json: bool = JsonOpt,
 ) -> None:
     """Join the circle of the device showing a PIN."""
-    result = _client(home, timeout=30.0).call("pair_join", device=device, pin=pin)
+    result = control_client(home, timeout=30.0).call("pair_join", device=device, pin=pin)
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
@@ -75,7 +67,7 @@ def pair_join(
 @trust_app.command("list")
 def trust_list(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """The members of this device's circle."""
-    data = _client(home).call("trust_list")
+    data = control_client(home).call("trust_list")
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
@@ -105,7 +97,7 @@ def trust_revoke(
     as_json: bool = JsonOpt,
 ) -> None:
     """Remove a device from the circle everywhere and rotate the circle key."""
-    result = _client(home, timeout=30.0).call("trust_revoke", device=device)
+    result = control_client(home, timeout=30.0).call("trust_revoke", device=device)
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
@@ -123,7 +115,7 @@ def trust_revoke(
 @trust_app.command("leave")
 def trust_leave(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """Take this device out of its circle (it starts a circle of its own)."""
-    result = _client(home).call("trust_leave")
+    result = control_client(home).call("trust_leave")
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import datetime
 import json
 import os
@@ -56,6 +55,7 @@ from accord.control.client import ControlClient
 from accord.errors import AccordError
 from accord.home import SOCKET_NAME, init_home
 from accord.node import Node
+from accord.sim.household import die_with_parent
 from machine_info import machine
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -117,19 +117,6 @@ class BenchError(Exception):
 
 
 # -- child processes ---------------------------------------------------------
-
-_PR_SET_PDEATHSIG = 1
-_SIGKILL = int(signal.SIGKILL)
-_LIBC: Any = None
-if sys.platform.startswith("linux"):
-    with contextlib.suppress(OSError):
-        _LIBC = ctypes.CDLL(None, use_errno=True)  # resolved here, not in the forked child
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGKILL if the benchmark itself dies."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, _SIGKILL)
 
 
 def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -286,7 +273,7 @@ class Cluster:
                 stdout=out,
                 stderr=out,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent(signal.SIGKILL),
             )
 
     async def open_observer(self) -> None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import datetime
 import json
 import logging
@@ -67,7 +66,7 @@ from accord.errors import AccordError
 from accord.home import init_home
 from accord.node import Node
 from accord.rpc.messages import DEFAULT_WINDOW, MAX_WINDOW
-from accord.sim.household import free_port
+from accord.sim.household import die_with_parent, free_port
 from machine_info import machine
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -282,18 +281,6 @@ def serve(kind: str, spec_json: str) -> int:
 
 # -- spawning and stopping the callees ------------------------------------------------
 
-_PR_SET_PDEATHSIG = 1
-_LIBC: Any = None
-if sys.platform.startswith("linux"):
-    with contextlib.suppress(OSError):
-        _LIBC = ctypes.CDLL(None, use_errno=True)  # resolved here, not in the forked child
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM (and so close cleanly) if we die."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-
 
 @dataclass
 class Child:
@@ -331,7 +318,7 @@ async def spawn(kind: str, spec: dict[str, Any], log: Path, children: list[Child
             stdout=asyncio.subprocess.PIPE,
             stderr=err,
             start_new_session=True,  # Ctrl-C reaches the benchmark only; it stops them
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(),
         )
     child = Child(kind, proc, log, spec)
     children.append(child)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,22 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the sim itself dies, so nothing is orphaned."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+_LIBC: Any = None
+if sys.platform.startswith("linux"):
+    with contextlib.suppress(OSError):
+        _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here, never in a forked child
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets ``sig`` when its parent dies, so a killed sim
+    or benchmark leaves no orphans (Linux; elsewhere it does nothing)."""
+
+    def arm() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, int(sig))
+
+    return arm
 
 
 @dataclass
@@ -145,7 +156,7 @@ class Household:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,  # Ctrl-C reaches the sim only; it stops the children
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent(),
             )
 
     def _wait_ready(self, dev: SimDevice) -> None:

@@ -18,10 +18,12 @@ from accord.bus.settings import BusSettings
 from accord.circle_sync import CircleSync
 from accord.clock import Clock, SystemClock
 from accord.control.server import ControlServer
+from accord.data_service import DataService
 from accord.errors import ControlError
 from accord.hardware.host import host_load
 from accord.hardware.services import Drivers, Hardware
 from accord.home import Home, HomeLock, check_socket_path
+from accord.kv_control import KvControl
 from accord.permissions import PermissionStore
 from accord.profile import to_dict
 from accord.rpc import DEFAULT_TIMEOUT_S, RpcClient, RpcServer, RpcStream
@@ -59,6 +61,7 @@ class Node:
         self.circle: Circle | None = None
         self._rpc_server: RpcServer | None = None
         self._rpc: RpcClient | None = None
+        self._data: DataService | None = None
         self._started_wall = 0.0
         self._started_mono = 0.0
         self.directory: DeviceDirectory | None = None
@@ -86,6 +89,13 @@ class Node:
         if self._rpc_server is None:
             raise RuntimeError("the node is not running")
         return self._rpc_server
+
+    @property
+    def data(self) -> DataService:
+        """The replicated key-value stores: ``node.data.open("notes")``."""
+        if self._data is None:
+            raise RuntimeError("the node is not running")
+        return self._data
 
     @property
     def trust(self) -> TrustService:
@@ -159,9 +169,21 @@ class Node:
         for service, ids in self._permissions.load().restricted.items():
             self._rpc_server.restrict(service, set(ids))
         self._rpc = RpcClient(self._bus, self.circle, self.directory)
+        self._data = DataService(
+            self._bus,
+            self.circle,
+            self.directory,
+            self.home.identity,
+            self.home.data_dir,
+            self.clock,
+            name=self.name,
+            query_timeout=timeout,
+            anti_entropy_s=self.settings.anti_entropy_ms / 1000,
+        )
         await self._sync.start()
         await self._trust.start()
         await self._rpc_server.start()
+        await self._data.start()
         await self._presence.start()
         self._control = ControlServer(self.home.socket_path, self.name)
         self._control.add("status", self._status)
@@ -178,6 +200,8 @@ class Node:
         self._control.add_stream("stream", self._stream)
         self._control.add("permissions", self._list_permissions)
         self._control.add("restrict", self._restrict)
+        kv = KvControl(self._data, self.trust.resolve_member)
+        kv.register(self._control)
         await self._control.start()
         log.info("%s: up as %s", self.name, self.home.device_id)
 
@@ -192,6 +216,9 @@ class Node:
         if self._rpc_server is not None:
             await self._rpc_server.stop()
             self._rpc_server = None
+        if self._data is not None:
+            await self._data.stop()
+            self._data = None
         if self._trust is not None:
             await self._trust.stop()
             self._trust = None

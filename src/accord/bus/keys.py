@@ -76,3 +76,13 @@ def rpc_cancel_key(device_id: str) -> str:
 def rpc_credit_key(device_id: str) -> str:
     """Sealed publications that grant a stream running on ``device_id`` more items."""
     return f"{ROOT}/rpc-credit/{device_id}"
+
+
+def channel_key(device_id: str) -> str:
+    """Queryable: a member opens a long-lived pairwise channel (signed ephemeral X25519)."""
+    return f"{ROOT}/channel/{device_id}"
+
+
+def data_key(device_id: str) -> str:
+    """Data sync messages for one device, each sealed on a pairwise channel."""
+    return f"{ROOT}/data/{device_id}"

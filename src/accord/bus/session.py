@@ -280,6 +280,11 @@ class Bus:
     def put(self, key: str, payload: bytes) -> None:
         self._session.put(key, payload)
 
+    def put_reliably(self, key: str, payload: bytes) -> None:
+        """Put, waiting for room in Zenoh's queue instead of dropping when it is full.
+        It can block: call it off the event loop (e.g. in an executor)."""
+        self._session.put(key, payload, congestion_control=zenoh.CongestionControl.BLOCK)
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -28,6 +28,7 @@ class BusSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     retry_init_ms: Millis = 100
     retry_max_ms: Millis = 400
     query_timeout_ms: Millis = 2000
+    anti_entropy_ms: Millis = 30_000  # data stores exchange summaries this often
     shared_memory: bool = False
     zenoh_overrides: dict[str, str] = {}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-MAX_LINE = 1024 * 1024
+MAX_LINE = 8 * 1024 * 1024  # a 4 MiB store value, base64, fits one line
 
 
 class Request(msgspec.Struct, frozen=True):

@@ -268,6 +268,11 @@ class StoreFile:
                 )
             ]
 
+    def count_live(self) -> int:
+        with self._mapped("read"):
+            found = self._db.execute("SELECT count(*) FROM rows WHERE value IS NOT NULL").fetchone()
+        return int(found[0])
+
     def count_tombstones(self) -> int:
         with self._mapped("read"):
             found = self._db.execute("SELECT count(*) FROM rows WHERE value IS NULL").fetchone()

@@ -211,6 +211,10 @@ class Store:
     def version_vector(self) -> dict[str, int]:
         return dict(self._vv)
 
+    def count(self) -> int:
+        """How many live keys the store holds (every namespace)."""
+        return self._file.count_live()
+
     def tombstones(self) -> int:
         """How many deleted keys still hold a tombstone (see :meth:`collect_garbage`)."""
         return self._file.count_tombstones()

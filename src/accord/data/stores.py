@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+
 from accord.clock import HybridClock
 from accord.data.limits import DEFAULT_PAGE_BYTES, check_store_name
 from accord.data.merge import Merge
 from accord.data.peers import Peers
 from accord.data.replica import Replica
-from accord.data.rules import StoreKind
-from accord.data.sqlite_store import Synchronous
+from accord.data.rules import StoreConfig, StoreKind
+from accord.data.sqlite_store import StoreFile, Synchronous
 from accord.data.store import TOMBSTONE_GRACE_S
 from accord.errors import StoreError, StoreMismatch, UnknownStore
 from accord.trust.levels import DataLabel
@@ -81,6 +83,23 @@ class Stores:
         )
         self._open[name] = replica
         return replica
+
+    def stored_config(self, name: str) -> StoreConfig | None:
+        """The settings a store on disk was created with (None if it has no file)."""
+        path = self.path_of(name)
+        if not path.is_file():
+            return None
+        file = StoreFile(path, synchronous=self._synchronous)
+        try:
+            blob = file.get_meta("config")
+        finally:
+            file.close()
+        if blob is None:
+            return None
+        try:
+            return msgspec.msgpack.decode(blob, type=StoreConfig)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise StoreError(f"store file {path} has unreadable settings: {exc}") from exc
 
     def get(self, name: str) -> Replica:
         replica = self._open.get(name)

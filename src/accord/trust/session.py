@@ -16,6 +16,8 @@ OFFER makes B answer, but without eph_A's private half nobody can use the sessio
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -68,11 +70,14 @@ class Initiator:
 
 
 def respond(
-    identity: Identity, offer: bytes, public_key_of: dict[str, bytes]
+    identity: Identity,
+    offer: bytes,
+    public_key_of: Mapping[str, bytes] | Callable[[str], bytes | None],
 ) -> tuple[str, bytes, bytes]:
     """Answer an offer from a known device. Returns (initiator id, answer, secret).
 
-    ``public_key_of`` maps member device ids to identity keys; anyone else is refused.
+    ``public_key_of`` maps member device ids to identity keys (a mapping, or a lookup
+    returning None); anyone else is refused.
     """
     if len(offer) != OFFER_LEN:
         raise TrustError("malformed session offer")
@@ -82,7 +87,7 @@ def respond(
     sig = offer[2 * ID_LEN + KEY_LEN :]
     if b_id != identity.device_id:
         raise TrustError("session offer is addressed to another device")
-    key = public_key_of.get(a_id)
+    key = public_key_of(a_id) if callable(public_key_of) else public_key_of.get(a_id)
     if key is None:
         raise TrustError(f"session offer from {a_id[:10]}, who is not a member")
     ids = offer[: 2 * ID_LEN]

@@ -1,0 +1,152 @@
+"""The control methods behind ``accord kv``: the node's stores, for local tools.
+
+Values cross the control socket as base64 (``value_b64``); a value that is UTF-8
+text also comes back as ``text``, so scripts need not decode it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
+from typing import Any, get_args
+
+from accord.control.server import ControlServer
+from accord.data import ChangeSet
+from accord.data.rules import StoreKind
+from accord.data_service import BUILTIN_MERGES, DataService, DataStore
+from accord.errors import ControlError, UnknownStore
+from accord.trust.levels import DataLabel
+from accord.trust.members import Member
+
+MAX_LIST = 100_000  # keys one `kv ls` returns
+
+
+class KvControl:
+    def __init__(self, data: DataService, resolve_member: Callable[[str], Member]) -> None:
+        self._data = data
+        self._resolve = resolve_member
+
+    def register(self, control: ControlServer) -> None:
+        control.add("kv_stores", self.stores)
+        control.add("kv_put", self.put)
+        control.add("kv_get", self.get)
+        control.add("kv_del", self.delete)
+        control.add("kv_ls", self.ls)
+        control.add_stream("kv_watch", self.watch)
+
+    def _store(self, params: dict[str, Any], *, create: bool = False) -> DataStore:
+        name = str(params.get("store", ""))
+        if not name:
+            raise ControlError("name the store")
+        try:
+            return self._data.open_existing(name)
+        except UnknownStore:
+            if not create:
+                raise
+        kind = str(params.get("kind") or "shared")
+        label = str(params.get("label") or "S1")
+        merge_name = str(params.get("merge") or "")
+        if kind not in get_args(StoreKind):
+            raise ControlError(f"unknown store kind {kind!r}; use shared or per-device")
+        if label not in get_args(DataLabel):
+            raise ControlError(f"unknown data label {label!r}; use S1, S2, S3 or S4")
+        merge = BUILTIN_MERGES.get(merge_name) if merge_name else None
+        if merge_name and merge is None:
+            known = ", ".join(sorted(BUILTIN_MERGES))
+            raise ControlError(f"unknown merge {merge_name!r}; built in: {known}")
+        return self._data.open(name, kind=kind, label=label, merge=merge)  # type: ignore[arg-type]
+
+    def _device(self, params: dict[str, Any]) -> str | None:
+        device = params.get("device")
+        if not device:
+            return None
+        if device == "self":
+            return self._data.device_id
+        return self._resolve(str(device)).device_id
+
+    async def stores(self, _params: dict[str, Any]) -> dict[str, Any]:
+        rows = [self._data.stats(s.name) for s in self._data.facades()]
+        traffic = {peer: asdict(t) for peer, t in sorted(self._data.traffic.items())}
+        return {"stores": rows, "traffic": traffic}
+
+    async def put(self, params: dict[str, Any]) -> dict[str, Any]:
+        store = self._store(params, create=True)
+        key = str(params.get("key", ""))
+        value = _value(params)
+        await store.put(key, value)
+        return {"store": store.name, "key": key, "bytes": len(value)}
+
+    async def get(self, params: dict[str, Any]) -> dict[str, Any]:
+        store = self._store(params)
+        key = str(params.get("key", ""))
+        value = await store.get(key, device=self._device(params))
+        return {"store": store.name, "key": key, **_encode(value)}
+
+    async def delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        store = self._store(params)
+        key = str(params.get("key", ""))
+        existed = await store.get(key) is not None
+        await store.delete(key)
+        return {"store": store.name, "key": key, "existed": existed}
+
+    async def ls(self, params: dict[str, Any]) -> dict[str, Any]:
+        store = self._store(params)
+        prefix = str(params.get("prefix") or "")
+        values = bool(params.get("values"))
+        entries = await store.scan(prefix, device=self._device(params), limit=MAX_LIST + 1)
+        rows = []
+        for e in entries[:MAX_LIST]:
+            row: dict[str, Any] = {"key": e.key, "bytes": len(e.value)}
+            if store.kind == "per-device":
+                row["device"] = e.device
+            if values:
+                row.update(_encode(e.value))
+            rows.append(row)
+        return {"store": store.name, "entries": rows, "truncated": len(entries) > MAX_LIST}
+
+    async def watch(self, params: dict[str, Any]) -> AsyncIterator[Any]:
+        store = self._store(params)
+        async with store.watch(str(params.get("prefix") or "")) as changes:
+            async for change_set in changes:
+                yield _change_json(change_set)
+
+
+def _value(params: dict[str, Any]) -> bytes:
+    if "value_b64" in params:
+        try:
+            return base64.b64decode(str(params["value_b64"]), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ControlError(f"value_b64 is not base64: {exc}") from exc
+    if "value" in params:
+        return str(params["value"]).encode()
+    raise ControlError("give the value (value or value_b64)")
+
+
+def _encode(value: bytes | None) -> dict[str, Any]:
+    if value is None:
+        return {"found": False}
+    out: dict[str, Any] = {"found": True, "value_b64": base64.b64encode(value).decode()}
+    with contextlib.suppress(UnicodeDecodeError):
+        out["text"] = value.decode("utf-8")
+    return out
+
+
+def _change_json(change_set: ChangeSet) -> dict[str, Any]:
+    return {
+        "store": change_set.store,
+        "source": change_set.source,
+        "peer": change_set.peer,
+        "changes": [
+            {
+                "device": c.device,
+                "key": c.key,
+                "origin": c.origin,
+                "deleted": c.value is None,
+                **(_encode(c.value) if c.value is not None else {}),
+            }
+            for c in change_set.changes
+        ],
+    }

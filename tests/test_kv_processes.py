@@ -168,15 +168,18 @@ def test_the_kv_commands(house: Household, tmp_path: Path) -> None:
         text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(x) for x in watcher.stdout or ()], daemon=True
-    ).start()
+
+    def pump() -> None:
+        for line in watcher.stdout or ():
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     try:
         # Until the watch is subscribed, local probes under its prefix go unseen.
         def probe_seen() -> bool:
             _client(tablet).call("kv_put", store="cli", key="to-probe", value="1")
             try:
-                return json.loads(lines.get(timeout=0.5))["source"] == "local"
+                return bool(json.loads(lines.get(timeout=0.5))["source"] == "local")
             except queue.Empty:
                 return False
 

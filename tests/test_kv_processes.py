@@ -197,6 +197,16 @@ def test_the_kv_commands(house: Household, tmp_path: Path) -> None:
     assert event["changes"][0]["deleted"] is True
     assert event["changes"][0]["origin"] == phone.device_id
 
+    ops = [{"key": f"b{i}", "value_b64": base64.b64encode(b"x").decode()} for i in range(10)]
+    assert _client(phone).call("kv_batch", store="cli", ops=[*ops, {"key": "blob"}])["ops"] == 11
+    wait_for(
+        lambda: set(_contents(tablet, "cli") or {}) == {f"b{i}" for i in range(10)} | {"to-probe"},
+        15,
+        "the batch on the tablet",
+    )
+    with pytest.raises(AccordError, match="list of"):
+        _client(phone).call("kv_batch", store="cli", ops=[])
+
     missing = accord("kv", "get", "nostore", "k", *tb)
     assert missing.returncode == 1
     assert "no store named 'nostore'" in missing.stderr

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from typing import Any, get_args
 
 from accord.control.server import ControlServer
-from accord.data import ChangeSet
+from accord.data import ChangeSet, Op
 from accord.data.rules import StoreKind
 from accord.data_service import BUILTIN_MERGES, DataService, DataStore
 from accord.errors import ControlError, UnknownStore
@@ -34,6 +34,7 @@ class KvControl:
         control.add("kv_put", self.put)
         control.add("kv_get", self.get)
         control.add("kv_del", self.delete)
+        control.add("kv_batch", self.batch)
         control.add("kv_ls", self.ls)
         control.add_stream("kv_watch", self.watch)
 
@@ -78,6 +79,22 @@ class KvControl:
         value = _value(params)
         await store.put(key, value)
         return {"store": store.name, "key": key, "bytes": len(value)}
+
+    async def batch(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Several puts and deletes, atomically here and on every peer. ``ops`` is a
+        list of ``{"key": K, "value_b64": V}``, or ``{"key": K}`` alone to delete."""
+        store = self._store(params, create=True)
+        ops = params.get("ops")
+        if not isinstance(ops, list) or not ops:
+            raise ControlError("give ops: a list of {key, value_b64} (no value deletes)")
+        batch = []
+        for op in ops:
+            if not isinstance(op, dict):
+                raise ControlError("each op is an object {key, value_b64}")
+            key = str(op.get("key", ""))
+            batch.append(Op(key, _value(op) if "value_b64" in op or "value" in op else None))
+        await store.commit(batch)
+        return {"store": store.name, "ops": len(batch)}
 
     async def get(self, params: dict[str, Any]) -> dict[str, Any]:
         store = self._store(params)

@@ -1,0 +1,130 @@
+"""The app manifest, ``accord-app.toml``: what an app is and what it needs.
+
+The keys sit at the top level of the TOML file::
+
+    id = "com.example.notes"
+    version = "1.0.0"
+    entry = "notes.app:Notes"    # module, optionally ":Class"
+    requires = ["display"]
+
+Parsing is strict, like device profiles: an unknown key, a wrong type or an
+out-of-range value is a :class:`ManifestError` that names the file and the key,
+because a typo silently ignored would only show up later as a misplaced app.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+from accord.apps.errors import ManifestError
+
+MANIFEST_NAME = "accord-app.toml"
+"""The manifest's file name, at the root of an app folder and of its bundle."""
+
+ID_PATTERN = r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*$"
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+ENTRY_PATTERN = rf"^{_IDENT}(\.{_IDENT})*(:{_IDENT})?$"
+CAPABILITY_PATTERN = r"^[a-z][a-z0-9-]*$"
+
+AppId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, min_length=1, max_length=64)]
+Version = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+Entry = Annotated[str, msgspec.Meta(pattern=ENTRY_PATTERN, max_length=200)]
+Capability = Annotated[str, msgspec.Meta(pattern=CAPABILITY_PATTERN, max_length=64)]
+Seconds = Annotated[float, msgspec.Meta(ge=0.5, le=3600.0)]
+
+
+class AppManifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An app's identity, entry point, needs and lifecycle options."""
+
+    id: AppId
+    version: Version
+    entry: Entry
+    requires: Annotated[list[Capability], msgspec.Meta(max_length=32)] = []
+    continuable: bool = True
+    """The app may move to another device (its state is saved and restored there)."""
+    keep_alive: bool = False
+    """Restart the app elsewhere, from its last checkpoint, if its device goes away."""
+    checkpoint_s: Seconds = 5.0
+    """Seconds between keep-alive checkpoints of the app's state."""
+    prefer_display: bool = False
+    """Placement prefers a larger display even when ``display`` is not required."""
+    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+    @property
+    def entry_module(self) -> str:
+        """The module part of ``entry`` (``"notes.app"`` for ``"notes.app:Notes"``)."""
+        return self.entry.partition(":")[0]
+
+    @property
+    def entry_class(self) -> str | None:
+        """The class part of ``entry``, or None to let the loader find the Ability."""
+        return self.entry.partition(":")[2] or None
+
+
+_FIELDS: tuple[str, ...] = AppManifest.__struct_fields__
+
+_HINTS = {
+    "id": "an app id is lower-case letters, digits and '-', in dot-separated parts "
+    "starting with a letter, at most 64 characters, e.g. 'com.example.notes'",
+    "version": "version is a non-empty string of at most 32 characters, e.g. '1.0.0'",
+    "entry": "entry names the module to load, e.g. 'notes' or 'notes.app', optionally "
+    "with the class: 'notes.app:Notes'",
+    "requires": "requires lists capability names such as 'display', 'camera', 'speaker'",
+    "checkpoint_s": "checkpoint_s is the number of seconds between keep-alive checkpoints, "
+    "from 0.5 to 3600",
+}
+_AT_FIELD = re.compile(r"at `\$\.(\w+)")
+
+
+def parse_manifest(text: str | bytes, source: str = "<manifest>") -> AppManifest:
+    """Parse and validate a manifest's TOML text; errors name ``source`` and the key."""
+    try:
+        raw = tomllib.loads(text.decode() if isinstance(text, bytes) else text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{source}: malformed TOML: {exc}") from exc
+    return manifest_from_dict(raw, source)
+
+
+def manifest_from_dict(raw: dict[str, Any], source: str = "<manifest>") -> AppManifest:
+    """Validate an already-parsed manifest table (see :func:`parse_manifest`)."""
+    for key in raw:
+        if key not in _FIELDS:
+            hint = (
+                "put the app's keys at the top level of the file, not under [app]"
+                if key == "app"
+                else f"known keys are: {', '.join(_FIELDS)}"
+            )
+            raise ManifestError(f"{source}: unknown key {key!r}; {hint}")
+    try:
+        manifest = msgspec.convert(raw, AppManifest, strict=True)
+    except msgspec.ValidationError as exc:
+        match = _AT_FIELD.search(str(exc))
+        hint = _HINTS.get(match.group(1), "") if match else ""
+        raise ManifestError(f"{source}: {exc}" + (f"; {hint}" if hint else "")) from exc
+    seen: set[str] = set()
+    for cap in manifest.requires:
+        if cap in seen:
+            raise ManifestError(f"{source}: requires lists {cap!r} twice; keep one")
+        seen.add(cap)
+    return manifest
+
+
+def load_manifest(folder: Path) -> AppManifest:
+    """Read ``folder/accord-app.toml``."""
+    path = folder / MANIFEST_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ManifestError(
+            f"{folder} has no {MANIFEST_NAME}; an app folder needs one at its root, with at "
+            'least: id = "com.example.app", version = "1.0.0", entry = "module"'
+        ) from exc
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest: {exc.strerror}") from exc
+    return parse_manifest(data, str(path))

@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from accord.apps.control import AppControl
+from accord.apps.runtime import AppRuntime
 from accord.bus.directory import DeviceDirectory, DirectoryEvent
 from accord.bus.directory_db import DirectoryDB
 from accord.bus.presence import Presence
@@ -62,6 +64,7 @@ class Node:
         self._rpc_server: RpcServer | None = None
         self._rpc: RpcClient | None = None
         self._data: DataService | None = None
+        self._apps: AppRuntime | None = None
         self._started_wall = 0.0
         self._started_mono = 0.0
         self.directory: DeviceDirectory | None = None
@@ -96,6 +99,13 @@ class Node:
         if self._data is None:
             raise RuntimeError("the node is not running")
         return self._data
+
+    @property
+    def apps(self) -> AppRuntime:
+        """Apps installed and running on this device."""
+        if self._apps is None:
+            raise RuntimeError("the node is not running")
+        return self._apps
 
     @property
     def trust(self) -> TrustService:
@@ -184,6 +194,16 @@ class Node:
         await self._trust.start()
         await self._rpc_server.start()
         await self._data.start()
+        self._apps = AppRuntime(
+            self.home,
+            self.circle,
+            self.directory,
+            self._rpc,
+            self._rpc_server,
+            self._data,
+            self.clock,
+        )
+        await self._apps.start()
         await self._presence.start()
         self._control = ControlServer(self.home.socket_path, self.name)
         self._control.add("status", self._status)
@@ -202,6 +222,9 @@ class Node:
         self._control.add("restrict", self._restrict)
         kv = KvControl(self._data, self.trust.resolve_member)
         kv.register(self._control)
+        AppControl(
+            self._apps, self._rpc, self.directory, self.trust.resolve_member, self.home.device_id
+        ).register(self._control)
         await self._control.start()
         log.info("%s: up as %s", self.name, self.home.device_id)
 
@@ -216,6 +239,9 @@ class Node:
         if self._rpc_server is not None:
             await self._rpc_server.stop()
             self._rpc_server = None
+        if self._apps is not None:
+            await self._apps.stop()
+            self._apps = None
         if self._data is not None:
             await self._data.stop()
             self._data = None

@@ -44,6 +44,14 @@ class Ability:
         """May the app move to device ``target`` now? False refuses the move."""
         return True
 
+    async def on_message(self, message: Any) -> Any:
+        """Answer a message sent with ``accord app send`` (any JSON-like value)."""
+        raise AppError(f"app {self.app_id} takes no messages")
+
+    def describe(self) -> dict[str, Any]:
+        """A short, JSON-like status that ``accord ps`` shows."""
+        return {}
+
 
 def state_bytes(obj: object) -> bytes:
     """Bytes as they are, anything else as msgpack; at most :data:`MAX_STATE` bytes."""

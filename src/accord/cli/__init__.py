@@ -8,7 +8,15 @@ import sys
 import typer
 from rich.console import Console
 
-from accord.cli import hardware_cmds, kv_cmds, node_cmds, permission_cmds, sim_cmd, trust_cmds
+from accord.cli import (
+    app_cmds,
+    hardware_cmds,
+    kv_cmds,
+    node_cmds,
+    permission_cmds,
+    sim_cmd,
+    trust_cmds,
+)
 from accord.errors import AccordError
 
 app = typer.Typer(
@@ -25,6 +33,7 @@ trust_cmds.register(app)
 hardware_cmds.register(app)
 permission_cmds.register(app)
 kv_cmds.register(app)
+app_cmds.register(app)
 
 err = Console(stderr=True)
 

@@ -1,0 +1,624 @@
+"""Apps on a running node: install, run, move (continuation), checkpoints and failover.
+
+Every ability runs in its own process (:mod:`accord.apps.process`); the node
+supervises it. Between devices everything is the ``apps`` RPC service: large data
+(bundles, saved state) is never pushed, the receiver pulls it with the
+``apps.fetch`` stream from the device that offered it, so it is flow-controlled and
+only the device it was offered to can take it.
+
+Moving an app (:meth:`AppRuntime.move`), on the source:
+
+1. ``on_continue(target)``: the app may refuse;
+2. ``on_save()``, then SIGSTOP: the source copy cannot run any more;
+3. the target fetches the bundle (only if it lacks that content hash) and the
+   state, restores and starts the app, and answers;
+4. only then the source is stopped (``on_stop``). If any step fails, the source
+   gets SIGCONT and goes on with the state it had: one copy, never zero or two.
+
+Keep-alive apps checkpoint into the ``accord.apps`` store (on every save and every
+``checkpoint_s``). When the device running one goes offline, every member computes
+the same successor (:func:`accord.apps.placement.failover_successor` over the
+online capable members) and that one restarts it from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from accord.apps.bundle import (
+    Bundle,
+    build_bundle,
+    decode_bundle,
+    encode_bundle,
+    extract_bundle,
+    verify_bundle,
+)
+from accord.apps.errors import AppError, RequirementsNotMet
+from accord.apps.manifest import AppManifest
+from accord.apps.messages import (
+    AppRef,
+    Checkpoint,
+    FetchParams,
+    InstallParams,
+    MoveParams,
+    RestoreParams,
+    RunParams,
+    SendParams,
+)
+from accord.apps.placement import Candidate, choose, failover_successor
+from accord.apps.process import AbilityProcess, AppFailed, SparePool
+from accord.bus.directory import DeviceDirectory, DeviceRecord, DirectoryEvent
+from accord.clock import Clock
+from accord.data_service import DataService, DataStore
+from accord.errors import AccordError, DeviceUnavailable
+from accord.home import Home
+from accord.rpc import RpcClient, RpcServer, RpcStream
+from accord.trust.circle import Circle
+
+log = logging.getLogger(__name__)
+
+STORE = "accord.apps"
+CHUNK = 512 * 1024  # one apps.fetch stream item
+BLOB_CHUNK = 2 * 1024 * 1024  # one value in the apps store
+TRANSFER_TTL_S = 120.0
+RESTART_LIMIT = 5  # crashes of a keep-alive app within RESTART_WINDOW_S before giving up
+RESTART_WINDOW_S = 60.0
+MOVE_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Running:
+    manifest: AppManifest
+    content_hash: str
+    process: AbilityProcess
+    started_at: float
+    params: dict[str, Any]
+    last_state: bytes | None = None
+    crashes: list[float] = field(default_factory=list)
+    moving: bool = False
+    checkpointer: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = None
+
+
+@dataclass
+class Transfer:
+    to: str
+    bundle: bytes
+    state: bytes
+    expires: float
+
+
+class AppRuntime:
+    def __init__(
+        self,
+        home: Home,
+        circle: Circle,
+        directory: DeviceDirectory,
+        rpc: RpcClient,
+        services: RpcServer,
+        data: DataService,
+        clock: Clock,
+    ) -> None:
+        self._home = home
+        self._me = home.device_id
+        self._circle = circle
+        self._directory = directory
+        self._rpc = rpc
+        self._services = services
+        self._data = data
+        self._clock = clock
+        self.folder = home.data_dir / "apps"
+        self._running: dict[str, Running] = {}
+        self.crashed: dict[str, str] = {}
+        self._transfers: dict[str, Transfer] = {}
+        self._spares = SparePool(lambda: self.folder / "logs" / "spare.log")
+        self._store: DataStore | None = None
+        self._online: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._undo: list[Any] = []
+        self._install_lock = asyncio.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        (self.folder / "installed").mkdir(parents=True, exist_ok=True)
+        (self.folder / "logs").mkdir(parents=True, exist_ok=True)
+        self._store = self._data.open(STORE)
+        s = self._services
+        s.register("apps", "install", self._rpc_install, InstallParams)
+        s.register("apps", "list", self._rpc_list)
+        s.register("apps", "remove", self._rpc_remove, AppRef)
+        s.register("apps", "run", self._rpc_run, RunParams)
+        s.register("apps", "stop", self._rpc_stop, AppRef)
+        s.register("apps", "ps", self._rpc_ps)
+        s.register("apps", "restore", self._rpc_restore, RestoreParams)
+        s.register("apps", "move", self._rpc_move, MoveParams)
+        s.register("apps", "send", self._rpc_send, SendParams)
+        s.register_stream("apps", "fetch", self._rpc_fetch, FetchParams)
+        self._spares.warm()
+        self._online = self._directory.online_ids()
+        self._undo.append(self._directory.subscribe(self._on_directory))
+
+    async def stop(self) -> None:
+        for undo in self._undo:
+            undo()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for app_id in list(self._running):
+            await self._stop_local(app_id, checkpoint=True, forget=False)
+        await self._spares.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def store(self) -> DataStore:
+        assert self._store is not None, "the app runtime is not started"
+        return self._store
+
+    # -- installed apps ----------------------------------------------------------
+
+    def _app_dir(self, app_id: str) -> Path:
+        return self.folder / "installed" / app_id
+
+    def _bundle_path(self, app_id: str) -> Path:
+        return self.folder / "installed" / f"{app_id}.bundle"
+
+    def installed(self) -> dict[str, Bundle]:
+        out = {}
+        for path in sorted((self.folder / "installed").glob("*.bundle")):
+            with contextlib.suppress(OSError, AccordError):
+                bundle = decode_bundle(path.read_bytes())
+                out[bundle.manifest.id] = bundle
+        return out
+
+    def bundle(self, app_id: str) -> Bundle:
+        path = self._bundle_path(app_id)
+        try:
+            return decode_bundle(path.read_bytes())
+        except FileNotFoundError:
+            raise AppError(
+                f"app {app_id!r} is not installed on this device; install it with: "
+                "accord app install PATH"
+            ) from None
+
+    def _public_key_of(self, device_id: str) -> bytes | None:
+        if device_id == self._me:
+            return self._home.identity.public_bytes
+        member = self._circle.member(device_id)
+        return None if member is None else member.public_key
+
+    async def install(self, bundle: Bundle) -> dict[str, Any]:
+        """Verify and install a bundle here (refused with the reason if a non-member
+        signed it, it was tampered with, or this device lacks what it requires)."""
+        verify_bundle(bundle, self._public_key_of)
+        manifest = bundle.manifest
+        have = set(self._home.profile.capabilities())
+        lacking = [cap for cap in manifest.requires if cap not in have]
+        if lacking:
+            raise RequirementsNotMet(
+                f"{self._home.name} cannot run {manifest.id}: it lacks {', '.join(lacking)}"
+            )
+        async with self._install_lock:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, extract_bundle, bundle, self._app_dir(manifest.id))
+            tmp = self._bundle_path(manifest.id).with_suffix(".tmp")
+            tmp.write_bytes(encode_bundle(bundle))
+            tmp.replace(self._bundle_path(manifest.id))
+        log.info("%s: installed %s %s", self._home.name, manifest.id, manifest.version)
+        return {"app_id": manifest.id, "version": manifest.version, "hash": bundle.content_hash}
+
+    async def build(self, folder: Path) -> Bundle:
+        loop = asyncio.get_running_loop()
+        now = self._clock.wall()
+        return await loop.run_in_executor(
+            None, lambda: build_bundle(folder, self._home.identity, now=now)
+        )
+
+    async def remove(self, app_id: str) -> dict[str, Any]:
+        if app_id in self._running:
+            await self._stop_local(app_id, checkpoint=False, forget=True)
+        path = self._bundle_path(app_id)
+        if not path.exists():
+            raise AppError(f"app {app_id!r} is not installed on {self._home.name}")
+        path.unlink()
+        shutil.rmtree(self._app_dir(app_id), ignore_errors=True)
+        return {"app_id": app_id, "removed": True}
+
+    # -- transfers (the receiver pulls with apps.fetch) ---------------------------
+
+    def offer(self, to: str, bundle: bytes, state: bytes = b"") -> str:
+        now = self._clock.monotonic()
+        for tid in [t for t, x in self._transfers.items() if x.expires < now]:
+            del self._transfers[tid]
+        tid = secrets.token_hex(8)
+        self._transfers[tid] = Transfer(to, bundle, state, now + TRANSFER_TTL_S)
+        return tid
+
+    async def _rpc_fetch(self, params: FetchParams, caller: str) -> Any:
+        transfer = self._transfers.get(params.transfer)
+        if transfer is None or transfer.to != caller:
+            raise AppError("no such transfer for this device (expired, or offered to another)")
+        data = transfer.bundle if params.part == "bundle" else transfer.state
+        view = memoryview(data)
+        for start in range(0, len(data), CHUNK):
+            yield bytes(view[start : start + CHUNK])
+
+    async def _fetch(self, source: str, transfer: str, part: str) -> bytes:
+        chunks = []
+        stream: RpcStream[bytes] = self._rpc.stream(
+            source, "apps", "fetch", FetchParams(transfer, part)
+        )
+        async with stream:
+            async for chunk in stream:
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _ensure_installed(self, source: str, app_id: str, content_hash: str,
+                                transfer: str) -> None:  # fmt: skip
+        with contextlib.suppress(AppError):
+            if self.bundle(app_id).content_hash == content_hash:
+                return
+        await self.install(decode_bundle(await self._fetch(source, transfer, "bundle")))
+
+    async def send_bundle(self, target: str, app_id: str) -> dict[str, Any]:
+        """Install our copy of ``app_id`` on ``target`` (it pulls it from us)."""
+        bundle = self.bundle(app_id)
+        if target == self._me:
+            return await self.install(bundle)
+        tid = self.offer(target, encode_bundle(bundle))
+        params = InstallParams(app_id, bundle.content_hash, tid)
+        result: dict[str, Any] = await self._rpc.call(target, "apps", "install", params,
+                                                      timeout=MOVE_TIMEOUT_S)  # fmt: skip
+        return result
+
+    async def _rpc_install(self, params: InstallParams, caller: str) -> dict[str, Any]:
+        await self._ensure_installed(caller, params.app_id, params.content_hash, params.transfer)
+        return {"device": self._home.name, "app_id": params.app_id, "hash": params.content_hash}
+
+    async def _rpc_list(self, _params: None, _caller: str) -> list[dict[str, Any]]:
+        return await self.listing()
+
+    async def listing(self) -> list[dict[str, Any]]:
+        """The apps installed here."""
+        return [
+            {
+                "app_id": b.manifest.id,
+                "version": b.manifest.version,
+                "name": b.manifest.name or b.manifest.id,
+                "hash": b.content_hash,
+                "signer": b.signer,
+                "requires": b.manifest.requires,
+                "keep_alive": b.manifest.keep_alive,
+                "continuable": b.manifest.continuable,
+                "running": b.manifest.id in self._running,
+            }
+            for b in self.installed().values()
+        ]
+
+    async def _rpc_remove(self, params: AppRef, _caller: str) -> dict[str, Any]:
+        return await self.remove(params.app_id)
+
+    # -- running -----------------------------------------------------------------
+
+    async def run(
+        self, app_id: str, params: dict[str, Any], state: bytes | None = None
+    ) -> dict[str, Any]:
+        """Start ``app_id`` here (``state``: restore from a save)."""
+        if app_id in self._running:
+            raise AppError(f"app {app_id!r} already runs on {self._home.name}")
+        bundle = self.bundle(app_id)
+        process = await self._spares.take()
+        process.app_id = app_id
+        log_path = self.folder / "logs" / f"{app_id}.log"
+        process.log_path = log_path
+        try:
+            await process.request(
+                "load",
+                app_dir=str(self._app_dir(app_id)),
+                home=str(self._home.path),
+                device_id=self._me,
+                device_name=self._home.name,
+                log=str(log_path),
+            )
+            await process.request("start", params=params, state=state)
+        except BaseException:
+            await process.kill()
+            raise
+        running = Running(bundle.manifest, bundle.content_hash, process, self._clock.wall(),
+                          params, last_state=state)  # fmt: skip
+        self._running[app_id] = running
+        self.crashed.pop(app_id, None)
+        running.watcher = asyncio.get_running_loop().create_task(self._watch(app_id, running))
+        if bundle.manifest.keep_alive:
+            running.checkpointer = asyncio.get_running_loop().create_task(
+                self._checkpoint_loop(app_id, running)
+            )
+            await self._checkpoint(app_id, running, state)
+        log.info("%s: started %s (pid %d)", self._home.name, app_id, process.pid)
+        return self._describe_basic(app_id, running)
+
+    def _describe_basic(self, app_id: str, r: Running) -> dict[str, Any]:
+        return {
+            "app_id": app_id,
+            "device": self._home.name,
+            "device_id": self._me,
+            "pid": r.process.pid,
+            "since": r.started_at,
+            "keep_alive": r.manifest.keep_alive,
+            "paused": r.process.paused,
+        }
+
+    async def _rpc_run(self, params: RunParams, _caller: str) -> dict[str, Any]:
+        return await self.run(params.app_id, params.params)
+
+    async def _stop_local(self, app_id: str, *, checkpoint: bool, forget: bool) -> None:
+        running = self._running.get(app_id)
+        if running is None:
+            raise AppError(f"app {app_id!r} is not running on {self._home.name}")
+        for task in (running.checkpointer, running.watcher):
+            if task is not None:
+                task.cancel()
+        if checkpoint and running.manifest.keep_alive:
+            with contextlib.suppress(AccordError):
+                await self._save_and_checkpoint(app_id, running)
+        del self._running[app_id]
+        await running.process.stop()
+        if forget:
+            await self.store.delete(f"ckpt/{app_id}")
+
+    async def _rpc_stop(self, params: AppRef, _caller: str) -> dict[str, Any]:
+        return await self.stop_app(params.app_id)
+
+    async def stop_app(self, app_id: str) -> dict[str, Any]:
+        """Stop an app for good: no checkpoint is kept, so nothing fails it over."""
+        await self._stop_local(app_id, checkpoint=False, forget=True)
+        return {"app_id": app_id, "stopped": True, "device": self._home.name}
+
+    async def ps(self) -> list[dict[str, Any]]:
+        rows = []
+        for app_id, r in sorted(self._running.items()):
+            row = self._describe_basic(app_id, r)
+            if not r.process.paused:
+                with contextlib.suppress(AppFailed):
+                    row["status"] = (await r.process.request("describe", timeout=2.0))["status"]
+            rows.append(row)
+        return rows
+
+    async def _rpc_ps(self, _params: None, _caller: str) -> list[dict[str, Any]]:
+        return await self.ps()
+
+    async def send(self, app_id: str, message: Any) -> Any:
+        running = self._running.get(app_id)
+        if running is None:
+            raise AppError(f"app {app_id!r} is not running on {self._home.name}")
+        return (await running.process.request("message", message=message))["reply"]
+
+    async def _rpc_send(self, params: SendParams, _caller: str) -> Any:
+        return await self.send(params.app_id, params.message)
+
+    async def _watch(self, app_id: str, running: Running) -> None:
+        """Report a crash; restart a keep-alive app from its last state."""
+        code = await running.process.proc.wait()
+        if running.process.expected_exit or self._running.get(app_id) is not running:
+            return
+        del self._running[app_id]
+        if running.checkpointer is not None:
+            running.checkpointer.cancel()
+        reason = f"exited with code {code} ({running.process._tail()})"
+        log.error("%s: app %s crashed: %s", self._home.name, app_id, reason)
+        self.crashed[app_id] = reason
+        now = self._clock.monotonic()
+        recent = [t for t in running.crashes if now - t < RESTART_WINDOW_S] + [now]
+        if not running.manifest.keep_alive or len(recent) > RESTART_LIMIT:
+            return
+        await asyncio.sleep(0.2 * 2 ** (len(recent) - 1))
+        try:
+            await self.run(app_id, running.params, running.last_state)
+        except AccordError as exc:
+            self.crashed[app_id] = f"{reason}; restart failed: {exc}"
+            return
+        self._running[app_id].crashes = recent
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    async def _checkpoint_loop(self, app_id: str, running: Running) -> None:
+        while True:
+            await asyncio.sleep(running.manifest.checkpoint_s)
+            if running.process.paused or running.moving:
+                continue
+            try:
+                await self._save_and_checkpoint(app_id, running)
+            except AccordError as exc:
+                log.warning("%s: checkpoint of %s failed: %s", self._home.name, app_id, exc)
+
+    async def _save_and_checkpoint(self, app_id: str, running: Running) -> None:
+        state: bytes = (await running.process.request("save"))["state"]
+        await self._checkpoint(app_id, running, state)
+
+    async def _write_blob(self, data: bytes) -> tuple[str, int]:
+        """Store ``data`` as content-addressed chunks (each write its own batch, all
+        before the checkpoint that points at them: a peer applies a device's batches
+        in order, so whoever sees the checkpoint holds its chunks)."""
+        digest = hashlib.sha256(data).hexdigest()
+        n = max(1, -(-len(data) // BLOB_CHUNK))
+        if await self.store.get(f"blob/{digest}/{n - 1:04d}") is None:
+            for i in range(n):
+                await self.store.put(
+                    f"blob/{digest}/{i:04d}", data[i * BLOB_CHUNK : (i + 1) * BLOB_CHUNK]
+                )
+        return digest, n
+
+    async def _read_blob(self, digest: str, n: int) -> bytes:
+        parts = []
+        for i in range(n):
+            part = await self.store.get(f"blob/{digest}/{i:04d}")
+            if part is None:
+                raise AppError(f"checkpoint chunk {digest[:12]}/{i} has not arrived")
+            parts.append(part)
+        data = b"".join(parts)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise AppError(f"checkpoint blob {digest[:12]} is corrupt")
+        return data
+
+    async def _checkpoint(self, app_id: str, running: Running, state: bytes | None) -> None:
+        running.last_state = state
+        old_raw = await self.store.get(f"ckpt/{app_id}")
+        bundle_blob, bundle_chunks = await self._write_blob(encode_bundle(self.bundle(app_id)))
+        state_blob, state_chunks = await self._write_blob(state or b"")
+        ckpt = Checkpoint(app_id, self._me, self._clock.wall(), running.content_hash,
+                          bundle_blob, bundle_chunks, state_blob, state_chunks,
+                          list(running.manifest.requires))  # fmt: skip
+        await self.store.put(f"ckpt/{app_id}", msgspec.msgpack.encode(ckpt))
+        if old_raw is not None:
+            old = msgspec.msgpack.decode(old_raw, type=Checkpoint)
+            if old.state_blob not in (state_blob, bundle_blob):
+                async with self.store.batch() as b:
+                    for i in range(old.state_chunks):
+                        b.delete(f"blob/{old.state_blob}/{i:04d}")
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        out = []
+        for entry in await self.store.scan("ckpt/"):
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                out.append(msgspec.msgpack.decode(entry.value, type=Checkpoint))
+        return out
+
+    # -- failover -----------------------------------------------------------------
+
+    def _on_directory(self, _event: DirectoryEvent) -> None:
+        online = self._directory.online_ids()
+        gone = self._online - online
+        self._online = online
+        for device in gone:
+            self._spawn(self._fail_over(device))
+
+    def _candidates(self) -> list[Candidate]:
+        """Online members as failover sees them. Load is left out on purpose: every
+        member must rank alike, and each would measure another's load differently."""
+        out = []
+        for rec in self._directory.records():
+            if not (rec.online or rec.device_id == self._me):
+                continue
+            if rec.device_id != self._me and not self._circle.is_member(rec.device_id):
+                continue
+            out.append(_candidate(rec, load=0.0))
+        return out
+
+    async def _fail_over(self, gone: str) -> None:
+        for ckpt in await self.checkpoints():
+            if ckpt.host != gone or ckpt.app_id in self._running:
+                continue
+            manifest = AppManifest(id=ckpt.app_id, version="", entry="x", requires=ckpt.requires)
+            successor = failover_successor(manifest, self._candidates(), previous=gone)
+            if successor is None or successor.device_id != self._me:
+                continue
+            log.warning("%s: %s went offline; restarting %s here", self._home.name,
+                        gone[:10], ckpt.app_id)  # fmt: skip
+            try:
+                bundle = decode_bundle(await self._read_blob(ckpt.bundle_blob, ckpt.bundle_chunks))
+                with contextlib.suppress(AppError):
+                    if self.bundle(ckpt.app_id).content_hash == bundle.content_hash:
+                        bundle = self.bundle(ckpt.app_id)
+                await self.install(bundle)
+                state = await self._read_blob(ckpt.state_blob, ckpt.state_chunks)
+                await self.run(ckpt.app_id, {}, state)
+            except AccordError as exc:
+                log.error("%s: failover of %s failed: %s", self._home.name, ckpt.app_id, exc)  # noqa: TRY400
+
+    # -- moving -------------------------------------------------------------------
+
+    async def move(self, app_id: str, target: str) -> dict[str, Any]:
+        """Continue ``app_id`` (running here) on ``target``; see the module docstring."""
+        running = self._running.get(app_id)
+        if running is None:
+            raise AppError(f"app {app_id!r} is not running on {self._home.name}")
+        if not running.manifest.continuable:
+            raise AppError(f"app {app_id} is not continuable (its manifest says so)")
+        if target == self._me:
+            raise AppError(f"app {app_id} already runs on {self._home.name}")
+        if running.moving:
+            raise AppError(f"app {app_id} is already moving")
+        t0 = self._clock.monotonic()
+        running.moving = True
+        try:
+            accept = (await running.process.request("continue", target=target))["accept"]
+            if not accept:
+                raise AppError(f"app {app_id} refused to move now (on_continue said no)")
+            state: bytes = (await running.process.request("save"))["state"]
+            running.process.pause()
+            try:
+                bundle = self.bundle(app_id)
+                tid = self.offer(target, encode_bundle(bundle), state)
+                restore = RestoreParams(app_id, bundle.content_hash, tid, len(state),
+                                        running.params)  # fmt: skip
+                await self._rpc.call(target, "apps", "restore", restore, timeout=MOVE_TIMEOUT_S)
+            except BaseException:
+                running.process.resume()  # the source goes on, with its state intact
+                raise
+            self._transfers.pop(tid, None)
+        finally:
+            running.moving = False
+        elapsed = self._clock.monotonic() - t0
+        await self._stop_local(app_id, checkpoint=False, forget=False)
+        return {"app_id": app_id, "to": target, "state_bytes": len(state),
+                "seconds": round(elapsed, 4)}  # fmt: skip
+
+    async def _rpc_move(self, params: MoveParams, _caller: str) -> dict[str, Any]:
+        return await self.move(params.app_id, params.target)
+
+    async def _rpc_restore(self, params: RestoreParams, caller: str) -> dict[str, Any]:
+        await self._ensure_installed(caller, params.app_id, params.content_hash, params.transfer)
+        state = await self._fetch(caller, params.transfer, "state")
+        if len(state) != params.state_bytes:
+            raise AppError(f"state transfer cut short: {len(state)} of {params.state_bytes}")
+        return await self.run(params.app_id, params.params, state)
+
+    # -- placement ----------------------------------------------------------------
+
+    async def place(self, manifest: AppManifest) -> DeviceRecord:
+        """The device to run an app on when the user names none (see placement rules)."""
+        records = {r.device_id: r for r in self._directory.records()}
+        online = [r for r in records.values() if r.online or r.device_id == self._me]
+        members = [r for r in online if r.device_id == self._me or self._circle.is_member(
+            r.device_id)]  # fmt: skip
+        loads = await asyncio.gather(*(self._load_of(r.device_id) for r in members))
+        pairs = zip(members, loads, strict=True)
+        chosen = choose(manifest, [_candidate(r, load) for r, load in pairs])
+        return records[chosen.device_id]
+
+    async def _load_of(self, device_id: str) -> float:
+        try:
+            info: dict[str, Any] = await self._rpc.call(
+                device_id, "device", "info", None, timeout=1.0
+            )
+        except (DeviceUnavailable, AccordError):
+            return 1.0
+        return float(info.get("cpu_pct") or 0.0) / 100.0
+
+
+def _candidate(rec: DeviceRecord, load: float) -> Candidate:
+    profile = rec.profile
+    displays = profile.hardware.displays if profile is not None else []
+    return Candidate(
+        device_id=rec.device_id,
+        name=rec.name,
+        capabilities=list(rec.capabilities),
+        mains=profile is not None and profile.power == "mains",
+        load=load,
+        display_inches=max((d.diagonal_in for d in displays), default=0.0),
+        online=True,
+    )

@@ -51,7 +51,7 @@ async def test_a_put_reaches_every_member_and_their_watchers(home: dict[str, Nod
         async for change_set in changes:
             seen.append(change_set)
             break
-    assert seen[0].source == "push"
+    assert seen[0].source in ("push", "catch-up")  # a pull may have fetched it first
     assert [(c.key, c.value, c.origin) for c in seen[0].changes] == [
         ("todo", b"eggs", phone.home.device_id)
     ]

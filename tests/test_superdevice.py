@@ -210,3 +210,20 @@ async def test_the_same_api_through_the_control_socket(home: dict[str, Node]) ->
     await watch.aclose()  # type: ignore[attr-defined]
     with pytest.raises(DeviceUnavailable, match="no online member"):
         await sd.on("toaster", "display")
+
+
+async def test_a_device_uses_its_own_hardware_through_the_same_api(
+    home: dict[str, Node],
+) -> None:
+    tv = SuperDevice.of(home["tv"])
+    display = await tv.best("display")
+    assert display.device.name == "tv"  # itself: the call stays in the process
+    assert (await display.show_text("local")).text == "local"
+    fridge = SuperDevice.of(home["fridge"])
+    sensors = await fridge.best("door-sensor")
+    assert sensors.device.name == "fridge"
+    async for reading in sensors.watch(interval_s=0.05, changes_only=False):
+        assert "fridge" in reading.doors
+        break
+    home["fridge"].services.restrict("sensors", {home["tv"].home.device_id})
+    assert (await sensors.read()).doors  # a device is never locked out of its own

@@ -178,7 +178,7 @@ class Node:
         self.hardware.register(self._rpc_server)
         for service, ids in self._permissions.load().restricted.items():
             self._rpc_server.restrict(service, set(ids))
-        self._rpc = RpcClient(self._bus, self.circle, self.directory)
+        self._rpc = RpcClient(self._bus, self.circle, self.directory, self._rpc_server)
         self._data = DataService(
             self._bus,
             self.circle,

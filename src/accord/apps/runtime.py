@@ -145,7 +145,8 @@ class AppRuntime:
         s.register("apps", "move", self._rpc_move, MoveParams)
         s.register("apps", "send", self._rpc_send, SendParams)
         s.register_stream("apps", "fetch", self._rpc_fetch, FetchParams)
-        self._spares.warm()
+        if self.installed():  # a device with no apps keeps no spare process around
+            self._spares.warm()
         self._online = self._directory.online_ids()
         self._undo.append(self._directory.subscribe(self._on_directory))
 
@@ -219,6 +220,7 @@ class AppRuntime:
             tmp.write_bytes(encode_bundle(bundle))
             tmp.replace(self._bundle_path(manifest.id))
         log.info("%s: installed %s %s", self._home.name, manifest.id, manifest.version)
+        self._spares.warm()  # the first start of it need not wait for Python
         return {"app_id": manifest.id, "version": manifest.version, "hash": bundle.content_hash}
 
     async def build(self, folder: Path) -> Bundle:

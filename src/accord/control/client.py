@@ -43,8 +43,8 @@ class ControlClient:
         """Call a method on the node and return its result."""
         with contextlib.closing(self._connect()) as sock:
             self._send(sock, method, params)
-            reader = sock.makefile("rb")
-            reply = self._read(reader)
+            with sock.makefile("rb") as reader:  # closed too, or the socket lingers
+                reply = self._read(reader)
             if reply is None:
                 raise ControlError("the node closed the connection without replying")
             return self._result(reply)
@@ -54,13 +54,13 @@ class ControlClient:
         with contextlib.closing(self._connect()) as sock:
             sock.settimeout(None)
             self._send(sock, method, params)
-            reader = sock.makefile("rb")
-            while (reply := self._read(reader)) is not None:
-                if reply.error is not None:
-                    self._result(reply)
-                if reply.end:
-                    return
-                yield reply.event
+            with sock.makefile("rb") as reader:
+                while (reply := self._read(reader)) is not None:
+                    if reply.error is not None:
+                        self._result(reply)
+                    if reply.end:
+                        return
+                    yield reply.event
 
     def _send(self, sock: socket.socket, method: str, params: dict[str, Any]) -> None:
         req = Request(next(_ids), method, params)

@@ -7,7 +7,8 @@ import logging
 import secrets
 import time
 from collections import deque
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
@@ -35,11 +36,15 @@ from accord.rpc.messages import (
     RpcCancel,
     RpcCredit,
     RpcRequest,
+    RpcResult,
     StreamFrame,
     frame_decoder,
     result_decoder,
 )
 from accord.trust.circle import Circle
+
+if TYPE_CHECKING:
+    from accord.rpc.server import RpcServer
 from accord.wire.messages import DECODE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -51,13 +56,25 @@ FRAME_SLACK = 4096  # sealing and framing around an item
 class RpcClient:
     """Calls methods on other members."""
 
-    def __init__(self, bus: Bus, circle: Circle, directory: DeviceDirectory) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        circle: Circle,
+        directory: DeviceDirectory,
+        local: RpcServer | None = None,
+    ) -> None:
         self._bus = bus
         self._circle = circle
         self._directory = directory
+        self._local = local  # calls to this device itself go straight to its server
+
+    def _is_local(self, device_id: str) -> bool:
+        return self._local is not None and device_id == self._local.device_id
 
     def _target(self, device_id: str) -> str:
         """The device's name for messages; raises unless it is an online member."""
+        if self._is_local(device_id):
+            return "this device"
         if not self._circle.is_member(device_id):
             raise TrustError(f"{device_id} is not a member of this circle; pair with it first")
         record = self._directory.get(device_id)
@@ -91,6 +108,11 @@ class RpcClient:
         """Call ``service.method`` on a member and return its result as ``result``."""
         name = self._target(device_id)
         key = keys.rpc_key(device_id, service, method)
+        if self._is_local(device_id):
+            assert self._local is not None
+            req = self._local_request(params, timeout, 0)
+            return _result_value(await self._local.run_local(key, req), name, service, method,
+                                 result)  # fmt: skip
         call_id, frame = self._request(key, params, timeout, 0)
         started = time.monotonic()
         try:
@@ -110,12 +132,14 @@ class RpcClient:
             raise RemoteError("ProtocolError", f"unreadable reply from {name}: {exc}") from None
         if sender != device_id:
             raise RemoteError("ProtocolError", f"reply sealed by {sender}, not {name}")
-        if not res.ok:
-            raise remote_failure(name, res.error_type, res.error)
-        try:
-            return msgspec.msgpack.decode(res.value, type=result)
-        except DECODE_ERRORS as exc:
-            raise RemoteError("ProtocolError", f"result of {service}.{method}: {exc}") from None
+        return _result_value(res, name, service, method, result)
+
+    def _local_request(self, params: Any, timeout: float, window: int) -> RpcRequest:
+        """The request a remote caller would send, so a local call is checked alike."""
+        if not 0 < timeout <= MAX_TIMEOUT_S:
+            raise AccordError(f"timeout must be in (0, {MAX_TIMEOUT_S:g}] seconds")
+        encoded = msgspec.msgpack.encode(params)
+        return RpcRequest(secrets.randbits(63), msgspec.Raw(encoded), int(timeout * 1000), window)
 
     def stream(
         self,
@@ -138,6 +162,10 @@ class RpcClient:
         if not 0 < max_duration <= MAX_TIMEOUT_S:
             raise AccordError(f"max_duration must be in (0, {MAX_TIMEOUT_S:g}] seconds")
         key = keys.rpc_key(device_id, service, method)
+        if self._is_local(device_id):
+            assert self._local is not None
+            req = self._local_request(params, timeout, window)
+            return LocalStream(self._local.stream_local(key, req), item)
         call_id, frame = self._request(key, params, timeout, window)
         return RpcStream(
             self, device_id, name, key, call_id, frame, item, timeout, window, max_duration
@@ -292,6 +320,42 @@ class RpcStream(Generic[T]):
 
     async def __aexit__(self, *exc: object) -> None:
         self._close(cancel=True)
+
+
+def _result_value(res: RpcResult, name: str, service: str, method: str, result: type[T]) -> T:
+    if not res.ok:
+        raise remote_failure(name, res.error_type, res.error)
+    try:
+        return msgspec.msgpack.decode(res.value, type=result)
+    except DECODE_ERRORS as exc:
+        raise RemoteError("ProtocolError", f"result of {service}.{method}: {exc}") from None
+
+
+class LocalStream(RpcStream[T]):
+    """A stream served by this device itself: the handler's items, converted to the
+    asked item type exactly as a remote caller would get them (no credit needed)."""
+
+    def __init__(self, items: AsyncIterator[Any], item: type[T]) -> None:
+        self._items = items
+        self._item = item
+
+    def __aiter__(self) -> LocalStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        value = await self._items.__anext__()
+        return msgspec.msgpack.decode(msgspec.msgpack.encode(value), type=self._item)
+
+    async def aclose(self) -> None:
+        closer = getattr(self._items, "aclose", None)
+        if closer is not None:
+            await closer()
+
+    async def __aenter__(self) -> LocalStream[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def remote_failure(name: str, kind: str, message: str) -> AccordError:

@@ -12,7 +12,8 @@ import msgspec
 
 from accord.bus import keys
 from accord.bus.session import Bus, Replier, Undo
-from accord.errors import SealError
+from accord.errors import AccordError, SealError
+from accord.rpc.client import remote_failure
 from accord.rpc.messages import (
     MAX_ITEM,
     MAX_RESULT,
@@ -112,6 +113,34 @@ class RpcServer:
         else:
             self._restricted[service] = frozenset(allowed)
 
+    @property
+    def device_id(self) -> str:
+        return self._me
+
+    async def run_local(self, key: str, req: RpcRequest) -> RpcResult:
+        """A unary call by this device on itself (no network, same checks)."""
+        return await self._run(key, self._me, req)
+
+    async def stream_local(self, key: str, req: RpcRequest) -> AsyncIterator[Any]:
+        """A stream by this device on itself: the handler's items, errors typed."""
+        try:
+            entry, params = self._resolve(key, self._me, req, streams=True)
+        except _Refused as exc:
+            raise remote_failure("this device", exc.kind, str(exc)) from None
+        items = entry.handler(params, self._me)
+        assert isinstance(items, AsyncIterator)
+        try:
+            async for item in items:
+                yield item
+        except AccordError:
+            raise
+        except Exception as exc:  # as a remote caller would see it
+            raise remote_failure("this device", type(exc).__name__, str(exc)) from exc
+        finally:
+            closer = getattr(items, "aclose", None)
+            if closer is not None:
+                await closer()
+
     def restrictions(self) -> dict[str, frozenset[str]]:
         return dict(self._restricted)
 
@@ -159,7 +188,7 @@ class RpcServer:
                 "UnknownMethod", f"{service}.{method} is not served here; known: {known}"
             )
         allowed = self._restricted.get(service, entry.allowed)
-        if allowed is not None and sender not in allowed:
+        if allowed is not None and sender not in allowed and sender != self._me:
             raise _Refused("PermissionDenied", f"{service} is restricted on this device")
         if entry.streams != streams:
             how = "a stream: iterate it with stream()" if entry.streams else "not a stream: call it"

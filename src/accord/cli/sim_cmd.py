@@ -139,6 +139,16 @@ def _tour(house: Household) -> str:
         fridge = by["midea-fridge"].name
         lines.append(f'  accord sensors "{fridge}" --watch {home}')
         lines.append(f'  accord setpoint "{fridge}" freezer -20 {home}')
+    lines.append(f'  accord kv put notes todo "buy milk" {home}')
+    lines.append(f"  accord kv watch notes {home}")
+    examples = Path(__file__).resolve().parents[3] / "examples"
+    if "nokia-x60" in by and examples.is_dir():
+        phone = by["nokia-x60"].name
+        lines.append(f"  accord app install {examples / 'notes'} --on all {home}")
+        lines.append(f'  accord app run notes --on "{phone}" -p text="Hello" {home}')
+        if "tablet" in by:
+            lines.append(f'  accord app move notes --to "{by["tablet"].name}" {home}')
+        lines.append(f"  accord ps {home}")
     lines.append("Ctrl-C stops the household.")
     return "\n".join(lines)
 

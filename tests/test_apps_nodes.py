@@ -181,5 +181,9 @@ async def test_placement_and_a_tampered_bundle(home: dict[str, Node], tmp_path: 
     tampered = msgspec.structs.replace(bundle, zip=flipped)
     with pytest.raises(TamperedBundle):
         await home["tablet"].apps.install(tampered)
+    apps_store = home["laptop"].data.stores.get("accord.apps")
+    assert apps_store.scan("blob/notes/")  # keep-alive: its checkpoint and chunks
     await ctl(phone).call("app_stop", app="notes")
     assert await running(phone, "notes") == []
+    assert apps_store.scan("ckpt/notes") == []
+    assert apps_store.scan("blob/notes/") == []  # stopped for good: nothing left behind

@@ -52,7 +52,7 @@ class SendParams(msgspec.Struct, frozen=True):
 
 class Checkpoint(msgspec.Struct, frozen=True):
     """The last saved state of a keep-alive app (``ckpt/<app id>`` in the apps store);
-    state and bundle live in content-addressed chunks (``blob/<sha256>/<n>``)."""
+    state and bundle live in content-addressed chunks (``blob/<app id>/<sha256>/<n>``)."""
 
     app_id: str
     host: str

@@ -380,7 +380,21 @@ class AppRuntime:
         del self._running[app_id]
         await running.process.stop()
         if forget:
-            await self.store.delete(f"ckpt/{app_id}")
+            await self._forget_checkpoint(app_id)
+
+    async def _forget_checkpoint(self, app_id: str) -> None:
+        """Delete an app's checkpoint and the chunks it names, in one batch."""
+        raw = await self.store.get(f"ckpt/{app_id}")
+        if raw is None:
+            return
+        async with self.store.batch() as b:
+            b.delete(f"ckpt/{app_id}")
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                old = msgspec.msgpack.decode(raw, type=Checkpoint)
+                for blob, n in ((old.state_blob, old.state_chunks),
+                                (old.bundle_blob, old.bundle_chunks)):  # fmt: skip
+                    for i in range(n):
+                        b.delete(f"blob/{app_id}/{blob}/{i:04d}")
 
     async def _rpc_stop(self, params: AppRef, _caller: str) -> dict[str, Any]:
         return await self.stop_app(params.app_id)
@@ -451,23 +465,23 @@ class AppRuntime:
         state: bytes = (await running.process.request("save"))["state"]
         await self._checkpoint(app_id, running, state)
 
-    async def _write_blob(self, data: bytes) -> tuple[str, int]:
+    async def _write_blob(self, app_id: str, data: bytes) -> tuple[str, int]:
         """Store ``data`` as content-addressed chunks (each write its own batch, all
         before the checkpoint that points at them: a peer applies a device's batches
         in order, so whoever sees the checkpoint holds its chunks)."""
         digest = hashlib.sha256(data).hexdigest()
         n = max(1, -(-len(data) // BLOB_CHUNK))
-        if await self.store.get(f"blob/{digest}/{n - 1:04d}") is None:
+        if await self.store.get(f"blob/{app_id}/{digest}/{n - 1:04d}") is None:
             for i in range(n):
                 await self.store.put(
-                    f"blob/{digest}/{i:04d}", data[i * BLOB_CHUNK : (i + 1) * BLOB_CHUNK]
+                    f"blob/{app_id}/{digest}/{i:04d}", data[i * BLOB_CHUNK : (i + 1) * BLOB_CHUNK]
                 )
         return digest, n
 
-    async def _read_blob(self, digest: str, n: int) -> bytes:
+    async def _read_blob(self, app_id: str, digest: str, n: int) -> bytes:
         parts = []
         for i in range(n):
-            part = await self.store.get(f"blob/{digest}/{i:04d}")
+            part = await self.store.get(f"blob/{app_id}/{digest}/{i:04d}")
             if part is None:
                 raise AppError(f"checkpoint chunk {digest[:12]}/{i} has not arrived")
             parts.append(part)
@@ -479,8 +493,9 @@ class AppRuntime:
     async def _checkpoint(self, app_id: str, running: Running, state: bytes | None) -> None:
         running.last_state = state
         old_raw = await self.store.get(f"ckpt/{app_id}")
-        bundle_blob, bundle_chunks = await self._write_blob(encode_bundle(self.bundle(app_id)))
-        state_blob, state_chunks = await self._write_blob(state or b"")
+        bundle_bytes = encode_bundle(self.bundle(app_id))
+        bundle_blob, bundle_chunks = await self._write_blob(app_id, bundle_bytes)
+        state_blob, state_chunks = await self._write_blob(app_id, state or b"")
         ckpt = Checkpoint(app_id, self._me, self._clock.wall(), running.content_hash,
                           bundle_blob, bundle_chunks, state_blob, state_chunks,
                           list(running.manifest.requires))  # fmt: skip
@@ -490,7 +505,7 @@ class AppRuntime:
             if old.state_blob not in (state_blob, bundle_blob):
                 async with self.store.batch() as b:
                     for i in range(old.state_chunks):
-                        b.delete(f"blob/{old.state_blob}/{i:04d}")
+                        b.delete(f"blob/{app_id}/{old.state_blob}/{i:04d}")
 
     async def checkpoints(self) -> list[Checkpoint]:
         out = []
@@ -531,12 +546,13 @@ class AppRuntime:
             log.warning("%s: %s went offline; restarting %s here", self._home.name,
                         gone[:10], ckpt.app_id)  # fmt: skip
             try:
-                bundle = decode_bundle(await self._read_blob(ckpt.bundle_blob, ckpt.bundle_chunks))
+                have = None
                 with contextlib.suppress(AppError):
-                    if self.bundle(ckpt.app_id).content_hash == bundle.content_hash:
-                        bundle = self.bundle(ckpt.app_id)
-                await self.install(bundle)
-                state = await self._read_blob(ckpt.state_blob, ckpt.state_chunks)
+                    have = self.bundle(ckpt.app_id).content_hash
+                if have != ckpt.content_hash:
+                    blob = await self._read_blob(ckpt.app_id, ckpt.bundle_blob, ckpt.bundle_chunks)
+                    await self.install(decode_bundle(blob))
+                state = await self._read_blob(ckpt.app_id, ckpt.state_blob, ckpt.state_chunks)
                 await self.run(ckpt.app_id, {}, state)
             except AccordError as exc:
                 log.error("%s: failover of %s failed: %s", self._home.name, ckpt.app_id, exc)  # noqa: TRY400

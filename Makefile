@@ -34,6 +34,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/presence.py
 	$(BIN)/python benchmarks/rpc.py
+	$(BIN)/python benchmarks/kv.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -36,8 +36,12 @@ class AsyncControlClient:
                     f"no node is running on {home}; start one with: accord up --home {home}"
                 ) from exc
             raise ControlError(f"cannot reach the node at {self._path}: {exc}") from exc
-        writer.write(msgspec.json.encode(Request(next(_ids), method, params)) + b"\n")
-        await writer.drain()
+        try:
+            writer.write(msgspec.json.encode(Request(next(_ids), method, params)) + b"\n")
+            await writer.drain()
+        except OSError as exc:
+            await _close(writer)
+            raise ControlError(f"the node closed the connection: {exc}") from exc
         return reader, writer
 
     async def call(self, method: str, **params: Any) -> Any:
@@ -69,6 +73,8 @@ async def _read(reader: asyncio.StreamReader) -> Reply | None:
         line = await reader.readline()
     except (ValueError, asyncio.LimitOverrunError) as exc:
         raise ControlError(f"over-long reply from the node: {exc}") from None
+    except OSError as exc:  # e.g. reset: the node was killed while we waited
+        raise ControlError(f"the node closed the connection: {exc}") from exc
     if not line:
         return None
     try:

@@ -64,13 +64,18 @@ class ControlClient:
 
     def _send(self, sock: socket.socket, method: str, params: dict[str, Any]) -> None:
         req = Request(next(_ids), method, params)
-        sock.sendall(msgspec.json.encode(req) + b"\n")
+        try:
+            sock.sendall(msgspec.json.encode(req) + b"\n")
+        except OSError as exc:  # the node went away between connect and send
+            raise ControlError(f"the node closed the connection: {exc}") from exc
 
     def _read(self, reader: Any) -> Reply | None:
         try:
             line = reader.readline(MAX_LINE)
         except TimeoutError as exc:
             raise ControlError(f"the node did not answer within {self._timeout:g} s") from exc
+        except OSError as exc:  # e.g. reset: the node was killed while we waited
+            raise ControlError(f"the node closed the connection: {exc}") from exc
         if not line:
             return None
         try:

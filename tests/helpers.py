@@ -6,13 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from accord.control.client import ControlClient
 from accord.errors import AccordError
+from accord.sim.household import Household, SimDevice
 
 T = TypeVar("T")
 
@@ -73,3 +75,24 @@ def wait_gone(home: Path, device_id: str, timeout: float, what: str) -> None:
 
 def wait_sees_all(home: Path, ids: set[str], timeout: float = 5.0) -> None:
     wait_for(lambda: online_ids(home) == ids, timeout, f"{home.name} to see {len(ids)} devices")
+
+
+def running_household(
+    profiles: list[str], prefix: str, settings: list[str] | None = None
+) -> Iterator[Household]:
+    """A started, paired household whose every node sees every other; stopped after.
+    For module-scoped fixtures (the module also turns off the per-test leak check)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))  # short: Unix socket paths
+    house = Household(profiles, folder / "h", settings=settings)
+    try:
+        house.start()
+        everyone = {d.device_id for d in house.devices}
+        for dev in house.devices:
+            wait_sees_all(dev.home, everyone, timeout=10)
+        yield house
+    finally:
+        house.stop()
+
+
+def device(house: Household, profile: str) -> SimDevice:
+    return next(d for d in house.devices if d.profile == profile)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,32 +16,19 @@ from typing import Any
 import pytest
 
 from accord.sim.household import Household, SimDevice
-from tests.helpers import accord, accord_json, wait_for, wait_sees_all
+from tests.helpers import accord, accord_json, device, running_household, wait_for, wait_sees_all
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 @pytest.fixture(scope="module")
 def house() -> Iterator[Household]:
-    folder = Path(tempfile.mkdtemp(prefix="acc-app-"))  # short: socket paths
-    h = Household(["nokia-x60", "tablet", "midea-fridge", "tv"], folder / "h")
-    h.start()
-    try:
-        everyone = {d.device_id for d in h.devices}
-        for dev in h.devices:
-            wait_sees_all(dev.home, everyone, timeout=10)
-        yield h
-    finally:
-        h.stop()
+    yield from running_household(["nokia-x60", "tablet", "midea-fridge", "tv"], "acc-app-")
 
 
 @pytest.fixture(autouse=True)
 def _no_leaked_processes_or_threads() -> None:
     return  # the household outlives each test on purpose: it is shared by the module
-
-
-def _dev(house: Household, profile: str) -> SimDevice:
-    return next(d for d in house.devices if d.profile == profile)
 
 
 def _ps(dev: SimDevice, app_id: str) -> list[dict[str, Any]]:
@@ -53,14 +39,14 @@ def _ps(dev: SimDevice, app_id: str) -> list[dict[str, Any]]:
 
 
 def test_notes_moves_from_the_phone_to_the_tablet(house: Household) -> None:
-    phone, tablet = _dev(house, "nokia-x60"), _dev(house, "tablet")
+    phone, tablet = device(house, "nokia-x60"), device(house, "tablet")
     ph = ("--home", str(phone.home))
     proc = accord("app", "install", str(EXAMPLES / "notes"), "--on", "all", "--json", *ph)
     assert proc.returncode == 1  # not everywhere: the fridge has no display
     installed = json.loads(proc.stdout)
     assert installed["devices"][tablet.name]["ok"] is True
-    assert installed["devices"][_dev(house, "midea-fridge").name]["ok"] is False
-    assert "lacks display" in installed["devices"][_dev(house, "midea-fridge").name]["error"]
+    assert installed["devices"][device(house, "midea-fridge").name]["ok"] is False
+    assert "lacks display" in installed["devices"][device(house, "midea-fridge").name]["error"]
     started = accord_json("app", "run", "notes", "--on", phone.name,
                           "-p", "text=Hello world", "-p", "cursor=5", *ph)  # fmt: skip
     assert started["device"] == phone.name
@@ -71,14 +57,14 @@ def test_notes_moves_from_the_phone_to_the_tablet(house: Household) -> None:
     rows = _ps(phone, "notes")
     assert [r["device"] for r in rows] == [tablet.name]
     assert rows[0]["status"] == {"text": "Hello, world", "cursor": 6}
-    refused = accord("app", "move", "notes", "--to", _dev(house, "midea-fridge").name, *ph)
+    refused = accord("app", "move", "notes", "--to", device(house, "midea-fridge").name, *ph)
     assert refused.returncode == 1
     assert "lacks display" in refused.stderr
     assert [r["device"] for r in _ps(phone, "notes")] == [tablet.name]  # still there
 
 
 def test_a_killed_devices_keep_alive_app_comes_back_elsewhere(house: Household) -> None:
-    phone, tablet = _dev(house, "nokia-x60"), _dev(house, "tablet")
+    phone, tablet = device(house, "nokia-x60"), device(house, "tablet")
     if not _ps(phone, "notes"):  # standalone run: put notes on the tablet first
         accord("app", "install", str(EXAMPLES / "notes"), "--on", "all", "--home", str(phone.home))
         accord_json("app", "run", "notes", "--on", tablet.name, "-p", "text=Hello, world",
@@ -92,7 +78,7 @@ def test_a_killed_devices_keep_alive_app_comes_back_elsewhere(house: Household) 
     rows = wait_for(lambda: _ps(phone, "notes"), 15, "notes to come back")
     took = time.monotonic() - killed
     assert len(rows) == 1
-    assert rows[0]["device"] in (phone.name, _dev(house, "tv").name)
+    assert rows[0]["device"] in (phone.name, device(house, "tv").name)
     assert rows[0]["status"]["text"] == "Hello, world"
     assert took < 10, took
     house.restart(tablet)  # the tablet comes back and does not start a second copy
@@ -102,7 +88,7 @@ def test_a_killed_devices_keep_alive_app_comes_back_elsewhere(house: Household) 
 
 
 def test_fridge_guard_alerts_when_the_door_stays_open(house: Household) -> None:
-    phone, fridge, tv = (_dev(house, p) for p in ("nokia-x60", "midea-fridge", "tv"))
+    phone, fridge, tv = (device(house, p) for p in ("nokia-x60", "midea-fridge", "tv"))
     ph = ("--home", str(phone.home))
     accord_json("app", "install", str(EXAMPLES / "fridge-guard"), *ph)
     accord_json("app", "run", "fridge-guard", "--on", phone.name, "-p", "threshold_s=0.5", *ph)

@@ -12,24 +12,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from accord.sim.household import Household, SimDevice
-from tests.helpers import accord, accord_json, wait_sees_all
+from accord.sim.household import Household
+from tests.helpers import accord, accord_json, device, running_household, wait_sees_all
 
 
 @pytest.fixture(scope="module")
-def house(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Household]:
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="acc-hw-"))  # short: socket paths
-    h = Household(["laptop", "nokia-x60", "midea-fridge", "tv"], folder / "h")
-    h.start()
-    try:
-        everyone = {d.device_id for d in h.devices}
-        for dev in h.devices:
-            wait_sees_all(dev.home, everyone, timeout=10)
-        yield h
-    finally:
-        h.stop()
+def house() -> Iterator[Household]:
+    yield from running_household(["laptop", "nokia-x60", "midea-fridge", "tv"], "acc-hw-")
 
 
 @pytest.fixture(autouse=True)
@@ -37,12 +26,8 @@ def _no_leaked_processes_or_threads() -> None:
     return  # the household outlives each test on purpose: it is shared by the module
 
 
-def _dev(house: Household, profile: str) -> SimDevice:
-    return next(d for d in house.devices if d.profile == profile)
-
-
 def test_capture_saves_a_jpeg(house: Household, tmp_path: Path) -> None:
-    laptop, phone = _dev(house, "laptop"), _dev(house, "nokia-x60")
+    laptop, phone = device(house, "laptop"), device(house, "nokia-x60")
     photo = tmp_path / "photo.jpg"
     proc = accord(
         "capture", phone.name, "-o", str(photo), "--resolution", "1600x1200",
@@ -68,7 +53,7 @@ def test_capture_saves_a_jpeg(house: Household, tmp_path: Path) -> None:
 
 
 def test_show_text_on_the_tv(house: Household) -> None:
-    laptop, tv = _dev(house, "laptop"), _dev(house, "tv")
+    laptop, tv = device(house, "laptop"), device(house, "tv")
     shown = accord_json("show", tv.name, "Dinner is ready", "--home", str(laptop.home))
     assert shown["kind"] == "text"
     current = accord_json("call", tv.name, "display.current", "--home", str(laptop.home))
@@ -80,7 +65,7 @@ def test_show_text_on_the_tv(house: Household) -> None:
 
 
 def test_sensors_and_setpoint_on_the_fridge(house: Household) -> None:
-    laptop, fridge = _dev(house, "laptop"), _dev(house, "midea-fridge")
+    laptop, fridge = device(house, "laptop"), device(house, "midea-fridge")
     where = ("--home", str(laptop.home))
     reading = accord_json("sensors", fridge.name, *where)
     assert {c["name"] for c in reading["cabinets"]} == {"fridge", "freezer"}
@@ -97,7 +82,7 @@ def test_sensors_and_setpoint_on_the_fridge(house: Household) -> None:
 
 
 def test_sensors_watch_streams_door_changes(house: Household) -> None:
-    laptop, fridge = _dev(house, "laptop"), _dev(house, "midea-fridge")
+    laptop, fridge = device(house, "laptop"), device(house, "midea-fridge")
     with subprocess.Popen(
         [sys.executable, "-m", "accord", "sensors", fridge.name, "--watch", "--json",
          "--interval", "0.1", "--home", str(laptop.home)],
@@ -120,7 +105,7 @@ def test_sensors_watch_streams_door_changes(house: Household) -> None:
 
 
 def test_permissions_restrict_a_service_and_survive_restart(house: Household) -> None:
-    laptop, phone, tv = _dev(house, "laptop"), _dev(house, "nokia-x60"), _dev(house, "tv")
+    laptop, phone, tv = device(house, "laptop"), device(house, "nokia-x60"), device(house, "tv")
     mine = ("--home", str(phone.home))
     listed = accord_json("permissions", "ls", *mine)
     assert {"service": "camera", "allowed": None, "device_ids": []} in listed["services"]

@@ -10,7 +10,6 @@ import queue
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,32 +21,19 @@ from accord.control.client import ControlClient
 from accord.errors import AccordError
 from accord.home import SOCKET_NAME
 from accord.sim.household import Household, SimDevice
-from tests.helpers import accord, accord_json, wait_for, wait_sees_all
+from tests.helpers import accord, accord_json, device, running_household, wait_for, wait_sees_all
 
 SETTINGS = ["anti_entropy_ms=1000"]  # repair lost messages within a second
 
 
 @pytest.fixture(scope="module")
 def house() -> Iterator[Household]:
-    folder = Path(tempfile.mkdtemp(prefix="acc-kv-"))  # short: socket paths
-    h = Household(["nokia-x60", "tablet", "laptop"], folder / "h", settings=SETTINGS)
-    h.start()
-    try:
-        everyone = {d.device_id for d in h.devices}
-        for dev in h.devices:
-            wait_sees_all(dev.home, everyone, timeout=10)
-        yield h
-    finally:
-        h.stop()
+    yield from running_household(["nokia-x60", "tablet", "laptop"], "acc-kv-", settings=SETTINGS)
 
 
 @pytest.fixture(autouse=True)
 def _no_leaked_processes_or_threads() -> None:
     return  # the household outlives each test on purpose: it is shared by the module
-
-
-def _dev(house: Household, profile: str) -> SimDevice:
-    return next(d for d in house.devices if d.profile == profile)
 
 
 def _client(dev: SimDevice, timeout: float = 10.0) -> ControlClient:
@@ -71,7 +57,7 @@ def _restart_and_wait(house: Household, dev: SimDevice) -> None:
 
 def test_concurrent_writers_survive_a_sigkill_and_converge(house: Household) -> None:
     acked: dict[str, set[str]] = {d.name: set() for d in house.devices}
-    victim = _dev(house, "tablet")
+    victim = device(house, "tablet")
     half = threading.Event()
 
     def write(dev: SimDevice, start: int, count: int) -> None:
@@ -112,7 +98,7 @@ def test_concurrent_writers_survive_a_sigkill_and_converge(house: Household) -> 
 
 
 def test_a_stopped_node_catches_up_with_only_the_delta(house: Household) -> None:
-    phone, laptop = _dev(house, "nokia-x60"), _dev(house, "laptop")
+    phone, laptop = device(house, "nokia-x60"), device(house, "laptop")
     value = base64.b64encode(os.urandom(2048)).decode()  # 2 KiB of incompressible text
     for i in range(0, 400, 50):
         for j in range(i, i + 50):
@@ -140,7 +126,7 @@ def test_a_stopped_node_catches_up_with_only_the_delta(house: Household) -> None
 
 
 def test_the_kv_commands(house: Household, tmp_path: Path) -> None:
-    phone, tablet = _dev(house, "nokia-x60"), _dev(house, "tablet")
+    phone, tablet = device(house, "nokia-x60"), device(house, "tablet")
     ph, tb = ("--home", str(phone.home)), ("--home", str(tablet.home))
     put = accord("kv", "put", "cli", "todo", "milk", *ph)
     assert put.returncode == 0, put.stderr

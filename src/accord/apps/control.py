@@ -71,25 +71,8 @@ class AppControl:
         return rec.name if rec is not None else device_id[:10]
 
     async def _on(self, device: str, method: str, params: Any, timeout: float = 10.0) -> Any:
-        """``apps.<method>`` on ``device``: directly if it is this one, else over RPC."""
-        if device != self._me:
-            return await self._rpc.call(device, "apps", method, params, timeout=timeout)
-        apps = self._apps
-        if method == "list":
-            return await apps.listing()
-        if method == "ps":
-            return await apps.ps()
-        if method == "remove":
-            return await apps.remove(params.app_id)
-        if method == "stop":
-            return await apps.stop_app(params.app_id)
-        if method == "move":
-            return await apps.move(params.app_id, params.target)
-        if method == "send":
-            return await apps.send(params.app_id, params.message)
-        if method == "run":
-            return await apps.run(params.app_id, params.params)
-        raise ValueError(method)
+        """``apps.<method>`` on ``device`` (this one included: RPC keeps that local)."""
+        return await self._rpc.call(device, "apps", method, params, timeout=timeout)
 
     async def install(self, params: dict[str, Any]) -> dict[str, Any]:
         folder = Path(str(params.get("path", "")))

@@ -61,8 +61,8 @@ from accord.clock import HybridClock, SystemClock
 from accord.control.client import ControlClient
 from accord.data import Replica, StaticPeers, Stores
 from accord.data.loopback import device_id
+from accord.device.home import SOCKET_NAME
 from accord.errors import AccordError
-from accord.home import SOCKET_NAME
 from accord.sim.household import Household, SimDevice
 from machine_info import machine
 

@@ -61,8 +61,8 @@ import presence
 from accord.apps.messages import Checkpoint
 from accord.bus.settings import BusSettings
 from accord.control.client import ControlClient
+from accord.device.home import SOCKET_NAME
 from accord.errors import AccordError
-from accord.home import SOCKET_NAME
 from accord.sim.household import Household, SimDevice
 from machine_info import machine
 

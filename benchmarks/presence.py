@@ -52,8 +52,8 @@ from rich.table import Table
 from accord.bus.directory import DirectoryEvent
 from accord.bus.settings import BusSettings, zenoh_config
 from accord.control.client import ControlClient
+from accord.device.home import SOCKET_NAME, init_home
 from accord.errors import AccordError
-from accord.home import SOCKET_NAME, init_home
 from accord.node import Node
 from accord.sim.household import die_with_parent
 from machine_info import machine

@@ -62,8 +62,8 @@ from rich.table import Table
 
 from accord.bus.session import Bus, Replier
 from accord.bus.settings import BusSettings, zenoh_config
+from accord.device.home import init_home
 from accord.errors import AccordError
-from accord.home import init_home
 from accord.node import Node
 from accord.rpc.messages import DEFAULT_WINDOW, MAX_WINDOW
 from accord.sim.household import die_with_parent, free_port

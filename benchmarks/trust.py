@@ -50,8 +50,8 @@ from rich.console import Console
 from rich.table import Table
 
 from accord.bus.settings import BusSettings, zenoh_config
+from accord.device.home import init_home
 from accord.errors import AccordError
-from accord.home import init_home
 from accord.node import Node
 from accord.sim.household import free_port
 from accord.trust.circle import Circle

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from accord.bus.settings import BusSettings
-from accord.home import Home, init_home
+from accord.device.home import Home, init_home
 from accord.node import Node
 from accord.sim.household import free_port
 from accord.trust.circle import Circle

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from accord.bus.settings import BusSettings
-from accord.home import open_home
+from accord.device.home import open_home
 from accord.node import Node
 
 

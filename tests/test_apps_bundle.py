@@ -31,7 +31,7 @@ from accord.apps import (
 )
 from accord.apps import bundle as bundle_mod
 from accord.apps.bundle import MARKER, signed_message
-from accord.identity import Identity
+from accord.device.identity import Identity
 
 MANIFEST = 'id = "com.example.notes"\nversion = "1.0.0"\nentry = "notes"\n'
 NOW = 1_700_000_000.0

@@ -17,7 +17,7 @@ import zenoh
 
 from accord.bus import keys
 from accord.bus.settings import BusSettings, zenoh_config
-from accord.identity import Identity
+from accord.device.identity import Identity
 from accord.profile import load_builtin
 from accord.sim.household import free_port
 from accord.wire.messages import PROTOCOL_VERSION, PublicAnnouncement, encode

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from accord.device.identity import Identity
 from accord.errors import HomeError
-from accord.identity import Identity
 from accord.trust.store import CircleStore, founding_state
 
 

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from accord.bus.directory import DeviceDirectory, DeviceRecord, DirectoryEvent
 from accord.bus.directory_db import DirectoryDB
 from accord.clock import ManualClock
+from accord.device.identity import Identity
 from accord.errors import HomeError
-from accord.identity import Identity
 from accord.profile import load_builtin
 from accord.wire import PROTOCOL_VERSION, Announcement
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from accord.device.home import Home, HomeLock, init_home, open_home, resolve_home
+from accord.device.identity import Identity, device_id_for
 from accord.errors import HomeError, NodeAlreadyRunning, ProfileError
-from accord.home import Home, HomeLock, init_home, open_home, resolve_home
-from accord.identity import Identity, device_id_for
 from accord.profile import builtin_names, builtin_text, load_builtin
 
 

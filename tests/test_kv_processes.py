@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from accord.control.client import ControlClient
+from accord.device.home import SOCKET_NAME
 from accord.errors import AccordError
-from accord.home import SOCKET_NAME
 from accord.sim.household import Household, SimDevice
 from tests.helpers import accord, accord_json, device, running_household, wait_for, wait_sees_all
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from accord.device.identity import Identity
 from accord.errors import TrustError
-from accord.identity import Identity
 from accord.trust.members import (
     Member,
     MemberList,

@@ -14,8 +14,8 @@ import pytest
 from accord.bus.directory import DirectoryEvent
 from accord.bus.settings import BusSettings
 from accord.control.client import ControlClient
+from accord.device.home import init_home
 from accord.errors import NodeAlreadyRunning, RemoteError
-from accord.home import init_home
 from accord.node import Node
 from accord.sim.household import free_port
 

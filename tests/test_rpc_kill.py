@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from accord.control.client import ControlClient
+from accord.device.home import init_home
 from accord.errors import DeviceUnavailable
-from accord.home import init_home
 from accord.node import Node
 from accord.sim.household import free_port
 from tests.nodes import Mesh, wait_until

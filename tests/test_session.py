@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from accord.device.identity import Identity
 from accord.errors import TrustError
-from accord.identity import Identity
 from accord.trust.session import ANSWER_LEN, OFFER_LEN, Initiator, respond
 
 A, B, EVE = Identity.generate(), Identity.generate(), Identity.generate()

@@ -14,7 +14,7 @@ from accord.errors import DeviceUnavailable, HardwareError, RemoteError
 from accord.hardware.messages import DoorParams, SensorReadings
 from accord.hardware.simulated import full_resolution
 from accord.node import Node
-from accord.superdevice import Camera, Display, Thermostat
+from accord.superdevice.api import Camera, Display, Thermostat
 from tests.nodes import Mesh, household, wait_until
 
 

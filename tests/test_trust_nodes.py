@@ -12,8 +12,8 @@ import zenoh
 
 from accord.bus import keys
 from accord.bus.settings import BusSettings, zenoh_config
+from accord.device.home import init_home
 from accord.errors import DeviceUnavailable, PairingError, UnknownSender
-from accord.home import init_home
 from accord.node import Node
 from accord.sim.household import free_port
 from tests.nodes import Mesh, circle_of, detailed, pair, sees, wait_until

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accord.bus import keys
+from accord.device.identity import Identity, device_id_for
 from accord.errors import WireError
-from accord.identity import Identity, device_id_for
 from accord.profile import load_builtin, to_dict
 from accord.wire import PROTOCOL_VERSION, Announcement, decode_announcement
 from accord.wire.messages import MAX_ANNOUNCEMENT_BYTES, encode

@@ -16,7 +16,7 @@ import msgspec
 from accord import SuperDevice
 from accord.apps import Ability
 from accord.errors import AccordError
-from accord.superdevice import Speaker
+from accord.superdevice.api import Speaker
 
 log = logging.getLogger("fridge-guard")
 

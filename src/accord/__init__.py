@@ -7,6 +7,7 @@ The public API is what ``__all__`` lists; everything else is internal.
 from accord.bus.directory import DeviceDirectory, DeviceRecord, DirectoryEvent
 from accord.bus.settings import BusSettings
 from accord.clock import Clock, ManualClock, SystemClock
+from accord.device.home import Home, init_home, open_home
 from accord.errors import (
     AccordError,
     CallTimeout,
@@ -24,10 +25,9 @@ from accord.errors import (
     TransportError,
     WireError,
 )
-from accord.home import Home, init_home, open_home
 from accord.node import Node
 from accord.profile import Profile, load_builtin, load_profile, parse_profile
-from accord.superdevice import SuperDevice
+from accord.superdevice.api import SuperDevice
 
 __version__ = "0.1.0"
 

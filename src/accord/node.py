@@ -17,20 +17,20 @@ from accord.bus.directory_db import DirectoryDB
 from accord.bus.presence import Presence
 from accord.bus.session import Bus
 from accord.bus.settings import BusSettings
-from accord.circle_sync import CircleSync
 from accord.clock import Clock, SystemClock
 from accord.control.server import ControlServer
-from accord.data_service import DataService
+from accord.data.control import KvControl
+from accord.data.service import DataService
+from accord.device.home import Home, HomeLock, check_socket_path
 from accord.errors import ControlError
 from accord.hardware.host import host_load
 from accord.hardware.services import Drivers, Hardware
-from accord.home import Home, HomeLock, check_socket_path
-from accord.kv_control import KvControl
-from accord.permissions import PermissionStore
 from accord.profile import to_dict
 from accord.rpc import DEFAULT_TIMEOUT_S, RpcClient, RpcServer, RpcStream
+from accord.rpc.permissions import PermissionStore
 from accord.trust.circle import Circle
-from accord.trust_service import TrustService
+from accord.trust.service import TrustService
+from accord.trust.sync import CircleSync
 from accord.wire.messages import PROTOCOL_VERSION, Announcement, PublicAnnouncement
 
 log = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ import msgspec
 
 from accord.apps.errors import BundleError, ManifestError, TamperedBundle, UntrustedBundle
 from accord.apps.manifest import MANIFEST_NAME, AppManifest, load_manifest, parse_manifest
-from accord.identity import Identity, device_id_for, verify
+from accord.device.identity import Identity, device_id_for, verify
 
 DOMAIN = b"accord/v1/app-bundle"
 MAX_FILES = 10_000

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from accord.control.aio import AsyncControlClient
+from accord.device.home import SOCKET_NAME
 from accord.errors import RemoteError, UnknownStore
-from accord.home import SOCKET_NAME
-from accord.links import typed
-from accord.superdevice import SuperDevice
+from accord.superdevice.api import SuperDevice
+from accord.superdevice.links import typed
 
 
 class AbilityContext:

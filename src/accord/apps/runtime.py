@@ -25,15 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import msgspec
 
 from accord.apps.bundle import (
     Bundle,
@@ -43,6 +39,7 @@ from accord.apps.bundle import (
     extract_bundle,
     verify_bundle,
 )
+from accord.apps.checkpoints import Checkpoints
 from accord.apps.errors import AppError, RequirementsNotMet
 from accord.apps.manifest import AppManifest
 from accord.apps.messages import (
@@ -57,20 +54,19 @@ from accord.apps.messages import (
 )
 from accord.apps.placement import Candidate, choose, failover_successor
 from accord.apps.process import AbilityProcess, AppFailed, SparePool
+from accord.apps.transfers import Transfers
 from accord.bus.directory import DeviceDirectory, DeviceRecord, DirectoryEvent
 from accord.clock import Clock
-from accord.data_service import DataService, DataStore
+from accord.data.api import DataStore
+from accord.data.service import DataService
+from accord.device.home import Home
 from accord.errors import AccordError, DeviceUnavailable
-from accord.home import Home
-from accord.rpc import RpcClient, RpcServer, RpcStream
+from accord.rpc import RpcClient, RpcServer
 from accord.trust.circle import Circle
 
 log = logging.getLogger(__name__)
 
 STORE = "accord.apps"
-CHUNK = 512 * 1024  # one apps.fetch stream item
-BLOB_CHUNK = 2 * 1024 * 1024  # one value in the apps store
-TRANSFER_TTL_S = 120.0
 RESTART_LIMIT = 5  # crashes of a keep-alive app within RESTART_WINDOW_S before giving up
 RESTART_WINDOW_S = 60.0
 MOVE_TIMEOUT_S = 60.0
@@ -88,14 +84,6 @@ class Running:
     moving: bool = False
     checkpointer: asyncio.Task[None] | None = None
     watcher: asyncio.Task[None] | None = None
-
-
-@dataclass
-class Transfer:
-    to: str
-    bundle: bytes
-    state: bytes
-    expires: float
 
 
 class AppRuntime:
@@ -120,9 +108,10 @@ class AppRuntime:
         self.folder = home.data_dir / "apps"
         self._running: dict[str, Running] = {}
         self.crashed: dict[str, str] = {}
-        self._transfers: dict[str, Transfer] = {}
+        self.transfers = Transfers(rpc, clock)
         self._spares = SparePool(lambda: self.folder / "logs" / "spare.log")
         self._store: DataStore | None = None
+        self.checkpoints = Checkpoints(lambda: self.store)
         self._online: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._undo: list[Any] = []
@@ -144,7 +133,7 @@ class AppRuntime:
         s.register("apps", "restore", self._rpc_restore, RestoreParams)
         s.register("apps", "move", self._rpc_move, MoveParams)
         s.register("apps", "send", self._rpc_send, SendParams)
-        s.register_stream("apps", "fetch", self._rpc_fetch, FetchParams)
+        s.register_stream("apps", "fetch", self.transfers.serve, FetchParams)
         if self.installed():  # a device with no apps keeps no spare process around
             self._spares.warm()
         self._online = self._directory.online_ids()
@@ -242,32 +231,8 @@ class AppRuntime:
 
     # -- transfers (the receiver pulls with apps.fetch) ---------------------------
 
-    def offer(self, to: str, bundle: bytes, state: bytes = b"") -> str:
-        now = self._clock.monotonic()
-        for tid in [t for t, x in self._transfers.items() if x.expires < now]:
-            del self._transfers[tid]
-        tid = secrets.token_hex(8)
-        self._transfers[tid] = Transfer(to, bundle, state, now + TRANSFER_TTL_S)
-        return tid
-
-    async def _rpc_fetch(self, params: FetchParams, caller: str) -> Any:
-        transfer = self._transfers.get(params.transfer)
-        if transfer is None or transfer.to != caller:
-            raise AppError("no such transfer for this device (expired, or offered to another)")
-        data = transfer.bundle if params.part == "bundle" else transfer.state
-        view = memoryview(data)
-        for start in range(0, len(data), CHUNK):
-            yield bytes(view[start : start + CHUNK])
-
     async def _fetch(self, source: str, transfer: str, part: str) -> bytes:
-        chunks = []
-        stream: RpcStream[bytes] = self._rpc.stream(
-            source, "apps", "fetch", FetchParams(transfer, part)
-        )
-        async with stream:
-            async for chunk in stream:
-                chunks.append(chunk)
-        return b"".join(chunks)
+        return await self.transfers.fetch(source, transfer, part)
 
     async def _ensure_installed(self, source: str, app_id: str, content_hash: str,
                                 transfer: str) -> None:  # fmt: skip
@@ -281,7 +246,7 @@ class AppRuntime:
         bundle = self.bundle(app_id)
         if target == self._me:
             return await self.install(bundle)
-        tid = self.offer(target, encode_bundle(bundle))
+        tid = self.transfers.offer(target, encode_bundle(bundle))
         params = InstallParams(app_id, bundle.content_hash, tid)
         result: dict[str, Any] = await self._rpc.call(target, "apps", "install", params,
                                                       timeout=MOVE_TIMEOUT_S)  # fmt: skip
@@ -380,21 +345,7 @@ class AppRuntime:
         del self._running[app_id]
         await running.process.stop()
         if forget:
-            await self._forget_checkpoint(app_id)
-
-    async def _forget_checkpoint(self, app_id: str) -> None:
-        """Delete an app's checkpoint and the chunks it names, in one batch."""
-        raw = await self.store.get(f"ckpt/{app_id}")
-        if raw is None:
-            return
-        async with self.store.batch() as b:
-            b.delete(f"ckpt/{app_id}")
-            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                old = msgspec.msgpack.decode(raw, type=Checkpoint)
-                for blob, n in ((old.state_blob, old.state_chunks),
-                                (old.bundle_blob, old.bundle_chunks)):  # fmt: skip
-                    for i in range(n):
-                        b.delete(f"blob/{app_id}/{blob}/{i:04d}")
+            await self.checkpoints.forget(app_id)
 
     async def _rpc_stop(self, params: AppRef, _caller: str) -> dict[str, Any]:
         return await self.stop_app(params.app_id)
@@ -465,54 +416,16 @@ class AppRuntime:
         state: bytes = (await running.process.request("save"))["state"]
         await self._checkpoint(app_id, running, state)
 
-    async def _write_blob(self, app_id: str, data: bytes) -> tuple[str, int]:
-        """Store ``data`` as content-addressed chunks (each write its own batch, all
-        before the checkpoint that points at them: a peer applies a device's batches
-        in order, so whoever sees the checkpoint holds its chunks)."""
-        digest = hashlib.sha256(data).hexdigest()
-        n = max(1, -(-len(data) // BLOB_CHUNK))
-        if await self.store.get(f"blob/{app_id}/{digest}/{n - 1:04d}") is None:
-            for i in range(n):
-                await self.store.put(
-                    f"blob/{app_id}/{digest}/{i:04d}", data[i * BLOB_CHUNK : (i + 1) * BLOB_CHUNK]
-                )
-        return digest, n
-
-    async def _read_blob(self, app_id: str, digest: str, n: int) -> bytes:
-        parts = []
-        for i in range(n):
-            part = await self.store.get(f"blob/{app_id}/{digest}/{i:04d}")
-            if part is None:
-                raise AppError(f"checkpoint chunk {digest[:12]}/{i} has not arrived")
-            parts.append(part)
-        data = b"".join(parts)
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise AppError(f"checkpoint blob {digest[:12]} is corrupt")
-        return data
-
     async def _checkpoint(self, app_id: str, running: Running, state: bytes | None) -> None:
         running.last_state = state
-        old_raw = await self.store.get(f"ckpt/{app_id}")
-        bundle_bytes = encode_bundle(self.bundle(app_id))
-        bundle_blob, bundle_chunks = await self._write_blob(app_id, bundle_bytes)
-        state_blob, state_chunks = await self._write_blob(app_id, state or b"")
+        bundle_blob, bundle_chunks = await self.checkpoints.write_blob(
+            app_id, encode_bundle(self.bundle(app_id))
+        )
+        state_blob, state_chunks = await self.checkpoints.write_blob(app_id, state or b"")
         ckpt = Checkpoint(app_id, self._me, self._clock.wall(), running.content_hash,
                           bundle_blob, bundle_chunks, state_blob, state_chunks,
                           list(running.manifest.requires))  # fmt: skip
-        await self.store.put(f"ckpt/{app_id}", msgspec.msgpack.encode(ckpt))
-        if old_raw is not None:
-            old = msgspec.msgpack.decode(old_raw, type=Checkpoint)
-            if old.state_blob not in (state_blob, bundle_blob):
-                async with self.store.batch() as b:
-                    for i in range(old.state_chunks):
-                        b.delete(f"blob/{app_id}/{old.state_blob}/{i:04d}")
-
-    async def checkpoints(self) -> list[Checkpoint]:
-        out = []
-        for entry in await self.store.scan("ckpt/"):
-            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                out.append(msgspec.msgpack.decode(entry.value, type=Checkpoint))
-        return out
+        await self.checkpoints.save(ckpt)
 
     # -- failover -----------------------------------------------------------------
 
@@ -536,7 +449,7 @@ class AppRuntime:
         return out
 
     async def _fail_over(self, gone: str) -> None:
-        for ckpt in await self.checkpoints():
+        for ckpt in await self.checkpoints.all():
             if ckpt.host != gone or ckpt.app_id in self._running:
                 continue
             manifest = AppManifest(id=ckpt.app_id, version="", entry="x", requires=ckpt.requires)
@@ -550,9 +463,13 @@ class AppRuntime:
                 with contextlib.suppress(AppError):
                     have = self.bundle(ckpt.app_id).content_hash
                 if have != ckpt.content_hash:
-                    blob = await self._read_blob(ckpt.app_id, ckpt.bundle_blob, ckpt.bundle_chunks)
+                    blob = await self.checkpoints.read_blob(
+                        ckpt.app_id, ckpt.bundle_blob, ckpt.bundle_chunks
+                    )
                     await self.install(decode_bundle(blob))
-                state = await self._read_blob(ckpt.app_id, ckpt.state_blob, ckpt.state_chunks)
+                state = await self.checkpoints.read_blob(
+                    ckpt.app_id, ckpt.state_blob, ckpt.state_chunks
+                )
                 await self.run(ckpt.app_id, {}, state)
             except AccordError as exc:
                 log.error("%s: failover of %s failed: %s", self._home.name, ckpt.app_id, exc)  # noqa: TRY400
@@ -580,14 +497,14 @@ class AppRuntime:
             running.process.pause()
             try:
                 bundle = self.bundle(app_id)
-                tid = self.offer(target, encode_bundle(bundle), state)
+                tid = self.transfers.offer(target, encode_bundle(bundle), state)
                 restore = RestoreParams(app_id, bundle.content_hash, tid, len(state),
                                         running.params)  # fmt: skip
                 await self._rpc.call(target, "apps", "restore", restore, timeout=MOVE_TIMEOUT_S)
             except BaseException:
                 running.process.resume()  # the source goes on, with its state intact
                 raise
-            self._transfers.pop(tid, None)
+            self.transfers.withdraw(tid)
         finally:
             running.moving = False
         elapsed = self._clock.monotonic() - t0

@@ -14,7 +14,7 @@ from typing import Literal
 import msgspec
 
 from accord.clock import Clock
-from accord.identity import fingerprint
+from accord.device.identity import fingerprint
 from accord.profile import Profile
 from accord.wire.messages import Announcement, PublicAnnouncement
 

@@ -5,7 +5,7 @@ queries on ``accord/v1/announce/<id>`` with its *public* announcement (id, name,
 type, key, whether it accepts pairing), and publishes it there again whenever it
 changes. When a token appears, the node fetches that device's announcement and adds
 it to the directory; when the token goes, the device is marked offline. What
-members learn beyond that travels sealed (see ``accord.circle_sync``).
+members learn beyond that travels sealed (see ``accord.trust.sync``).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def init(
     force: bool = typer.Option(False, "--force", help="Replace an existing home (new identity)."),
 ) -> None:
     """Create a device home: profile, identity and data folder."""
-    from accord.home import init_home
+    from accord.device.home import init_home
 
     path = home_path(home)
     h = init_home(path, profile_name=profile, profile_file=profile_file, name=name, force=force)
@@ -67,7 +67,7 @@ def up(
     if hardware not in ("simulated", "host"):
         raise AccordError(f"--hardware is 'simulated' or 'host', not {hardware!r}")
     from accord.bus.settings import BusSettings
-    from accord.home import open_home
+    from accord.device.home import open_home
 
     h = open_home(home_path(home))
     settings = BusSettings(

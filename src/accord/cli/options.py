@@ -20,12 +20,12 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
 def control_client(home: Path | None, timeout: float = 10.0) -> Any:
     """A client of the node running on ``home`` (the CLI's only way to reach it)."""
     from accord.control.client import ControlClient
-    from accord.home import SOCKET_NAME
+    from accord.device.home import SOCKET_NAME
 
     return ControlClient(home_path(home) / "run" / SOCKET_NAME, timeout=timeout)
 
 
 def home_path(home: Path | None) -> Path:
-    from accord.home import resolve_home
+    from accord.device.home import resolve_home
 
     return resolve_home(home)

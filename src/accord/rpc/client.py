@@ -8,7 +8,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -19,9 +19,7 @@ from accord.errors import (
     AccordError,
     CallTimeout,
     DeviceUnavailable,
-    HardwareError,
     PayloadTooLarge,
-    PermissionDenied,
     RemoteError,
     SealError,
     TrustError,
@@ -39,17 +37,32 @@ from accord.rpc.messages import (
     RpcResult,
     StreamFrame,
     frame_decoder,
+    remote_failure,
     result_decoder,
 )
 from accord.trust.circle import Circle
-
-if TYPE_CHECKING:
-    from accord.rpc.server import RpcServer
 from accord.wire.messages import DECODE_ERRORS
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class LocalServer(Protocol):
+    """This device's own RPC server, as the client sees it (calls to self stay local).
+
+    A protocol rather than an import of ``RpcServer``: the server imports the client's
+    error mapping, so the client must not import the server back.
+    """
+
+    @property
+    def device_id(self) -> str: ...
+
+    async def run_local(self, key: str, req: RpcRequest) -> RpcResult: ...
+
+    def stream_local(self, key: str, req: RpcRequest) -> AsyncIterator[Any]: ...
+
+
 FRAME_SLACK = 4096  # sealing and framing around an item
 
 
@@ -61,7 +74,7 @@ class RpcClient:
         bus: Bus,
         circle: Circle,
         directory: DeviceDirectory,
-        local: RpcServer | None = None,
+        local: LocalServer | None = None,
     ) -> None:
         self._bus = bus
         self._circle = circle
@@ -356,16 +369,3 @@ class LocalStream(RpcStream[T]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def remote_failure(name: str, kind: str, message: str) -> AccordError:
-    """The typed error a caller raises for a failure reported by the callee."""
-    if kind == "PermissionDenied":
-        return PermissionDenied(f"{name}: {message}")
-    if kind == "CallTimeout":
-        return CallTimeout(f"{name}: {message}")
-    if kind == "PayloadTooLarge":
-        return PayloadTooLarge(f"{name}: {message}")
-    if kind == "HardwareError":
-        return HardwareError(f"{name}: {message}")
-    return RemoteError(kind, message)

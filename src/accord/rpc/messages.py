@@ -6,6 +6,15 @@ from typing import Final
 
 import msgspec
 
+from accord.errors import (
+    AccordError,
+    CallTimeout,
+    HardwareError,
+    PayloadTooLarge,
+    PermissionDenied,
+    RemoteError,
+)
+
 DEFAULT_TIMEOUT_S: Final = 10.0
 MAX_TIMEOUT_S: Final = 3600.0
 MAX_PARAMS: Final = 1024 * 1024  # a request's encoded parameters
@@ -57,3 +66,16 @@ result_decoder: Final = msgspec.msgpack.Decoder(RpcResult)
 frame_decoder: Final = msgspec.msgpack.Decoder(StreamFrame)
 cancel_decoder: Final = msgspec.msgpack.Decoder(RpcCancel)
 credit_decoder: Final = msgspec.msgpack.Decoder(RpcCredit)
+
+
+def remote_failure(name: str, kind: str, message: str) -> AccordError:
+    """The typed error a caller raises for a failure reported by the callee."""
+    if kind == "PermissionDenied":
+        return PermissionDenied(f"{name}: {message}")
+    if kind == "CallTimeout":
+        return CallTimeout(f"{name}: {message}")
+    if kind == "PayloadTooLarge":
+        return PayloadTooLarge(f"{name}: {message}")
+    if kind == "HardwareError":
+        return HardwareError(f"{name}: {message}")
+    return RemoteError(kind, message)

@@ -13,7 +13,6 @@ import msgspec
 from accord.bus import keys
 from accord.bus.session import Bus, Replier, Undo
 from accord.errors import AccordError, SealError
-from accord.rpc.client import remote_failure
 from accord.rpc.messages import (
     MAX_ITEM,
     MAX_RESULT,
@@ -24,6 +23,7 @@ from accord.rpc.messages import (
     StreamFrame,
     cancel_decoder,
     credit_decoder,
+    remote_failure,
     request_decoder,
 )
 from accord.trust.circle import Circle

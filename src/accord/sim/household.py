@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from accord.control.client import ControlClient
+from accord.device.home import SOCKET_NAME, init_home, open_home
 from accord.errors import AccordError, SimError
-from accord.home import SOCKET_NAME, init_home, open_home
 
 DEFAULT_DEVICES = ("nokia-x60", "tablet", "laptop", "tv", "midea-fridge")
 READY_TIMEOUT = 20.0

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from accord.device.identity import Identity, id_from_raw, raw_id
 from accord.errors import TrustError
-from accord.identity import Identity, id_from_raw, raw_id
 from accord.trust import session
 from accord.trust.sessions import session_number
 from accord.wire.seal import Kind, Opener, Sealer, StreamId

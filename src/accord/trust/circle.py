@@ -13,9 +13,9 @@ from typing import Literal
 import msgspec
 
 from accord.clock import Clock
+from accord.device.home import Home
+from accord.device.identity import id_from_raw, raw_id
 from accord.errors import TrustError
-from accord.home import Home
-from accord.identity import id_from_raw, raw_id
 from accord.trust import members as ml
 from accord.trust.store import CircleStore, founding_state
 from accord.wire.seal import Kind, Opener, Sealer, StreamId

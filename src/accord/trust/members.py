@@ -17,8 +17,8 @@ from typing import Annotated
 
 import msgspec
 
+from accord.device.identity import Identity, device_id_for, verify
 from accord.errors import TrustError
-from accord.identity import Identity, device_id_for, verify
 from accord.wire.messages import DECODE_ERRORS, DeviceId
 
 Level = Annotated[str, msgspec.Meta(pattern=r"^SL[1-5]$")]

@@ -20,8 +20,8 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from accord.device.identity import Identity, device_id_for
 from accord.errors import PairingError, TrustError
-from accord.identity import Identity, device_id_for
 from accord.trust import members as ml
 from accord.trust.circle import Circle
 from accord.trust.pake import Host, Joiner

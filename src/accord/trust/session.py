@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from accord.device.identity import Identity, verify
 from accord.errors import TrustError
-from accord.identity import Identity, verify
 
 CONTEXT = b"accord/v1/session"
 ID_LEN = 26

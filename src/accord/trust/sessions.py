@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 
-from accord.identity import id_from_raw
+from accord.device.identity import id_from_raw
 from accord.wire.seal import Kind, StreamId
 
 MAX_SESSIONS = 64

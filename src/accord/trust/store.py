@@ -13,9 +13,9 @@ from pathlib import Path
 
 import msgspec
 
+from accord.device.fileio import write_atomically
+from accord.device.identity import Identity
 from accord.errors import HomeError
-from accord.fileio import write_atomically
-from accord.identity import Identity
 from accord.trust.members import Member, MemberList, new_circle
 
 FILE_NAME = "circle.msgpack"

@@ -71,7 +71,7 @@ def _decode(data: bytes, decoder: msgspec.msgpack.Decoder[_A]) -> _A:
         raise WireError(f"invalid announcement: {exc}") from exc
     if ann.v != PROTOCOL_VERSION:
         raise WireError(f"unsupported protocol version {ann.v} (this node speaks 1)")
-    from accord.identity import device_id_for
+    from accord.device.identity import device_id_for
 
     if device_id_for(ann.public_key) != ann.device_id:
         raise WireError("announcement device_id does not match its public key")

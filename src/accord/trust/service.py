@@ -14,15 +14,15 @@ from typing import Any
 from accord.bus import keys
 from accord.bus.directory import DeviceDirectory, DeviceRecord
 from accord.bus.session import Bus, Undo
-from accord.circle_sync import CircleSync
 from accord.clock import Clock
+from accord.device.home import Home
 from accord.errors import DeviceUnavailable, PairingError, TrustError
-from accord.home import Home
 from accord.trust import pairing
 from accord.trust.circle import Circle
 from accord.trust.members import Member
 from accord.trust.members import revoke as revoke_list
 from accord.trust.pake import new_pin
+from accord.trust.sync import CircleSync
 
 log = logging.getLogger(__name__)
 

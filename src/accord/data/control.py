@@ -15,8 +15,9 @@ from typing import Any, get_args
 
 from accord.control.server import ControlServer
 from accord.data import ChangeSet, Op
+from accord.data.api import DataStore
 from accord.data.rules import StoreKind
-from accord.data_service import BUILTIN_MERGES, DataService, DataStore
+from accord.data.service import BUILTIN_MERGES, DataService
 from accord.errors import ControlError, UnknownStore
 from accord.trust.levels import DataLabel
 from accord.trust.members import Member

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -32,13 +32,15 @@ from accord.bus import keys
 from accord.bus.directory import DeviceDirectory, DirectoryEvent
 from accord.bus.session import Bus, Undo
 from accord.clock import Clock, HybridClock
-from accord.data import COUNTER, SET_UNION, BatchBuilder, ChangeSet, Entry, Merge, Op, Replica
+from accord.data import COUNTER, SET_UNION, Merge, Replica
 from accord.data import decode as decode_sync
 from accord.data import encode as encode_sync
+from accord.data.api import DataStore
 from accord.data.limits import check_store_name
 from accord.data.model import SyncMessage
 from accord.data.rules import StoreKind
 from accord.data.stores import Stores
+from accord.device.identity import Identity, id_from_raw
 from accord.errors import (
     SealError,
     StoreError,
@@ -47,7 +49,6 @@ from accord.errors import (
     UnknownSender,
     UnknownStore,
 )
-from accord.identity import Identity, id_from_raw
 from accord.trust.channels import Channels
 from accord.trust.circle import Circle
 from accord.trust.levels import DataLabel, may_receive
@@ -60,7 +61,6 @@ T = TypeVar("T")
 BUILTIN_MERGES: Final[dict[str, Merge]] = {COUNTER.name: COUNTER, SET_UNION.name: SET_UNION}
 PUSH_DELAY_S: Final = 0.002
 RESHAKE_AFTER_S: Final = 1.0  # at most one unprompted handshake per peer this often
-WATCH_QUEUE: Final = 4096  # change sets a slow watcher may fall behind before it is ended
 
 
 class Envelope(msgspec.Struct, frozen=True, array_like=True):
@@ -204,7 +204,7 @@ class DataService:
         replica = self.stores.open(name, kind=kind, label=label, merge=merge)
         facade = self._facades.get(name)
         if facade is None:
-            facade = self._facades[name] = DataStore(self, replica)
+            facade = self._facades[name] = DataStore(replica, self.committed)
             for peer in self._online:  # it may be new to them: offer what it has
                 self._pull(replica, peer)
         return facade
@@ -238,7 +238,7 @@ class DataService:
         except StoreError as exc:
             self._warn_once("open:" + name, "%s: cannot open store %s: %s", self._name, name, exc)
             return None
-        self._facades.setdefault(name, DataStore(self, replica))
+        self._facades.setdefault(name, DataStore(replica, self.committed))
         return replica
 
     def facades(self) -> list[DataStore]:
@@ -468,134 +468,3 @@ class DataService:
             "version_vector": replica.version_vector(),
             "shared_with": sorted(p for p in self._online if replica.may_share(p)),
         }
-
-
-class DataStore:
-    """One store, as apps and the CLI use it. Writes are on disk when they return
-    and reach the online members within milliseconds."""
-
-    def __init__(self, service: DataService, replica: Replica) -> None:
-        self._service = service
-        self._replica = replica
-        self._watches: set[Watch] = set()
-
-    @property
-    def name(self) -> str:
-        return self._replica.name
-
-    @property
-    def kind(self) -> StoreKind:
-        return self._replica.kind
-
-    @property
-    def label(self) -> DataLabel:
-        return self._replica.label
-
-    @property
-    def replica(self) -> Replica:
-        return self._replica
-
-    async def get(self, key: str, *, device: str | None = None) -> bytes | None:
-        return self._replica.get(key, device=device)
-
-    async def get_as(self, key: str, type: type[T], *, device: str | None = None) -> T | None:
-        """A value written with a msgspec-encodable object, decoded as ``type``."""
-        raw = self._replica.get(key, device=device)
-        if raw is None:
-            return None
-        try:
-            return msgspec.msgpack.decode(raw, type=type)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise StoreError(f"value of {key!r} is not a {type.__name__}: {exc}") from exc
-
-    async def scan(
-        self, prefix: str = "", *, device: str | None = None, limit: int | None = None
-    ) -> list[Entry]:
-        return self._replica.scan(prefix, device=device, limit=limit)
-
-    async def put(self, key: str, value: object) -> None:
-        """Write ``value``: bytes as they are, anything else msgspec can encode as
-        MessagePack (read it back with :meth:`get_as`)."""
-        self._replica.put(key, _to_bytes(value))
-        self._service.committed(self._replica)
-
-    async def delete(self, key: str) -> None:
-        self._replica.delete(key)
-        self._service.committed(self._replica)
-
-    async def update(self, key: str, fn: Callable[[bytes | None], bytes]) -> None:
-        self._replica.update(key, fn)
-        self._service.committed(self._replica)
-
-    async def commit(self, ops: Iterable[Op]) -> None:
-        if self._replica.commit(ops) is not None:
-            self._service.committed(self._replica)
-
-    @contextlib.asynccontextmanager
-    async def batch(self) -> AsyncIterator[BatchBuilder]:
-        """``async with store.batch() as b: b.put(...); b.delete(...)``: all or nothing,
-        here and on every peer."""
-        builder = BatchBuilder()
-        yield builder
-        await self.commit(builder.ops)
-
-    def watch(self, prefix: str = "", *, device: str | None = None) -> Watch:
-        """Change sets under ``prefix`` from now on, local and remote, as an async
-        iterator (``async with store.watch("a/") as changes: async for cs in changes``)."""
-        watch = Watch(self, prefix, device)
-        self._watches.add(watch)
-        return watch
-
-    def closed(self) -> None:
-        for watch in list(self._watches):
-            watch.close()
-
-
-class Watch:
-    """An async iterator of a store's :class:`ChangeSet`s. A watcher that falls
-    :data:`WATCH_QUEUE` change sets behind is ended with :class:`StoreError`."""
-
-    def __init__(self, store: DataStore, prefix: str, device: str | None) -> None:
-        self._store = store
-        self._queue: asyncio.Queue[ChangeSet | None] = asyncio.Queue()
-        self._overflow = False
-        self._undo = store.replica.subscribe(self._on_change, prefix, device=device)
-
-    def _on_change(self, changes: ChangeSet) -> None:
-        if self._queue.qsize() >= WATCH_QUEUE:
-            self._overflow = True
-            self.close()
-            return
-        self._queue.put_nowait(changes)
-
-    def close(self) -> None:
-        self._undo()
-        self._store._watches.discard(self)
-        self._queue.put_nowait(None)
-
-    def __aiter__(self) -> Watch:
-        return self
-
-    async def __anext__(self) -> ChangeSet:
-        item = await self._queue.get()
-        if item is None:
-            self._queue.put_nowait(None)  # stay ended
-            if self._overflow:
-                raise StoreError(f"watcher of {self._store.name!r} fell too far behind")
-            raise StopAsyncIteration
-        return item
-
-    async def __aenter__(self) -> Watch:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _to_bytes(value: object) -> bytes:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    try:
-        return msgspec.msgpack.encode(value)
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise StoreError(f"cannot store a {type(value).__name__}: {exc}") from exc

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import msgspec
 
+from accord.device.fileio import write_atomically
 from accord.errors import HomeError
-from accord.fileio import write_atomically
 
 FILE = "permissions.json"
 

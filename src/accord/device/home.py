@@ -20,8 +20,8 @@ from pathlib import Path
 
 import platformdirs
 
+from accord.device.identity import Identity
 from accord.errors import HomeError, NodeAlreadyRunning, ProfileError
-from accord.identity import Identity
 from accord.profile import Profile, builtin_text, load_profile, parse_profile
 
 HOME_ENV = "ACCORD_HOME"

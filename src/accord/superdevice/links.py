@@ -77,7 +77,7 @@ class ControlLink:
     (scripts, apps): calls go through its control socket."""
 
     def __init__(self, home: Path) -> None:
-        from accord.home import SOCKET_NAME
+        from accord.device.home import SOCKET_NAME
 
         self._client = AsyncControlClient(home / "run" / SOCKET_NAME)
 

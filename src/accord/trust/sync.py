@@ -17,8 +17,8 @@ import msgspec
 from accord.bus import keys
 from accord.bus.directory import DeviceDirectory
 from accord.bus.session import Bus, Undo
+from accord.device.identity import Identity, id_from_raw, raw_id
 from accord.errors import SealError, TrustError, UnknownSender, WireError
-from accord.identity import Identity, id_from_raw, raw_id
 from accord.trust import session
 from accord.trust.circle import Circle
 from accord.trust.members import SignedList

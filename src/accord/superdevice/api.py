@@ -35,8 +35,8 @@ from accord.hardware.messages import (
     ToneParams,
     WatchParams,
 )
-from accord.links import ControlLink, Link, NodeLink
 from accord.rpc.messages import DEFAULT_TIMEOUT_S
+from accord.superdevice.links import ControlLink, Link, NodeLink
 
 T = TypeVar("T")
 Power = Literal["mains", "battery"]
@@ -279,7 +279,7 @@ class SuperDevice:
     def connect(cls, home: str | os.PathLike[str] | None = None) -> SuperDevice:
         """The super device of the node running on ``home`` (default: $ACCORD_HOME or
         the user's), reached through its control socket from this process."""
-        from accord.home import resolve_home
+        from accord.device.home import resolve_home
 
         return cls(ControlLink(resolve_home(Path(home) if home is not None else None)))
 

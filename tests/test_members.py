@@ -72,7 +72,7 @@ def _apply(ml: MemberList, script: list[tuple[str, int, float]]) -> MemberList:
     return ml
 
 
-@settings(max_examples=100, derandomize=True, database=None)
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
 @given(ops, ops, ops)
 def test_merge_is_commutative_associative_idempotent(
     a: list[tuple[str, int, float]],
@@ -87,7 +87,7 @@ def test_merge_is_commutative_associative_idempotent(
         assert merge(merge(p[0], p[1]), p[2]) == merge(merge(x, y), z)
 
 
-@settings(max_examples=100, derandomize=True, database=None)
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
 @given(ops, ops)
 def test_a_revocation_survives_every_merge(
     a: list[tuple[str, int, float]], b: list[tuple[str, int, float]]

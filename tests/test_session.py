@@ -57,14 +57,14 @@ def test_replayed_offer_yields_a_secret_the_attacker_cannot_share() -> None:
     assert first != replayed
 
 
-@settings(max_examples=150, derandomize=True, database=None)
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
 @given(st.binary(max_size=OFFER_LEN + 8))
 def test_garbage_offers_only_raise_trust_error(data: bytes) -> None:
     with pytest.raises(TrustError):
         respond(B, data, MEMBERS)
 
 
-@settings(max_examples=150, derandomize=True, database=None)
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
 @given(st.binary(min_size=ANSWER_LEN, max_size=ANSWER_LEN) | st.binary(max_size=200))
 def test_garbage_answers_only_raise_trust_error(data: bytes) -> None:
     with pytest.raises(TrustError):

@@ -40,27 +40,42 @@ def accord_json(*args: str) -> Any:
     return json.loads(proc.stdout)
 
 
+class NoAnswer(AssertionError):
+    """The node asked about a condition did not answer (not running, or too slow)."""
+
+
 def wait_for(
     condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.02
 ) -> T:
-    """Poll ``condition`` until it returns a truthy value, or fail after ``timeout``."""
+    """Poll ``condition`` until it returns a truthy value, or fail after ``timeout``.
+
+    A :class:`NoAnswer` from ``condition`` counts as "not yet", never as a yes: a
+    check that something is gone cannot pass because the observer itself is down."""
     deadline = time.monotonic() + timeout
-    last: T | None = None
+    last: T | NoAnswer | None = None
     while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
+        try:
+            result = condition()
+        except NoAnswer as exc:
+            last = exc
+        else:
+            if result:
+                return result
+            last = result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
 
 
 def online_ids(home: Path) -> set[str]:
-    """The device ids the node on ``home`` sees online (empty if it does not answer)."""
+    """The device ids the node on ``home`` sees online. Raises :class:`NoAnswer` if
+    that node does not answer within 2 s: an observer that is down sees nothing, which
+    must not read as "every other device is gone"."""
     client = ControlClient(home / "run" / "control.sock", timeout=2.0)
     try:
-        return {r["device_id"] for r in client.call("devices") if r["online"]}
-    except AccordError:
-        return set()
+        rows = client.call("devices")
+    except AccordError as exc:
+        raise NoAnswer(f"the node on {home} did not answer: {exc}") from exc
+    return {r["device_id"] for r in rows if r["online"]}
 
 
 def wait_seen(home: Path, device_id: str, timeout: float, what: str) -> None:

@@ -43,9 +43,11 @@ def test_boot_counter_survives_restart(tmp_path: Path) -> None:
 def test_rotation_drops_old_keys(tmp_path: Path) -> None:
     state = founding_state(Identity.generate(), "TV", "tv", "SL2", 1.0)
     old = state.circle_key
-    assert state.rotate() == 2
-    assert state.circle_key != old
-    assert list(state.keys) == [2]
+    new = state.rotated("me")
+    assert new.epoch == 2
+    assert new.circle_key != old
+    assert list(new.keys) == [2]
+    assert state.epoch == 1  # the original is untouched until the caller commits
 
 
 def test_damaged_file_is_a_clear_error_and_never_overwritten(tmp_path: Path) -> None:

@@ -570,3 +570,17 @@ def test_property_replay_window_matches_model(counters: list[int]) -> None:
 @given(st.lists(st.integers(0, 60), max_size=200))
 def test_property_small_replay_window_matches_model(counters: list[int]) -> None:
     _check_against_model(counters, 8)
+
+
+def test_a_changed_key_for_the_same_epoch_restarts_the_window() -> None:
+    """Two members rotated at once and the tie replaced our key for that epoch: the
+    sender's counters restart under the new key and must not look replayed."""
+    sid = StreamId(Kind.BROADCAST, b"s" * 16, 2, 1)
+    roots = {"now": b"\x01" * 32}
+    opener = Opener(lambda _sid: roots["now"])
+    first = Sealer(roots["now"], sid)
+    for _ in range(5):
+        opener.open("k", first.seal("k", b"x"))
+    roots["now"] = b"\x02" * 32
+    second = Sealer(roots["now"], sid)
+    assert opener.open("k", second.seal("k", b"y"))[1] == b"y"

@@ -17,7 +17,7 @@ from accord.device.home import Home
 from accord.device.identity import id_from_raw, raw_id
 from accord.errors import TrustError
 from accord.trust import members as ml
-from accord.trust.store import CircleStore, founding_state
+from accord.trust.store import MAX_EPOCH, CircleState, CircleStore, founding_state
 from accord.wire.seal import Kind, Opener, Sealer, StreamId
 
 log = logging.getLogger(__name__)
@@ -85,28 +85,37 @@ class Circle:
         if merged == self.state.members:
             return False
         newly_revoked = set(merged.revoked) - set(self.state.members.revoked)
-        self.state.members = merged
+        new = msgspec.structs.replace(self.state, members=merged)
+        if self._me not in newly_revoked and signed.signer in newly_revoked:
+            # A device that left cannot hand out a new key, so each member that hears
+            # of it rotates; concurrent rotations converge (see install_key). A revoker
+            # rotates and hands out the key itself, so other revocations need nothing.
+            new = new.rotated(self._me)
+        self._commit(new)
         for device_id in newly_revoked:
             self._opener.forget(raw_id(device_id))
         if self._me in newly_revoked:
             log.warning("%s: this device was revoked from its circle", self._home.name)
-        elif signed.signer in newly_revoked:
-            # A device that left cannot hand out a new key, so each member that hears
-            # of it rotates; concurrent rotations converge (see install_key). A revoker
-            # rotates and hands out the key itself, so other revocations need nothing.
-            self._rotate()
-        self._store.save(self.state)
         self._changed()
         return True
 
     def revoke(self, device_id: str) -> None:
         """Revoke a member and rotate the circle key (the caller sends the new key to
-        the remaining members)."""
-        self.state.members = ml.revoke(self.state.members, device_id)
+        the remaining members). All or nothing: the new list, key and sealer are built
+        before the one save, and nothing changes if any step fails."""
+        members = ml.revoke(self.state.members, device_id)
+        self._commit(msgspec.structs.replace(self.state, members=members).rotated(self._me))
         self._opener.forget(raw_id(device_id))
-        self._rotate()
-        self._store.save(self.state)
         self._changed()
+
+    def _commit(self, new: CircleState) -> None:
+        """Make ``new`` the state: its sealer is built first, then it is saved, then
+        it takes effect; a failure at any step leaves the old state in force."""
+        same_key = (new.epoch, new.circle_key) == (self.state.epoch, self.state.circle_key)
+        sealer = self._sealer if same_key else self._sealer_for(new)
+        self._store.save(new)
+        self.state = new
+        self._sealer = sealer
 
     def leave(self) -> None:
         """Forget this circle and start a new circle of one (identity kept)."""
@@ -120,22 +129,25 @@ class Circle:
         self._sealer = self._new_sealer()
         self._changed()
 
-    def _rotate(self) -> None:
-        self.state.rotate()
-        self.state.key_issuer = self._me
-        self._sealer = self._new_sealer()
+    def key_acceptable(self, epoch: int, key: bytes, issuer: str) -> bool:
+        """Would :meth:`install_key` take this key? A newer epoch is taken only within
+        what the member list justifies: each rotation follows a revocation, so an epoch
+        above ``1 + len(revoked)`` (or beyond one step ahead) is a member's lie."""
+        s = self.state
+        if len(key) != 32 or not 1 <= epoch <= MAX_EPOCH:
+            return False
+        if epoch == s.epoch:  # two members rotated at once: the smallest issuer wins
+            return issuer < s.key_issuer and key != s.circle_key
+        bound = max(s.epoch + 1, 1 + len(s.members.revoked))
+        return s.epoch < epoch <= bound
 
     def install_key(self, epoch: int, key: bytes, issuer: str) -> bool:
-        """Take a circle key sent by a member. A newer epoch wins; for the same epoch
-        (two members rotated at once) the smallest issuer id wins, so all converge."""
-        s = self.state
-        newer = epoch > s.epoch
-        tie_won = epoch == s.epoch and issuer < s.key_issuer and key != s.circle_key
-        if not (newer or tie_won) or len(key) != 32:
+        """Take a circle key sent by a member (see :meth:`key_acceptable`)."""
+        if not self.key_acceptable(epoch, key, issuer):
             return False
-        s.epoch, s.keys, s.key_issuer = epoch, {epoch: key}, issuer
-        self._store.save(s)
-        self._sealer = self._new_sealer()
+        self._commit(
+            msgspec.structs.replace(self.state, epoch=epoch, keys={epoch: key}, key_issuer=issuer)
+        )
         return True
 
     def add_member(self, member: ml.Member) -> None:
@@ -147,11 +159,12 @@ class Circle:
         """Replace our circle of one by the circle we just paired into."""
         if not members.is_member(self._me):
             raise TrustError("the circle we paired into does not list this device")
-        self.state.members = members
-        self.state.epoch = epoch
-        self.state.keys = {epoch: key}
-        self._store.save(self.state)
-        self._sealer = self._new_sealer()
+        if not 1 <= epoch <= MAX_EPOCH or len(key) != 32:
+            raise TrustError(f"the circle's key epoch {epoch} or key is invalid")
+        new = msgspec.structs.replace(self.state, members=members, epoch=epoch, keys={epoch: key})
+        self._sealer = self._sealer_for(new)
+        self._store.save(new)
+        self.state = new
         self._changed()
 
     # -- pairing window bookkeeping (persisted so it survives restarts) --
@@ -188,8 +201,11 @@ class Circle:
     # -- sealing -----------------------------------------------------------
 
     def _new_sealer(self) -> Sealer:
-        sid = StreamId(Kind.BROADCAST, self._raw_me, self.state.epoch, self.boot)
-        return Sealer(self.state.circle_key, sid)
+        return self._sealer_for(self.state)
+
+    def _sealer_for(self, state: CircleState) -> Sealer:
+        sid = StreamId(Kind.BROADCAST, self._raw_me, state.epoch, self.boot)
+        return Sealer(state.circle_key, sid)
 
     def _root_for(self, sid: StreamId) -> bytes | None:
         if sid.kind != Kind.BROADCAST:

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Annotated, Final
 
 import msgspec
 
 from accord.device.fileio import write_atomically
 from accord.device.identity import Identity
-from accord.errors import HomeError
+from accord.errors import HomeError, TrustError
 from accord.trust.members import Member, MemberList, new_circle
 
 FILE_NAME = "circle.msgpack"
+# The epoch travels as a u32 in every sealed frame's header. The last value is never
+# reached by rotation, so a state on disk can always be sealed with and rotated once.
+MAX_EPOCH: Final = 2**32 - 2
+Epoch = Annotated[int, msgspec.Meta(ge=1, le=MAX_EPOCH)]
 
 
 class CircleState(msgspec.Struct, forbid_unknown_fields=True):
     members: MemberList
-    epoch: int
-    keys: dict[int, bytes]  # epoch -> 32-byte circle key; old epochs dropped after rotation
+    epoch: Epoch
+    keys: dict[Epoch, bytes]  # epoch -> 32-byte circle key; old epochs dropped after rotation
     boot: int = 0
     pairing_failures: int = 0
     pairing_pin: str = ""
@@ -35,11 +40,18 @@ class CircleState(msgspec.Struct, forbid_unknown_fields=True):
     def circle_key(self) -> bytes:
         return self.keys[self.epoch]
 
-    def rotate(self) -> int:
-        """Start a new key epoch (after a revocation); returns its number."""
-        self.epoch += 1
-        self.keys = {self.epoch: secrets.token_bytes(32)}
-        return self.epoch
+    def rotated(self, issuer: str) -> CircleState:
+        """A copy with a new key epoch (after a revocation); self is left unchanged, so
+        a caller can build everything that depends on it before anything is saved."""
+        if self.epoch >= MAX_EPOCH:
+            raise TrustError(
+                f"the circle key epoch is at its limit ({MAX_EPOCH}); found a new circle "
+                "(accord trust leave on every device, then pair again)"
+            )
+        epoch = self.epoch + 1
+        return msgspec.structs.replace(
+            self, epoch=epoch, keys={epoch: secrets.token_bytes(32)}, key_issuer=issuer
+        )
 
 
 def founding_state(
@@ -73,7 +85,7 @@ class CircleStore:
             raise HomeError(f"cannot read {self.path}: {exc.strerror}") from exc
         try:
             return self._decoder.decode(raw)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise HomeError(
                 f"{self.path} is damaged ({exc}); restore it from a backup, or leave the "
                 "circle and pair again"

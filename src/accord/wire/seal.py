@@ -156,6 +156,11 @@ class Opener:
         root = self._root_for(sid)
         if root is None:
             raise UnknownSender(f"no key for sender {sender.hex()} epoch {epoch}")
+        cached = self._aeads.get(sid)
+        if cached is not None and cached[1] != root:
+            # Our own key for this epoch changed (two members rotated at once and the
+            # tie went the other way): counters restart under the new key.
+            self._windows.pop(sid, None)
         lane = (sid.kind, sender, epoch)
         newest = self._newest.get(lane)
         if newest is None and len(self._newest) >= self._max_streams:

@@ -13,6 +13,7 @@ from typing import Any
 
 from accord.bus import keys
 from accord.bus.directory import DeviceDirectory, DeviceRecord
+from accord.bus.names import match_device
 from accord.bus.session import Bus, Undo
 from accord.clock import Clock
 from accord.device.home import Home
@@ -163,21 +164,14 @@ class TrustService:
         return {"device_id": paired.device_id, "name": paired.name, "code": paired.code}
 
     def _resolve(self, query: str) -> DeviceRecord:
-        """A device by name, id or unique id prefix, among those online."""
-        if not query:
-            raise PairingError("name the device to pair with (a name, id or id prefix)")
+        """A device among those online, named as ``accord.bus.names`` says."""
+        if not query.strip():
+            raise PairingError("name the device to pair with (its name, type or id)")
         online = [r for r in self._directory.records() if r.online and not r.is_self]
-        for match in (
-            [r for r in online if r.device_id == query],
-            [r for r in online if r.name.lower() == query.lower()],
-            [r for r in online if r.device_id.startswith(query.lower())],
-        ):
-            if len(match) == 1:
-                return match[0]
-            if len(match) > 1:
-                names = ", ".join(f"{r.name} ({r.device_id[:10]})" for r in match)
-                raise PairingError(f"{query!r} matches several devices: {names}; use an id")
-        raise DeviceUnavailable(f"no online device matches {query!r}; see: accord devices")
+        found = match_device(query, online)
+        if found is None:
+            raise DeviceUnavailable(f"no online device matches {query!r}; see: accord devices")
+        return found
 
     async def trust_list(self, _params: dict[str, Any]) -> dict[str, Any]:
         members = self._circle.members
@@ -228,18 +222,10 @@ class TrustService:
         return {"left": old, "circle_id": self._circle.members.circle_id}
 
     def resolve_member(self, query: str) -> Member:
-        """A member by name, id or unique id prefix."""
-        if not query:
-            raise TrustError("name the device (a name, id or id prefix; see: accord trust list)")
-        active = self._circle.members.active()
-        for match in (
-            [m for m in active if m.device_id == query],
-            [m for m in active if m.name.lower() == query.lower()],
-            [m for m in active if m.device_id.startswith(query.lower())],
-        ):
-            if len(match) == 1:
-                return match[0]
-            if len(match) > 1:
-                names = ", ".join(f"{m.name} ({m.device_id[:10]})" for m in match)
-                raise TrustError(f"{query!r} matches several members: {names}; use an id")
-        raise TrustError(f"no member of this circle matches {query!r}; see: accord trust list")
+        """A member of the circle, named as ``accord.bus.names`` says."""
+        if not query.strip():
+            raise TrustError("name the device (its name, type or id; see: accord trust list)")
+        found = match_device(query, self._circle.members.active())
+        if found is None:
+            raise TrustError(f"no member of this circle matches {query!r}; see: accord trust list")
+        return found

@@ -14,6 +14,7 @@ from accord.data import COUNTER, ChangeSet
 from accord.errors import ReadOnlyNamespace, StoreError, UnknownStore, ValueTooLarge
 from accord.node import Node
 from tests.nodes import Mesh, household, wait_until
+from tests.test_data_durability import durability_of
 
 WAIT = 10.0
 
@@ -202,3 +203,13 @@ async def test_garbage_on_the_data_key_changes_nothing(home: dict[str, Node], me
     await store.put("k", b"2")
     await wait_until(lambda: has(tablet, "robust", "k", b"2"), WAIT, "sync still working")
     assert tablet.data.stores.get("robust").count() == 1
+
+
+async def test_a_nodes_stores_sync_every_commit_to_disk(mesh: Mesh) -> None:
+    """The stores a running node opens (its own ``accord.apps`` and the user's) ask
+    SQLite for an fsync on every commit; see test_data_durability for what this can
+    and cannot prove."""
+    node = await mesh.start("solo", "laptop")
+    await node.data.open("notes").put("k", b"v")
+    for name in ("notes", "accord.apps"):
+        assert durability_of(node.data.stores.get(name)._file) == ("wal", "FULL"), name

@@ -142,10 +142,19 @@ class Bus:
 
         async def answer(query: zenoh.Query) -> None:
             query_key = query.key_expr
+            # A large reply runs in a worker thread. A Zenoh Query must not be used by
+            # two threads at once ("RuntimeError: Already borrowed"), so a reply cut
+            # short by a cancellation is left to finish (shielded) before the next
+            # reply, and the final drop waits for it too.
+            sending: asyncio.Future[None] | None = None
 
             async def reply(data: bytes) -> None:
+                nonlocal sending
+                if sending is not None and not sending.done():
+                    await asyncio.shield(sending)
                 if len(data) > LARGE_REPLY:  # may block on a congested link: not on the loop
-                    await self._loop.run_in_executor(None, query.reply, query_key, data)
+                    sending = self._loop.run_in_executor(None, query.reply, query_key, data)
+                    await asyncio.shield(sending)
                 else:
                     query.reply(query_key, data)
 
@@ -157,11 +166,14 @@ class Bus:
             except Exception:
                 log.exception("%s: handler for %s failed", self._label, key)
             finally:
-                query.drop()  # type: ignore[no-untyped-call]
+                if sending is None or sending.done():
+                    self._drop(query)
+                else:  # runs on the loop once the worker's reply has returned
+                    sending.add_done_callback(lambda _: self._drop(query))
 
         def start(query: zenoh.Query) -> None:
             if len(pending) >= MAX_PENDING_QUERIES:
-                query.drop()  # type: ignore[no-untyped-call]
+                self._drop(query)
                 return
             task = self._loop.create_task(answer(query))
             pending.add(task)
@@ -179,6 +191,13 @@ class Bus:
                 task.cancel()
 
         return undo_all
+
+    def _drop(self, query: zenoh.Query) -> None:
+        """End a query: Zenoh tells the asker no more replies come."""
+        try:
+            query.drop()  # type: ignore[no-untyped-call]
+        except Exception:
+            log.exception("%s: ending query %s failed", self._label, query.key_expr)
 
     def subscribe(self, key: str, on_sample: Callable[[str, bytes], None]) -> Undo:
         """Call ``on_sample(key, payload)`` on the loop for every put on ``key``."""

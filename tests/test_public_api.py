@@ -38,3 +38,8 @@ def test_python_dash_m_accord_shows_help() -> None:
     assert proc.returncode == 0
     for command in ("init", "up", "devices", "status", "sim"):
         assert command in proc.stdout
+
+
+def test_every_public_name_is_imported_lazily() -> None:
+    """``__all__`` and the table that ``accord.__getattr__`` loads from agree."""
+    assert set(accord.__all__) == {*accord._WHERE, "__version__"}

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,11 +50,12 @@ def up(
         False, "--no-multicast", help="No multicast scouting (use --connect)."
     ),
     setting: list[str] = typer.Option(
-        [], "--set", "-s", help="Override a setting, e.g. lease_ms=3000 or zenoh.<path>=<json5>."
+        [], "--set", "-s", help="Override a setting, e.g. lease_ms=3000 or zenoh.PATH=JSON5."
     ),
     hardware: str = typer.Option(
         "simulated",
         "--hardware",
+        metavar="KIND",
         help="Drivers: 'simulated' (deterministic) or 'host' (this machine's battery "
         "where it has one; simulated otherwise).",
     ),
@@ -66,6 +65,8 @@ def up(
 
     if hardware not in ("simulated", "host"):
         raise AccordError(f"--hardware is 'simulated' or 'host', not {hardware!r}")
+    import asyncio
+
     from accord.bus.settings import BusSettings
     from accord.device.home import open_home
 
@@ -77,6 +78,9 @@ def up(
 
 
 async def _run(h: Any, settings: Any, hardware: Any) -> None:
+    import asyncio
+    import signal
+
     from accord.node import Node
 
     node = Node(h, settings, drivers=hardware)

@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console, Group
@@ -17,7 +17,10 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from accord.sim.household import DEFAULT_DEVICES, Household, SimDevice
+from accord.sim import DEFAULT_DEVICES
+
+if TYPE_CHECKING:
+    from accord.sim.household import Household, SimDevice
 
 out = Console()
 
@@ -56,10 +59,17 @@ def _table(rows: list[dict[str, Any]], total: int) -> Table:
 
 def sim(
     devices: str = typer.Option(
-        ",".join(DEFAULT_DEVICES), "--devices", "-d", help="Comma-separated built-in profiles."
+        ",".join(DEFAULT_DEVICES),
+        "--devices",
+        "-d",
+        metavar="PROFILES",
+        help="Comma-separated built-in profiles.",
     ),
     folder: Path | None = typer.Option(
-        None, "--dir", help="Keep the homes here (default: a temporary folder, removed after)."
+        None,
+        "--dir",
+        metavar="DIR",
+        help="Keep the homes here (default: a temporary folder, removed after).",
     ),
     duration: float = typer.Option(
         0.0, "--duration", help="Stop by itself after this many seconds (0: until Ctrl-C)."
@@ -72,6 +82,7 @@ def sim(
     """Start a simulated household, one real node process per device, and show it live."""
     profiles = [p.strip() for p in devices.split(",") if p.strip()]
     from accord.profile import builtin_text
+    from accord.sim.household import Household
 
     for p in profiles:
         builtin_text(p)  # unknown names fail here, before anything starts

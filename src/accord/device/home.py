@@ -17,12 +17,15 @@ import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
-from accord.device.identity import Identity
 from accord.errors import HomeError, NodeAlreadyRunning, ProfileError
 from accord.profile import Profile, builtin_text, load_profile, parse_profile
+
+if TYPE_CHECKING:  # imported where used: the CLI's clients need paths, not keys
+    from accord.device.identity import Identity
 
 HOME_ENV = "ACCORD_HOME"
 SOCKET_NAME = "control.sock"
@@ -102,6 +105,8 @@ def init_home(
         os.chmod(path, 0o700)
         (path / "data").mkdir(exist_ok=True, mode=0o700)
         (path / "run").mkdir(exist_ok=True, mode=0o700)
+        from accord.device.identity import Identity
+
         identity = Identity.generate()
         identity.save(path / "identity.key")
         (path / "profile.toml").write_text(text)
@@ -134,6 +139,8 @@ def open_home(path: Path) -> Home:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise HomeError(f"{device_file}: cannot read: {exc}") from exc
     profile = load_profile(path / "profile.toml")
+    from accord.device.identity import Identity
+
     identity = Identity.load(path / "identity.key")
     if meta.get("device_id") != identity.device_id:
         raise HomeError(

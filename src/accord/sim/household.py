@@ -19,8 +19,10 @@ from typing import Any
 from accord.control.client import ControlClient
 from accord.device.home import SOCKET_NAME, init_home, open_home
 from accord.errors import AccordError, SimError
+from accord.sim import DEFAULT_DEVICES
 
-DEFAULT_DEVICES = ("nokia-x60", "tablet", "laptop", "tv", "midea-fridge")
+__all__ = ["DEFAULT_DEVICES", "Household", "SimDevice", "die_with_parent", "free_port"]
+
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 

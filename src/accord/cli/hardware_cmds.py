@@ -49,6 +49,22 @@ def _resolution(text: str | None) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
+def _check_output(output: Path) -> None:
+    """Fail before capturing if the photo could not be saved at ``output``."""
+    folder = output.parent
+    where = f"cannot save the photo to {output}"
+    if output.is_dir():
+        raise AccordError(f"{where}: it is a folder; name a file, e.g. {output / 'photo.jpg'}")
+    if output.exists() and not output.is_file():  # a device or pipe would be replaced
+        raise AccordError(f"{where}: it is not a regular file")
+    if not folder.exists():
+        raise AccordError(f"{where}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise AccordError(f"{where}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AccordError(f"{where}: the folder {folder} is not writable")
+
+
 def capture(
     device: str = DeviceArg,
     output: Path = typer.Option(..., "--output", "-o", help="Where to save the JPEG."),
@@ -61,6 +77,7 @@ def capture(
 ) -> None:
     """Take a photo with a device's camera and save it, with a progress bar."""
     width, height = _resolution(resolution)
+    _check_output(output)
     args = {"camera": camera, "width": width, "height": height}
     partial = output.with_name(output.name + ".part")
     started = time.monotonic()
@@ -93,6 +110,8 @@ def capture(
         if header is None or written != header["total_bytes"]:
             raise AccordError(f"the capture ended after {written} bytes; try again")
         os.replace(partial, output)
+    except OSError as exc:  # the disk filled up, the folder went away...
+        raise AccordError(f"cannot save the photo to {output}: {exc.strerror or exc}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +97,47 @@ async def _run(h: Any, settings: Any, hardware: Any) -> None:
     err.print(f"{h.name} left", highlight=False)
 
 
-def down(home: Path | None = HomeOpt) -> None:
-    """Ask the node running on this home to leave."""
-    control_client(home).call("stop")
-    out.print("stopping")
+def down(
+    home: Path | None = HomeOpt,
+    timeout: float = typer.Option(
+        10.0, "--timeout", help="Seconds to wait for the node to leave before giving up."
+    ),
+) -> None:
+    """Stop the node running on this home; returns once it has left."""
+    from accord.errors import AccordError, ControlError
+
+    path = home_path(home)
+    client = control_client(path, timeout)
+    node = client.call("status")
+    name, pid = node["name"], node["pid"]
+    with contextlib.suppress(ControlError):  # a node that dies mid-reply is leaving too
+        client.call("stop")
+    deadline = time.monotonic() + timeout
+    while _holds_home_lock(path):
+        if time.monotonic() >= deadline:
+            raise AccordError(
+                f"{name} (pid {pid}) did not stop within {timeout:g} s; "
+                f"see its log, or end it with: kill {pid}"
+            )
+        time.sleep(0.02)
+    out.print(f"{name} stopped", highlight=False)
+
+
+def _holds_home_lock(path: Path) -> bool:
+    """Whether a node still holds ``path``'s lock. A node releases it as the last step
+    of leaving (after its peers have seen it go), and the kernel releases it when the
+    process dies, so a free lock means the node has left, however it ended."""
+    try:
+        fd = os.open(path / "run" / "node.lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # held for an instant, never waited on
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our shared lock
+    return False
 
 
 def status(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:

@@ -89,6 +89,16 @@ def test_pair_open_join_list_revoke(house: Household) -> None:
 
     wait_for(tablet_sees_laptop_details, 10, "members to exchange details")
 
+    # One to three characters of an id never select a device (`trust revoke l`).
+    for n in (1, 2, 3):
+        short = tablet.device_id[:n]
+        if any(name.lower().startswith(short) for name in ("laptop", "tablet")):
+            continue  # a name prefix would rightly select by name
+        refused = accord("trust", "revoke", short, "--home", str(laptop.home))
+        assert refused.returncode == 1
+        assert "no member" in refused.stderr
+    assert _members(laptop.home) == {laptop.device_id, tablet.device_id}
+
     revoke = accord("trust", "revoke", "Tablet", "--home", str(laptop.home))
     assert revoke.returncode == 0, revoke.stderr
     listing = accord_json("trust", "list", "--home", str(laptop.home))

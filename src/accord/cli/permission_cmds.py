@@ -42,7 +42,9 @@ def ls(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
 @app.command("allow")
 def allow(
     service: str = typer.Argument(..., help="A service of this device, e.g. camera."),
-    devices: list[str] = typer.Argument(..., help="The only members that may call it."),
+    devices: list[str] = typer.Argument(
+        ..., help="The only members that may call it: names, types such as tv, or ids."
+    ),
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:

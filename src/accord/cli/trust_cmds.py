@@ -48,7 +48,10 @@ def pair_open(
 
 @pair_app.command("join")
 def pair_join(
-    device: str = typer.Argument(..., help="The device showing the PIN: name, id or id prefix."),
+    device: str = typer.Argument(
+        ...,
+        help="The device showing the PIN: its name (or the start of it), type such as tv, or id.",
+    ),
     pin: str = typer.Option(..., "--pin", help="The 6-digit PIN it shows."),
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
@@ -92,7 +95,9 @@ def trust_list(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
 
 @trust_app.command("revoke")
 def trust_revoke(
-    device: str = typer.Argument(..., help="The member to revoke: name, id or id prefix."),
+    device: str = typer.Argument(
+        ..., help="The member to revoke: its name, type such as tv, or id (4+ characters)."
+    ),
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:

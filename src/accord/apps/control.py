@@ -8,12 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from accord.apps.errors import AppError
-from accord.apps.messages import AppRef, MoveParams, RunParams, SendParams
+from accord.apps.bundle import Bundle, encode_bundle
+from accord.apps.errors import AppError, RequirementsNotMet
+from accord.apps.messages import AppRef, InstallParams, MoveParams, RunParams, SendParams
 from accord.apps.runtime import MOVE_TIMEOUT_S, AppRuntime
 from accord.bus.directory import DeviceDirectory
 from accord.control.server import ControlServer
-from accord.errors import AccordError, ControlError
+from accord.errors import AccordError, ControlError, RemoteError
 from accord.rpc import RpcClient
 from accord.trust.members import Member
 
@@ -74,25 +75,59 @@ class AppControl:
         """``apps.<method>`` on ``device`` (this one included: RPC keeps that local)."""
         return await self._rpc.call(device, "apps", method, params, timeout=timeout)
 
+    def _labels(self, devices: list[str]) -> dict[str, str]:
+        """How results name each device: its name, with a short id where two share it."""
+        names = {d: self._name(d) for d in devices}
+        shared = {n for n in names.values() if list(names.values()).count(n) > 1}
+        return {d: f"{n} ({d[:10]})" if n in shared else n for d, n in names.items()}
+
+    async def _send(self, device: str, bundle: Bundle) -> None:
+        """Install ``bundle`` on ``device``, which pulls it from this node's memory
+        (so it goes out even when this device cannot run the app itself)."""
+        if device == self._me:
+            await self._apps.install(bundle)
+            return
+        tid = self._apps.transfers.offer(device, encode_bundle(bundle))
+        try:
+            params = InstallParams(bundle.manifest.id, bundle.content_hash, tid)
+            await self._rpc.call(device, "apps", "install", params, timeout=MOVE_TIMEOUT_S)
+        finally:
+            self._apps.transfers.withdraw(tid)
+
     async def install(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Install on each target. With ``on`` "all", a device that lacks what the app
+        requires is skipped, not failed; ``ok`` is true if at least one device
+        installed it and none failed otherwise."""
         folder = Path(str(params.get("path", "")))
         if not folder.is_absolute():
             raise ControlError("give the app folder as an absolute path")
         bundle = await self._apps.build(folder)
-        await self._apps.install(bundle)  # the builder keeps a copy to hand out
-        results: dict[str, dict[str, Any]] = {}
-        for device in self._targets(params.get("on")):
+        on = params.get("on")
+        everywhere = on == "all" or on == ["all"]
+        devices = self._targets(on)
+        here: AccordError | None = None
+        try:
+            await self._apps.install(bundle)  # the builder keeps a copy to hand out
+        except RequirementsNotMet as exc:
+            here = exc  # it cannot run the app, but may still hand it out
+        labels = self._labels(devices)
+        outcome = _Outcome()
+        for device in devices:
             try:
-                await self._apps.send_bundle(device, bundle.manifest.id)
-                results[self._name(device)] = {"ok": True}
+                if device != self._me:
+                    await self._send(device, bundle)
+                elif here is not None:
+                    raise here
             except AccordError as exc:
-                results[self._name(device)] = {"ok": False, "error": str(exc)}
+                outcome.add(device, labels[device], exc, skip_unable=everywhere)
+            else:
+                outcome.add(device, labels[device])
         return {
             "app_id": bundle.manifest.id,
             "version": bundle.manifest.version,
             "hash": bundle.content_hash,
             "bytes": len(bundle.zip),
-            "devices": results,
+            **outcome.report(),
         }
 
     async def ls(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -101,22 +136,44 @@ class AppControl:
             *(self._on(d, "list", None, PS_TIMEOUT_S) for d in devices), return_exceptions=True
         )
         rows = []
+        unreachable = []
         for device, found in zip(devices, lists, strict=True):
             if isinstance(found, BaseException):
+                unreachable.append(self._name(device))
                 continue
             rows += [{"device": self._name(device), **app} for app in found]
-        return {"apps": rows}
+        return {"apps": rows, "unreachable": unreachable}
 
     async def remove(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Remove from each target. With ``on`` "all", a device that does not hold the
+        app is skipped, not failed."""
         app_id = str(params.get("app", ""))
-        out: dict[str, dict[str, Any]] = {}
-        for device in self._targets(params.get("on")):
+        on = params.get("on")
+        devices = self._targets(on)
+        holding: set[str] | None = None
+        if on == "all" or on == ["all"]:
+            lists = await asyncio.gather(
+                *(self._on(d, "list", None, PS_TIMEOUT_S) for d in devices),
+                return_exceptions=True,
+            )
+            holding = {
+                d
+                for d, found in zip(devices, lists, strict=True)
+                if isinstance(found, BaseException) or any(a["app_id"] == app_id for a in found)
+            }  # a device that did not answer is tried, and fails with the reason
+        labels = self._labels(devices)
+        outcome = _Outcome()
+        for device in devices:
+            if holding is not None and device not in holding:
+                outcome.skip(device, labels[device], f"{app_id} is not installed there")
+                continue
             try:
                 await self._on(device, "remove", AppRef(app_id))
-                out[self._name(device)] = {"ok": True}
             except AccordError as exc:
-                out[self._name(device)] = {"ok": False, "error": str(exc)}
-        return {"app_id": app_id, "devices": out}
+                outcome.add(device, labels[device], exc)
+            else:
+                outcome.add(device, labels[device])
+        return {"app_id": app_id, **outcome.report(done="removed")}
 
     async def run(self, params: dict[str, Any]) -> dict[str, Any]:
         app_id = str(params.get("app", ""))
@@ -182,3 +239,49 @@ class AppControl:
             running += rows
         crashed = [{"app_id": a, "reason": r} for a, r in sorted(self._apps.crashed.items())]
         return {"running": running, "crashed_here": crashed, "unreachable": unreachable}
+
+
+class _Outcome:
+    """What an operation on several devices did on each: done, skipped, failed."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, dict[str, Any]] = {}
+        self.done: list[str] = []
+        self.skipped: list[dict[str, str]] = []
+        self.failed: list[dict[str, str]] = []
+
+    def add(
+        self, device: str, label: str, exc: AccordError | None = None, *, skip_unable: bool = False
+    ) -> None:
+        if exc is None:
+            self.devices[label] = {"ok": True, "status": "done"}
+            self.done.append(label)
+        elif skip_unable and _unable(exc):
+            reason = exc.remote_message if isinstance(exc, RemoteError) else str(exc)
+            self.skip(device, label, reason)
+        else:
+            self.devices[label] = {"ok": False, "status": "failed", "error": str(exc)}
+            self.failed.append({"device": label, "device_id": device, "error": str(exc)})
+
+    def skip(self, device: str, label: str, reason: str) -> None:
+        self.devices[label] = {"ok": False, "status": "skipped", "error": reason}
+        self.skipped.append({"device": label, "device_id": device, "reason": reason})
+
+    def report(self, done: str = "installed") -> dict[str, Any]:
+        for row in self.devices.values():
+            if row["status"] == "done":
+                row["status"] = done
+        return {
+            "ok": bool(self.done) and not self.failed,
+            "devices": self.devices,
+            done: self.done,
+            "skipped": self.skipped,
+            "failed": self.failed,
+        }
+
+
+def _unable(exc: AccordError) -> bool:
+    """Whether ``exc`` says the device lacks what the app requires (here or remote)."""
+    if isinstance(exc, RemoteError):
+        return exc.remote_type == RequirementsNotMet.__name__
+    return isinstance(exc, RequirementsNotMet)

@@ -9,12 +9,14 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from accord.cli.options import HomeOpt, JsonOpt, control_client
 from accord.errors import AccordError
 
 out = Console()
+err = Console(stderr=True)
 app = typer.Typer(help="Install, run and move apps across the circle.", no_args_is_help=True)
 AppArg = typer.Argument(..., help="The app's id (from its accord-app.toml).")
 LONG = 75.0  # seconds: moves and installs may carry megabytes
@@ -29,12 +31,26 @@ def _devices_table(title: str, devices: dict[str, Any]) -> None:
     table.add_column("Device")
     table.add_column("Result")
     for name, r in devices.items():
-        table.add_row(name, "[green]ok[/]" if r["ok"] else f"[red]{r['error']}[/]")
+        status = r.get("status", "ok" if r["ok"] else "failed")
+        if r["ok"]:
+            shown = f"[green]{status}[/]"
+        elif status == "skipped":
+            shown = f"[yellow]skipped:[/] {escape(r['error'])}"
+        else:
+            shown = f"[red]{escape(r['error'])}[/]"
+        table.add_row(escape(name), shown)
     out.print(table)
 
 
-def _fail_if_any(devices: dict[str, Any]) -> None:
-    if not all(r["ok"] for r in devices.values()):
+def _finish(result: dict[str, Any], what: str) -> None:
+    """Exit 1 unless the node says the operation succeeded: some device did it and
+    none failed (devices skipped for a reason given do not count as failures)."""
+    ok = result.get("ok", all(r["ok"] for r in result["devices"].values()))
+    if not ok:
+        if not result["devices"]:
+            err.print(f"[red]no device to {what} it on[/]")
+        elif not result.get("failed"):
+            err.print(f"[red]no device could {what} it[/]")
         raise typer.Exit(1)
 
 
@@ -42,13 +58,18 @@ def _fail_if_any(devices: dict[str, Any]) -> None:
 def install(
     path: Path = typer.Argument(..., help="The app folder (with accord-app.toml)."),
     on: list[str] = typer.Option(
-        [], "--on", help="Device(s) to install on, or 'all' (default: this device)."
+        [],
+        "--on",
+        help="Device(s) to install on (name, type such as tv, or id), or 'all' "
+        "(default: this device).",
     ),
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Bundle, sign and install an app; each target checks the signature and that
-    it meets the app's requirements, or refuses with the reason."""
+    it meets the app's requirements, or refuses with the reason. With --on all, a
+    device that lacks what the app requires is skipped (and named, with the reason);
+    the command succeeds if every other device installed it."""
     client = control_client(home, timeout=LONG)
     result = client.call("app_install", path=str(path.resolve()), on=on or None)
     if as_json:
@@ -59,7 +80,7 @@ def install(
             f"sha256 {result['hash'][:12]})",
             result["devices"],
         )
-    _fail_if_any(result["devices"])
+    _finish(result, "install")
 
 
 @app.command("ls")
@@ -82,22 +103,27 @@ def ls(
         running = "yes" if a["running"] else ""
         table.add_row(a["device"], a["app_id"], a["version"], requires, keep, running)
     out.print(table)
+    if result.get("unreachable"):
+        out.print(f"[yellow]did not answer:[/] {', '.join(result['unreachable'])}")
 
 
 @app.command("remove")
 def remove(
     app_id: str = AppArg,
-    on: list[str] = typer.Option([], "--on", help="Device(s), or 'all' (default: this one)."),
+    on: list[str] = typer.Option(
+        [], "--on", help="Device(s) (name, type or id), or 'all' (default: this one)."
+    ),
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Uninstall an app (stopping it first if it runs there)."""
+    """Uninstall an app (stopping it first if it runs there). With --on all, devices
+    that do not hold it are skipped."""
     result = control_client(home, LONG).call("app_remove", app=app_id, on=on or None)
     if as_json:
         _json(result)
     else:
         _devices_table(f"remove {app_id}", result["devices"])
-    _fail_if_any(result["devices"])
+    _finish(result, "remove")
 
 
 def _params(pairs: list[str]) -> dict[str, Any]:
@@ -117,7 +143,9 @@ def _params(pairs: list[str]) -> dict[str, Any]:
 def run(
     app_id: str = AppArg,
     on: str | None = typer.Option(
-        None, "--on", help="Where to run it (default: the best device for it)."
+        None,
+        "--on",
+        help="Where to run it: name, type such as tv, or id (default: the best device).",
     ),
     param: list[str] = typer.Option([], "--param", "-p", help="NAME=VALUE passed to on_start."),
     home: Path | None = HomeOpt,
@@ -145,7 +173,7 @@ def stop(app_id: str = AppArg, home: Path | None = HomeOpt, as_json: bool = Json
 @app.command("move")
 def move(
     app_id: str = AppArg,
-    to: str = typer.Option(..., "--to", help="The device to continue on."),
+    to: str = typer.Option(..., "--to", help="The device to continue on: name, type or id."),
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:

@@ -161,6 +161,7 @@ class Node:
             self.directory,
             query_timeout=timeout,
             standing_of=self.circle.standing,
+            sign=self.home.identity.sign,
             on_present=self._sync.on_present,
         )
         self._trust = TrustService(

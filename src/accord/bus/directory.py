@@ -2,12 +2,19 @@
 
 Pure state plus events; persistence is injected (see :class:`DirectoryDB`), time is
 injected through the Clock.
+
+Anyone on the network can announce a device, so what strangers cause is bounded:
+at most :data:`MAX_STRANGERS` records of devices that are not members (strangers,
+revoked devices) are held, in memory only, least recently seen dropped first.
+Only this device and its members are persisted. A member's name and type come from
+its sealed details, never from a public announcement.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Literal
 
@@ -24,6 +31,7 @@ EventKind = Literal["joined", "left", "updated"]
 
 
 Standing = Literal["self", "member", "revoked", "stranger"]
+MAX_STRANGERS = 256
 
 
 class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +54,12 @@ class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):
     standing: Standing = "stranger"
     fingerprint: str = ""
     pairing: bool = False
+    announce_seq: int = 0
+
+
+def is_kept(record: DeviceRecord) -> bool:
+    """Whether a record is persisted: this device and its members only."""
+    return record.is_self or record.standing in ("self", "member")
 
 
 class DirectoryEvent(msgspec.Struct, frozen=True):
@@ -68,10 +82,12 @@ class DeviceDirectory:
         self._clock = clock
         self._save = save
         self._records: dict[str, DeviceRecord] = {}
+        self._strangers: OrderedDict[str, None] = OrderedDict()  # least recently seen first
         self._listeners: list[Listener] = []
         for rec in load() if load else []:
-            # Nothing is online until presence says so in this run.
-            self._records[rec.device_id] = msgspec.structs.replace(rec, online=False)
+            if is_kept(rec):  # an older version persisted strangers too: not any more
+                # Nothing is online until presence says so in this run.
+                self._records[rec.device_id] = msgspec.structs.replace(rec, online=False)
 
     def get(self, device_id: str) -> DeviceRecord | None:
         return self._records.get(device_id)
@@ -111,14 +127,20 @@ class DeviceDirectory:
             standing=standing or ("self" if is_self else old.standing if old else "member"),
             fingerprint=fingerprint(ann.public_key),
             pairing=old.pairing if old else False,
+            announce_seq=old.announce_seq if old else 0,
         )
         kind: EventKind = "updated" if old is not None and old.online else "joined"
         return self._commit(rec, kind, now)
 
-    def announced(self, pub: PublicAnnouncement, standing: Standing) -> DirectoryEvent:
-        """A device is online with its public announcement; details it had stay."""
+    def announced(self, pub: PublicAnnouncement, standing: Standing) -> DirectoryEvent | None:
+        """A device is online with its (verified) public announcement; details it had
+        stay. A member keeps the name and type its sealed details gave it. None: the
+        announcement is older than one already taken while the device stayed online
+        (a replay), and changes nothing."""
         now = self._clock.wall()
         old = self._records.get(pub.device_id)
+        if old is not None and old.online and pub.seq < old.announce_seq:
+            return None
         base = old or DeviceRecord(
             device_id=pub.device_id,
             name=pub.name,
@@ -127,15 +149,17 @@ class DeviceDirectory:
             first_seen=now,
             last_seen=now,
         )
+        named_by_details = old is not None and standing in ("self", "member")
         rec = msgspec.structs.replace(
             base,
-            name=pub.name,
-            type=pub.type,
+            name=base.name if named_by_details else pub.name,
+            type=base.type if named_by_details else pub.type,
             online=True,
             last_seen=now,
             standing=standing,
             fingerprint=fingerprint(pub.public_key),
             pairing=pub.pairing,
+            announce_seq=pub.seq,
         )
         kind: EventKind = "updated" if old is not None and old.online else "joined"
         return self._commit(rec, kind, now)
@@ -156,14 +180,42 @@ class DeviceDirectory:
         rec = msgspec.structs.replace(old, online=False, last_seen=now)
         return self._commit(rec, "left", now)
 
+    def strangers(self) -> int:
+        """How many records of non-members are held (at most MAX_STRANGERS)."""
+        return len(self._strangers)
+
     def _commit(self, rec: DeviceRecord, kind: EventKind, now: float) -> DirectoryEvent:
+        old = self._records.get(rec.device_id)
         self._records[rec.device_id] = rec
-        if self._save is not None:
+        if is_kept(rec):
+            self._strangers.pop(rec.device_id, None)
+        else:
+            self._strangers[rec.device_id] = None
+            self._strangers.move_to_end(rec.device_id)
+        # Strangers are never written; a record that stops being kept is written once
+        # more, so the store drops it (see DirectoryDB.save).
+        if self._save is not None and (is_kept(rec) or (old is not None and is_kept(old))):
             try:
                 self._save(rec)
             except Exception:
                 log.exception("cannot persist directory record %s", rec.device_id)
-        event = DirectoryEvent(kind, rec, now)
+        event = self._emit(DirectoryEvent(kind, rec, now))
+        while len(self._strangers) > MAX_STRANGERS:
+            self._evict(now)
+        return event
+
+    def _evict(self, now: float) -> None:
+        """Drop the least recently seen stranger, offline ones first."""
+        victim = next(
+            (d for d in self._strangers if not self._records[d].online),
+            next(iter(self._strangers)),
+        )
+        del self._strangers[victim]
+        rec = self._records.pop(victim)
+        if rec.online:
+            self._emit(DirectoryEvent("left", msgspec.structs.replace(rec, online=False), now))
+
+    def _emit(self, event: DirectoryEvent) -> DirectoryEvent:
         for listener in list(self._listeners):
             try:
                 listener(event)

@@ -2,28 +2,71 @@
 
 A node declares a liveliness token at ``accord/v1/presence/<id>`` and answers
 queries on ``accord/v1/announce/<id>`` with its *public* announcement (id, name,
-type, key, whether it accepts pairing), and publishes it there again whenever it
-changes. When a token appears, the node fetches that device's announcement and adds
-it to the directory; when the token goes, the device is marked offline. What
-members learn beyond that travels sealed (see ``accord.trust.sync``).
+type, key, whether it accepts pairing), signed by its identity key, and publishes
+it there again whenever it changes. When a token appears, the node fetches that
+device's announcement, checks the signature, and adds it to the directory; when
+the token goes, the device is marked offline. What members learn beyond that
+travels sealed (see ``accord.trust.sync``).
+
+Anyone can declare tokens and answer queries, so the work strangers can cause is
+bounded: members' announcements are fetched at once, everyone else's by at most
+:data:`MAX_STRANGER_FETCHES` tasks from a queue of at most :data:`MAX_WAITING`
+devices; at most :data:`MAX_REPLIES` replies of one query are looked at; and
+re-published announcements are checked at most :data:`UPDATE_RATE` times a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable
+
+import msgspec
 
 from accord.bus import keys
 from accord.bus.directory import DeviceDirectory, Standing
 from accord.bus.session import Bus, Undo
 from accord.errors import AccordError, WireError
-from accord.wire.messages import Announcement, PublicAnnouncement, decode_public, encode
+from accord.wire.messages import (
+    MAX_SEQ,
+    Announcement,
+    PublicAnnouncement,
+    decode_public,
+    encode,
+    sign_public,
+)
 
 log = logging.getLogger(__name__)
 
 FETCH_RETRIES = (0.0, 0.2, 0.5, 1.0)
 _MAX_WARNED = 256
+MAX_STRANGER_FETCHES = 8
+MAX_WAITING = 256
+MAX_REPLIES = 4
+UPDATE_RATE = 50.0  # re-published announcements checked per second, at most
+UPDATE_BURST = 50.0
+
+
+class _Budget:
+    """A token bucket: ``take()`` is True at most ``rate`` times a second on average."""
+
+    def __init__(self, rate: float, burst: float, now: Callable[[], float]) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._now = now
+        self._tokens = burst
+        self._at = now()
+
+    def take(self) -> bool:
+        now = self._now()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 class Presence:
@@ -36,12 +79,15 @@ class Presence:
         *,
         query_timeout: float,
         standing_of: Callable[[str], Standing],
+        sign: Callable[[bytes], bytes],
         on_present: Callable[[str], None] = lambda _device_id: None,
     ) -> None:
         self._bus = bus
         self._details = details
-        self._public = public
-        self._public_bytes = encode(public)
+        self._sign = sign
+        self._seq = 0
+        self._public = self._signed(public)
+        self._public_bytes = encode(self._public)
         self._directory = directory
         self._timeout = query_timeout
         self._standing_of = standing_of
@@ -49,7 +95,16 @@ class Presence:
         self._me = public.device_id
         self._undo: list[Undo] = []
         self._fetches: dict[str, asyncio.Task[None]] = {}
+        self._stranger_fetches: set[str] = set()
+        self._waiting: OrderedDict[str, None] = OrderedDict()
+        self._updates = _Budget(UPDATE_RATE, UPDATE_BURST, time.monotonic)
         self._warned: set[str] = set()
+
+    def _signed(self, public: PublicAnnouncement) -> PublicAnnouncement:
+        """Sign ``public`` with a sequence number above every earlier one of this run
+        (the wall clock in ms, so it also grows across restarts as the clock does)."""
+        self._seq = min(MAX_SEQ, max(self._seq + 1, time.time_ns() // 1_000_000))
+        return sign_public(msgspec.structs.replace(public, seq=self._seq), self._sign)
 
     async def start(self) -> None:
         self._directory.seen(self._details, is_self=True, standing="self")
@@ -64,19 +119,21 @@ class Presence:
 
     def update(self, public: PublicAnnouncement) -> None:
         """Change what we announce (e.g. the pairing flag) and tell everyone now."""
-        self._public = public
-        self._public_bytes = encode(public)
+        self._public = self._signed(public)
+        self._public_bytes = encode(self._public)
         self._bus.put(keys.announce_key(self._me), self._public_bytes)
 
     async def stop(self) -> None:
         for undo in reversed(self._undo):
             undo()
         self._undo.clear()
+        self._waiting.clear()
         tasks = list(self._fetches.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._fetches.clear()
+        self._stranger_fetches.clear()
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:
         if key in self._warned:
@@ -96,19 +153,48 @@ class Presence:
         previous = self._fetches.pop(device_id, None)
         if previous is not None:
             previous.cancel()
+            self._stranger_fetches.discard(device_id)
+        self._waiting.pop(device_id, None)
         if alive:
-            task = asyncio.get_running_loop().create_task(self._fetch(device_id))
-            self._fetches[device_id] = task
+            self._want(device_id)
         else:
             event = self._directory.lost(device_id)
             if event is not None:
                 log.info("%s: %s left", self._public.name, event.device.name)
+        self._next_stranger()
+
+    def _want(self, device_id: str) -> None:
+        """Fetch a device's announcement: a member's at once, a stranger's when one of
+        the few stranger fetches is free (the queue drops its oldest when full)."""
+        if self._standing_of(device_id) in ("member", "self"):
+            self._start_fetch(device_id)
+            return
+        self._waiting[device_id] = None
+        if len(self._waiting) > MAX_WAITING:
+            dropped, _ = self._waiting.popitem(last=False)
+            self._warn_once(
+                "queue", "%s: too many unknown devices appeared; not all are fetched", self._me
+            )
+            log.debug("%s: dropped the fetch of %s", self._public.name, dropped)
+
+    def _next_stranger(self) -> None:
+        while self._waiting and len(self._stranger_fetches) < MAX_STRANGER_FETCHES:
+            device_id, _ = self._waiting.popitem(last=False)
+            self._stranger_fetches.add(device_id)
+            self._start_fetch(device_id)
+
+    def _start_fetch(self, device_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._fetch(device_id))
+        self._fetches[device_id] = task
 
     def _on_update(self, key: str, payload: bytes) -> None:
         """A device re-published its announcement (its pairing flag changed)."""
         device_id = key.rsplit("/", 1)[-1]
         record = self._directory.get(device_id)
         if device_id == self._me or record is None or not record.online:
+            return
+        if not self._updates.take():  # anyone can publish here: verify only so many
+            self._warn_once("updates", "%s: too many announcements; some ignored", self._me)
             return
         ann = self._validate(device_id, key, payload)
         if ann is not None:
@@ -123,7 +209,7 @@ class Presence:
                 ann = await self._try_fetch(device_id)
                 if ann is not None:
                     event = self._directory.announced(ann, self._standing_of(device_id))
-                    if event.kind == "joined":
+                    if event is not None and event.kind == "joined":
                         log.info("%s: %s joined", self._public.name, ann.name)
                     self._on_present(device_id)
                     return
@@ -136,18 +222,22 @@ class Presence:
         finally:
             if self._fetches.get(device_id) is asyncio.current_task():
                 del self._fetches[device_id]
+                self._stranger_fetches.discard(device_id)
+                self._next_stranger()
 
     async def _try_fetch(self, device_id: str) -> PublicAnnouncement | None:
+        """The newest valid announcement among the first few replies."""
         try:
             replies = await self._bus.get(keys.announce_key(device_id), self._timeout)
         except AccordError as exc:
             log.debug("%s: announcement query failed: %s", self._public.name, exc)
             return None
-        for key, payload in replies:
+        best: PublicAnnouncement | None = None
+        for key, payload in replies[:MAX_REPLIES]:
             ann = self._validate(device_id, key, payload)
-            if ann is not None:
-                return ann
-        return None
+            if ann is not None and (best is None or ann.seq > best.seq):
+                best = ann
+        return best
 
     def _validate(self, device_id: str, key: str, payload: bytes) -> PublicAnnouncement | None:
         try:

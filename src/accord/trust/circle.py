@@ -171,11 +171,17 @@ class Circle:
 
     def pairing_open(self) -> bool:
         s = self.state
-        return bool(s.pairing_pin) and self._clock.wall() < s.pairing_expires
+        return (
+            bool(s.pairing_pin)
+            and s.pairing_failures < PAIRING_MAX_FAILURES
+            and self._clock.wall() < s.pairing_expires
+        )
 
     def open_pairing(self, pin: str, seconds: float) -> None:
-        if self.state.pairing_failures >= PAIRING_MAX_FAILURES:
-            self.state.pairing_failures = 0  # a person opening a new window resets it
+        """A person opens a window with a fresh PIN: the count starts again, since
+        guesses at an earlier PIN say nothing about this one (so strangers who used
+        up a window cannot keep the owner from opening the next)."""
+        self.state.pairing_failures = 0
         self.state.pairing_pin = pin
         self.state.pairing_expires = self._clock.wall() + seconds
         self._store.save(self.state)
@@ -186,16 +192,20 @@ class Circle:
         self._store.save(self.state)
 
     def count_pairing_attempt(self) -> int:
-        """Count an attempt *before* answering it (a silent guesser is counted too)."""
+        """Count an attempt *before* answering it (a silent guesser is counted too);
+        the fifth closes the window."""
         self.state.pairing_failures += 1
         if self.state.pairing_failures >= PAIRING_MAX_FAILURES:
             self.state.pairing_pin = ""
+            self.state.pairing_expires = 0.0
         self._store.save(self.state)
         return self.state.pairing_failures
 
     def pairing_succeeded(self) -> None:
+        """The PIN admitted one device: the window closes."""
         self.state.pairing_failures = 0
         self.state.pairing_pin = ""
+        self.state.pairing_expires = 0.0
         self._store.save(self.state)
 
     # -- sealing -----------------------------------------------------------

@@ -5,12 +5,24 @@ query whose payload is a :class:`PairRequest` and whose reply is a
 :class:`PairReply`. After the SPAKE2 handshake (``accord.trust.pake``), the joiner
 sends its identity and the host sends the circle's credentials, both encrypted
 under the handshake's session key.
+
+Anyone may send these requests, so the host's rules are:
+
+- an attempt is counted when the host answers a well-formed hello, since that
+  answer is what lets the joiner test one PIN guess; a hello that tests nothing
+  (malformed, refused) is not counted, and neither confirm nor abort counts;
+- the answer carries a fresh random handshake id, and only a request naming it
+  (which only the joiner that received the answer knows) may confirm or abort
+  that handshake;
+- a handshake confirms only while its window is still open with the same PIN,
+  and success closes the window: one PIN admits one device.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +47,7 @@ _NONCE_JOINER = (1).to_bytes(12, "big")
 _NONCE_HOST = (2).to_bytes(12, "big")
 MAX_PENDING = 4
 PENDING_TTL_S = 30.0
+HANDSHAKE_ID_BYTES = 16
 
 
 class PairRequest(msgspec.Struct, frozen=True):
@@ -42,12 +55,14 @@ class PairRequest(msgspec.Struct, frozen=True):
     step: Step
     joiner_id: DeviceId
     data: Annotated[bytes, msgspec.Meta(max_length=4096)]
+    handshake: Annotated[bytes, msgspec.Meta(max_length=HANDSHAKE_ID_BYTES)] = b""
 
 
 class PairReply(msgspec.Struct, frozen=True, omit_defaults=True):
     ok: bool
-    error: str = ""
-    data: bytes = b""
+    error: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+    data: Annotated[bytes, msgspec.Meta(max_length=1 << 20)] = b""
+    handshake: Annotated[bytes, msgspec.Meta(max_length=HANDSHAKE_ID_BYTES)] = b""
 
 
 class JoinerInfo(msgspec.Struct, frozen=True):
@@ -66,6 +81,22 @@ class Credentials(msgspec.Struct, frozen=True):
 
 _request = msgspec.msgpack.Decoder(PairRequest)
 _reply = msgspec.msgpack.Decoder(PairReply)
+
+
+def decode_request(data: bytes) -> PairRequest:
+    """A pairing request from anyone; any failure is a PairingError."""
+    try:
+        return _request.decode(data)
+    except DECODE_ERRORS:
+        raise PairingError("malformed pairing request") from None
+
+
+def decode_reply(data: bytes) -> PairReply:
+    """A pairing reply from whoever answered; any failure is a PairingError."""
+    try:
+        return _reply.decode(data)
+    except DECODE_ERRORS:
+        raise PairingError("the device sent a malformed pairing reply") from None
 
 
 def _seal(key: bytes, nonce: bytes, obj: object) -> bytes:
@@ -88,6 +119,17 @@ class Paired:
     code: str
 
 
+@dataclass
+class _Pending:
+    """A handshake the host answered, waiting for its joiner's confirm or abort."""
+
+    host: Host
+    joiner_id: str
+    pin: str
+    expires: float  # the window's expiry when the hello was answered: names the window
+    started: float
+
+
 class HostWindow:
     """The host side. ``handle`` takes a request's bytes and returns the reply's."""
 
@@ -102,74 +144,96 @@ class HostWindow:
         self._identity = identity
         self._on_paired = on_paired
         self._now = now
-        self._pending: dict[str, tuple[Host, float]] = {}
+        self._pending: dict[bytes, _Pending] = {}
+
+    def pending(self) -> int:
+        """How many answered handshakes wait for their joiner."""
+        self._expire()
+        return len(self._pending)
 
     def handle(self, payload: bytes) -> bytes:
         try:
-            req = _request.decode(payload)
-        except DECODE_ERRORS:
-            return _fail("malformed pairing request")
-        try:
-            data = self._step(req)
+            reply = self._step(decode_request(payload))
         except (PairingError, TrustError) as exc:
-            return _fail(str(exc))
-        return msgspec.msgpack.encode(PairReply(True, data=data))
+            reply = PairReply(False, error=str(exc)[:500])
+        return msgspec.msgpack.encode(reply)
 
-    def _step(self, req: PairRequest) -> bytes:
+    def _step(self, req: PairRequest) -> PairReply:
         self._expire()
-        if req.step == "abort":
-            if self._pending.pop(req.joiner_id, None) is not None:
-                log.warning("pairing attempt by %s failed: wrong PIN", req.joiner_id[:10])
-            return b""
         if req.step == "hello":
             return self._hello(req)
-        return self._confirm(req)
+        # Only the joiner that received the answer to its hello knows the handshake id:
+        # nobody else can abort, confirm or otherwise use up its handshake.
+        entry = self._pending.get(req.handshake)
+        if entry is None or entry.joiner_id != req.joiner_id:
+            raise PairingError("no pairing handshake in progress for this device")
+        del self._pending[req.handshake]
+        if req.step == "abort":
+            log.warning("pairing attempt by %s failed: wrong PIN", req.joiner_id[:10])
+            return PairReply(True)
+        return self._confirm(req, entry)
 
-    def _hello(self, req: PairRequest) -> bytes:
+    def _hello(self, req: PairRequest) -> PairReply:
         if not self._circle.pairing_open():
             raise PairingError("this device is not accepting pairing (run: accord pair open)")
-        if self._circle.is_member(req.joiner_id):
+        if self._circle.is_member(req.joiner_id) or req.joiner_id == self._identity.device_id:
             raise PairingError("that device is already a member of this circle")
         if self._circle.standing(req.joiner_id) == "revoked":
             raise PairingError("that device was revoked; it must rejoin with a new identity")
-        if len(self._pending) >= MAX_PENDING and req.joiner_id not in self._pending:
+        if len(self._pending) >= MAX_PENDING:
             raise PairingError("too many pairing attempts at once; try again shortly")
-        pin = self._circle.state.pairing_pin
-        # Counted before answering, so a guesser who never confirms is counted too;
-        # the fifth attempt closes the window for any later one.
+        state = self._circle.state
+        host = Host(state.pairing_pin, self._identity.device_id)
+        challenge = host.on_hello(req.joiner_id, req.data)  # malformed: raises, not counted
+        # The challenge lets the joiner test one PIN guess, so it is counted (and saved)
+        # before it is sent, whether or not the joiner ever confirms or aborts. The
+        # fifth closes the window.
         self._circle.count_pairing_attempt()
-        host = Host(pin, self._identity.device_id)
-        challenge = host.on_hello(req.joiner_id, req.data)
-        self._pending[req.joiner_id] = (host, self._now())
-        return challenge
+        handshake = secrets.token_bytes(HANDSHAKE_ID_BYTES)
+        self._pending[handshake] = _Pending(
+            host, req.joiner_id, state.pairing_pin, state.pairing_expires, self._now()
+        )
+        return PairReply(True, data=challenge, handshake=handshake)
 
-    def _confirm(self, req: PairRequest) -> bytes:
-        entry = self._pending.pop(req.joiner_id, None)
-        if entry is None:
-            raise PairingError("no pairing handshake in progress for this device")
-        host = entry[0]
+    def _confirm(self, req: PairRequest, entry: _Pending) -> PairReply:
+        if not self._same_window(entry):
+            raise PairingError("the pairing window closed before this device confirmed")
+        host = entry.host
         if len(req.data) < 32:
             raise PairingError("malformed pairing confirmation")
-        host.on_confirm(req.data[:32])  # raises PairingError on a wrong PIN
+        try:
+            host.on_confirm(req.data[:32])
+        except PairingError:
+            log.warning("pairing attempt by %s failed: wrong PIN", req.joiner_id[:10])
+            raise
         assert host.keys is not None
         info = _open(host.keys.session, _NONCE_JOINER, req.data[32:], JoinerInfo)
         assert isinstance(info, JoinerInfo)
         if device_id_for(info.public_key) != req.joiner_id:
             raise PairingError("the joining device's key does not match its id")
-        member = ml.Member(
+        if ml.level_rank(info.security_level) == 0:
+            raise PairingError(
+                f"the joining device declares no valid level: {info.security_level!r}"
+            )
+        me = self._circle.member(self._identity.device_id)
+        assert me is not None, "a pairing host is a member of its own circle"
+        # The host signs the record; it vouches for no level above its own.
+        member = ml.vouch(
+            self._identity,
             device_id=req.joiner_id,
             public_key=info.public_key,
             name=info.name[:200] or "device",
-            type=info.type[:64] or "device",
-            security_level=info.security_level,
-            added_by=self._identity.device_id,
-            added_at=time.time(),
+            type_=info.type[:64] or "device",
+            declared_level=info.security_level,
+            voucher_level=me.security_level,
+            at=time.time(),
         )
         try:
             self._circle.add_member(member)
         except msgspec.ValidationError as exc:
             raise PairingError(f"invalid joining device: {exc}") from None
-        self._circle.pairing_succeeded()
+        self._circle.pairing_succeeded()  # the PIN is single use: the window closes
+        self._pending.clear()
         creds = Credentials(
             host_public_key=self._identity.public_bytes,
             members=self._circle.signed_list(),
@@ -177,20 +241,29 @@ class HostWindow:
             circle_key=self._circle.state.circle_key,
         )
         self._on_paired(Paired(member.device_id, member.name, host.keys.code))
-        return _seal(host.keys.session, _NONCE_HOST, creds)
+        return PairReply(True, data=_seal(host.keys.session, _NONCE_HOST, creds))
+
+    def _same_window(self, entry: _Pending) -> bool:
+        """Is the window the handshake was answered in still open (not expired, not
+        closed by success, lockout or its owner, not replaced by a new window)?"""
+        state = self._circle.state
+        return (
+            self._circle.pairing_open()
+            and state.pairing_pin == entry.pin
+            and state.pairing_expires == entry.expires
+        )
 
     def _expire(self) -> None:
+        """Drop handshakes that timed out or whose window is gone (so a window the
+        owner reopens is not blocked by handshakes strangers left pending)."""
         now = self._now()
-        for joiner, (_, started) in list(self._pending.items()):
-            if now - started > PENDING_TTL_S:
-                del self._pending[joiner]
+        for handshake, entry in list(self._pending.items()):
+            if now - entry.started > PENDING_TTL_S or not self._same_window(entry):
+                del self._pending[handshake]
 
 
-def _fail(message: str) -> bytes:
-    return msgspec.msgpack.encode(PairReply(False, error=message))
-
-
-Ask = Callable[[bytes], Awaitable[bytes | None]]
+Ask = Callable[[bytes], Awaitable[list[bytes]]]
+MAX_ANSWERS = 8  # replies looked at per step: anyone may answer on the host's key
 
 
 async def join(
@@ -204,34 +277,42 @@ async def join(
     level: str,
 ) -> Paired:
     """Pair this device into the host's circle. ``ask(payload)`` sends one request to
-    the host and returns its reply (None: no answer)."""
+    the host's key and returns every reply (none: no answer). Anyone can answer
+    there, so each step takes the reply that proves itself: the challenge whose
+    confirmation is keyed by the PIN, the credentials that open under the session key."""
     me = identity.device_id
     joiner = Joiner(pin, me, host_id)
 
-    async def step(kind: Step, data: bytes) -> bytes:
-        raw = await ask(msgspec.msgpack.encode(PairRequest(1, kind, me, data)))
-        if raw is None:
+    async def step(kind: Step, data: bytes, handshake: bytes = b"") -> list[PairReply]:
+        raws = await ask(msgspec.msgpack.encode(PairRequest(1, kind, me, data, handshake)))
+        if not raws:
             raise PairingError("the device did not answer; is it online and in range?")
-        try:
-            reply = _reply.decode(raw)
-        except DECODE_ERRORS:
-            raise PairingError("the device sent a malformed pairing reply") from None
-        if not reply.ok:
-            raise PairingError(reply.error or "pairing refused")
-        return reply.data
+        replies: list[PairReply] = []
+        for raw in raws[:MAX_ANSWERS]:
+            with contextlib.suppress(PairingError):
+                replies.append(decode_reply(raw))
+        if not replies:
+            raise PairingError("the device sent a malformed pairing reply")
+        ok = [r for r in replies if r.ok]
+        if not ok:
+            raise PairingError(replies[0].error or "pairing refused")
+        return ok
 
-    challenge = await step("hello", joiner.hello())
+    answers = await step("hello", joiner.hello())
     try:
-        confirm = joiner.on_challenge(challenge)
+        index, confirm = joiner.on_challenges([a.data for a in answers])
     except PairingError:
-        with contextlib.suppress(PairingError):
-            await step("abort", b"")  # lets the host log the failure at once
+        for answer in answers:  # lets the host log the failure at once
+            with contextlib.suppress(PairingError):
+                await step("abort", b"", answer.handshake)
         raise
+    handshake = answers[index].handshake
     assert joiner.keys is not None
     info = JoinerInfo(identity.public_bytes, name, device_type, level)
-    sealed = await step("confirm", confirm + _seal(joiner.keys.session, _NONCE_JOINER, info))
-    creds = _open(joiner.keys.session, _NONCE_HOST, sealed, Credentials)
-    assert isinstance(creds, Credentials)
+    sealed = await step(
+        "confirm", confirm + _seal(joiner.keys.session, _NONCE_JOINER, info), handshake
+    )
+    creds = _first_credentials(joiner.keys.session, [r.data for r in sealed])
     if device_id_for(creds.host_public_key) != host_id:
         raise PairingError("the host's key does not match the device id we paired with")
     members = ml.adopt(creds.members, creds.host_public_key)
@@ -240,3 +321,18 @@ async def join(
     circle.join(members, creds.epoch, creds.circle_key)
     host = members.member(host_id)
     return Paired(host_id, host.name if host else host_id, joiner.keys.code)
+
+
+def _first_credentials(session: bytes, candidates: list[bytes]) -> Credentials:
+    """The credentials that open under the handshake's session key (only the host
+    that knows the PIN can seal them)."""
+    error = PairingError("no pairing credentials")
+    for data in candidates:
+        try:
+            creds = _open(session, _NONCE_HOST, data, Credentials)
+        except PairingError as exc:
+            error = exc
+            continue
+        assert isinstance(creds, Credentials)
+        return creds
+    raise error

@@ -22,6 +22,7 @@ the confirmations are keyed by the SPAKE2 key, which needs a discrete log to get
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import secrets
@@ -128,20 +129,39 @@ class Joiner(_Side):
 
     def on_challenge(self, data: bytes) -> bytes:
         """Check the host's confirmation; return ours. Raises PairingError on a wrong PIN."""
+        return self.on_challenges([data])[1]
+
+    def on_challenges(self, candidates: list[bytes]) -> tuple[int, bytes]:
+        """Check several answers to our hello (anyone may answer on the host's key):
+        the first whose confirmation proves knowledge of the PIN is the host's. Returns
+        its index and our confirmation. Raises PairingError if none does."""
         self._expect(State.STARTED)
+        error = "no pairing challenge"
+        for index, data in enumerate(candidates):
+            try:
+                keys = self._check(data)
+            except PairingError as exc:
+                if "wrong PIN" not in error:  # the most telling failure is reported
+                    error = str(exc)
+                continue
+            self.keys = keys
+            self.state = State.DONE
+            return index, _mac(keys.confirm_joiner, b"joiner")
+        raise self._fail(error)
+
+    def _check(self, data: bytes) -> Keys:
         if len(data) != SPAKE_MSG + CONFIRM:
-            raise self._fail("malformed pairing challenge")
+            raise PairingError("malformed pairing challenge")
         msg_b, confirm_b = data[:SPAKE_MSG], data[SPAKE_MSG:]
         try:
-            key = self._spake.finish(msg_b)
+            # A copy, so a forged challenge does not use up the handshake.
+            key = copy.copy(self._spake).finish(msg_b)
         except Exception as exc:  # spake2 raises several types on bad or reflected input
-            raise self._fail(f"invalid pairing challenge: {type(exc).__name__}") from None
+            raise PairingError(f"invalid pairing challenge: {type(exc).__name__}") from None
         keys = Keys(key, _transcript(*self._ids, self._hello, msg_b))
         if not hmac.compare_digest(confirm_b, _mac(keys.confirm_host, b"host")):
-            raise self._fail("wrong PIN (the other device could not prove it knows it)")
-        self.keys = keys
-        self.state = State.DONE
-        return _mac(keys.confirm_joiner, b"joiner")
+            raise PairingError("wrong PIN (the other device could not prove it knows it)")
+        return keys
 
 
 class Host(_Side):

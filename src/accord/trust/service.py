@@ -145,9 +145,8 @@ class TrustService:
         pin = str(params.get("pin", ""))
         key = keys.pair_key(target.device_id)
 
-        async def ask(payload: bytes) -> bytes | None:
-            replies = await self._bus.get(key, self._timeout, payload=payload)
-            return replies[0][1] if replies else None
+        async def ask(payload: bytes) -> list[bytes]:
+            return await self._ask_all(key, payload)
 
         profile = self._home.profile
         paired = await pairing.join(
@@ -162,6 +161,29 @@ class TrustService:
         )
         # No publish here: the host already told every member about us.
         return {"device_id": paired.device_id, "name": paired.name, "code": paired.code}
+
+    async def _ask_all(self, key: str, payload: bytes) -> list[bytes]:
+        """Every reply to one query, unconsolidated (anyone may answer on a pairing
+        key, and Zenoh's consolidation could keep a stranger's reply instead of the
+        host's); at most pairing.MAX_ANSWERS are kept."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        replies: list[bytes] = []
+
+        def on_reply(data: bytes) -> None:
+            if len(replies) < pairing.MAX_ANSWERS:
+                replies.append(data)
+
+        def on_done() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        cancel = self._bus.query(key, self._timeout, payload, on_reply, on_done)
+        try:
+            await done
+        except asyncio.CancelledError:
+            cancel()
+            raise
+        return replies
 
     def _resolve(self, query: str) -> DeviceRecord:
         """A device among those online, named as ``accord.bus.names`` says."""

@@ -47,6 +47,7 @@ _details = msgspec.msgpack.Decoder(Details)
 _signed = msgspec.msgpack.Decoder(SignedList)
 _key_update = msgspec.msgpack.Decoder(KeyUpdate)
 FETCH_RETRIES = (0.0, 0.1, 0.3, 0.6, 1.2)
+MAX_DETAILS_REPLIES = 4
 
 
 class CircleSync:
@@ -196,7 +197,7 @@ class CircleSync:
         except Exception as exc:
             log.debug("%s: details query failed: %s", self._name, exc)
             return False
-        for _, payload in replies:
+        for _, payload in replies[:MAX_DETAILS_REPLIES]:  # anyone may answer: look at a few
             try:
                 ann = self._read_details(key, device_id, payload)
             except (SealError, TrustError, WireError, *DECODE_ERRORS) as exc:
@@ -204,6 +205,10 @@ class CircleSync:
                     "fetch:" + device_id, "%s: bad details from %s: %s", self._name, device_id, exc
                 )
                 continue
+            member = self._circle.member(device_id)
+            if member is not None and member.name != ann.name:
+                # A member is shown under the name its host signed at admission.
+                ann = msgspec.structs.replace(ann, name=member.name)
             record = self._directory.get(device_id)
             if record is not None and record.online:  # presence alone says who is online
                 self._directory.seen(ann, standing=self._circle.standing(device_id))

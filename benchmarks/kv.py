@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import datetime
-import json
 import os
 import shutil
 import signal
@@ -45,7 +43,6 @@ import socket
 import sqlite3
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -61,12 +58,21 @@ from accord.clock import HybridClock, SystemClock
 from accord.control.client import ControlClient
 from accord.data import Replica, StaticPeers, Stores
 from accord.data.loopback import device_id
-from accord.device.home import SOCKET_NAME
 from accord.errors import AccordError
 from accord.sim.household import Household, SimDevice
-from machine_info import machine
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from common import (
+    BenchError,
+    BenchParser,
+    control_client,
+    fmt,
+    fmt_x,
+    machine,
+    new_table,
+    ratio,
+    result_header,
+    run_main,
+    write_results,
+)
 
 PROFILES = ("nokia-x60", "tablet", "laptop", "tv", "nokia-x20")
 SETTINGS: list[str] = []  # the product's defaults (anti-entropy every 30 s)
@@ -84,10 +90,6 @@ POLL_TIMEOUT_S = 10.0
 MESH_TIMEOUT_S = 60.0
 CONVERGE_TIMEOUT_S = 240.0
 TCP_CHUNK = 1 << 20
-
-
-class BenchError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -316,7 +318,7 @@ def label(dev: SimDevice) -> str:
 
 
 def client_of(dev: SimDevice, timeout: float = CALL_TIMEOUT_S) -> ControlClient:
-    return ControlClient(dev.home / "run" / SOCKET_NAME, timeout=timeout)
+    return control_client(dev.home, timeout)
 
 
 def batches_json(rows: Rows, size: int) -> list[list[dict[str, str]]]:
@@ -548,14 +550,6 @@ def catch_up(house: Household, p: Params, rows: Rows, console: Console) -> dict[
 # -- report ------------------------------------------------------------------------------------
 
 
-def fmt(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 2) if a and b else None
-
-
 def report_rows(res: dict[str, Any], p: Params) -> list[dict[str, Any]]:
     """One row per figure: its value, its floor and the cost ratio (>1 = slower/more)."""
     local = res.get("local", {}).get("ops_per_s", {})
@@ -690,9 +684,11 @@ def mb(n: int | None) -> float | None:
 
 
 def table_of(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Data stores (cost = floor rate / rate, or value / floor: >1 is slower)")
-    for col in ("measurement", "unit", "value", "floor", "floor is", "cost"):
-        table.add_column(col, justify="left" if col in ("measurement", "floor is") else "right")
+    table = new_table(
+        "Data stores (cost = floor rate / rate, or value / floor: >1 is slower)",
+        ("measurement", "unit", "value", "floor", "floor is", "cost"),
+        left=("measurement", "floor is"),
+    )
     for r in rows:
         digits = 0 if r["unit"] == "ops/s" else 2 if r["unit"] == "MB" else 3
         table.add_row(
@@ -701,7 +697,7 @@ def table_of(rows: list[dict[str, Any]]) -> Table:
             fmt(r["value"], digits),
             fmt(r["floor"], digits),
             r["floor_is"],
-            fmt(r["cost"], 2) + "x" if r["cost"] else "-",
+            fmt_x(r["cost"]),
         )
     return table
 
@@ -710,12 +706,12 @@ def table_of(rows: list[dict[str, Any]]) -> Table:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
-    parser.add_argument("--single", type=int, default=None, help="single local puts (2000)")
-    parser.add_argument("--batched", type=int, default=None, help="batched local puts (20000)")
-    parser.add_argument("--nodes", type=int, default=None, help="node processes (10)")
-    parser.add_argument("--keys", type=int, default=None, help="keys each node writes (10000)")
-    parser.add_argument("--catchup", type=int, default=None, help="keys to catch up (100000)")
+    parser = BenchParser("kv", __doc__)
+    parser.count("--single", "single local puts", 2000, 300)
+    parser.count("--batched", "batched local puts", 20000, 2000)
+    parser.count("--nodes", "node processes", 10, 4)
+    parser.count("--keys", "keys each node writes", 10000, 2000)
+    parser.count("--catchup", "keys to catch up", 100000, 10000)
     parser.add_argument(
         "--only", choices=PARTS, action="append", help="run only this part (repeatable)"
     )
@@ -730,22 +726,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--json-out", "--json", dest="json_out", type=Path, default=None, help="JSON path"
     )
-    args = parser.parse_args(argv)
-    names = ("single", "batched", "nodes", "keys", "catchup")
-    defaults = (300, 2000, 4, 2000, 10_000) if args.quick else (2000, 20_000, 10, 10_000, 100_000)
-    for name, default in zip(names, defaults, strict=True):
-        if getattr(args, name) is None:
-            setattr(args, name, default)
-    if min(getattr(args, n) for n in names) < 1 or args.nodes < 2:
+    args = parser.parse(argv)
+    if parser.smallest_count(args) < 1 or args.nodes < 2:
         parser.error("every count must be at least 1, and --nodes at least 2")
     if args.settings is None:
         args.settings = list(SETTINGS)
-    if args.json_out is None:
-        args.json_out = RESULTS_DIR / ("kv-quick.json" if args.quick else "kv.json")
     return args
 
 
-def run(args: argparse.Namespace, console: Console, root: Path, argv: list[str]) -> int:
+def run(args: argparse.Namespace, console: Console, root: Path) -> int:
     began = time.monotonic()
     p = Params(args.single, args.batched, args.nodes, args.keys, args.catchup)
     info = machine("pycrdt")
@@ -779,10 +768,7 @@ def run(args: argparse.Namespace, console: Console, root: Path, argv: list[str])
     rows = report_rows(res, p)
     console.print(table_of(rows))
     data = {
-        "benchmark": "kv",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["benchmarks/kv.py", *argv]),
-        "machine": info,
+        **result_header("kv", info, args.argv),
         "parameters": {
             **asdict(p),
             "value_bytes": VALUE_BYTES,
@@ -797,9 +783,7 @@ def run(args: argparse.Namespace, console: Console, root: Path, argv: list[str])
         "rows": rows,
         **res,
     }
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(data, indent=2) + "\n")
-    console.print(f"wrote {args.json_out} ({seconds:.0f} s)", highlight=False)
+    write_results(args.json_out, data, console, seconds)
     codes = res.get("nodes", {}).get("exit_codes", {})
     unclean = {k: v for k, v in codes.items() if v not in (0, -signal.SIGKILL)}
     if unclean:
@@ -808,23 +792,8 @@ def run(args: argparse.Namespace, console: Console, root: Path, argv: list[str])
 
 
 def main(argv: list[str] | None = None) -> int:
-    raw_argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(raw_argv)
-    console = Console()
-    if not console.is_terminal:  # keep the table readable in logs and pipes
-        console = Console(width=160)
-    # A short root: a node's control socket path must stay under ~100 bytes.
-    root = Path(tempfile.mkdtemp(prefix="acckv-", dir="/tmp" if os.path.isdir("/tmp") else None))
-    try:
-        return run(args, console, root, raw_argv)
-    except (BenchError, AccordError) as exc:
-        console.print(f"[red]{exc}")
-        return 1
-    except KeyboardInterrupt:
-        console.print("[red]interrupted")
-        return 130
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    args = parse_args(argv)
+    return run_main(lambda console, root: run(args, console, root), prefix="acckv-", width=160)
 
 
 if __name__ == "__main__":

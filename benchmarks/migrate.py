@@ -38,15 +38,12 @@ import asyncio
 import base64
 import contextlib
 import datetime
-import json
 import os
 import re
-import shutil
 import signal
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,12 +58,24 @@ import presence
 from accord.apps.messages import Checkpoint
 from accord.bus.settings import BusSettings
 from accord.control.client import ControlClient
-from accord.device.home import SOCKET_NAME
 from accord.errors import AccordError
 from accord.sim.household import Household, SimDevice
-from machine_info import machine
+from common import (
+    BenchError,
+    BenchParser,
+    control_client,
+    fmt,
+    fmt_x,
+    machine,
+    new_table,
+    ratio,
+    result_header,
+    run_main,
+    summary_ms,
+    verdict,
+    write_results,
+)
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PROBE = Path(__file__).resolve().parent.parent / "tests" / "apps" / "probe"
 APP = "probe"
 PROFILES = ["nokia-x60", "tablet", "laptop"]
@@ -99,27 +108,12 @@ LOG_LINE = re.compile(
 )
 
 
-class BenchError(Exception):
-    pass
-
-
 def client(dev: SimDevice, timeout: float = CALL_TIMEOUT_S) -> ControlClient:
-    return ControlClient(dev.home / "run" / SOCKET_NAME, timeout=timeout)
+    return control_client(dev.home, timeout)
 
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
-
-
-def summary(samples_ms: list[float]) -> dict[str, Any]:
-    if not samples_ms:
-        return {"n": 0, "p50_ms": None, "max_ms": None, "min_ms": None}
-    return {
-        "n": len(samples_ms),
-        "p50_ms": round(statistics.median(samples_ms), 2),
-        "max_ms": round(max(samples_ms), 2),
-        "min_ms": round(min(samples_ms), 2),
-    }
 
 
 def wait_until(check: Any, timeout: float, what: str, step: float = 0.05) -> Any:
@@ -250,8 +244,8 @@ class SizeResult:
     intact: bool | None = None
 
     def as_json(self) -> dict[str, Any]:
-        wall, node = summary(self.wall_ms), summary(self.node_ms)
-        floor = summary(self.floor_ms)
+        wall, node = summary_ms(self.wall_ms, 2), summary_ms(self.node_ms, 2)
+        floor = summary_ms(self.floor_ms, 2)
         overhead = [w - n for w, n in zip(self.wall_ms, self.node_ms, strict=True)]
         return {
             "state_size": self.size,
@@ -448,42 +442,30 @@ def failover_round(
 # -- report --------------------------------------------------------------------------
 
 
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 2) if a is not None and b else None
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
-def verdict(ok: bool) -> str:
-    return "[green]yes" if ok else "[red]no"
-
-
 def render(moves: dict[str, Any], failover: dict[str, Any], quick: bool) -> Table:
-    table = Table(
-        title="App migration on 127.0.0.1, 3 node processes (ms; wall: around the app_move "
+    table = new_table(
+        "App migration on 127.0.0.1, 3 node processes (ms; wall: around the app_move "
         "call; node: the source's own figure)" + (" [quick]" if quick else ""),
+        (
+            "measurement",
+            "floor",
+            "n",
+            "wall p50",
+            "wall max",
+            "node p50",
+            "node max",
+            "floor p50",
+            "wall/floor",
+            "node/floor",
+            "goal",
+            "p50 ok",
+            "max ok",
+        ),
+        left=("measurement", "floor"),
         caption="floors: TCP = the same bytes over one TCP connection on 127.0.0.1, sent "
         "and acknowledged; Zenoh crash = SIGKILL of a raw Zenoh peer until its liveliness "
         "token is seen gone (presence.py)",
     )
-    for col in (
-        "measurement",
-        "floor",
-        "n",
-        "wall p50",
-        "wall max",
-        "node p50",
-        "node max",
-        "floor p50",
-        "wall/floor",
-        "node/floor",
-        "goal",
-        "p50 ok",
-        "max ok",
-    ):
-        table.add_column(col, justify="left" if col in ("measurement", "floor") else "right")
     for label, r in moves.items():
         goal = GOAL_MOVE_MS if label == GOAL_SIZE else None
         wall, node, floor = r["wall"], r["node_seconds"], r["tcp_floor"]
@@ -492,13 +474,13 @@ def render(moves: dict[str, Any], failover: dict[str, Any], quick: bool) -> Tabl
             f"move, {label} state ({r['state_bytes_moved']:,} B)",
             "TCP",
             n,
-            fmt(wall["p50_ms"]),
-            fmt(wall["max_ms"]),
-            fmt(node["p50_ms"]),
-            fmt(node["max_ms"]),
+            fmt(wall["p50_ms"], 1),
+            fmt(wall["max_ms"], 1),
+            fmt(node["p50_ms"], 1),
+            fmt(node["max_ms"], 1),
             fmt(floor["p50_ms"], 2),
-            fmt(r["wall_p50_over_floor"], 0) + "x" if r["wall_p50_over_floor"] else "-",
-            fmt(r["node_p50_over_floor"], 0) + "x" if r["node_p50_over_floor"] else "-",
+            fmt_x(r["wall_p50_over_floor"], 0),
+            fmt_x(r["node_p50_over_floor"], 0),
             fmt(goal, 0) if goal else "-",
             verdict(wall["p50_ms"] is not None and wall["p50_ms"] <= goal) if goal else "-",
             verdict(wall["max_ms"] is not None and wall["max_ms"] <= goal) if goal else "-",
@@ -509,12 +491,12 @@ def render(moves: dict[str, Any], failover: dict[str, Any], quick: bool) -> Tabl
         "failover after SIGKILL of the host",
         "Zenoh crash",
         n,
-        fmt(fo["p50_ms"]),
-        fmt(fo["max_ms"]),
+        fmt(fo["p50_ms"], 1),
+        fmt(fo["max_ms"], 1),
         "-",
         "-",
         fmt(floor["p50_ms"], 2),
-        fmt(failover["p50_over_floor"], 0) + "x" if failover["p50_over_floor"] else "-",
+        fmt_x(failover["p50_over_floor"], 0),
         "-",
         fmt(GOAL_FAILOVER_MS, 0),
         verdict(fo["p50_ms"] is not None and fo["p50_ms"] <= GOAL_FAILOVER_MS),
@@ -524,19 +506,20 @@ def render(moves: dict[str, Any], failover: dict[str, Any], quick: bool) -> Tabl
 
 
 def breakdown(rounds: list[dict[str, Any]], watchers: list[SimDevice]) -> Table:
-    table = Table(title="Failover rounds: ms after the SIGKILL of the tablet node")
     cols = [f"{w.name} saw it leave" for w in watchers]
-    for col in ("round", *cols, "successor began", "visible in ps", "to", "polls", "slowest poll"):
-        table.add_column(col, justify="right")
+    table = new_table(
+        "Failover rounds: ms after the SIGKILL of the tablet node",
+        ("round", *cols, "successor began", "visible in ps", "to", "polls", "slowest poll"),
+    )
     for r in rounds:
         table.add_row(
             str(r["round"]),
-            *(fmt(r.get(f"{w.profile}_saw_it_leave_ms")) for w in watchers),
-            fmt(r.get("successor_began_ms")),
-            fmt(r["ms"]),
+            *(fmt(r.get(f"{w.profile}_saw_it_leave_ms"), 1) for w in watchers),
+            fmt(r.get("successor_began_ms"), 1),
+            fmt(r["ms"], 1),
             str(r["successor"]),
             str(r["polls"]),
-            fmt(r["slowest_poll_ms"]),
+            fmt(r["slowest_poll_ms"], 1),
         )
     return table
 
@@ -545,21 +528,15 @@ def breakdown(rounds: list[dict[str, Any]], watchers: list[SimDevice]) -> Table:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser = BenchParser("migrate", __doc__)
     parser.add_argument("--quick", action="store_true", help="smoke test: 5/5/2 moves, 1 round")
-    parser.add_argument("--rounds", type=int, default=None, help="failover rounds (3)")
-    parser.add_argument("--floor-trials", type=int, default=None, help="presence floor (5)")
+    parser.count("--rounds", "failover rounds", 3, 1)
+    parser.count("--floor-trials", "presence floor", 5, 3)
     parser.add_argument("--json-out", type=Path, default=None, help="where to write the JSON")
     parser.add_argument("--keep", action="store_true", help="keep the household's folder")
-    args = parser.parse_args(argv)
-    if args.rounds is None:
-        args.rounds = 1 if args.quick else 3
-    if args.floor_trials is None:
-        args.floor_trials = 3 if args.quick else 5
+    args = parser.parse(argv)
     if args.rounds < 1 or args.floor_trials < 1:
         parser.error("--rounds and --floor-trials must be at least 1")
-    if args.json_out is None:
-        args.json_out = RESULTS_DIR / ("migrate-quick.json" if args.quick else "migrate.json")
     return args
 
 
@@ -606,8 +583,8 @@ def run(args: argparse.Namespace, console: Console, root: Path) -> int:
     seconds = time.monotonic() - began
     move_rows = {label: r.as_json() for label, r in moves.items()}
     fo_ms = [r["ms"] for r in rounds if r["ok"]]
-    fo_summary = summary(fo_ms)
-    floor = summary(floor_ms)
+    fo_summary = summary_ms(fo_ms, 2)
+    floor = summary_ms(floor_ms, 2)
     missed = sum(1 for r in rounds if not r["ok"])
     failover = {
         "rounds": rounds,
@@ -639,10 +616,7 @@ def run(args: argparse.Namespace, console: Console, root: Path) -> int:
             highlight=False,
         )
     data = {
-        "benchmark": "migrate",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["benchmarks/migrate.py", *args.argv]),
-        "machine": info,
+        **result_header("migrate", info, args.argv),
         "parameters": {
             "devices": PROFILES,
             "controller": "laptop (app_move on its control socket)",
@@ -664,35 +638,16 @@ def run(args: argparse.Namespace, console: Console, root: Path) -> int:
         "moves": move_rows,
         "failover": failover,
     }
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(data, indent=2) + "\n")
-    console.print(f"wrote {args.json_out} ({seconds:.0f} s)", highlight=False)
+    write_results(args.json_out, data, console, seconds)
     failed = missed or any(r.failed or r.intact is False for r in moves.values())
     return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    raw_argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(raw_argv)
-    args.argv = raw_argv
-    console = Console()
-    if not console.is_terminal:  # keep the tables readable in logs and pipes
-        console = Console(width=170)
-    # A short root: a node's control socket path must stay under ~100 bytes.
-    root = Path(tempfile.mkdtemp(prefix="accmig-", dir="/tmp" if os.path.isdir("/tmp") else None))
-    try:
-        return run(args, console, root)
-    except (BenchError, AccordError) as exc:
-        console.print(f"[red]{exc}")
-        return 1
-    except KeyboardInterrupt:
-        console.print("[red]interrupted")
-        return 130
-    finally:
-        if args.keep:
-            console.print(f"kept {root}", highlight=False)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    args = parse_args(argv)
+    return run_main(
+        lambda console, root: run(args, console, root), prefix="accmig-", width=170, keep=args.keep
+    )
 
 
 if __name__ == "__main__":

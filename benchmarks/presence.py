@@ -27,17 +27,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import json
-import os
 import random
-import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -51,14 +46,25 @@ from rich.table import Table
 
 from accord.bus.directory import DirectoryEvent
 from accord.bus.settings import BusSettings, zenoh_config
-from accord.control.client import ControlClient
-from accord.device.home import SOCKET_NAME, init_home
+from accord.device.home import init_home
 from accord.errors import AccordError
 from accord.node import Node
 from accord.sim.household import die_with_parent
-from machine_info import machine
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from common import (
+    BenchError,
+    BenchParser,
+    control_client,
+    endpoint,
+    log_tail,
+    machine,
+    new_table,
+    result_header,
+    run_main,
+    signal_group,
+    summary_ms,
+    verdict,
+    write_results,
+)
 
 JOIN_TIMEOUT_S = 20.0  # a cold Python start on a loaded 2-core machine
 CRASH_TIMEOUT_S = 5.0
@@ -112,21 +118,12 @@ finally:
 """
 
 
-class BenchError(Exception):
-    pass
-
-
 # -- child processes ---------------------------------------------------------
-
-
-def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
 
 
 def kill_and_reap(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the child's whole process group and reap it (bounded)."""
-    signal_group(proc, signal.SIGKILL)
+    signal_group(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(EXIT_TIMEOUT_S)
 
@@ -168,17 +165,6 @@ def free_ports(count: int) -> list[int]:
         for s in held:
             s.close()
     raise BenchError(f"could not find {count} free ports below {low}")
-
-
-def endpoint(port: int) -> str:
-    return f"tcp/127.0.0.1:{port}"
-
-
-def log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 # -- what the observer saw ---------------------------------------------------
@@ -290,7 +276,7 @@ class Cluster:
 
     def kill_all(self) -> None:
         for child in list(self.children.values()):
-            signal_group(child.proc, signal.SIGKILL)
+            signal_group(child.proc.pid, signal.SIGKILL)
         for child in list(self.children.values()):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.proc.wait(EXIT_TIMEOUT_S)
@@ -359,7 +345,7 @@ class AccordCluster(Cluster):
     async def opened_at(self, child: Child, event: Seen) -> float | None:
         """The node's ``started_at`` (the one in its announcement), over its control socket."""
         assert child.home is not None
-        client = ControlClient(child.home / "run" / SOCKET_NAME, timeout=2.0)
+        client = control_client(child.home, 2.0)
         deadline = time.monotonic() + OPENED_AT_TIMEOUT_S
         while time.monotonic() < deadline and child.proc.poll() is None:
             try:
@@ -551,7 +537,7 @@ class Runner:
         match = self._down_match(child)
         start = len(self.c.log.events)
         sent = time.monotonic()
-        signal_group(child.proc, sig)
+        signal_group(child.proc.pid, sig)
         event = await self.c.log.wait_for(match, start, timeout)
         if event is None:
             self.result.timeout(metric)
@@ -609,44 +595,28 @@ class Runner:
 # -- report --------------------------------------------------------------------
 
 
-def summarize(samples: list[float]) -> dict[str, float | int | None]:
-    if not samples:
-        return {"n": 0, "p50_ms": None, "p90_ms": None, "max_ms": None, "min_ms": None}
-    ordered = sorted(samples)
-    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    return {
-        "n": len(samples),
-        "p50_ms": round(statistics.median(samples), 1),
-        "p90_ms": round(p90, 1),
-        "max_ms": round(max(samples), 1),
-        "min_ms": round(min(samples), 1),
-    }
-
-
 def fmt(value: float | int | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
+    return "-" if value is None else f"{value:.0f}"  # no thousands separator, unlike common.fmt
 
 
 def render(results: dict[str, PhaseResult], nodes: int, trials: int) -> Table:
     accord, raw = results["accord"], results["zenoh"]
-    table = Table(title=f"Presence: {nodes} nodes on 127.0.0.1, {trials} trials (ms)")
-    table.add_column("measurement")
-    table.add_column("n", justify="right")
-    table.add_column("accord p50", justify="right")
-    table.add_column("accord max", justify="right")
-    table.add_column("zenoh p50", justify="right")
-    table.add_column("zenoh max", justify="right")
-    table.add_column("ratio p50", justify="right")
-    table.add_column("target", justify="right")
-    table.add_column("accord max\nwithin", justify="center")
+    within = "accord max\nwithin"
+    cols = ("measurement", "n", "accord p50", "accord max", "zenoh p50", "zenoh max")
+    table = new_table(
+        f"Presence: {nodes} nodes on 127.0.0.1, {trials} trials (ms)",
+        (*cols, "ratio p50", "target", within),
+        left=("measurement",),
+        center=(within,),
+    )
     for key, label, target in ROWS:
-        a = summarize(accord.samples.get(key, []))
-        r = summarize(raw.samples.get(key, []))
+        a = summary_ms(accord.samples.get(key, []), p90=True)
+        r = summary_ms(raw.samples.get(key, []), p90=True)
         ap50, rp50, amax = a["p50_ms"], r["p50_ms"], a["max_ms"]
         ratio = f"{ap50 / rp50:.2f}x" if ap50 is not None and rp50 else "-"
         met = "-"
         if target is not None and amax is not None:
-            met = "[green]yes" if amax <= target and not accord.timeouts.get(key) else "[red]no"
+            met = verdict(amax <= target and not accord.timeouts.get(key))
         n = f"{a['n']}/{r['n']}"
         misses = accord.timeouts.get(key, 0) + raw.timeouts.get(key, 0)
         if misses:
@@ -675,11 +645,16 @@ def to_json(
     systems: dict[str, Any] = {}
     for name, res in results.items():
         metrics = {
-            key: {**summarize(vals), "timeouts": res.timeouts.get(key, 0), "samples_ms": vals}
+            key: {
+                **summary_ms(vals, p90=True),
+                "timeouts": res.timeouts.get(key, 0),
+                "samples_ms": vals,
+            }
             for key, vals in sorted(res.samples.items())
         }
         for key, count in res.timeouts.items():
-            metrics.setdefault(key, {**summarize([]), "timeouts": count, "samples_ms": []})
+            empty = summary_ms([], p90=True)
+            metrics.setdefault(key, {**empty, "timeouts": count, "samples_ms": []})
         systems[name] = {
             "seconds": res.seconds,
             "error": res.error,
@@ -688,14 +663,11 @@ def to_json(
         }
     ratios = {}
     for key, _label, _target in ROWS:
-        a = summarize(results["accord"].samples.get(key, []))["p50_ms"]
-        r = summarize(results["zenoh"].samples.get(key, []))["p50_ms"]
+        a = summary_ms(results["accord"].samples.get(key, []), p90=True)["p50_ms"]
+        r = summary_ms(results["zenoh"].samples.get(key, []), p90=True)["p50_ms"]
         ratios[key] = round(a / r, 2) if a is not None and r else None
     return {
-        "benchmark": "presence",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["benchmarks/presence.py", *sys.argv[1:]]),
-        "machine": info,
+        **result_header("presence", info, args.argv),
         "nodes": args.nodes,
         "trials": args.trials,
         "settings": {
@@ -716,24 +688,18 @@ def to_json(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
-    parser.add_argument("--nodes", type=int, default=None, help="N, observer included (10)")
-    parser.add_argument("--trials", type=int, default=None, help="trials per measurement (20)")
+    parser = BenchParser("presence", __doc__)
+    parser.count("--nodes", "N, observer included", 10, 4)
+    parser.count("--trials", "trials per measurement", 20, 5)
     parser.add_argument("--quick", action="store_true", help="smoke test: 4 nodes, 5 trials")
     parser.add_argument("--json-out", type=Path, default=None, help="where to write the JSON")
     parser.add_argument(
         "--lease-ms", type=int, default=BusSettings().lease_ms, help="Zenoh lease for all"
     )
     parser.add_argument("--only", choices=("accord", "zenoh"), default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.nodes is None:
-        args.nodes = 4 if args.quick else 10
-    if args.trials is None:
-        args.trials = 5 if args.quick else 20
+    args = parser.parse(argv)
     if args.nodes < 2 or args.trials < 1:
         parser.error("need --nodes >= 2 and --trials >= 1")
-    if args.json_out is None:
-        args.json_out = RESULTS_DIR / ("presence-quick.json" if args.quick else "presence.json")
     return args
 
 
@@ -766,27 +732,18 @@ async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
         results[cluster.system] = await runner.run()
     seconds = time.monotonic() - began
     console.print(render(results, args.nodes, args.trials))
-    data = to_json(args, settings, results, info, seconds)
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(data, indent=2) + "\n")
-    console.print(f"wrote {args.json_out} ({seconds:.0f} s)", highlight=False)
+    write_results(args.json_out, to_json(args, settings, results, info, seconds), console, seconds)
     return 1 if any(r.error and r.error != "skipped" for r in results.values()) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console()
-    if not console.is_terminal:  # keep the table readable in logs and pipes
-        console = Console(width=140)
-    # A short root: a node's control socket path must stay under ~100 bytes.
-    root = Path(tempfile.mkdtemp(prefix="accbench-", dir="/tmp" if os.path.isdir("/tmp") else None))
-    try:
-        return asyncio.run(run(args, console, root))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        console.print("[red]interrupted; every child was killed")
-        return 130
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    return run_main(
+        lambda console, root: run(args, console, root),
+        prefix="accbench-",
+        width=140,
+        interrupted="interrupted; every child was killed",
+    )
 
 
 if __name__ == "__main__":

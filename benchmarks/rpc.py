@@ -35,17 +35,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import json
 import logging
 import os
-import re
-import shutil
 import signal
 import statistics
 import struct
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -67,9 +63,25 @@ from accord.errors import AccordError
 from accord.node import Node
 from accord.rpc.messages import DEFAULT_WINDOW, MAX_WINDOW
 from accord.sim.household import die_with_parent, free_port
-from machine_info import machine
+from common import (
+    BenchError,
+    BenchParser,
+    endpoint,
+    fmt,
+    fmt_x,
+    log_tail,
+    machine,
+    new_table,
+    ratio,
+    result_header,
+    run_main,
+    sees,
+    signal_group,
+    summary_us,
+    wait_until,
+    write_results,
+)
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCRIPT = str(Path(__file__).resolve())
 
 GOAL_RATIO = 1.3  # sealed RPC p50 within 1.3x of raw Zenoh's query round trip
@@ -86,7 +98,6 @@ KEY_BUS_BLOB = "bench/bus/blob"
 GRPC_ECHO = "/bench.Bench/Echo"
 GRPC_BLOB = "/bench.Bench/Blob"
 BLOB_REQUEST = struct.Struct("<II")  # item count, item size
-NUMBER_LIST = re.compile(r"\[\s+([-+0-9.eE,\s]+?)\s+\]")
 
 CALL_TIMEOUT_S = 5.0
 STREAM_TIMEOUT_S = 60.0
@@ -107,10 +118,6 @@ LABELS = {
 }
 
 
-class BenchError(Exception):
-    pass
-
-
 class Echo(msgspec.Struct, frozen=True):
     data: bytes
 
@@ -124,19 +131,8 @@ def blob_of(size: int) -> bytes:
     return bytes(i % 251 for i in range(size))
 
 
-def endpoint(port: int) -> str:
-    return f"tcp/127.0.0.1:{port}"
-
-
 def settings_for(listen: str, connect: list[str]) -> BusSettings:
     return BusSettings(listen=(listen,), connect=tuple(connect), multicast=False)
-
-
-def pct(samples: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(samples)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def split(n: int, parts: int) -> list[int]:
@@ -299,13 +295,6 @@ class Child:
         return float(times.user + times.system)
 
 
-def log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 async def spawn(kind: str, spec: dict[str, Any], log: Path, children: list[Child]) -> Child:
     """Start ``rpc.py --serve KIND`` and wait for its ready line. The child is added to
     ``children`` at once, so that it is stopped whatever happens next."""
@@ -342,8 +331,7 @@ async def stop_child(child: Child) -> int | None:
         try:
             await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             await proc.wait()
     return proc.returncode
 
@@ -573,10 +561,7 @@ class Series:
         return {
             "n": n,
             "failed": self.failed,
-            "p50_us": round(statistics.median(vals), 1) if vals else None,
-            "p99_us": round(pct(vals, 99), 1) if vals else None,
-            "min_us": round(min(vals), 1) if vals else None,
-            "max_us": round(max(vals), 1) if vals else None,
+            **summary_us(vals),
             "calls_per_s": round(len(vals) / self.seconds, 1) if self.seconds else None,
             "caller_cpu_us_per_call": round(self.caller_cpu_s / n * 1e6, 1) if n else None,
             "callee_cpu_us_per_call": round(self.callee_cpu_s / n * 1e6, 1) if n else None,
@@ -688,20 +673,6 @@ async def bench_streams(
 # -- setting up the contenders ---------------------------------------------------------------
 
 
-def sees(node: Node, device_id: str, *, details: bool = False) -> bool:
-    assert node.directory is not None
-    rec = node.directory.get(device_id)
-    return rec is not None and rec.online and (rec.profile is not None or not details)
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 async def open_session(settings: BusSettings, peer_zid: str) -> zenoh.Session:
     loop = asyncio.get_running_loop()
     session = await loop.run_in_executor(None, zenoh.open, zenoh_config(settings))
@@ -790,33 +761,23 @@ class Setup:
 # -- report ---------------------------------------------------------------------------------
 
 
-def fmt(value: float | None, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.{digits}f}"
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
-
-
 def unary_table(rows: dict[str, dict[str, dict[str, Any]]], p: Params) -> Table:
-    table = Table(
-        title=f"Unary {PAYLOAD} B echo, callee in another process: {p.seq_calls:,} sequential "
-        f"and {p.conc_calls:,} calls by {CONCURRENCY} concurrent callers each (µs)"
-    )
     cols = ("contender", "callers", "n", "fail", "p50", "p99", "calls/s")
-    for col in (*cols, "caller CPU/call", "callee CPU/call", "p50 / zenoh", "p50 / gRPC"):
-        table.add_column(col, justify="left" if col == "contender" else "right")
+    table = new_table(
+        f"Unary {PAYLOAD} B echo, callee in another process: {p.seq_calls:,} sequential "
+        f"and {p.conc_calls:,} calls by {CONCURRENCY} concurrent callers each (µs)",
+        (*cols, "caller CPU/call", "callee CPU/call", "p50 / zenoh", "p50 / gRPC"),
+        left=("contender",),
+    )
     for name, modes in rows.items():
         for mode, s in modes.items():
             zenoh_p50 = rows.get("zenoh", {}).get(mode, {}).get("p50_us")
             grpc_p50 = rows.get("grpc", {}).get(mode, {}).get("p50_us")
-            vs_zenoh = ratio(s["p50_us"], zenoh_p50)
-            shown = fmt(vs_zenoh, 2) + "x" if vs_zenoh else "-"
+            vs_zenoh = ratio(s["p50_us"], zenoh_p50, 3)
+            shown = fmt_x(vs_zenoh)
             if name == "accord" and vs_zenoh:
                 shown = f"[{'green' if vs_zenoh <= GOAL_RATIO else 'red'}]{shown}"
-            vs_grpc = ratio(s["p50_us"], grpc_p50)
+            vs_grpc = ratio(s["p50_us"], grpc_p50, 3)
             table.add_row(
                 LABELS[name],
                 "1" if mode == "seq" else str(CONCURRENCY),
@@ -828,7 +789,7 @@ def unary_table(rows: dict[str, dict[str, dict[str, Any]]], p: Params) -> Table:
                 fmt(s["caller_cpu_us_per_call"]),
                 fmt(s["callee_cpu_us_per_call"]),
                 shown,
-                fmt(vs_grpc, 2) + "x" if vs_grpc else "-",
+                fmt_x(vs_grpc),
             )
     return table
 
@@ -861,24 +822,15 @@ def stream_rows(runs: dict[str, list[StreamRun]], count: int) -> dict[str, dict[
 
 
 def stream_table(rows: dict[str, dict[str, Any]], p: Params) -> Table:
-    table = Table(
-        title=f"Stream: {p.stream_mib} MiB in {ITEM // 1024} KiB items, {p.stream_runs} runs "
-        f"(MB/s, 1 MB = 10^6 B; Accord window {p.window}; CPU: % of one core)"
+    table = new_table(
+        f"Stream: {p.stream_mib} MiB in {ITEM // 1024} KiB items, {p.stream_runs} runs "
+        f"(MB/s, 1 MB = 10^6 B; Accord window {p.window}; CPU: % of one core)",
+        ("contender", "complete", "MB/s p50", "min", "max", "caller CPU", "callee CPU", "/ zenoh"),
+        left=("contender",),
     )
-    for col in (
-        "contender",
-        "complete",
-        "MB/s p50",
-        "min",
-        "max",
-        "caller CPU",
-        "callee CPU",
-        "/ zenoh",
-    ):
-        table.add_column(col, justify="left" if col == "contender" else "right")
     floor = rows.get("zenoh", {}).get("mb_per_s_p50")
     for name, r in rows.items():
-        vs = ratio(r["mb_per_s_p50"], floor)
+        vs = ratio(r["mb_per_s_p50"], floor, 3)
         table.add_row(
             LABELS[name],
             f"{r['complete']}/{r['runs']}",
@@ -887,7 +839,7 @@ def stream_table(rows: dict[str, dict[str, Any]], p: Params) -> Table:
             fmt(r["mb_per_s_max"]),
             f"{fmt(r['caller_cpu_pct'])}%",
             f"{fmt(r['callee_cpu_pct'])}%",
-            fmt(vs, 2) + "x" if vs else "-",
+            fmt_x(vs),
         )
     return table
 
@@ -896,13 +848,13 @@ def stream_table(rows: dict[str, dict[str, Any]], p: Params) -> Table:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
-    parser.add_argument("--seq-calls", type=int, default=None, help="sequential calls (4000)")
-    parser.add_argument("--conc-calls", type=int, default=None, help="concurrent calls (8000)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds to alternate in (5)")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up calls (300)")
-    parser.add_argument("--stream-mib", type=int, default=None, help="MiB per stream (64)")
-    parser.add_argument("--stream-runs", type=int, default=None, help="runs per stream (7)")
+    parser = BenchParser("rpc", __doc__)
+    parser.count("--seq-calls", "sequential calls", 4000, 400)
+    parser.count("--conc-calls", "concurrent calls", 8000, 800)
+    parser.count("--rounds", "rounds to alternate in", 5, 2)
+    parser.count("--warmup", "warm-up calls", 300, 50)
+    parser.count("--stream-mib", "MiB per stream", 64, 8)
+    parser.count("--stream-runs", "runs per stream", 7, 2)
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="Accord stream window")
     parser.add_argument("--only", choices=("unary", "stream"), help="run one part only")
     parser.add_argument(
@@ -912,23 +864,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json-out", type=Path, default=None, help="where to write the JSON")
     parser.add_argument("--serve", choices=sorted(SERVERS), help=argparse.SUPPRESS)
     parser.add_argument("--spec", default="{}", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parser.parse(argv)
     if args.serve:
         return args
-    names = ("seq_calls", "conc_calls", "rounds", "warmup", "stream_mib", "stream_runs")
-    defaults = (400, 800, 2, 50, 8, 2) if args.quick else (4000, 8000, 5, 300, 64, 7)
-    for name, default in zip(names, defaults, strict=True):
-        if getattr(args, name) is None:
-            setattr(args, name, default)
-    if min(getattr(args, n) for n in names) < 1:
+    if parser.smallest_count(args) < 1:
         parser.error("every count must be at least 1")
     if not 1 <= args.window <= MAX_WINDOW:
         parser.error(f"--window must be in [1, {MAX_WINDOW}]")
     args.contenders = [c for c in UNARY if c in args.contenders.split(",")]
     if not args.contenders:
         parser.error(f"--contenders: choose from {','.join(UNARY)}")
-    if args.json_out is None:
-        args.json_out = RESULTS_DIR / ("rpc-quick.json" if args.quick else "rpc.json")
     return args
 
 
@@ -977,11 +922,11 @@ async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
         for other in ("zenoh", "bus", "grpc"):
             ref = unary_rows.get(other, {}).get(mode, {})
             ratios[f"unary_{mode}_p50_accord_over_{other}"] = ratio(
-                acc.get("p50_us"), ref.get("p50_us")
+                acc.get("p50_us"), ref.get("p50_us"), 3
             )
     for other in ("zenoh", "bus", "grpc"):
         ratios[f"stream_mb_per_s_accord_over_{other}"] = ratio(
-            srows.get("accord", {}).get("mb_per_s_p50"), srows.get(other, {}).get("mb_per_s_p50")
+            srows.get("accord", {}).get("mb_per_s_p50"), srows.get(other, {}).get("mb_per_s_p50"), 3
         )
     for mode, label in (("seq", "sequential"), ("conc", f"{CONCURRENCY} concurrent")):
         r = ratios[f"unary_{mode}_p50_accord_over_zenoh"]
@@ -992,10 +937,7 @@ async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
                 highlight=False,
             )
     data = {
-        "benchmark": "rpc",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["benchmarks/rpc.py", *(argv_of(args))]),
-        "machine": info,
+        **result_header("rpc", info, args.argv),
         "parameters": p.as_json(),
         "goal": {"unary_p50_accord_over_zenoh": GOAL_RATIO},
         "total_seconds": round(seconds, 1),
@@ -1011,9 +953,7 @@ async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
         },
         "stream": srows,
     }
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(to_json(data))
-    console.print(f"wrote {args.json_out} ({seconds:.0f} s)", highlight=False)
+    write_results(args.json_out, data, console, seconds, one_line_numbers=True)
     failed = any(s["failed"] for modes in unary_rows.values() for s in modes.values())
     incomplete = any(r["complete"] != r["runs"] for r in srows.values())
     unclean = any(code != 0 for code in setup.exit_codes.values())
@@ -1022,37 +962,11 @@ async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
     return 1 if failed or incomplete or unclean else 0
 
 
-def to_json(data: dict[str, Any]) -> str:
-    """Indented, but with every list of numbers (the samples) on one line."""
-    text = json.dumps(data, indent=2)
-    return NUMBER_LIST.sub(lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
-
-
-def argv_of(args: argparse.Namespace) -> list[str]:
-    return list(getattr(args, "argv", []))
-
-
 def main(argv: list[str] | None = None) -> int:
-    raw_argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(raw_argv)
+    args = parse_args(argv)
     if args.serve:
         return serve(args.serve, args.spec)
-    args.argv = raw_argv
-    console = Console()
-    if not console.is_terminal:  # keep the tables readable in logs and pipes
-        console = Console(width=160)
-    # A short root: a node's control socket path must stay under ~100 bytes.
-    root = Path(tempfile.mkdtemp(prefix="accrpc-", dir="/tmp" if os.path.isdir("/tmp") else None))
-    try:
-        return asyncio.run(run(args, console, root))
-    except (BenchError, AccordError) as exc:
-        console.print(f"[red]{exc}")
-        return 1
-    except KeyboardInterrupt:
-        console.print("[red]interrupted")
-        return 130
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    return run_main(lambda console, root: run(args, console, root), prefix="accrpc-", width=160)
 
 
 if __name__ == "__main__":

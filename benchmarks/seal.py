@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from accord.wire.seal import Kind, Opener, Sealer, StreamId
-from machine_info import machine
+from common import machine
 
 KEY_EXPR = "accord/v1/rpc/abcdefghijklmnopqrstuvwxyz/camera.capture"
 SIZES = (64, 4096)

@@ -30,17 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
-import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,9 +50,21 @@ from accord.errors import AccordError
 from accord.node import Node
 from accord.sim.household import free_port
 from accord.trust.circle import Circle
-from machine_info import machine
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from common import (
+    BenchError,
+    BenchParser,
+    endpoint,
+    machine,
+    new_table,
+    result_header,
+    run_main,
+    sees,
+    summary_ms,
+    summary_us,
+    verdict,
+    wait_until,
+    write_results,
+)
 
 PAIR_TARGET_MS = 1000.0  # the target for one pairing
 OPENHARMONY_ESTIMATE_S = (30, 60)  # OpenHarmony maintainers' estimate for a device bind
@@ -77,10 +84,7 @@ QUERY_BLOCK = 100  # raw and sealed queries alternate in blocks of this many
 # ``matching_status`` turns true, so each run first sends probes until one arrives.
 PROBE = b"probe"  # shorter than any payload or sealed frame, so never counted
 KEY_PREFIX = "bench/trust"
-
-
-class BenchError(Exception):
-    pass
+POLL_S = 0.005  # waiting for the directory during pairing
 
 
 @dataclass(frozen=True)
@@ -111,35 +115,8 @@ class Params:
 # -- helpers -------------------------------------------------------------------
 
 
-def endpoint(port: int) -> str:
-    return f"tcp/127.0.0.1:{port}"
-
-
-def pct(samples: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(samples)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
-def sees(node: Node, other: Node) -> bool:
-    assert node.directory is not None
-    rec = node.directory.get(other.home.device_id)
-    return rec is not None and rec.online
-
-
 def detailed(node: Node, other: Node) -> bool:
-    assert node.directory is not None
-    rec = node.directory.get(other.home.device_id)
-    return rec is not None and rec.online and rec.profile is not None
+    return sees(node, other.home.device_id, details=True)
 
 
 def circle_of(node: Node) -> Circle:
@@ -163,7 +140,12 @@ def node_endpoint(node: Node) -> str:
 async def pair(host: Node, joiner: Node) -> dict[str, float]:
     """Pair ``joiner`` into ``host``'s circle; the timings of each step in ms."""
     t_wait = time.perf_counter()
-    await wait_until(lambda: sees(joiner, host), SEE_TIMEOUT_S, "the joiner to see the host")
+    await wait_until(
+        lambda: sees(joiner, host.home.device_id),
+        SEE_TIMEOUT_S,
+        "the joiner to see the host",
+        step=POLL_S,
+    )
     t0 = time.perf_counter()
     pin = (await host.trust.pair_window({"timeout": 30}))["pin"]
     t1 = time.perf_counter()
@@ -181,6 +163,7 @@ async def pair(host: Node, joiner: Node) -> dict[str, float]:
         lambda: detailed(host, joiner) and detailed(joiner, host),
         DETAILS_TIMEOUT_S,
         "both sides to hold each other's details",
+        step=POLL_S,
     )
     t3 = time.perf_counter()
     return {
@@ -566,10 +549,7 @@ def bench_rtt(s: Sessions, peers: Pair, params: Params, console: Console) -> lis
                     "n": len(vals),
                     "failed": failed[variant],
                     "responder_errors": responders[variant].errors,
-                    "p50_us": round(statistics.median(vals), 1) if vals else None,
-                    "p99_us": round(pct(vals, 99), 1) if vals else None,
-                    "min_us": round(min(vals), 1) if vals else None,
-                    "max_us": round(max(vals), 1) if vals else None,
+                    **summary_us(vals),
                     "samples_us": vals,
                 }
             )
@@ -630,24 +610,19 @@ def fmt_ms(value: float | None) -> str:
 
 
 def pairing_table(res: PairingResult, trials: int) -> Table:
-    table = Table(title=f"Pairing: host + {trials} fresh joiners on 127.0.0.1 (ms)")
-    for col, justify in (
-        ("measurement", "left"),
-        ("n", "right"),
-        ("p50", "right"),
-        ("max", "right"),
-        ("min", "right"),
-        ("target", "right"),
-        ("max within", "center"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    table = new_table(
+        f"Pairing: host + {trials} fresh joiners on 127.0.0.1 (ms)",
+        ("measurement", "n", "p50", "max", "min", "target", "max within"),
+        left=("measurement",),
+        center=("max within",),
+    )
     for key, label, target in PAIR_ROWS:
         vals = res.samples.get(key, [])
         p50 = statistics.median(vals) if vals else None
         mx = max(vals) if vals else None
         met = "-"
         if target is not None and mx is not None:
-            met = "[green]yes" if mx <= target and not res.failures else "[red]no"
+            met = verdict(mx <= target and not res.failures)
         table.add_row(
             label,
             f"{len(vals)}/{trials}",
@@ -661,13 +636,12 @@ def pairing_table(res: PairingResult, trials: int) -> Table:
 
 
 def throughput_table(rows: list[dict[str, Any]], params: Params) -> Table:
-    table = Table(
-        title=f"Pub/sub throughput over TCP loopback: {params.messages:,} messages x "
-        f"{params.runs} runs (p50 over runs; MB/s of payload, 1 MB = 10^6 B)"
-    )
     cols = ("payload", "variant", "msg/s", "MB/s", "CPU µs/msg", "lost", "sealed/raw")
-    for col in (*cols, "seal+open alone µs"):
-        table.add_column(col, justify="right")
+    table = new_table(
+        f"Pub/sub throughput over TCP loopback: {params.messages:,} messages x "
+        f"{params.runs} runs (p50 over runs; MB/s of payload, 1 MB = 10^6 B)",
+        (*cols, "seal+open alone µs"),
+    )
     for size in SIZES:
         raw = next(r for r in rows if r["size"] == size and r["variant"] == "raw")
         for r in (raw, next(r for r in rows if r["size"] == size and r["variant"] == "sealed")):
@@ -687,18 +661,19 @@ def throughput_table(rows: list[dict[str, Any]], params: Params) -> Table:
 
 
 def rtt_table(rows: list[dict[str, Any]], params: Params) -> Table:
-    table = Table(title=f"Query round trip: {params.queries:,} sequential queries each (µs)")
-    for col in (
-        "payload",
-        "raw p50",
-        "raw p99",
-        "sealed p50",
-        "sealed p99",
-        "added p50",
-        "sealed/raw p50",
-        "goal",
-    ):
-        table.add_column(col, justify="right")
+    table = new_table(
+        f"Query round trip: {params.queries:,} sequential queries each (µs)",
+        (
+            "payload",
+            "raw p50",
+            "raw p99",
+            "sealed p50",
+            "sealed p99",
+            "added p50",
+            "sealed/raw p50",
+            "goal",
+        ),
+    )
     for size in params.query_sizes:
         raw = next(r for r in rows if r["size"] == size and r["variant"] == "raw")
         sealed = next(r for r in rows if r["size"] == size and r["variant"] == "sealed")
@@ -720,17 +695,6 @@ def rtt_table(rows: list[dict[str, Any]], params: Params) -> Table:
     return table
 
 
-def summarize_ms(vals: list[float]) -> dict[str, float | int | None]:
-    if not vals:
-        return {"n": 0, "p50_ms": None, "max_ms": None, "min_ms": None}
-    return {
-        "n": len(vals),
-        "p50_ms": round(statistics.median(vals), 1),
-        "max_ms": round(max(vals), 1),
-        "min_ms": round(min(vals), 1),
-    }
-
-
 def rtt_ratios(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for size in {r["size"] for r in rows}:
@@ -745,22 +709,16 @@ def rtt_ratios(rows: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
-    parser.add_argument("--pairings", type=int, default=None, help="pairing trials (20)")
-    parser.add_argument("--messages", type=int, default=None, help="per throughput run (50000)")
-    parser.add_argument("--runs", type=int, default=None, help="throughput runs per case (5)")
-    parser.add_argument("--queries", type=int, default=None, help="per payload and variant (2000)")
+    parser = BenchParser("trust", __doc__)
+    parser.count("--pairings", "pairing trials", 20, 5)
+    parser.count("--messages", "per throughput run", 50000, 5000)
+    parser.count("--runs", "throughput runs per case", 5, 3)
+    parser.count("--queries", "per payload and variant", 2000, 300)
     parser.add_argument("--quick", action="store_true", help="smoke test: 5 pairings, 300 queries")
     parser.add_argument("--json-out", type=Path, default=None, help="where to write the JSON")
-    args = parser.parse_args(argv)
-    defaults = (5, 5000, 3, 300) if args.quick else (20, 50000, 5, 2000)
-    for name, default in zip(("pairings", "messages", "runs", "queries"), defaults, strict=True):
-        if getattr(args, name) is None:
-            setattr(args, name, default)
-    if min(args.pairings, args.messages, args.runs, args.queries) < 1:
+    args = parser.parse(argv)
+    if parser.smallest_count(args) < 1:
         parser.error("every count must be at least 1")
-    if args.json_out is None:
-        args.json_out = RESULTS_DIR / ("trust-quick.json" if args.quick else "trust.json")
     return args
 
 
@@ -791,10 +749,7 @@ async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
             else None
         )
     data = {
-        "benchmark": "trust",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["benchmarks/trust.py", *sys.argv[1:]]),
-        "machine": info,
+        **result_header("trust", info, args.argv),
         "parameters": params.as_json(),
         "targets": {
             "pair_join_ms": PAIR_TARGET_MS,
@@ -807,7 +762,7 @@ async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
             "failures": pairing.failures,
             "host_circle_members_after": pairing.circle_members,
             "metrics": {
-                key: {**summarize_ms(pairing.samples.get(key, [])), "label": label}
+                key: {**summary_ms(pairing.samples.get(key, [])), "label": label}
                 for key, label, _target in PAIR_ROWS
             },
             "samples_ms": pairing.samples,
@@ -816,9 +771,7 @@ async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
         "throughput": {"sealed_over_raw_msgs_p50": thr_ratio, "rows": thr},
         "rtt": {"sealed_over_raw_p50": rtt_ratios(rtt), "rows": rtt},
     }
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(data, indent=2) + "\n")
-    console.print(f"wrote {args.json_out} ({seconds:.0f} s)", highlight=False)
+    write_results(args.json_out, data, console, seconds)
     lost = any(r["lost"] or r["bad"] or r["callback_errors"] for r in thr)
     failed = any(r["failed"] or r["responder_errors"] for r in rtt)
     return 1 if pairing.failures or lost or failed else 0
@@ -826,21 +779,7 @@ async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console()
-    if not console.is_terminal:  # keep the tables readable in logs and pipes
-        console = Console(width=140)
-    # A short root: a node's control socket path must stay under ~100 bytes.
-    root = Path(tempfile.mkdtemp(prefix="acctrust-", dir="/tmp" if os.path.isdir("/tmp") else None))
-    try:
-        return asyncio.run(run(args, console, root))
-    except (BenchError, AccordError) as exc:
-        console.print(f"[red]{exc}")
-        return 1
-    except KeyboardInterrupt:
-        console.print("[red]interrupted")
-        return 130
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    return run_main(lambda console, root: run(args, console, root), prefix="acctrust-", width=140)
 
 
 if __name__ == "__main__":

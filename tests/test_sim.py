@@ -148,3 +148,82 @@ def test_call_device_info_across_the_household(short_tmp: Path) -> None:
         assert "not valid JSON" in junk.stderr
     finally:
         house.stop()
+
+
+def _rows() -> list[dict[str, object]]:
+    """A household snapshot as ``Household.snapshot`` gives it: five devices, the TV's
+    process stopped."""
+    from accord.profile import load_builtin
+    from accord.sim import DEFAULT_DEVICES
+
+    rows: list[dict[str, object]] = []
+    for i, profile in enumerate(DEFAULT_DEVICES):
+        p = load_builtin(profile)
+        running = profile != "tv"
+        rows.append(
+            {
+                "profile": profile,
+                "name": p.name,
+                "device_id": f"{i}" * 26,
+                "pid": 400000 + i,
+                "running": running,
+                "endpoint": "tcp/127.0.0.1:45678",
+                "sees_online": 4 if running else None,
+                "seen_by": 3 if running else 0,
+                "viewers": 3 if running else 4,
+                "circle_members": 5 if running else None,
+                "summary": p.summary(),
+            }
+        )
+    return rows
+
+
+def _render(renderable: object, width: int = 80) -> list[str]:
+    from rich.console import Console
+
+    console = Console(width=width, record=True, force_terminal=False)
+    console.print(renderable)
+    return console.export_text(styles=False).rstrip("\n").split("\n")
+
+
+def test_household_table_fits_80_columns_one_line_per_device() -> None:
+    from accord.cli.sim_cmd import _table
+
+    rows = _rows()
+    lines = _render(_table(rows, 5))
+    assert max(len(ln) for ln in lines) <= 80
+    header_at = next(i for i, ln in enumerate(lines) if ln.startswith("Device"))
+    header = lines[header_at]
+    body = [ln for ln in lines[header_at + 2 :] if ln.strip()]
+    assert len(body) == len(rows)  # no cell wrapped onto a second line
+    columns = ("Device", "PID", "Sees", "Seen by", "Circle", "Has")
+    at = {c: header.index(c) for c in columns}
+    assert sorted(at.values()) == [at[c] for c in columns]
+    for line, r in zip(body, rows, strict=True):
+        running = r["running"]
+        expect = {
+            "Device": str(r["name"]),
+            "PID": str(r["pid"]) if running else "stopped",
+            "Sees": "4/5" if running else "-",
+            "Seen by": f"{r['seen_by']}/{r['viewers']}",
+            "Circle": "5/5" if running else "-",
+            "Has": str(r["summary"])[:12],  # the start; the rest may end in an ellipsis
+        }
+        for column, value in expect.items():
+            assert line[at[column] :].startswith(value), (column, line)
+    # Wider terminals show the hardware whole.
+    wide = _render(_table(rows, 5), width=140)
+    assert any(str(rows[0]["summary"]) in ln for ln in wide)
+
+
+def test_live_view_fits_an_80x24_terminal() -> None:
+    from collections import deque
+
+    from accord.cli.sim_cmd import EVENT_LINES, _view
+
+    events = deque(
+        [f"12:00:0{i}  Midea Refrigerator: seen online by 3/4" for i in range(EVENT_LINES)]
+    )
+    lines = _render(_view(_rows(), 5, events))
+    assert max(len(ln) for ln in lines) <= 80
+    assert len(lines) <= 24

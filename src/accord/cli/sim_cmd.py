@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from accord.sim import DEFAULT_DEVICES
 
@@ -26,34 +28,30 @@ out = Console()
 
 
 def _table(rows: list[dict[str, Any]], total: int) -> Table:
-    table = Table(title="Accord household (each row as its own node sees it)", title_justify="left")
-    for col in (
-        "Device",
-        "Profile",
-        "Id",
-        "Process",
-        "Endpoint",
-        "Sees online",
-        "Seen by",
-        "Circle",
-        "Has",
-    ):
-        table.add_column(col, overflow="fold")
+    """One line per device, as its own node sees the household; fits 80 columns (the
+    hardware summary is cut short with an ellipsis there, shown whole when wider)."""
+    table = Table(
+        title="Household: each row as that device's own node sees it",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    # Only "Has" may give up width (it is the one wrappable column); its cells are cut
+    # with an ellipsis rather than wrapped, so every device stays on one line.
+    table.add_column("Device", no_wrap=True, overflow="ellipsis", max_width=20)
+    for header in ("PID", "Sees", "Seen by", "Circle"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("Has")
     for r in rows:
-        proc = f"pid {r['pid']}" if r["running"] else "[red]stopped[/]"
+        pid = str(r["pid"]) if r["running"] else "[red]stopped[/]"
         sees = "-" if r["sees_online"] is None else f"{r['sees_online']}/{total}"
         ok = r["running"] and r["seen_by"] == r["viewers"]
         seen_by = f"[{'green' if ok else 'yellow'}]{r['seen_by']}/{r['viewers']}[/]"
-        table.add_row(
-            r["name"],
-            r["profile"],
-            r["device_id"][:10],
-            proc,
-            r["endpoint"],
-            sees,
-            seen_by,
-            r["summary"],
-        )
+        members = r.get("circle_members")
+        circle = "-" if members is None else f"{members}/{total}"
+        has = Text(r["summary"] or "-", no_wrap=True, overflow="ellipsis")
+        table.add_row(r["name"], pid, sees, seen_by, circle, has)
     return table
 
 

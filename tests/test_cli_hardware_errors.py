@@ -47,3 +47,27 @@ def test_capture_checks_where_the_photo_goes_before_capturing(
     line = one_error_line(proc)
     assert says.format(tmp=tmp_path) in line
     assert not list(tmp_path.glob("**/*.part"))
+
+
+@pytest.mark.parametrize(
+    ("resolution", "says"),
+    [
+        ("0x0", "each side is at least 1 pixel"),
+        ("1600x0", "each side is at least 1 pixel"),
+        ("-5x3", "each side is at least 1 pixel"),
+        ("70000x10", "each side is at most 65535 pixels"),
+        ("123456789012345678901234567890x1", "each side is at most 65535 pixels"),
+        ("4000", "is WIDTHxHEIGHT in pixels"),
+        ("bigxbig", "is WIDTHxHEIGHT in pixels"),
+        ("4000x3000x2", "is WIDTHxHEIGHT in pixels"),
+    ],
+)
+def test_capture_rejects_a_nonsense_resolution_before_capturing(
+    tmp_path: Path, resolution: str, says: str
+) -> None:
+    home = tmp_path / "home"  # no node: the check must come before the node is asked
+    proc = accord(
+        "capture", "Phone", "-o", str(tmp_path / "x.jpg"), f"--resolution={resolution}",
+        "--home", str(home),
+    )  # fmt: skip
+    assert says in one_error_line(proc)

@@ -52,6 +52,46 @@ def test_capture_saves_a_jpeg(house: Household, tmp_path: Path) -> None:
     assert not (tmp_path / "y.jpg.part").exists()
 
 
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_capture_uses_a_devices_only_camera(house: Household, tmp_path: Path) -> None:
+    laptop = device(house, "laptop")  # one camera, at the front
+    photo = tmp_path / "me.jpg"
+    summary = accord_json("capture", laptop.name, "-o", str(photo), "--home", str(laptop.home))
+    assert (summary["width"], summary["height"]) == (1632, 1224)  # its full 2 MP
+    assert photo.stat().st_size == summary["bytes"]
+    wrong = accord("capture", laptop.name, "-o", str(photo), "--camera", "rear",
+                   "--home", str(laptop.home))  # fmt: skip
+    assert "no 'rear' camera here; cameras: front" in one_error_line(wrong)
+
+
+def test_hardware_a_device_lacks_names_the_devices_that_have_it(
+    house: Household, tmp_path: Path
+) -> None:
+    laptop, phone = device(house, "laptop"), device(house, "nokia-x60")
+    fridge, tv = device(house, "midea-fridge"), device(house, "tv")
+    where = ("--home", str(laptop.home))
+    lacks = {
+        ("sensors", laptop.name): f"{laptop.name} has no sensors; "
+        f"devices with sensors: {fridge.name}, {phone.name}",
+        ("sensors", laptop.name, "--watch"): f"{laptop.name} has no sensors; "
+        f"devices with sensors: {fridge.name}, {phone.name}",
+        ("show", fridge.name, "hello"): f"{fridge.name} has no display; "
+        f"devices with a display: {laptop.name}, {tv.name}, {phone.name}",
+        ("capture", tv.name, "-o", str(tmp_path / "x.jpg")): f"{tv.name} has no camera; "
+        f"devices with a camera: {laptop.name}, {phone.name}",
+        ("setpoint", laptop.name, "fridge", "3"): f"{laptop.name} has no temperature control; "
+        f"devices with temperature control: {fridge.name}",
+    }
+    for args, says in lacks.items():
+        assert one_error_line(accord(*args, *where)) == f"error: {says}", args
+
+
 def test_show_text_on_the_tv(house: Household) -> None:
     laptop, tv = device(house, "laptop"), device(house, "tv")
     shown = accord_json("show", tv.name, "Dinner is ready", "--home", str(laptop.home))

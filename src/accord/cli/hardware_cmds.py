@@ -21,32 +21,95 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from accord.cli.options import HomeOpt, JsonOpt, control_client
-from accord.errors import AccordError
+from accord.errors import AccordError, RemoteError
 
 out = Console()
 err = Console(stderr=True)
 DeviceArg = typer.Argument(..., help="A circle member: name, id or id prefix.")
+MAX_SIDE = 65535  # the largest side a JPEG can have
+
+# What each hardware service needs (capability names, as profiles list them), and
+# how to say so: "Laptop has no sensors; devices with sensors: Midea Refrigerator".
+NEEDS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "camera": (("camera",), "camera", "a camera"),
+    "display": (("display",), "display", "a display"),
+    "sensors": (("sensors", "door-sensor"), "sensors", "sensors"),
+    "thermostat": (("temperature-control",), "temperature control", "temperature control"),
+}
 
 
 def _call(home: Path | None, device: str, target: str, args: Any, timeout: float = 10.0) -> Any:
     client = control_client(home, timeout + 5)
-    return client.call("call", device=device, target=target, args=args, timeout=timeout)
+    with _needs(home, device, target):
+        return client.call("call", device=device, target=target, args=args, timeout=timeout)
 
 
 def _stream(
     home: Path | None, device: str, target: str, args: Any, timeout: float
 ) -> Iterator[Any]:
     client = control_client(home, 15.0)
-    return client.stream("stream", device=device, target=target, args=args, timeout=timeout)  # type: ignore[no-any-return]
+    items = client.stream("stream", device=device, target=target, args=args, timeout=timeout)
+    with _needs(home, device, target):
+        yield from items
+
+
+@contextlib.contextmanager
+def _needs(home: Path | None, device: str, target: str) -> Iterator[None]:
+    """Say which hardware the device lacks, and who has it, instead of listing the
+    methods it does serve."""
+    try:
+        yield
+    except RemoteError as exc:
+        service = target.partition(".")[0]
+        unknown = exc.remote_type == "UnknownMethod" or (
+            exc.remote_type == "RemoteError" and exc.remote_message.startswith("UnknownMethod:")
+        )
+        if not unknown or service not in NEEDS:
+            raise
+        raise AccordError(_lacks(home, device, service)) from None
+
+
+def _lacks(home: Path | None, device: str, service: str) -> str:
+    caps, thing, having = NEEDS[service]
+    client = control_client(home, 5.0)
+    name, device_id = device, ""
+    with contextlib.suppress(AccordError):  # the name as the device gives it, if it answers
+        info = client.call("call", device=device, target="device.info", args=None, timeout=3.0)
+        name, device_id = str(info["name"]), str(info["device_id"])
+    try:
+        records = client.call("devices")
+    except AccordError:
+        records = []
+    others = sorted(
+        r["name"]
+        for r in records
+        if r.get("online")
+        and r.get("standing") in ("self", "member")
+        and r.get("device_id") != device_id
+        and any(c in r.get("capabilities", []) for c in caps)
+    )
+    if not others:
+        return f"{name} has no {thing}, and no other device in the circle has {having}"
+    return f"{name} has no {thing}; devices with {having}: {', '.join(others)}"
 
 
 def _resolution(text: str | None) -> tuple[int, int]:
+    """WIDTHxHEIGHT in pixels; None for the camera's full resolution."""
     if text is None:
         return 0, 0
-    m = re.fullmatch(r"(\d{1,5})[xX](\d{1,5})", text.strip())
+    m = re.fullmatch(r"\s*([-+]?\d+)\s*[xX]\s*([-+]?\d+)\s*", text)
     if m is None:
-        raise AccordError(f"--resolution is WIDTHxHEIGHT, e.g. 4000x3000, not {text!r}")
-    return int(m[1]), int(m[2])
+        raise AccordError(f"--resolution is WIDTHxHEIGHT in pixels, e.g. 4000x3000, not {text!r}")
+    # (more than 9 digits is huge anyway, and int() refuses thousands of them)
+    width, height = (int(side) if len(side) <= 9 else MAX_SIDE + 1 for side in (m[1], m[2]))
+    full = "leave out --resolution for the camera's full resolution"
+    if width < 1 or height < 1:
+        raise AccordError(f"--resolution {text.strip()}: each side is at least 1 pixel ({full})")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise AccordError(
+            f"--resolution {text.strip()}: each side is at most {MAX_SIDE} pixels ({full})"
+        )
+    return width, height
 
 
 def _check_output(output: Path) -> None:
@@ -71,14 +134,18 @@ def capture(
     resolution: str | None = typer.Option(
         None, "--resolution", "-r", help="WIDTHxHEIGHT (default: the camera's full resolution)."
     ),
-    camera: str = typer.Option("rear", "--camera", help="Which camera: rear, front, external."),
+    camera: str | None = typer.Option(
+        None,
+        "--camera",
+        help="Which camera: rear, front, external (default: the rear one, or the only one).",
+    ),
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Take a photo with a device's camera and save it, with a progress bar."""
     width, height = _resolution(resolution)
     _check_output(output)
-    args = {"camera": camera, "width": width, "height": height}
+    args = {"camera": camera or "", "width": width, "height": height}  # "": the main camera
     partial = output.with_name(output.name + ".part")
     started = time.monotonic()
     header: dict[str, Any] | None = None
@@ -90,7 +157,7 @@ def capture(
         TransferSpeedColumn(),
         console=err,
         transient=True,
-        disable=as_json,
+        disable=as_json or not err.is_terminal,  # no bar (nor blank line) in logs
     )
     try:
         with partial.open("wb") as f, progress:

@@ -74,6 +74,11 @@ class SimCamera:
         return list(self._cameras)
 
     def pick(self, position: str) -> CameraInfo:
+        """The camera at ``position``; "" for the main one: the rear camera, else the
+        one with the most megapixels (so a device with one camera needs no name)."""
+        if not position and self._cameras:
+            rear = [c for c in self._cameras if c.position == "rear"]
+            return rear[0] if rear else max(self._cameras, key=lambda c: c.megapixels)
         for cam in self._cameras:
             if cam.position == position:
                 return cam

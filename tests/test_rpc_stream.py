@@ -158,17 +158,31 @@ async def test_size_limits_are_typed_and_the_node_keeps_serving(two: tuple[Node,
 
 
 async def test_malformed_requests_from_a_member_change_nothing(two: tuple[Node, Node]) -> None:
-    """Garbage a member seals (or an outsider sends) gets no answer; the callee keeps
-    serving."""
+    """Garbage a member seals on its channel gets a typed InvalidRequest; under the
+    circle key (which proves no sender) only the "no channel" hint; unsealed bytes
+    nothing. The callee keeps serving."""
     from accord.bus import keys
+    from accord.rpc.messages import NO_CHANNEL, result_decoder
 
     laptop, phone = two
-    key = keys.rpc_key(phone.home.device_id, "device", "info")
+    me, callee = laptop.home.device_id, phone.home.device_id
+    key = keys.rpc_key(callee, "device", "info")
     bus = laptop._bus  # the raw transport, to speak outside the client's rules
-    assert bus is not None
+    channels = laptop._channels
+    assert bus is not None and channels is not None
     assert laptop.circle is not None
-    for junk in (b"", b"\xc1", msgspec.msgpack.encode({"call_id": "x"}), b"\x92" * 10000):
-        assert await bus.get(key, 1.0, payload=laptop.circle.seal(key, junk)) == []
+    assert await channels.ensure(callee)
+    junks = (b"", b"\xc1", msgspec.msgpack.encode({"call_id": "x"}), b"\x92" * 10000)
+    for junk in junks:
+        replies = await bus.get(key, 1.0, payload=laptop.circle.seal(key, junk))
+        assert replies == [(key, NO_CHANNEL)]
+        frame = channels.seal(callee, key, junk)
+        assert frame is not None
+        [(_, answer)] = await bus.get(key, 1.0, payload=frame)
+        sender, plain = channels.open(key, answer)
+        result = result_decoder.decode(plain)
+        assert (sender, result.ok, result.error_type) == (callee, False, "InvalidRequest")
+    assert me != callee
     assert await bus.get(key, 1.0, payload=b"not even sealed") == []
     info = await laptop.rpc.call(phone.home.device_id, "device", "info", None, dict)
     assert info["name"] == "phone"

@@ -28,6 +28,7 @@ from accord.hardware.services import Drivers, Hardware
 from accord.profile import to_dict
 from accord.rpc import DEFAULT_TIMEOUT_S, RpcClient, RpcServer, RpcStream
 from accord.rpc.permissions import PermissionStore
+from accord.trust.channel_service import ChannelService
 from accord.trust.circle import Circle
 from accord.trust.service import TrustService
 from accord.trust.sync import CircleSync
@@ -60,6 +61,7 @@ class Node:
         self._control: ControlServer | None = None
         self._sync: CircleSync | None = None
         self._trust: TrustService | None = None
+        self._channels: ChannelService | None = None
         self.circle: Circle | None = None
         self._rpc_server: RpcServer | None = None
         self._rpc: RpcClient | None = None
@@ -174,17 +176,27 @@ class Node:
             query_timeout=timeout,
             announce_pairing=self._announce_pairing,
         )
-        self._rpc_server = RpcServer(self._bus, self.circle, self.home.device_id, self.name)
+        self._channels = ChannelService(
+            self._bus,
+            self.circle,
+            self.home.identity,
+            self.clock,
+            name=self.name,
+            query_timeout=timeout,
+        )
+        self._rpc_server = RpcServer(self._bus, self._channels, self.home.device_id, self.name)
         self._rpc_server.register("device", "info", self._device_info)
         self.hardware.register(self._rpc_server)
         for service, ids in self._permissions.load().restricted.items():
             self._rpc_server.restrict(service, set(ids))
-        self._rpc = RpcClient(self._bus, self.circle, self.directory, self._rpc_server)
+        self._rpc = RpcClient(
+            self._bus, self._channels, self.circle, self.directory, self._rpc_server
+        )
         self._data = DataService(
             self._bus,
             self.circle,
             self.directory,
-            self.home.identity,
+            self._channels,
             self.home.data_dir,
             self.clock,
             name=self.name,
@@ -193,6 +205,7 @@ class Node:
         )
         await self._sync.start()
         await self._trust.start()
+        await self._channels.start()
         await self._rpc_server.start()
         await self._data.start()
         self._apps = AppRuntime(
@@ -217,6 +230,7 @@ class Node:
         self._control.add("trust_list", self._trust.trust_list)
         self._control.add("trust_revoke", self._trust.trust_revoke)
         self._control.add("trust_leave", self._trust.trust_leave)
+        self._control.add("trust_set_level", self._trust.trust_set_level)
         self._control.add("call", self._call)
         self._control.add_stream("stream", self._stream)
         self._control.add("permissions", self._list_permissions)
@@ -246,6 +260,9 @@ class Node:
         if self._data is not None:
             await self._data.stop()
             self._data = None
+        if self._channels is not None:
+            await self._channels.stop()
+            self._channels = None
         if self._trust is not None:
             await self._trust.stop()
             self._trust = None

@@ -40,27 +40,23 @@ from accord.data.limits import check_store_name
 from accord.data.model import SyncMessage
 from accord.data.rules import StoreKind
 from accord.data.stores import Stores
-from accord.device.identity import Identity, id_from_raw
 from accord.errors import (
     SealError,
     StoreError,
     StoreMismatch,
-    TrustError,
     UnknownSender,
     UnknownStore,
 )
-from accord.trust.channels import Channels
+from accord.trust.channel_service import ChannelService
 from accord.trust.circle import Circle
 from accord.trust.levels import DataLabel, may_receive
 from accord.wire.messages import DECODE_ERRORS
-from accord.wire.seal import HEADER
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 BUILTIN_MERGES: Final[dict[str, Merge]] = {COUNTER.name: COUNTER, SET_UNION.name: SET_UNION}
 PUSH_DELAY_S: Final = 0.002
-RESHAKE_AFTER_S: Final = 1.0  # at most one unprompted handshake per peer this often
 
 
 class Envelope(msgspec.Struct, frozen=True, array_like=True):
@@ -111,7 +107,7 @@ class DataService:
         bus: Bus,
         circle: Circle,
         directory: DeviceDirectory,
-        identity: Identity,
+        channels: ChannelService,
         data_dir: Path,
         clock: Clock,
         *,
@@ -123,7 +119,7 @@ class DataService:
         self._bus = bus
         self._circle = circle
         self._directory = directory
-        self._me = identity.device_id
+        self._me = channels.channels.device_id
         self._name = name
         self._clock = clock
         self._timeout = query_timeout
@@ -133,12 +129,10 @@ class DataService:
         self.stores = Stores(
             data_dir / "stores", device_id=self._me, hlc=self.hlc, peers=CirclePeers(circle)
         )
-        self.channels = Channels(identity, circle.boot, self._public_key_of)
+        self.channels = channels
         self.traffic: dict[str, Traffic] = {}
         self._facades: dict[str, DataStore] = {}
         self._outboxes: dict[str, _Outbox] = {}
-        self._handshakes: dict[str, asyncio.Future[bool]] = {}
-        self._last_shake: dict[str, float] = {}
         self._online: set[str] = set()
         self._dirty: set[str] = set()
         self._flush: asyncio.TimerHandle | None = None
@@ -155,7 +149,6 @@ class DataService:
     async def start(self) -> None:
         for name in self.stores.on_disk():
             self._reopen(name)
-        self._undo.append(self._bus.serve(keys.channel_key(self._me), self._serve_channel))
         self._undo.append(self._bus.subscribe(keys.data_key(self._me), self._on_frame))
         self._undo.append(self._directory.subscribe(self._on_directory))
         self._undo.append(self._circle.on_change(self._membership_changed))
@@ -311,7 +304,7 @@ class DataService:
         key = keys.data_key(peer)
         loop = asyncio.get_running_loop()
         while not outbox.queue.empty():
-            if not self.channels.has(peer) and not await self._handshake(peer):
+            if not self.channels.has(peer) and not await self.channels.handshake(peer):
                 dropped = outbox.queue.qsize()
                 while not outbox.queue.empty():
                     outbox.queue.get_nowait()
@@ -326,49 +319,13 @@ class DataService:
             traffic.messages_sent += 1
             await loop.run_in_executor(None, self._bus.put_reliably, key, frame)
 
-    async def _handshake(self, peer: str) -> bool:
-        """Open a channel to ``peer`` (one attempt in flight per peer)."""
-        running = self._handshakes.get(peer)
-        if running is not None:
-            return await asyncio.shield(running)
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._handshakes[peer] = fut
-        self._last_shake[peer] = self._clock.monotonic()
-        ok = False
-        try:
-            initiator, offer = self.channels.initiate(peer)
-            replies = await self._bus.get(keys.channel_key(peer), self._timeout, offer)
-            if replies:
-                self.channels.complete(peer, initiator, offer, replies[0][1])
-                ok = True
-        except TrustError as exc:
-            self._warn_once("shake:" + peer, "%s: no channel to %s: %s", self._name, peer[:10], exc)
-        finally:
-            del self._handshakes[peer]
-            fut.set_result(ok)
-        return ok
-
-    async def _serve_channel(self, _key: str, offer: bytes) -> bytes | None:
-        try:
-            _peer, answer = self.channels.respond(offer)
-        except TrustError as exc:
-            log.debug("%s: refused channel offer: %s", self._name, exc)
-            return None
-        return answer
-
-    def _public_key_of(self, device_id: str) -> bytes | None:
-        if device_id == self._me:
-            return None
-        member = self._circle.member(device_id)
-        return None if member is None else member.public_key
-
     # -- receiving ---------------------------------------------------------------
 
     def _on_frame(self, key: str, frame: bytes) -> None:
         try:
             sender, plain = self.channels.open(key, frame)
         except UnknownSender:
-            self._maybe_reshake(frame)
+            self.channels.reshake_for(frame)
             return
         except SealError as exc:
             self._warn_once("seal:" + type(exc).__name__, "%s: data frame refused: %s",
@@ -396,19 +353,6 @@ class DataService:
         for reply in replies:
             self._send(sender, replica, reply)
 
-    def _maybe_reshake(self, frame: bytes) -> None:
-        """A member sealed on a channel we lack (we restarted): open a new one, which
-        it will then use too. Rate-limited: the sender field is not authenticated."""
-        if len(frame) < HEADER.size:
-            return
-        peer = id_from_raw(HEADER.unpack_from(frame)[2])
-        if self._public_key_of(peer) is None or peer in self._handshakes:
-            return
-        last = self._last_shake.get(peer)
-        if last is not None and self._clock.monotonic() - last < RESHAKE_AFTER_S:
-            return
-        self._spawn(self._handshake(peer))
-
     # -- who is online -----------------------------------------------------------
 
     def _on_directory(self, _event: DirectoryEvent) -> None:
@@ -416,7 +360,7 @@ class DataService:
 
     def _membership_changed(self) -> None:
         for peer in list(self._outboxes):
-            if self._public_key_of(peer) is None:
+            if not self._circle.is_member(peer):
                 self.channels.forget(peer)
                 outbox = self._outboxes.pop(peer)
                 if outbox.task is not None:

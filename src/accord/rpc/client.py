@@ -31,6 +31,7 @@ from accord.rpc.messages import (
     MAX_PARAMS,
     MAX_TIMEOUT_S,
     MAX_WINDOW,
+    NO_CHANNEL,
     RpcCancel,
     RpcCredit,
     RpcRequest,
@@ -40,6 +41,7 @@ from accord.rpc.messages import (
     remote_failure,
     result_decoder,
 )
+from accord.trust.channel_service import ChannelService
 from accord.trust.circle import Circle
 from accord.wire.messages import DECODE_ERRORS
 
@@ -72,11 +74,13 @@ class RpcClient:
     def __init__(
         self,
         bus: Bus,
+        channels: ChannelService,
         circle: Circle,
         directory: DeviceDirectory,
         local: LocalServer | None = None,
     ) -> None:
         self._bus = bus
+        self._channels = channels
         self._circle = circle
         self._directory = directory
         self._local = local  # calls to this device itself go straight to its server
@@ -96,7 +100,7 @@ class RpcClient:
             raise DeviceUnavailable(f"{name} is offline")
         return name
 
-    def _request(self, key: str, params: Any, timeout: float, window: int) -> tuple[int, bytes]:
+    def _request(self, params: Any, timeout: float, window: int) -> RpcRequest:
         if not 0 < timeout <= MAX_TIMEOUT_S:
             raise AccordError(f"timeout must be in (0, {MAX_TIMEOUT_S:g}] seconds")
         encoded = msgspec.msgpack.encode(params)
@@ -104,9 +108,26 @@ class RpcClient:
             raise PayloadTooLarge(
                 f"parameters of {len(encoded)} bytes are over the {MAX_PARAMS} byte limit"
             )
-        call_id = secrets.randbits(63)
-        req = RpcRequest(call_id, msgspec.Raw(encoded), int(timeout * 1000), window)
-        return call_id, self._circle.seal(key, msgspec.msgpack.encode(req))
+        return RpcRequest(secrets.randbits(63), msgspec.Raw(encoded), int(timeout * 1000), window)
+
+    async def _sealed(self, device_id: str, name: str, key: str, req: RpcRequest) -> bytes:
+        """``req`` sealed on our pairwise channel with the callee (opened if needed)."""
+        frame = None
+        if await self._channels.ensure(device_id):
+            frame = self._channels.seal(device_id, key, msgspec.msgpack.encode(req))
+        if frame is None:
+            raise DeviceUnavailable(f"{name} did not open a channel with this device")
+        return frame
+
+    def _authentic(self, key: str, device_id: str, payload: bytes) -> bytes | None:
+        """The plaintext of a reply the callee sealed for us, or None for anything
+        else: any Zenoh peer can answer a query, so strangers' replies are noise."""
+        try:
+            sender, plain = self._channels.open(key, payload)
+        except SealError as exc:
+            log.debug("dropped a reply on %s: %s", key, exc)
+            return None
+        return plain if sender == device_id else None
 
     async def call(
         self,
@@ -126,26 +147,41 @@ class RpcClient:
             req = self._local_request(params, timeout, 0)
             return _result_value(await self._local.run_local(key, req), name, service, method,
                                  result)  # fmt: skip
-        call_id, frame = self._request(key, params, timeout, 0)
+        req = self._request(params, timeout, 0)
         started = time.monotonic()
-        try:
-            replies = await self._bus.get(key, timeout, payload=frame)
-        except asyncio.CancelledError:
-            self.send_cancel(device_id, call_id)
-            raise
-        if not replies:
-            if time.monotonic() - started >= timeout * 0.95:
-                self.send_cancel(device_id, call_id)
-                raise CallTimeout(f"{service}.{method} on {name} timed out after {timeout:g} s")
-            raise DeviceUnavailable(f"{name} did not answer {service}.{method}; it has gone")
-        try:
-            sender, plain = self._circle.open(key, replies[0][1])
-            res = result_decoder.decode(plain)
-        except (SealError, *DECODE_ERRORS) as exc:
-            raise RemoteError("ProtocolError", f"unreadable reply from {name}: {exc}") from None
-        if sender != device_id:
-            raise RemoteError("ProtocolError", f"reply sealed by {sender}, not {name}")
-        return _result_value(res, name, service, method, result)
+        for attempt in (1, 2):
+            frame = await self._sealed(device_id, name, key, req)
+            left = timeout - (time.monotonic() - started)
+            try:
+                replies = await self._bus.get(key, max(left, 0.001), payload=frame)
+            except asyncio.CancelledError:
+                self.send_cancel(device_id, req.call_id)
+                raise
+            stale = False
+            for _, payload in replies:
+                if payload == NO_CHANNEL:
+                    stale = True
+                    continue
+                plain = self._authentic(key, device_id, payload)
+                if plain is None:
+                    continue
+                try:
+                    res = result_decoder.decode(plain)
+                except DECODE_ERRORS as exc:
+                    raise RemoteError(
+                        "ProtocolError", f"unreadable reply from {name}: {exc}"
+                    ) from None
+                return _result_value(res, name, service, method, result)
+            if not (stale and attempt == 1):
+                break
+            # The callee restarted and lost our channel; the request did not run there.
+            self._channels.forget(device_id)
+        if replies:
+            raise RemoteError("ProtocolError", f"no authentic reply from {name}")
+        if time.monotonic() - started >= timeout * 0.95:
+            self.send_cancel(device_id, req.call_id)
+            raise CallTimeout(f"{service}.{method} on {name} timed out after {timeout:g} s")
+        raise DeviceUnavailable(f"{name} did not answer {service}.{method}; it has gone")
 
     def _local_request(self, params: Any, timeout: float, window: int) -> RpcRequest:
         """The request a remote caller would send, so a local call is checked alike."""
@@ -179,34 +215,35 @@ class RpcClient:
             assert self._local is not None
             req = self._local_request(params, timeout, window)
             return LocalStream(self._local.stream_local(key, req), item)
-        call_id, frame = self._request(key, params, timeout, window)
-        return RpcStream(
-            self, device_id, name, key, call_id, frame, item, timeout, window, max_duration
-        )
+        req = self._request(params, timeout, window)
+        return RpcStream(self, device_id, name, key, req, item, timeout, window, max_duration)
 
     def send_cancel(self, device_id: str, call_id: int) -> None:
-        self._publish(keys.rpc_cancel_key(device_id), RpcCancel(call_id))
+        self._publish(device_id, keys.rpc_cancel_key(device_id), RpcCancel(call_id))
 
     def send_credit(self, device_id: str, call_id: int, granted: int) -> None:
-        self._publish(keys.rpc_credit_key(device_id), RpcCredit(call_id, granted))
+        self._publish(device_id, keys.rpc_credit_key(device_id), RpcCredit(call_id, granted))
 
-    def _publish(self, key: str, message: msgspec.Struct) -> None:
+    def _publish(self, device_id: str, key: str, message: msgspec.Struct) -> None:
+        frame = self._channels.seal(device_id, key, msgspec.msgpack.encode(message))
+        if frame is None:
+            return
         try:
-            self._bus.put(key, self._circle.seal(key, msgspec.msgpack.encode(message)))
+            self._bus.put(key, frame)
         except Exception:
             log.debug("could not publish %s", type(message).__name__)
 
-    def _open_frame(self, key: str, device_id: str, payload: bytes) -> StreamFrame:
+    def _open_frame(self, key: str, device_id: str, payload: bytes) -> StreamFrame | None:
+        """A stream frame the callee sealed for us; None for anyone else's noise."""
         if len(payload) > MAX_ITEM + FRAME_SLACK:
-            raise RemoteError("ProtocolError", f"a stream frame of {len(payload)} bytes")
+            return None
+        plain = self._authentic(key, device_id, payload)
+        if plain is None:
+            return None
         try:
-            sender, plain = self._circle.open(key, payload)
-            frame = frame_decoder.decode(plain)
-        except (SealError, *DECODE_ERRORS) as exc:
+            return frame_decoder.decode(plain)
+        except DECODE_ERRORS as exc:
             raise RemoteError("ProtocolError", f"unreadable stream frame: {exc}") from None
-        if sender != device_id:
-            raise RemoteError("ProtocolError", f"stream frame sealed by {sender}")
-        return frame
 
 
 class RpcStream(Generic[T]):
@@ -219,8 +256,7 @@ class RpcStream(Generic[T]):
         device_id: str,
         name: str,
         key: str,
-        call_id: int,
-        request: bytes,
+        request: RpcRequest,
         item: type[T],
         timeout: float,
         window: int,
@@ -230,8 +266,10 @@ class RpcStream(Generic[T]):
         self._device = device_id
         self._name = name
         self._key = key
-        self._call_id = call_id
+        self._call_id = request.call_id
         self._request = request
+        self._retried = False
+        self._query = 0
         self._item = item
         self._timeout = timeout
         self._window = window
@@ -245,15 +283,36 @@ class RpcStream(Generic[T]):
         self._consumed = 0
         self._granted = window
 
-    def _start(self) -> None:
+    async def _start(self) -> None:
         if self._cancel is not None or self._finished:
             return
+        frame = await self._client._sealed(self._device, self._name, self._key, self._request)
+        if self._cancel is not None or self._finished:
+            return
+        self._query += 1
+        query = self._query  # callbacks of an abandoned query (see _restart) do nothing
         self._cancel = self._client._bus.query(
-            self._key, self._max_duration, self._request, self._on_reply, self._on_done
+            self._key,
+            self._max_duration,
+            frame,
+            lambda payload: self._on_reply(query, payload),
+            lambda: self._on_done(query),
         )
 
-    def _on_reply(self, payload: bytes) -> None:
-        if self._finished:
+    async def _restart(self) -> None:
+        """The callee lost our channel (it restarted) before sending anything: open a
+        new one and ask again, once."""
+        self._retried = True
+        if self._cancel is not None:
+            self._cancel()
+            self._cancel = None
+        self._frames.clear()
+        self._query_done = False
+        self._client._channels.forget(self._device)
+        await self._start()
+
+    def _on_reply(self, query: int, payload: bytes) -> None:
+        if self._finished or query != self._query:
             return
         if len(self._frames) > MAX_WINDOW:  # past any credit we grant: drop, then fail
             self._overrun = True
@@ -262,19 +321,20 @@ class RpcStream(Generic[T]):
             self._frames.append(payload)
         self._arrived.set()
 
-    def _on_done(self) -> None:
+    def _on_done(self, query: int) -> None:
+        if query != self._query:
+            return
         self._query_done = True
         self._arrived.set()
 
     def __aiter__(self) -> RpcStream[T]:
-        self._start()
         return self
 
     async def __anext__(self) -> T:
         if self._finished:
             raise StopAsyncIteration
-        self._start()
         try:
+            await self._start()
             frame = await self._next_frame()
         except BaseException:
             self._close(cancel=True)
@@ -298,20 +358,30 @@ class RpcStream(Generic[T]):
             raise RemoteError("ProtocolError", f"stream item: {exc}") from None
 
     async def _next_frame(self) -> StreamFrame:
-        if self._overrun:
-            raise RemoteError("ProtocolError", f"{self._name} sent past its stream credit")
-        while not self._frames:
-            if self._query_done:
-                raise DeviceUnavailable(f"{self._name} stopped answering mid-stream; it has gone")
-            self._arrived.clear()
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await self._arrived.wait()
-            except TimeoutError:
-                raise CallTimeout(
-                    f"no stream item from {self._name} within {self._timeout:g} s"
-                ) from None
-        return self._client._open_frame(self._key, self._device, self._frames.popleft())
+        while True:
+            if self._overrun:
+                raise RemoteError("ProtocolError", f"{self._name} sent past its stream credit")
+            while not self._frames:
+                if self._query_done:
+                    raise DeviceUnavailable(
+                        f"{self._name} stopped answering mid-stream; it has gone"
+                    )
+                self._arrived.clear()
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        await self._arrived.wait()
+                except TimeoutError:
+                    raise CallTimeout(
+                        f"no stream item from {self._name} within {self._timeout:g} s"
+                    ) from None
+            payload = self._frames.popleft()
+            if payload == NO_CHANNEL:
+                if self._consumed == 0 and not self._retried:
+                    await self._restart()
+                continue
+            frame = self._client._open_frame(self._key, self._device, payload)
+            if frame is not None:
+                return frame
 
     def _close(self, *, cancel: bool) -> None:
         if self._finished:
@@ -328,7 +398,11 @@ class RpcStream(Generic[T]):
         self._close(cancel=True)
 
     async def __aenter__(self) -> RpcStream[T]:
-        self._start()
+        try:
+            await self._start()
+        except BaseException:
+            self._close(cancel=False)
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -23,6 +23,10 @@ MAX_ITEM: Final = 1024 * 1024  # one stream item
 DEFAULT_WINDOW: Final = 8  # stream items in flight before the caller grants more
 MAX_WINDOW: Final = 64
 NIL: Final = msgspec.Raw(b"\xc0")  # msgpack nil
+# The callee's reply to a frame on a channel it does not hold (it restarted): open a
+# new channel and send again. Unauthenticated, so a caller acts on it only when no
+# authentic reply came, and retries once; the request did not run.
+NO_CHANNEL: Final = b""
 
 
 class RpcRequest(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -12,12 +12,13 @@ import msgspec
 
 from accord.bus import keys
 from accord.bus.session import Bus, Replier, Undo
-from accord.errors import AccordError, SealError
+from accord.errors import AccordError, SealError, UnknownSender
 from accord.rpc.messages import (
     MAX_ITEM,
     MAX_RESULT,
     MAX_TIMEOUT_S,
     MAX_WINDOW,
+    NO_CHANNEL,
     RpcRequest,
     RpcResult,
     StreamFrame,
@@ -26,7 +27,7 @@ from accord.rpc.messages import (
     remote_failure,
     request_decoder,
 )
-from accord.trust.circle import Circle
+from accord.trust.channel_service import ChannelService
 from accord.wire.messages import DECODE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,9 @@ class _Refused(Exception):
 class RpcServer:
     """Serves this device's registered methods to circle members."""
 
-    def __init__(self, bus: Bus, circle: Circle, device_id: str, label: str) -> None:
+    def __init__(self, bus: Bus, channels: ChannelService, device_id: str, label: str) -> None:
         self._bus = bus
-        self._circle = circle
+        self._channels = channels
         self._me = device_id
         self._label = label
         self._methods: dict[tuple[str, str], _Method] = {}
@@ -165,16 +166,34 @@ class RpcServer:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _serve(self, key: str, payload: bytes, reply: Replier) -> None:
+        """Threat model: the payload may come from anyone. Only a frame sealed on a
+        pairwise channel with a current member opens, and its sender is who sealed
+        it: the caller id every handler and allow-list sees cannot be forged by
+        another member. A frame on a channel we do not hold (we restarted, or a
+        stranger) gets an empty reply, which tells a real member to open a new
+        channel and retry; the request did not run."""
         try:
-            sender, plain = self._circle.open(key, payload)
+            sender, plain = self._channels.open(key, payload)
+        except UnknownSender:
+            await reply(NO_CHANNEL)
+            return
+        except SealError:
+            return  # tampered, replayed or malformed: nothing
+        try:
             req = request_decoder.decode(plain)
-        except (SealError, *DECODE_ERRORS):
-            return  # strangers, revoked devices and garbage get nothing
+        except DECODE_ERRORS as exc:
+            result = _error("InvalidRequest", f"the request does not decode: {exc}")
+            await self._reply(reply, sender, key, result)
+            return
         if req.window > 0:
             await self._stream(key, sender, req, reply)
         else:
-            result = await self._run(key, sender, req)
-            await reply(self._circle.seal(key, msgspec.msgpack.encode(result)))
+            await self._reply(reply, sender, key, await self._run(key, sender, req))
+
+    async def _reply(self, reply: Replier, peer: str, key: str, message: msgspec.Struct) -> None:
+        frame = self._channels.seal(peer, key, msgspec.msgpack.encode(message))
+        if frame is not None:  # None: the peer was revoked meanwhile
+            await reply(frame)
 
     def _resolve(
         self, key: str, sender: str, req: RpcRequest, streams: bool
@@ -241,7 +260,7 @@ class RpcServer:
         seq = 0
 
         async def send(frame: StreamFrame) -> None:
-            await reply(self._circle.seal(key, msgspec.msgpack.encode(frame)))
+            await self._reply(reply, sender, key, frame)
 
         try:
             entry, params = self._resolve(key, sender, req, streams=True)
@@ -292,7 +311,7 @@ class RpcServer:
 
     def _on_cancel(self, key: str, payload: bytes) -> None:
         try:
-            sender, plain = self._circle.open(key, payload)
+            sender, plain = self._channels.open(key, payload)
             call_id = cancel_decoder.decode(plain).call_id
         except (SealError, *DECODE_ERRORS):
             return
@@ -302,7 +321,7 @@ class RpcServer:
 
     def _on_credit(self, key: str, payload: bytes) -> None:
         try:
-            sender, plain = self._circle.open(key, payload)
+            sender, plain = self._channels.open(key, payload)
             credit = credit_decoder.decode(plain)
         except (SealError, *DECODE_ERRORS):
             return

@@ -9,8 +9,14 @@ sides run rather than redone per message.
 Either side may start a session; both then seal with it (their own sender id keeps
 the directions' keys apart) and the newest session with a peer is the one used to
 send. A restarted peer has forgotten its sessions, so frames it cannot open make
-it start a new one (see :meth:`Channels.stale`), and its first handshake replaces
-the old session on our side too. Sans-IO: the caller carries offers and answers.
+it start a new one, and its first frame on it replaces the old session on our side.
+Sans-IO: the caller carries offers and answers.
+
+A session we *answered* is pending until the peer seals a frame on it: an offer is
+signed but carries nothing fresh from us, so anyone can replay a captured one. Until
+the peer proves it holds the session, we never send on it and it cannot push a
+working session out (pending ones are kept apart, MAX_PENDING per peer). A session
+we *started* is confirmed by the peer's signed answer over our fresh ephemeral key.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from accord.trust import session
 from accord.trust.sessions import session_number
 from accord.wire.seal import Kind, Opener, Sealer, StreamId
 
-MAX_PER_PEER = 4  # sessions kept per peer: the newest sends, older ones still open
+MAX_PER_PEER = 4  # confirmed sessions kept per peer: the newest sends, older ones open
+MAX_PENDING = 2  # answered sessions per peer not yet used by the peer
 
 
 @dataclass
@@ -52,7 +59,8 @@ class Channels:
         self._raw_me = raw_id(self._me)
         self._boot = boot
         self._key_of = public_key_of
-        self._sessions: dict[str, list[_Session]] = {}
+        self._sessions: dict[str, list[_Session]] = {}  # confirmed, oldest first
+        self._pending: dict[str, list[_Session]] = {}
         self._opener = Opener(self._root_for)
 
     # -- handshakes --------------------------------------------------------------
@@ -72,20 +80,36 @@ class Channels:
         if key is None:
             raise TrustError(f"{peer[:10]} is not a member")
         secret = initiator.on_answer(answer, key)
-        self._add(peer, session_number(offer), secret)
+        self._confirm(peer, self._session(session_number(offer), secret))
 
     def respond(self, offer: bytes) -> tuple[str, bytes]:
         """Answer a member's offer; returns (its device id, answer). Raises
-        :class:`TrustError` for anything else."""
+        :class:`TrustError` for anything else. The session stays pending until the
+        peer seals a frame on it."""
         peer, answer, secret = session.respond(self._identity, offer, self._key_of)
-        self._add(peer, session_number(offer), secret)
+        number = session_number(offer)
+        if any(s.number == number for s in self._sessions.get(peer, ())):
+            raise TrustError("session offer replayed")  # never replace a working session
+        kept = [s for s in self._pending.get(peer, []) if s.number != number]
+        kept.append(self._session(number, secret))
+        self._pending[peer] = kept[-MAX_PENDING:]
         return peer, answer
 
-    def _add(self, peer: str, number: int, secret: bytes) -> None:
+    def _session(self, number: int, secret: bytes) -> _Session:
         sid = StreamId(Kind.PAIRWISE, self._raw_me, number, self._boot)
-        kept = [s for s in self._sessions.get(peer, []) if s.number != number]
-        kept.append(_Session(number, secret, Sealer(secret, sid)))
+        return _Session(number, secret, Sealer(secret, sid))
+
+    def _confirm(self, peer: str, confirmed: _Session) -> None:
+        kept = [s for s in self._sessions.get(peer, []) if s.number != confirmed.number]
+        kept.append(confirmed)
         self._sessions[peer] = kept[-MAX_PER_PEER:]
+        pending = self._pending.get(peer)
+        if pending is not None:
+            self._pending[peer] = [s for s in pending if s.number != confirmed.number]
+
+    @property
+    def device_id(self) -> str:
+        return self._me
 
     # -- use ---------------------------------------------------------------------
 
@@ -103,12 +127,25 @@ class Channels:
         """(sender, plaintext) of a frame a member sealed for us; :class:`SealError`
         otherwise (:class:`UnknownSender` also for a session we do not hold)."""
         sid, plain = self._opener.open(key_expr, frame)
-        return id_from_raw(sid.sender), plain
+        peer = id_from_raw(sid.sender)
+        sessions = self._sessions.get(peer)
+        if not sessions or sessions[-1].number != sid.epoch:
+            # The peer used a session: it holds it, and it is now the one we send on.
+            for s in [*self._pending.get(peer, []), *(sessions or [])]:
+                if s.number == sid.epoch:
+                    self._confirm(peer, s)
+                    break
+        return peer, plain
 
     def forget(self, peer: str) -> None:
         """Drop every session with ``peer`` (it left, restarted, or was revoked)."""
         self._sessions.pop(peer, None)
+        self._pending.pop(peer, None)
         self._opener.forget(raw_id(peer))
+
+    def peers(self) -> list[str]:
+        """Every peer we hold a session with, confirmed or pending."""
+        return sorted(set(self._sessions) | set(self._pending))
 
     def _root_for(self, sid: StreamId) -> bytes | None:
         if sid.kind != Kind.PAIRWISE:
@@ -116,7 +153,8 @@ class Channels:
         peer = id_from_raw(sid.sender)
         if self._key_of(peer) is None:
             return None
-        for s in self._sessions.get(peer, ()):
+        for s in [*self._sessions.get(peer, []), *self._pending.get(peer, [])]:
             if s.number == sid.epoch:
-                return s.secret
+                secret: bytes = s.secret
+                return secret
         return None

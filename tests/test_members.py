@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from accord.device.identity import Identity
 from accord.errors import TrustError
 from accord.trust.members import (
+    RECORD_CONTEXT,
     Member,
     MemberList,
     SignedList,
@@ -20,23 +22,38 @@ from accord.trust.members import (
     adopt,
     merge,
     new_circle,
+    raise_level,
     revoke,
     sign,
+    vouch,
 )
 
 IDS = [Identity.generate() for _ in range(6)]
 
 
-def member(i: int, added_by: int = 0, at: float = 1.0) -> Member:
+def member(i: int, added_by: int = 0, at: float = 1.0, level: str = "SL3") -> Member:
+    """Device i's record, vouched for (signed) by device ``added_by`` at SL3; the
+    founder's own record (i == added_by) is self-made and unsigned."""
     ident = IDS[i]
-    return Member(
+    if i == added_by:
+        return Member(
+            device_id=ident.device_id,
+            public_key=ident.public_bytes,
+            name=f"device {i}",
+            type="phone",
+            security_level=level,
+            added_by=ident.device_id,
+            added_at=at,
+        )
+    return vouch(
+        IDS[added_by],
         device_id=ident.device_id,
         public_key=ident.public_bytes,
         name=f"device {i}",
-        type="phone",
-        security_level="SL3",
-        added_by=IDS[added_by].device_id,
-        added_at=at,
+        type_="phone",
+        declared_level=level,
+        voucher_level="SL3",
+        at=at,
     )
 
 
@@ -140,8 +157,8 @@ def test_tampered_or_forged_lists_are_refused() -> None:
         added_by=IDS[1].device_id,
         added_at=1.0,
     )
-    with pytest.raises(TrustError, match="does not match its public key"):
-        accept(sign(add(circle(1), forged_member), IDS[1]), mine)
+    merged = accept(sign(add(circle(1), forged_member), IDS[1]), mine)
+    assert not merged.is_member(IDS[4].device_id)  # left out: its id is not its key's
 
 
 def test_adopt_checks_the_host_key() -> None:
@@ -162,3 +179,61 @@ def test_concurrent_adds_of_one_device_keep_the_earliest_record() -> None:
     rec = merged.member(IDS[2].device_id)
     assert rec is not None
     assert rec.added_at == 3.0
+
+
+def _resigned(m: Member, signer: int, **changes: object) -> Member:
+    """``m`` changed and signed again by device ``signer`` (what a hostile member can do
+    with its own key)."""
+    changed = msgspec.structs.replace(m, added_by=IDS[signer].device_id, **changes)
+    return msgspec.structs.replace(
+        changed, signature=IDS[signer].sign(RECORD_CONTEXT + changed.signed_bytes())
+    )
+
+
+def test_a_member_cannot_raise_its_own_level() -> None:
+    """The attack: a member re-signed its own record as SL5 and then received S3 data."""
+    mine = circle(1)
+    own = mine.member(IDS[1].device_id)
+    assert own is not None
+    evil = _resigned(own, 1, security_level="SL5")
+    theirs = MemberList(mine.circle_id, (*circle().members, evil), ())
+    merged = accept(sign(theirs, IDS[1]), mine)
+    rec = merged.member(IDS[1].device_id)
+    assert rec is not None
+    assert rec.security_level == "SL3"
+
+
+def test_no_member_vouches_above_its_own_level_or_renames_another() -> None:
+    mine = circle(1, 2)
+    two = mine.member(IDS[2].device_id)
+    assert two is not None
+    renamed = _resigned(two, 1, name="Fridge")
+    raised = _resigned(two, 1, security_level="SL4")  # device 1 is SL3
+    theirs = MemberList(mine.circle_id, (*circle(1).members, renamed, raised), ())
+    merged = accept(sign(theirs, IDS[1]), mine)
+    rec = merged.member(IDS[2].device_id)
+    assert rec is not None
+    assert (rec.name, rec.security_level) == ("device 2", "SL3")
+
+
+def test_a_host_admits_no_higher_than_itself_and_a_higher_member_confirms() -> None:
+    low = vouch(
+        IDS[1], device_id=IDS[3].device_id, public_key=IDS[3].public_bytes, name="phone",
+        type_="phone", declared_level="SL4", voucher_level="SL1", at=2.0,
+    )  # fmt: skip
+    assert (low.security_level, low.declared_level) == ("SL1", "SL4")
+    with pytest.raises(TrustError, match="only a member at SL4"):
+        raise_level(low, IDS[1], "SL1", "SL4", at=3.0)
+    with pytest.raises(TrustError, match="its own level"):
+        raise_level(low, IDS[3], "SL4", "SL4", at=3.0)
+    high = raise_level(low, IDS[0], "SL4", "SL4", at=3.0)
+    founder = member(0, level="SL4")
+    one = vouch(
+        IDS[0], device_id=IDS[1].device_id, public_key=IDS[1].public_bytes, name="fridge",
+        type_="fridge", declared_level="SL1", voucher_level="SL4", at=1.0,
+    )  # fmt: skip
+    mine = MemberList("c", (founder, one, low), ())
+    merged = accept(sign(MemberList("c", (founder, one, high), ()), IDS[0]), mine)
+    rec = merged.member(IDS[3].device_id)
+    assert rec is not None
+    assert rec.security_level == "SL4"

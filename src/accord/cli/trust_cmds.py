@@ -32,15 +32,28 @@ def pair_open(
             continue
         if event["event"] == "open":
             out.print(f"PIN [bold]{event['pin']}[/]  (open for {event['timeout']:g} s)")
+            if "level" in event:
+                out.print(
+                    f"This device is {event['level']}: a device that joins is admitted at "
+                    f"{event['level']} at most (a member of a higher level can raise it).",
+                    highlight=False,
+                )
             out.print(
                 f"On the new device run: accord pair join THIS-DEVICE --pin {event['pin']}",
                 highlight=False,
             )
         elif event["event"] == "paired":
             out.print(
-                f"[green]{event['name']}[/] joined the circle. "
+                f"[green]{event['name']}[/] joined the circle at {event.get('level') or '?'}. "
                 f"Verification code [bold]{event['code']}[/]: check it matches."
             )
+            if event.get("declared_level"):
+                out.print(
+                    f"It declares {event['declared_level']}; to confirm that, run on a member "
+                    f"at {event['declared_level']} or higher: accord trust set-level "
+                    f"{json.dumps(event['name'])} {event['declared_level']}",
+                    highlight=False,
+                )
         else:
             out.print(f"[yellow]window closed:[/] {event['reason']}")
             raise typer.Exit(1)
@@ -84,7 +97,8 @@ def trust_list(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
             m["name"] + (" (this device)" if m["is_self"] else ""),
             m["type"],
             m["device_id"][:10],
-            m["security_level"],
+            m["security_level"]
+            + (f" (declares {m['declared_level']})" if m.get("declared_level") else ""),
             "[green]online[/]" if m["online"] else "[dim]offline[/]",
             ago(m["added_at"]),
         )
@@ -115,6 +129,24 @@ def trust_revoke(
             f"{len(result['unreached'])} member(s) did not answer; they get the new key "
             "when they are next online."
         )
+
+
+@trust_app.command("set-level")
+def trust_set_level(
+    device: str = typer.Argument(..., help="The member: its name, type such as tv, or id."),
+    level: str = typer.Argument(..., metavar="LEVEL", help="SL1..SL5, at most this device's."),
+    home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Confirm a member at a higher security level (run on a member at LEVEL or above).
+
+    A pairing host admits a device at the host's own level at most; a device that
+    declares more keeps the declaration until a member of that level confirms it."""
+    result = control_client(home).call("trust_set_level", device=device, level=level)
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    out.print(f"{result['name']} is now {result['level']} (was {result['from']}).")
 
 
 @trust_app.command("leave")

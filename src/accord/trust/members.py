@@ -9,11 +9,20 @@ converge whatever order updates arrive in.
 A copy travels signed by one of its members. A receiver accepts it only if the
 signer is a member, and not revoked, in the receiver's own current view: a
 stranger or a revoked device cannot add anyone.
+
+Each member *record* is signed too, by the member who vouched for it (``added_by``:
+the pairing host at admission, or a member that later confirmed a higher level), so
+the list's signer cannot rewrite it. A receiver takes a record it does not hold
+only if its voucher is an active member in the receiver's view whose level is at
+least the record's (no one vouches above their own level; a member cannot vouch for
+itself), and a record never changes a member's name, type or key. For one device,
+the record with the highest level wins, then the earliest: a total order, so the
+merge stays commutative, associative and idempotent.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 import msgspec
 
@@ -22,6 +31,14 @@ from accord.errors import TrustError
 from accord.wire.messages import DECODE_ERRORS, DeviceId
 
 Level = Annotated[str, msgspec.Meta(pattern=r"^SL[1-5]$")]
+RECORD_CONTEXT: Final = b"accord/v1/member-record"
+
+
+def level_rank(level: str) -> int:
+    """SL1 -> 1 ... SL5 -> 5; anything else 0 (fails every comparison closed)."""
+    if len(level) == 3 and level.startswith("SL") and level[2] in "12345":
+        return int(level[2])
+    return 0
 
 
 class Member(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -32,6 +49,74 @@ class Member(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     security_level: Level
     added_by: DeviceId
     added_at: float
+    declared_level: Level | None = None  # what the device claims, if above security_level
+    signature: bytes = b""  # by added_by over RECORD_CONTEXT || signed_bytes()
+
+    def signed_bytes(self) -> bytes:
+        """The canonical bytes a voucher signs: every field but the signature."""
+        return msgspec.msgpack.encode(
+            [self.device_id, self.public_key, self.name, self.type, self.security_level,
+             self.added_by, self.added_at, self.declared_level]
+        )  # fmt: skip
+
+
+def vouch(
+    identity: Identity,
+    *,
+    device_id: str,
+    public_key: bytes,
+    name: str,
+    type_: str,
+    declared_level: str,
+    voucher_level: str,
+    at: float,
+) -> Member:
+    """A record of a device, signed by ``identity`` (a member of ``voucher_level``).
+    A device that declares a level above the voucher's is admitted at the voucher's
+    level, its declaration kept so a member of that level can confirm it later."""
+    granted = declared_level
+    if level_rank(declared_level) > level_rank(voucher_level):
+        granted = voucher_level
+    unsigned = Member(
+        device_id=device_id,
+        public_key=public_key,
+        name=name,
+        type=type_,
+        security_level=granted,
+        added_by=identity.device_id,
+        added_at=at,
+        declared_level=declared_level if granted != declared_level else None,
+    )
+    return msgspec.structs.replace(
+        unsigned, signature=identity.sign(RECORD_CONTEXT + unsigned.signed_bytes())
+    )
+
+
+def raise_level(member: Member, identity: Identity, voucher_level: str, level: str,
+                at: float) -> Member:  # fmt: skip
+    """A new record of ``member`` at ``level``, vouched for by ``identity``: only a
+    member at that level or higher may, and never for itself."""
+    if identity.device_id == member.device_id:
+        raise TrustError("a device cannot raise its own level; run this on another member")
+    if level_rank(level) == 0:
+        raise TrustError(f"{level!r} is not a security level (SL1..SL5)")
+    if level_rank(level) > level_rank(voucher_level):
+        raise TrustError(
+            f"this device is {voucher_level}; only a member at {level} or higher can confirm "
+            f"{member.name} at {level}"
+        )
+    if level_rank(level) <= level_rank(member.security_level):
+        raise TrustError(f"{member.name} is already {member.security_level}")
+    return vouch(
+        identity,
+        device_id=member.device_id,
+        public_key=member.public_key,
+        name=member.name,
+        type_=member.type,
+        declared_level=level,
+        voucher_level=voucher_level,
+        at=at,
+    )
 
 
 class MemberList(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -64,12 +149,17 @@ _decoder = msgspec.msgpack.Decoder(MemberList)
 MAX_MEMBERS = 256
 
 
+def _order(m: Member) -> tuple[int, float, str, bytes]:
+    """Smaller wins: the highest level, then the earliest record (concurrent pairings
+    of one device), then a byte order so that any two records compare."""
+    return (-level_rank(m.security_level), m.added_at, m.added_by, m.signature)
+
+
 def _canonical(ml: MemberList) -> MemberList:
     by_id: dict[str, Member] = {}
     for m in ml.members:
-        # The same device added twice (concurrent pairings): keep the earliest record.
         old = by_id.get(m.device_id)
-        if old is None or (m.added_at, m.added_by) < (old.added_at, old.added_by):
+        if old is None or _order(m) < _order(old):
             by_id[m.device_id] = m
     members = tuple(by_id[k] for k in sorted(by_id))
     return MemberList(ml.circle_id, members, tuple(sorted(set(ml.revoked))))
@@ -110,7 +200,9 @@ def sign(ml: MemberList, identity: Identity) -> SignedList:
 
 
 def accept(signed: SignedList, current: MemberList) -> MemberList:
-    """Verify a received copy against our view and merge it in. Raises TrustError."""
+    """Verify a received copy against our view and merge in what it may change.
+    Raises TrustError if the copy itself is not authentic; records in it that no
+    member may vouch for are left out (see the module docstring)."""
     signer = current.member(signed.signer)
     if signer is None:
         raise TrustError(f"member list signed by {signed.signer[:10]}, who is not a member here")
@@ -120,12 +212,51 @@ def accept(signed: SignedList, current: MemberList) -> MemberList:
         theirs = _decoder.decode(signed.body)
     except DECODE_ERRORS as exc:
         raise TrustError(f"malformed member list: {exc}") from exc
-    for m in theirs.members:
-        if device_id_for(m.public_key) != m.device_id:
-            raise TrustError(f"member {m.device_id[:10]} does not match its public key")
+    if theirs.circle_id != current.circle_id:
+        raise TrustError("member list of another circle")
     if len(theirs.members) > MAX_MEMBERS:
         raise TrustError(f"member list of {len(theirs.members)} exceeds {MAX_MEMBERS}")
-    return merge(current, theirs)
+    return merge(current, MemberList(current.circle_id, vouched(theirs.members, current),
+                                     theirs.revoked))  # fmt: skip
+
+
+def vouched(records: tuple[Member, ...], current: MemberList) -> tuple[Member, ...]:
+    """The records of ``records`` we may take, given our view ``current``: those we
+    hold already, and new ones whose voucher we trust for their level (vouchers
+    introduced in the same copy count once their own record is taken)."""
+    held = set(current.members)
+    view = {m.device_id: m for m in current.active()}
+    taken = [m for m in records if m in held]
+    pending = [m for m in records if m not in held]
+    progress = True
+    while pending and progress:
+        progress = False
+        for m in list(pending):
+            if _may_take(m, view):
+                pending.remove(m)
+                taken.append(m)
+                if m.device_id not in current.revoked:
+                    old = view.get(m.device_id)
+                    if old is None or _order(m) < _order(old):
+                        view[m.device_id] = m
+                progress = True
+    return tuple(taken)
+
+
+def _may_take(m: Member, view: dict[str, Member]) -> bool:
+    if device_id_for(m.public_key) != m.device_id:
+        return False
+    voucher = view.get(m.added_by)
+    if voucher is None or m.added_by == m.device_id:
+        return False  # only the founder's own record is self-made, and we hold it
+    if level_rank(m.security_level) > level_rank(voucher.security_level):
+        return False
+    known = view.get(m.device_id)
+    if known is not None and (known.name, known.type, known.public_key) != (
+        m.name, m.type, m.public_key
+    ):  # fmt: skip
+        return False
+    return verify(voucher.public_key, m.signature, RECORD_CONTEXT + m.signed_bytes())
 
 
 def adopt(signed: SignedList, host_public_key: bytes) -> MemberList:

@@ -18,6 +18,7 @@ from accord.bus.session import Bus, Undo
 from accord.clock import Clock
 from accord.device.home import Home
 from accord.errors import DeviceUnavailable, PairingError, TrustError
+from accord.trust import members as ml
 from accord.trust import pairing
 from accord.trust.circle import Circle
 from accord.trust.members import Member
@@ -95,7 +96,9 @@ class TrustService:
         self._circle.open_pairing(pin, timeout)
         self._announce_pairing(True)
         try:
-            yield {"event": "open", "pin": pin, "timeout": timeout}
+            me = self._circle.member(self._home.device_id)
+            level = me.security_level if me is not None else "SL1"
+            yield {"event": "open", "pin": pin, "timeout": timeout, "level": level}
             deadline = self._clock.monotonic() + timeout
             while True:
                 remaining = deadline - self._clock.monotonic()
@@ -109,11 +112,14 @@ class TrustService:
                         yield {"event": "closed", "reason": "5 failed attempts"}
                         return
                     continue
+                record = self._circle.member(paired.device_id)
                 yield {
                     "event": "paired",
                     "device_id": paired.device_id,
                     "name": paired.name,
                     "code": paired.code,
+                    "level": record.security_level if record else None,
+                    "declared_level": record.declared_level if record else None,
                 }
                 return
         finally:
@@ -207,6 +213,7 @@ class TrustService:
                     "name": m.name,
                     "type": m.type,
                     "security_level": m.security_level,
+                    "declared_level": m.declared_level,
                     "added_by": m.added_by,
                     "added_at": m.added_at,
                     "online": m.device_id in online,
@@ -231,6 +238,21 @@ class TrustService:
             "rekeyed": sorted(d for d, ok in delivered.items() if ok),
             "unreached": sorted(d for d, ok in delivered.items() if not ok),
         }
+
+    async def trust_set_level(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Confirm a member at a higher level than its host could vouch for. Only a
+        member at that level or higher may; the new record is signed here."""
+        target = self.resolve_member(str(params.get("device", "")))
+        level = str(params.get("level", "")).upper()
+        me = self._circle.member(self._home.device_id)
+        if me is None:
+            raise TrustError("this device is not in its own circle's member list")
+        record = ml.raise_level(target, self._home.identity, me.security_level, level,
+                                at=self._clock.wall())  # fmt: skip
+        self._circle.add_member(record)
+        self._sync.publish_members()
+        return {"device_id": target.device_id, "name": target.name,
+                "from": target.security_level, "level": record.security_level}  # fmt: skip
 
     async def trust_leave(self, _params: dict[str, Any]) -> dict[str, Any]:
         """Leave the circle: tell the members, then start a circle of one."""

@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+	@echo "accord is installed in $(BIN); to type 'accord' in your shell: . $(BIN)/activate"
 
 demo: $(STAMP)
 	$(BIN)/accord sim

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from accord.cli.options import HomeOpt, JsonOpt, control_client, home_path
+from accord.cli.options import HomeOpt, JsonOpt, accord_command, control_client, home_path
 from accord.cli.render import devices_table, status_table
 
 out = Console()
@@ -43,7 +44,8 @@ def init(
     h = init_home(path, profile_name=profile, profile_file=profile_file, name=name, force=force)
     out.print(f"Created [bold]{h.name}[/] ({h.profile.vendor} {h.profile.model}) in {path}")
     out.print(f"Device id {h.device_id}, key fingerprint {h.identity.fingerprint}")
-    out.print(f"Start it with: accord up --home {path}")
+    start = f"{accord_command()} up --home {shlex.quote(str(path))}"
+    out.print(f"Start it with: {start}", highlight=False, markup=False, soft_wrap=True)
 
 
 def up(

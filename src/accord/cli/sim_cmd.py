@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from accord.cli.options import accord_command
 from accord.sim import DEFAULT_DEVICES
 
 if TYPE_CHECKING:
@@ -118,7 +120,8 @@ def _run(house: Household, total: int, duration: float, as_json: bool) -> None:
             rows = house.snapshot()
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    out.print(_tour(house), highlight=False)
+    # Soft wrap: a long command stays one line, so it copies and pastes whole.
+    out.print(_tour(house), highlight=False, markup=False, soft_wrap=True)
     events: deque[str] = deque(maxlen=EVENT_LINES)
     rows = house.snapshot()
     with Live(_view(rows, total, events), console=out, refresh_per_second=4) as live:
@@ -135,31 +138,53 @@ EVENT_LINES = 6
 
 
 def _tour(house: Household) -> str:
-    """Commands worth trying against this household, from its laptop if it has one."""
+    """Commands worth trying against this household, from its laptop if it has one,
+    each runnable as printed from where the sim was started (see ``accord_command``)."""
     by = {d.profile: d for d in house.devices}
     me = by.get("laptop", house.devices[0])
-    home = f"--home {me.home}"
-    lines = [f"Homes are in {house.folder}. Try, in another terminal:", f"  accord devices {home}"]
+    accord = accord_command()
+
+    def cmd(*args: str) -> str:
+        return f"  {accord} {' '.join(args)} --home {_shown(me.home)}"
+
+    lines = [f"Homes are in {house.folder}. Try, in another terminal:", cmd("devices")]
     if "nokia-x60" in by:
-        lines.append(f'  accord capture "{by["nokia-x60"].name}" -o photo.jpg {home}')
+        lines.append(cmd("capture", _q(by["nokia-x60"].name), "-o photo.jpg"))
     if "tv" in by:
-        lines.append(f'  accord show "{by["tv"].name}" "Hello from {me.name}" {home}')
+        lines.append(cmd("show", _q(by["tv"].name), _q(f"Hello from {me.name}")))
     if "midea-fridge" in by:
-        fridge = by["midea-fridge"].name
-        lines.append(f'  accord sensors "{fridge}" --watch {home}')
-        lines.append(f'  accord setpoint "{fridge}" freezer -20 {home}')
-    lines.append(f'  accord kv put notes todo "buy milk" {home}')
-    lines.append(f"  accord kv watch notes {home}")
+        fridge = _q(by["midea-fridge"].name)
+        lines.append(cmd("sensors", fridge, "--watch"))
+        lines.append(cmd("setpoint", fridge, "freezer -20"))
+    lines.append(cmd("kv put notes todo", _q("buy milk")))
+    lines.append(cmd("kv watch notes"))
     examples = Path(__file__).resolve().parents[3] / "examples"
     if "nokia-x60" in by and examples.is_dir():
-        phone = by["nokia-x60"].name
-        lines.append(f"  accord app install {examples / 'notes'} --on all {home}")
-        lines.append(f'  accord app run notes --on "{phone}" -p text="Hello" {home}')
+        lines.append(cmd("app install", _shown(examples / "notes"), "--on all"))
+        lines.append(cmd("app run notes --on", _q(by["nokia-x60"].name), '-p text="Hello"'))
         if "tablet" in by:
-            lines.append(f'  accord app move notes --to "{by["tablet"].name}" {home}')
-        lines.append(f"  accord ps {home}")
+            lines.append(cmd("app move notes --to", _q(by["tablet"].name)))
+        lines.append(cmd("ps"))
     lines.append("Ctrl-C stops the household.")
     return "\n".join(lines)
+
+
+def _q(text: str) -> str:
+    """``text`` as one shell word, in double quotes where it needs quoting at all."""
+    if shlex.quote(text) == text:
+        return text
+    if not any(c in text for c in '"$`\\!'):
+        return f'"{text}"'
+    return shlex.quote(text)
+
+
+def _shown(path: Path) -> str:
+    """``path`` for the shell: relative when under the working folder, quoted if need be."""
+    try:
+        shown = str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path.absolute())
+    return shlex.quote(shown)
 
 
 def _settled(row: dict[str, Any], total: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import shlex
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +20,11 @@ _ids = itertools.count(1)
 
 
 class ControlClient:
-    def __init__(self, socket_path: Path, timeout: float = 10.0) -> None:
+    def __init__(self, socket_path: Path, timeout: float = 10.0, command: str = "accord") -> None:
+        """``command`` is how the user runs ``accord``, for the hints in errors."""
         self._path = socket_path
         self._timeout = timeout
+        self._command = command
         self._decoder = msgspec.json.Decoder(Reply)
 
     def _connect(self) -> socket.socket:
@@ -34,7 +37,8 @@ class ControlClient:
             if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
                 home = self._path.parent.parent
                 raise NodeNotRunning(
-                    f"no node is running on {home}; start one with: accord up --home {home}"
+                    f"no node is running on {home}; "
+                    f"start one with: {self._command} up --home {shlex.quote(str(home))}"
                 ) from exc
             raise ControlError(f"cannot reach the node at {self._path}: {exc}") from exc
         return sock

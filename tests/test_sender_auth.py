@@ -18,7 +18,7 @@ from accord.hardware.messages import SetpointParams
 from accord.node import Node
 from accord.rpc.messages import NO_CHANNEL, RpcRequest
 from accord.wire.seal import HEADER, MAX_COUNTER, Kind, Sealer, StreamId
-from tests.nodes import Mesh, household
+from tests.nodes import Mesh, household, sees, wait_until
 
 
 @pytest.fixture
@@ -151,3 +151,82 @@ async def test_a_member_cannot_cancel_another_members_call(
         sid = StreamId(Kind.BROADCAST, raw_id(phone.home.device_id), circle.state.epoch, 9)
         bus.put(cancel_key, Sealer(circle.state.circle_key, sid).seal(cancel_key, plain))
     assert await call == "done"
+
+
+async def test_a_captured_request_is_useless_after_the_callee_restarts(
+    mesh: Mesh, house: tuple[Node, Node, Node]
+) -> None:
+    """The attack: an unpaired device captured a sealed thermostat.set and replayed it
+    after the fridge restarted, and it ran (replay state lived only in memory). Now
+    requests travel on channels that die with the callee's boot."""
+    phone, tablet, fridge = house
+    fridge_id = fridge.home.device_id
+    key = keys.rpc_key(fridge_id, "thermostat", "set")
+    channels, bus = phone._channels, phone._bus
+    assert channels is not None
+    assert bus is not None
+    assert await channels.ensure(fridge_id)
+    captured = channels.seal(fridge_id, key, _set_request(-23.5))
+    assert captured is not None
+    assert len(await bus.get(key, 2.0, payload=captured)) == 1
+    assert _freezer(fridge) == -23.5
+    await fridge.stop()
+    fridge = await mesh.start("fridge", "midea-fridge", home=fridge.home)
+    await wait_until(lambda: sees(phone, fridge) and sees(tablet, fridge), 5, "fridge back")
+    fridge.services.restrict("thermostat", {phone.home.device_id})
+    before = _freezer(fridge)
+    assert before != -23.5
+    for replayer in (tablet, phone):
+        assert replayer._bus is not None
+        replies = await replayer._bus.get(key, 2.0, payload=captured)
+        assert all(payload == NO_CHANNEL for _, payload in replies)
+    assert _freezer(fridge) == before
+    # The phone's stale channel heals by itself: one "no channel" answer, a new
+    # handshake, and the call runs once.
+    await phone.rpc.call(fridge_id, "thermostat", "set", SetpointParams("freezer", -20.5))
+    assert _freezer(fridge) == -20.5
+
+
+async def test_replayed_channel_offers_do_not_break_sync_or_calls(
+    house: tuple[Node, Node, Node],
+) -> None:
+    """The attack: an unpaired device replayed captured data-channel offers and kv
+    sync between members broke silently until restart. Here the replays go on all
+    through the calls and writes, in both directions."""
+    import asyncio
+    import contextlib
+
+    phone, tablet, fridge = house
+    fridge_id = fridge.home.device_id
+    assert phone._channels is not None
+    await phone.rpc.call(fridge_id, "device", "info")
+    offers = [phone._channels.channels.initiate(fridge_id)[1] for _ in range(6)]
+    bus = tablet._bus
+    assert bus is not None
+
+    async def replay_forever() -> None:
+        while True:
+            for offer in offers:
+                await bus.get(keys.channel_key(fridge_id), 1.0, payload=offer)
+            await asyncio.sleep(0.01)
+
+    replayer = asyncio.ensure_future(replay_forever())
+    try:
+        await asyncio.sleep(0.3)
+        for i in range(5):
+            info = await phone.rpc.call(fridge_id, "device", "info", None, dict, timeout=2.0)
+            assert info["name"] == "fridge", i
+        for writer, reader, value in ((phone, fridge, b"milk"), (fridge, phone, b"eggs")):
+            await writer.data.open("notes").put(f"from-{writer.name}", value)
+
+            def arrived(reader: Node = reader, writer: Node = writer, value: bytes = value) -> bool:
+                stores = reader.data.stores
+                return "notes" in stores.names() and (
+                    stores.get("notes").get(f"from-{writer.name}") == value
+                )
+
+            await wait_until(arrived, 3, f"{writer.name}'s write to reach {reader.name}")
+    finally:
+        replayer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await replayer

@@ -227,3 +227,21 @@ async def test_a_device_uses_its_own_hardware_through_the_same_api(
         break
     home["fridge"].services.restrict("sensors", {home["tv"].home.device_id})
     assert (await sensors.read()).doors  # a device is never locked out of its own
+
+
+async def test_on_names_devices_like_every_command(home: dict[str, Node]) -> None:
+    """SuperDevice.on uses the one matcher: type words select, a short id prefix never
+    does, and an ambiguous name lists the candidates."""
+    from accord.bus.names import AmbiguousDevice
+    from accord.errors import DeviceUnavailable
+
+    sd = SuperDevice.of(home["laptop"])
+    fridge = await sd.on("refrigerator", "sensors")
+    assert fridge.device.name == "fridge"
+    fridge_id = home["fridge"].home.device_id
+    assert (await sd.on(fridge_id[:4], "sensors")).device.name == "fridge"
+    if not any(name.startswith(fridge_id[:3]) for name in home):  # ids are random
+        with pytest.raises(DeviceUnavailable):
+            await sd.on(fridge_id[:3], "sensors")
+    with pytest.raises(AmbiguousDevice, match="tablet"):
+        await sd.on("t", "display")  # tv and tablet both start with t

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast, overload
 
 from accord.bus.directory import DeviceRecord
+from accord.bus.names import match_device
 from accord.errors import AccordError, DeviceUnavailable, RemoteError
 from accord.hardware.messages import (
     BatteryStatus,
@@ -372,15 +373,13 @@ class SuperDevice:
         return self.proxy(ranked[0], capability)
 
     async def on(self, device: str, capability: str) -> Proxy:
-        """A proxy for ``capability`` on a named device: its name, id or id prefix."""
-        recs = await self.devices()
-        match = [r for r in recs if device in (r.name, r.device_id)] or [
-            r for r in recs if r.device_id.startswith(device.lower())
-        ]
-        if len(match) != 1:
-            why = "no online member is" if not match else f"{len(match)} members are"
-            raise DeviceUnavailable(f"{why} called {device!r}")
-        return self.proxy(match[0], capability)
+        """A proxy for ``capability`` on a named device, named as everywhere else
+        (:func:`accord.bus.names.match_device`: name, name prefix, type, id, 4+
+        characters of an id); several matches raise ``AmbiguousDevice``."""
+        found = match_device(device, await self.devices())
+        if found is None:
+            raise DeviceUnavailable(f"no online member is called {device!r}")
+        return self.proxy(found, capability)
 
     def proxy(self, device: DeviceRecord, capability: str) -> Proxy:
         """A proxy for ``capability`` on the device of ``device``."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich import box
 from rich.table import Table
+from rich.text import Text
 
 
 def ago(ts: float, now: float | None = None) -> str:
@@ -22,39 +24,36 @@ def ago(ts: float, now: float | None = None) -> str:
 
 
 def devices_table(records: list[dict[str, Any]], title: str | None = None) -> Table:
-    table = Table(title=title, title_justify="left")
-    for col in (
-        "Name",
-        "Type",
-        "Vendor / model",
-        "Id",
-        "Trust",
-        "Online",
-        "Last seen",
-        "Capabilities",
-    ):
-        table.add_column(col, overflow="fold")
+    """One line per device; fits 80 columns. Only "Has" gives up width, its cells cut
+    with an ellipsis rather than wrapped (``--json`` has everything, whole)."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    table.add_column("Name", no_wrap=True, overflow="ellipsis", max_width=20)
+    for header in ("Type", "Id", "Trust", "Seen"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("Has")
     now = time.time()
     for r in records:
-        name = r["name"] + (" (this device)" if r.get("is_self") else "")
-        online = "[green]online[/]" if r["online"] else "[dim]offline[/]"
-        standing = r.get("standing", "stranger")
+        standing = "self" if r.get("is_self") else r.get("standing", "stranger")
         trust = {
             "self": "this device",
             "member": "[green]member[/]",
             "revoked": "[red]revoked[/]",
-        }.get(standing, "announced")
-        if standing == "stranger" and r.get("pairing"):
-            trust += " [cyan](pairing open)[/]"
+        }.get(standing, "[cyan]pairing open[/]" if r.get("pairing") else "announced")
+        seen = "[green]online[/]" if r["online"] else f"[dim]{ago(r['last_seen'], now)}[/]"
+        has = r.get("summary") or ", ".join(r.get("capabilities", [])) or "-"
         table.add_row(
-            name,
+            Text(r["name"]),
             r["type"],
-            f"{r['vendor']} {r['model']}".strip() or "-",
             r["device_id"][:10],
             trust,
-            online,
-            ago(r["last_seen"], now),
-            r.get("summary") or ", ".join(r.get("capabilities", [])),
+            seen,
+            Text(has, no_wrap=True, overflow="ellipsis"),
         )
     return table
 

@@ -132,6 +132,8 @@ def _run(house: Household, total: int, duration: float, as_json: bool) -> None:
             events.extend(_changes(rows, new))
             rows = new
             live.update(_view(rows, total, events))
+    if not out.is_terminal:
+        out.line()  # a terminal's live view ends its last line itself; a pipe's does not
 
 
 EVENT_LINES = 6

@@ -6,21 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+import psutil
 import pytest
 
-from accord.apps import TamperedBundle
-from accord.apps.messages import Checkpoint
+from accord.apps import AppError, TamperedBundle, runtime
 from accord.control.aio import AsyncControlClient
-from accord.errors import AccordError, DeviceUnavailable, RemoteError
+from accord.errors import AccordError, CallTimeout, DeviceUnavailable, RemoteError
 from accord.node import Node
 from tests.nodes import Mesh, household, wait_until
 
 PROBE = Path(__file__).parent / "apps" / "probe"
 EXAMPLES = Path(__file__).parent.parent / "examples"
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -54,6 +57,16 @@ async def start_probe(
 
 def journal_of(path: Path) -> list[str]:
     return path.read_text().splitlines()
+
+
+async def eventually(condition: Callable[[], Awaitable[T]], timeout: float, what: str) -> T:
+    """Await ``condition`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (result := await condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.05)
+    return result
 
 
 async def test_a_move_carries_10_mib_and_keeps_the_lifecycle_order(
@@ -116,6 +129,66 @@ async def test_a_failed_move_leaves_the_source_running_with_its_state(
     await _assert_still_on_phone(home, sha, counter=1)  # the only copy, circle-wide
 
 
+@pytest.mark.parametrize("how", ["cancel", "caller-timeout", "call-timeout"])
+async def test_a_move_cancelled_or_timed_out_leaves_the_source_running(
+    home: dict[str, Node], tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The move is abandoned while the source app is SIGSTOPped and the target is still
+    fetching: cancelled, by its caller's deadline, or by its own call timing out. The
+    source must get SIGCONT and go on, whatever ended the move."""
+    await start_probe(home, tmp_path, size=200_000)
+    phone, tablet = home["phone"], home["tablet"]
+    await ctl(phone).call("app_send", app="probe", message={"op": "inc"})
+    sha = (await running(phone, "probe"))[0]["status"]["sha"]
+    fetching, release = asyncio.Event(), asyncio.Event()
+
+    async def stuck(source: str, transfer: str, part: str) -> bytes:
+        fetching.set()
+        await release.wait()
+        raise DeviceUnavailable("released by the test")
+
+    tablet.apps._fetch = stuck  # type: ignore[method-assign]
+    if how == "call-timeout":
+        monkeypatch.setattr(runtime, "MOVE_TIMEOUT_S", 1.0)
+    deadlines: list[asyncio.Timeout] = []
+
+    async def caller() -> None:
+        async with asyncio.timeout(None) as deadline:
+            deadlines.append(deadline)
+            await phone.apps.move("probe", tablet.home.device_id)
+
+    move = asyncio.get_running_loop().create_task(caller())
+    try:
+        await asyncio.wait_for(fetching.wait(), 20)
+        source = psutil.Process((await running(phone, "probe"))[0]["pid"])
+        # Mid-move the source is paused (SIGSTOP takes effect once the kernel runs it).
+        await wait_until(lambda: source.status() == psutil.STATUS_STOPPED, 10, "the SIGSTOP")
+        if how == "cancel":
+            move.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await move
+        elif how == "caller-timeout":
+            deadlines[0].reschedule(asyncio.get_running_loop().time())  # the deadline is now
+            with pytest.raises(TimeoutError):
+                await move
+        else:
+            with pytest.raises(CallTimeout):
+                await move
+    finally:
+        release.set()
+        move.cancel()
+    try:
+        await wait_until(lambda: source.status() != psutil.STATUS_STOPPED, 10,
+                         "the source app to get SIGCONT after the move ended")  # fmt: skip
+    except AssertionError:
+        source.resume()  # the rollback missed this exit; let the node stop it cleanly
+        raise
+    await _assert_still_on_phone(home, sha, counter=1)
+    del tablet.apps._fetch  # and a later move goes through
+    moved = await ctl(phone).call("app_move", app="probe", to=tablet.home.device_id)
+    assert moved["to"] == "tablet"
+
+
 async def test_an_app_crash_is_isolated_and_keep_alive_restarts_it(
     home: dict[str, Node], tmp_path: Path
 ) -> None:
@@ -129,10 +202,7 @@ async def test_an_app_crash_is_isolated_and_keep_alive_restarts_it(
         rows = await running(phone, "probe")
         return bool(rows) and rows[0]["pid"] != first["pid"]
 
-    end = time.monotonic() + 15
-    while not await restarted():
-        assert time.monotonic() < end, "the keep-alive app was not restarted"
-        await asyncio.sleep(0.05)
+    await eventually(restarted, 15, "keep-alive to restart the app")
     status = await ctl(phone).call("status")  # the node itself never went down
     assert status["name"] == "phone"
     assert "probe" not in phone.apps.crashed
@@ -143,30 +213,32 @@ async def test_failover_when_the_host_leaves(home: dict[str, Node], tmp_path: Pa
     tablet = home["tablet"]
     await ctl(tablet).call("app_send", app="probe", message={"op": "inc"})
     sha = (await running(tablet, "probe"))[0]["status"]["sha"]
-    # Wait for a checkpoint holding counter 1 to reach the others.
-    await wait_until(
-        lambda: any(c.host == tablet.home.device_id for c in _ckpts(home["laptop"])),
-        10,
-        "the checkpoint on the laptop",
-    )
-    await asyncio.sleep(1.0)  # one more checkpoint interval: counter 1 is saved
+    # Either of the others may take over: both must hold a checkpoint with counter 1.
+    for node in (home["phone"], home["laptop"]):
+        await eventually(
+            partial(_saved_counter, node, "probe", tablet.home.device_id, 1),
+            15,
+            f"a checkpoint with counter 1 on the {node.name}",
+        )
     await tablet.stop()
-    end = time.monotonic() + 15
-    rows: list[dict[str, Any]] = []
-    while time.monotonic() < end:
-        rows = await running(home["phone"], "probe")
-        if rows:
-            break
-        await asyncio.sleep(0.05)
+    rows = await eventually(partial(running, home["phone"], "probe"), 15, "the failover")
     assert len(rows) == 1, rows  # exactly one member took it over
     assert rows[0]["device"] in ("phone", "laptop")
     assert rows[0]["status"]["sha"] == sha
     assert rows[0]["status"]["counter"] == 1
 
 
-def _ckpts(node: Node) -> list[Checkpoint]:
-    replica = node.data.stores.get("accord.apps")
-    return [msgspec.msgpack.decode(e.value, type=Checkpoint) for e in replica.scan("ckpt/")]
+async def _saved_counter(node: Node, app_id: str, host: str, counter: int) -> bool:
+    """True once ``node`` holds a checkpoint of ``app_id`` made on ``host`` whose saved
+    state (every chunk of it arrived) has ``counter``."""
+    ckpt = await node.apps.checkpoints.get(app_id)
+    if ckpt is None or ckpt.host != host:
+        return False
+    try:
+        state = await node.apps.checkpoints.read_blob(app_id, ckpt.state_blob, ckpt.state_chunks)
+    except AppError:  # a chunk not here yet, or the blob replaced by a newer checkpoint
+        return False
+    return bool(state) and msgspec.msgpack.decode(state)["counter"] == counter
 
 
 async def test_placement_and_a_tampered_bundle(home: dict[str, Node], tmp_path: Path) -> None:

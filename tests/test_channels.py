@@ -96,3 +96,21 @@ def test_any_offer_bytes_are_answered_or_refused_with_a_trust_error(junk: bytes)
     _, b = _pair()
     with pytest.raises(TrustError):
         b.respond(junk)
+
+
+def test_an_answered_offer_replayed_later_is_refused_before_any_crypto(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = _pair()
+    offers = [a.initiate(B.device_id)[1] for _ in range(MAX_PENDING + 3)]
+    for offer in offers:
+        b.respond(offer)
+    calls = []
+    from accord.trust import session
+
+    real = session.respond
+    monkeypatch.setattr(session, "respond", lambda *args: calls.append(1) or real(*args))
+    for offer in offers:  # long evicted from the pending list, still remembered
+        with pytest.raises(TrustError, match="replayed"):
+            b.respond(offer)
+    assert calls == []

@@ -21,6 +21,7 @@ we *started* is confirmed by the peer's signed answer over our fresh ephemeral k
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from accord.wire.seal import Kind, Opener, Sealer, StreamId
 
 MAX_PER_PEER = 4  # confirmed sessions kept per peer: the newest sends, older ones open
 MAX_PENDING = 2  # answered sessions per peer not yet used by the peer
+ANSWERED_MEMORY = 64  # offer numbers remembered per peer, to refuse their replays cheaply
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Channels:
         self._key_of = public_key_of
         self._sessions: dict[str, list[_Session]] = {}  # confirmed, oldest first
         self._pending: dict[str, list[_Session]] = {}
+        self._answered: dict[str, OrderedDict[int, None]] = {}  # per member: bounded
         self._opener = Opener(self._root_for)
 
     # -- handshakes --------------------------------------------------------------
@@ -85,9 +88,18 @@ class Channels:
     def respond(self, offer: bytes) -> tuple[str, bytes]:
         """Answer a member's offer; returns (its device id, answer). Raises
         :class:`TrustError` for anything else. The session stays pending until the
-        peer seals a frame on it."""
-        peer, answer, secret = session.respond(self._identity, offer, self._key_of)
+        peer seals a frame on it. An offer answered before (one of the last
+        :data:`ANSWERED_MEMORY` per peer) is refused before any crypto, so replaying
+        captured offers costs us a hash and a lookup, and never replaces a session."""
         number = session_number(offer)
+        claimed = offer[: session.ID_LEN].decode("ascii", "replace")
+        if number in self._answered.get(claimed, ()):
+            raise TrustError("session offer replayed")
+        peer, answer, secret = session.respond(self._identity, offer, self._key_of)
+        answered = self._answered.setdefault(peer, OrderedDict())
+        answered[number] = None
+        while len(answered) > ANSWERED_MEMORY:
+            answered.popitem(last=False)
         if any(s.number == number for s in self._sessions.get(peer, ())):
             raise TrustError("session offer replayed")  # never replace a working session
         kept = [s for s in self._pending.get(peer, []) if s.number != number]
@@ -140,7 +152,7 @@ class Channels:
     def forget(self, peer: str) -> None:
         """Drop every session with ``peer`` (it left, restarted, or was revoked)."""
         self._sessions.pop(peer, None)
-        self._pending.pop(peer, None)
+        self._pending.pop(peer, None)  # (answered numbers are kept: replays stay refused)
         self._opener.forget(raw_id(peer))
 
     def peers(self) -> list[str]:

@@ -105,11 +105,16 @@ def test_an_answered_offer_replayed_later_is_refused_before_any_crypto(
     offers = [a.initiate(B.device_id)[1] for _ in range(MAX_PENDING + 3)]
     for offer in offers:
         b.respond(offer)
-    calls = []
+    calls: list[int] = []
     from accord.trust import session
 
     real = session.respond
-    monkeypatch.setattr(session, "respond", lambda *args: calls.append(1) or real(*args))
+
+    def counting(*args: object) -> object:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(session, "respond", counting)
     for offer in offers:  # long evicted from the pending list, still remembered
         with pytest.raises(TrustError, match="replayed"):
             b.respond(offer)

@@ -13,13 +13,14 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from accord.bus.directory import DeviceDirectory, DeviceRecord, DirectoryEvent
+from accord.bus.directory import MAX_STRANGERS, DeviceDirectory, DeviceRecord, DirectoryEvent
 from accord.bus.directory_db import DirectoryDB
 from accord.clock import ManualClock
 from accord.device.identity import Identity
 from accord.errors import HomeError
 from accord.profile import load_builtin
 from accord.wire import PROTOCOL_VERSION, Announcement
+from accord.wire.messages import PublicAnnouncement, sign_public
 
 T0 = 1_700_000_000.0
 
@@ -395,3 +396,137 @@ async def test_closing_a_stream_ends_a_waiting_iteration(directory: DeviceDirect
     directory.seen(_announcement(7))  # no longer subscribed: nothing queues up
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
+
+
+# --- strangers: bounded, in memory only; members named by their details (issue 12 §7) ---
+
+
+def _public(
+    seed: int, name: str = "Stranger", *, seq: int = 1, pairing: bool = False
+) -> PublicAnnouncement:
+    identity = Identity(Ed25519PrivateKey.from_private_bytes(seed.to_bytes(32, "big")))
+    return sign_public(
+        PublicAnnouncement(
+            v=PROTOCOL_VERSION,
+            device_id=identity.device_id,
+            name=name,
+            type="tv",
+            public_key=identity.public_bytes,
+            pairing=pairing,
+            seq=seq,
+        ),
+        identity.sign,
+    )
+
+
+def test_stranger_records_are_bounded_and_least_recently_seen_go_first(
+    directory: DeviceDirectory, clock: ManualClock
+) -> None:
+    anns = [_public(1000 + i) for i in range(MAX_STRANGERS + 344)]  # 600 strangers
+    left: list[str] = []
+    directory.subscribe(lambda e: left.append(e.device.device_id) if e.kind == "left" else None)
+    directory.seen(PHONE, is_self=True, standing="self")
+    directory.seen(FRIDGE, standing="member")
+    for ann in anns:
+        clock.advance(0.01)
+        directory.announced(ann, "stranger")
+    assert directory.strangers() == MAX_STRANGERS
+    assert len(directory.records()) == MAX_STRANGERS + 2  # self and the member stay
+    kept = {r.device_id for r in directory.records()}
+    assert {PHONE.device_id, FRIDGE.device_id} <= kept
+    assert {a.device_id for a in anns[-MAX_STRANGERS:]} <= kept  # the newest stay
+    # an evicted online stranger is reported as gone, so watchers do not hold it forever
+    assert left == [a.device_id for a in anns[:344]]
+
+
+def test_offline_strangers_are_evicted_before_online_ones(directory: DeviceDirectory) -> None:
+    anns = [_public(2000 + i) for i in range(MAX_STRANGERS)]
+    for ann in anns:
+        directory.announced(ann, "stranger")
+    directory.lost(anns[-1].device_id)  # the newest, but offline
+    directory.announced(_public(3000), "stranger")
+    assert directory.get(anns[-1].device_id) is None
+    assert directory.get(anns[0].device_id) is not None
+
+
+def test_strangers_are_never_persisted(short_tmp: Path, clock: ManualClock) -> None:
+    db = DirectoryDB(short_tmp / "directory.db")
+    try:
+        d = DeviceDirectory(clock, load=db.load, save=db.save)
+        d.seen(PHONE, is_self=True, standing="self")
+        d.seen(FRIDGE, standing="member")
+        for i in range(50):
+            d.announced(_public(4000 + i), "stranger")
+        d.announced(_public(5000), "revoked")
+        assert sorted(db.ids()) == sorted([PHONE.device_id, FRIDGE.device_id])
+        # a member that becomes a stranger (e.g. after `trust leave`) is deleted
+        d.set_standing(FRIDGE.device_id, "stranger")
+        assert db.ids() == [PHONE.device_id]
+    finally:
+        db.close()
+
+
+def test_strangers_stored_by_an_older_version_are_dropped(
+    short_tmp: Path, clock: ManualClock
+) -> None:
+    path = short_tmp / "directory.db"
+    raw = sqlite3.connect(path)
+    try:
+        with raw:
+            raw.execute("CREATE TABLE devices (device_id TEXT PRIMARY KEY, record BLOB NOT NULL)")
+            for i in range(600):  # what 600 fake announcements left on disk before
+                rec = DeviceDirectory(clock).announced(_public(6000 + i), "stranger")
+                assert rec is not None
+                raw.execute(
+                    "INSERT INTO devices VALUES (?, ?)",
+                    (rec.device.device_id, msgspec.msgpack.encode(rec.device)),
+                )
+            member = DeviceDirectory(clock).seen(FRIDGE, standing="member").device
+            raw.execute(
+                "INSERT INTO devices VALUES (?, ?)",
+                (member.device_id, msgspec.msgpack.encode(member)),
+            )
+    finally:
+        raw.close()
+    db = DirectoryDB(path)
+    try:
+        d = DeviceDirectory(clock, load=db.load, save=db.save)
+        assert [r.device_id for r in d.records()] == [FRIDGE.device_id]
+        assert db.ids() == [FRIDGE.device_id]
+    finally:
+        db.close()
+
+
+def test_a_public_announcement_never_renames_a_member(directory: DeviceDirectory) -> None:
+    directory.seen(PHONE, standing="member")  # sealed details: "Phone"
+    identity = Identity(Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32))
+    renamed = sign_public(
+        PublicAnnouncement(
+            v=PROTOCOL_VERSION,
+            device_id=identity.device_id,
+            name="Fridge",
+            type="refrigerator",
+            public_key=identity.public_bytes,
+            pairing=True,
+            seq=5,
+        ),
+        identity.sign,
+    )
+    event = directory.announced(renamed, "member")
+    assert event is not None
+    assert (event.device.name, event.device.type) == ("Phone", "phone")
+    assert event.device.pairing  # what only the public announcement says is taken
+
+
+def test_an_older_announcement_is_ignored_while_the_device_stays_online(
+    directory: DeviceDirectory,
+) -> None:
+    assert directory.announced(_public(7000, seq=10, pairing=True), "stranger") is not None
+    assert directory.announced(_public(7000, seq=9, pairing=False), "stranger") is None
+    rec = directory.get(_public(7000).device_id)
+    assert rec is not None
+    assert rec.pairing
+    directory.lost(rec.device_id)  # after a restart its clock may have gone back
+    event = directory.announced(_public(7000, seq=3), "stranger")
+    assert event is not None
+    assert event.kind == "joined"

@@ -130,6 +130,34 @@ def test_wrong_pin_never_yields_keys(joiner_pin: str, host_pin: str) -> None:
         _handshake(joiner_pin=joiner_pin, host_pin=host_pin)
 
 
+def test_a_forged_challenge_does_not_use_up_the_joiners_handshake() -> None:
+    """Anyone may answer on the host's pairing key: the joiner takes the answer whose
+    confirmation proves knowledge of the PIN, whatever came first."""
+    joiner = Joiner(PIN, JOINER_ID, HOST_ID)
+    hello = joiner.hello()
+    forger = Host("999999", HOST_ID)  # a stranger answering with a guessed PIN
+    forged = forger.on_hello(JOINER_ID, hello)
+    host = Host(PIN, HOST_ID)
+    real = host.on_hello(JOINER_ID, hello)
+    index, confirm = joiner.on_challenges([b"junk", forged, real])
+    assert index == 2
+    host.on_confirm(confirm)
+    assert joiner.keys is not None
+    assert host.keys is not None
+    assert joiner.keys.session == host.keys.session
+
+
+def test_no_proving_challenge_is_a_wrong_pin() -> None:
+    joiner = Joiner(PIN, JOINER_ID, HOST_ID)
+    hello = joiner.hello()
+    forged = Host("999999", HOST_ID).on_hello(JOINER_ID, hello)
+    with pytest.raises(PairingError, match="wrong PIN"):
+        joiner.on_challenges([b"\x00" * 65, forged])
+    assert joiner.state is State.FAILED
+    with pytest.raises(PairingError):
+        joiner.on_challenges([])
+
+
 # --- reflection and malformed messages ---------------------------------------------------
 
 

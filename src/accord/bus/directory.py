@@ -83,6 +83,7 @@ class DeviceDirectory:
         self._save = save
         self._records: dict[str, DeviceRecord] = {}
         self._strangers: OrderedDict[str, None] = OrderedDict()  # least recently seen first
+        self.evicted_online = 0  # online strangers dropped for room (presence re-finds them)
         self._listeners: list[Listener] = []
         for rec in load() if load else []:
             if is_kept(rec):  # an older version persisted strangers too: not any more
@@ -213,6 +214,7 @@ class DeviceDirectory:
         del self._strangers[victim]
         rec = self._records.pop(victim)
         if rec.online:
+            self.evicted_online += 1
             self._emit(DirectoryEvent("left", msgspec.structs.replace(rec, online=False), now))
 
     def _emit(self, event: DirectoryEvent) -> DirectoryEvent:

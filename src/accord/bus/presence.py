@@ -13,6 +13,9 @@ bounded: members' announcements are fetched at once, everyone else's by at most
 :data:`MAX_STRANGER_FETCHES` tasks from a queue of at most :data:`MAX_WAITING`
 devices; at most :data:`MAX_REPLIES` replies of one query are looked at; and
 re-published announcements are checked at most :data:`UPDATE_RATE` times a second.
+A stranger dropped for room while its token lived (a flood beyond the bounds) is
+found again once devices leave: presence then replays the live tokens, at most
+every :data:`RESYNC_EVERY_S` seconds, and fetches those it holds no record of.
 """
 
 from __future__ import annotations
@@ -41,12 +44,15 @@ from accord.wire.messages import (
 log = logging.getLogger(__name__)
 
 FETCH_RETRIES = (0.0, 0.2, 0.5, 1.0)
+STRANGER_RETRIES = (0.0, 0.3, 1.0)  # fewer: a stranger's fetch holds one of few slots
 _MAX_WARNED = 256
-MAX_STRANGER_FETCHES = 8
-MAX_WAITING = 256
+MAX_STRANGER_FETCHES = 32
+MAX_WAITING = 1024
 MAX_REPLIES = 4
 UPDATE_RATE = 50.0  # re-published announcements checked per second, at most
 UPDATE_BURST = 50.0
+RESYNC_EVERY_S = 5.0
+RESYNC_LISTEN_S = 1.0
 
 
 class _Budget:
@@ -99,6 +105,11 @@ class Presence:
         self._waiting: OrderedDict[str, None] = OrderedDict()
         self._updates = _Budget(UPDATE_RATE, UPDATE_BURST, time.monotonic)
         self._warned: set[str] = set()
+        self._dropped = 0  # stranger fetches dropped from a full queue
+        self._seen_misses = 0
+        self._resync: asyncio.TimerHandle | None = None
+        self._resync_undo: Undo | None = None
+        self._last_resync = -RESYNC_EVERY_S
 
     def _signed(self, public: PublicAnnouncement) -> PublicAnnouncement:
         """Sign ``public`` with a sequence number above every earlier one of this run
@@ -124,6 +135,10 @@ class Presence:
         self._bus.put(keys.announce_key(self._me), self._public_bytes)
 
     async def stop(self) -> None:
+        if self._resync is not None:
+            self._resync.cancel()
+            self._resync = None
+        self._end_resync()
         for undo in reversed(self._undo):
             undo()
         self._undo.clear()
@@ -161,7 +176,48 @@ class Presence:
             event = self._directory.lost(device_id)
             if event is not None:
                 log.info("%s: %s left", self._public.name, event.device.name)
+            self._maybe_resync()
         self._next_stranger()
+
+    def _misses(self) -> int:
+        return self._dropped + self._directory.evicted_online
+
+    def _maybe_resync(self) -> None:
+        """Devices left, so there may be room for strangers dropped during a flood:
+        soon (and at most every RESYNC_EVERY_S) replay the live tokens to find them."""
+        if self._resync is not None or self._misses() == self._seen_misses or not self._undo:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(RESYNC_LISTEN_S, self._last_resync + RESYNC_EVERY_S - loop.time())
+        self._resync = loop.call_later(delay, self._start_resync)
+
+    def _start_resync(self) -> None:
+        self._resync = None
+        self._end_resync()
+        loop = asyncio.get_running_loop()
+        self._last_resync = loop.time()
+        self._seen_misses = self._misses()
+        log.debug("%s: looking again for devices dropped for room", self._public.name)
+        # A liveliness subscriber with history replays every live token.
+        self._resync_undo = self._bus.watch_liveliness(keys.PRESENCE_ALL, self._on_replayed)
+        loop.call_later(RESYNC_LISTEN_S, self._end_resync)
+
+    def _end_resync(self) -> None:
+        if self._resync_undo is not None:
+            self._resync_undo()
+            self._resync_undo = None
+
+    def _on_replayed(self, key: str, alive: bool) -> None:
+        device_id = keys.device_from_presence(key)
+        if self._resync_undo is None or not alive or device_id is None or device_id == self._me:
+            return
+        if (
+            self._directory.get(device_id) is None
+            and device_id not in self._fetches
+            and device_id not in self._waiting
+        ):
+            self._want(device_id)
+            self._next_stranger()
 
     def _want(self, device_id: str) -> None:
         """Fetch a device's announcement: a member's at once, a stranger's when one of
@@ -172,6 +228,7 @@ class Presence:
         self._waiting[device_id] = None
         if len(self._waiting) > MAX_WAITING:
             dropped, _ = self._waiting.popitem(last=False)
+            self._dropped += 1
             self._warn_once(
                 "queue", "%s: too many unknown devices appeared; not all are fetched", self._me
             )
@@ -201,12 +258,16 @@ class Presence:
             self._directory.announced(ann, self._standing_of(device_id))
 
     async def _fetch(self, device_id: str) -> None:
-        """Fetch and validate a device's announcement; retry briefly, then give up."""
+        """Fetch and validate a device's announcement; retry briefly, then give up. A
+        stranger that answered only with invalid announcements is not asked again."""
+        stranger = device_id in self._stranger_fetches
         try:
-            for delay in FETCH_RETRIES:
+            for delay in STRANGER_RETRIES if stranger else FETCH_RETRIES:
                 if delay:
                     await asyncio.sleep(delay)
-                ann = await self._try_fetch(device_id)
+                ann, answered = await self._try_fetch(device_id)
+                if ann is None and answered and stranger:
+                    break
                 if ann is not None:
                     event = self._directory.announced(ann, self._standing_of(device_id))
                     if event is not None and event.kind == "joined":
@@ -225,19 +286,20 @@ class Presence:
                 self._stranger_fetches.discard(device_id)
                 self._next_stranger()
 
-    async def _try_fetch(self, device_id: str) -> PublicAnnouncement | None:
-        """The newest valid announcement among the first few replies."""
+    async def _try_fetch(self, device_id: str) -> tuple[PublicAnnouncement | None, bool]:
+        """The newest valid announcement among the first few replies, and whether
+        anything replied at all."""
         try:
             replies = await self._bus.get(keys.announce_key(device_id), self._timeout)
         except AccordError as exc:
             log.debug("%s: announcement query failed: %s", self._public.name, exc)
-            return None
+            return None, False
         best: PublicAnnouncement | None = None
         for key, payload in replies[:MAX_REPLIES]:
             ann = self._validate(device_id, key, payload)
             if ann is not None and (best is None or ann.seq > best.seq):
                 best = ann
-        return best
+        return best, bool(replies)
 
     def _validate(self, device_id: str, key: str, payload: bytes) -> PublicAnnouncement | None:
         try:

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from accord.device.identity import Identity, device_id_for
 from accord.errors import PairingError, TrustError
 from accord.trust import members as ml
-from accord.trust.circle import Circle
+from accord.trust.circle import PAIRING_MAX_FAILURES, Circle
 from accord.trust.pake import Host, Joiner
 from accord.wire.messages import DECODE_ERRORS, DeviceId
 
@@ -45,7 +45,7 @@ Step = Literal["hello", "confirm", "abort"]
 _AAD = b"accord/v1/pair-credentials"
 _NONCE_JOINER = (1).to_bytes(12, "big")
 _NONCE_HOST = (2).to_bytes(12, "big")
-MAX_PENDING = 4
+MAX_PENDING = PAIRING_MAX_FAILURES  # at most this many hellos are answered per window
 PENDING_TTL_S = 30.0
 HANDSHAKE_ID_BYTES = 16
 
@@ -159,8 +159,8 @@ class HostWindow:
         return msgspec.msgpack.encode(reply)
 
     def _step(self, req: PairRequest) -> PairReply:
-        self._expire()
         if req.step == "hello":
+            self._expire()
             return self._hello(req)
         # Only the joiner that received the answer to its hello knows the handshake id:
         # nobody else can abort, confirm or otherwise use up its handshake.
@@ -196,6 +196,8 @@ class HostWindow:
         return PairReply(True, data=challenge, handshake=handshake)
 
     def _confirm(self, req: PairRequest, entry: _Pending) -> PairReply:
+        if self._now() - entry.started > PENDING_TTL_S:
+            raise PairingError("the pairing handshake timed out; try again")
         if not self._same_window(entry):
             raise PairingError("the pairing window closed before this device confirmed")
         host = entry.host
@@ -233,7 +235,6 @@ class HostWindow:
         except msgspec.ValidationError as exc:
             raise PairingError(f"invalid joining device: {exc}") from None
         self._circle.pairing_succeeded()  # the PIN is single use: the window closes
-        self._pending.clear()
         creds = Credentials(
             host_public_key=self._identity.public_bytes,
             members=self._circle.signed_list(),

@@ -104,6 +104,14 @@ def test_show_text_on_the_tv(house: Household) -> None:
     assert "exactly one" in neither.stderr
 
 
+def test_show_an_image_at_the_size_limit(house: Household, tmp_path: Path) -> None:
+    laptop, tv = device(house, "laptop"), device(house, "tv")
+    image = tmp_path / "limit.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(640 * 1024 - 8))  # exactly 640 KiB
+    shown = accord_json("show", tv.name, "--image", str(image), "--home", str(laptop.home))
+    assert (shown["kind"], shown["image_type"]) == ("image", "image/png")
+
+
 def test_sensors_and_setpoint_on_the_fridge(house: Household) -> None:
     laptop, fridge = device(house, "laptop"), device(house, "midea-fridge")
     where = ("--home", str(laptop.home))

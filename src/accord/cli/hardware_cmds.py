@@ -27,6 +27,13 @@ out = Console()
 err = Console(stderr=True)
 DeviceArg = typer.Argument(..., help="A circle member: name, id or id prefix.")
 MAX_SIDE = 65535  # the largest side a JPEG can have
+# What a display takes: accord.hardware.simulated.MAX_IMAGE_BYTES and the limits of
+# accord.hardware.messages.ShowParams (not imported here, so the command starts fast;
+# tests/test_cli_hardware_errors.py keeps them equal).
+IMAGE_LIMIT = 640 * 1024
+IMAGE_LIMIT_TEXT = "640 KiB"
+MAX_SHOW_TEXT = 4096
+MAX_URL = 2048
 
 # What each hardware service needs (capability names, as profiles list them), and
 # how to say so: "Laptop has no sensors; devices with sensors: Midea Refrigerator".
@@ -202,9 +209,15 @@ def capture(
 
 def show(
     device: str = DeviceArg,
-    text: str | None = typer.Argument(None, help="Text to show."),
-    image: Path | None = typer.Option(None, "--image", help="A JPEG or PNG file to show."),
-    url: str | None = typer.Option(None, "--url", help="A web page to show."),
+    text: str | None = typer.Argument(
+        None, help=f"Text to show (at most {MAX_SHOW_TEXT} characters)."
+    ),
+    image: Path | None = typer.Option(
+        None, "--image", help=f"A JPEG or PNG file to show (at most {IMAGE_LIMIT_TEXT})."
+    ),
+    url: str | None = typer.Option(
+        None, "--url", help=f"A web page to show (http or https, at most {MAX_URL} characters)."
+    ),
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -214,12 +227,22 @@ def show(
         raise AccordError("give exactly one of TEXT, --image FILE or --url URL")
     args: dict[str, Any]
     if image is not None:
-        try:
-            args = {"image": base64.b64encode(image.read_bytes()).decode()}
-        except OSError as exc:
-            raise AccordError(f"cannot read {image}: {exc.strerror}") from None
+        args = {"image": base64.b64encode(_read_image(image)).decode()}
+    elif text is not None:
+        if not text:
+            raise AccordError("the text to show is empty")
+        if len(text) > MAX_SHOW_TEXT:
+            raise AccordError(
+                f"the text is {len(text)} characters; a display shows at most {MAX_SHOW_TEXT}"
+            )
+        args = {"text": text}
     else:
-        args = {"text": text} if text is not None else {"url": url}
+        assert url is not None
+        if not url.startswith(("http://", "https://")):
+            raise AccordError(f"a url to show starts with http:// or https://, not {url!r}")
+        if len(url) > MAX_URL:
+            raise AccordError(f"the url is {len(url)} characters; at most {MAX_URL}")
+        args = {"url": url}
     shown = _call(home, device, "display.show", args)
     if as_json:
         shown.pop("image", None)
@@ -227,6 +250,27 @@ def show(
         return
     what = shown.get("text") or shown.get("url") or f"an image ({shown.get('image_type')})"
     out.print(f"{device} shows: {what}", highlight=False)
+
+
+def _read_image(path: Path) -> bytes:
+    """The bytes of a JPEG or PNG file within the display's limit, checked before
+    anything is sent (and before a huge file is read)."""
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > IMAGE_LIMIT:
+                raise AccordError(
+                    f"{path} is {size} bytes; an image to show is at most {IMAGE_LIMIT_TEXT} "
+                    f"({IMAGE_LIMIT} bytes): scale it down or save it at a lower quality"
+                )
+            data = f.read(IMAGE_LIMIT + 1)
+    except OSError as exc:
+        raise AccordError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > IMAGE_LIMIT:  # grew while we read it
+        raise AccordError(f"{path} is over the {IMAGE_LIMIT_TEXT} limit of an image to show")
+    if not data.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")):
+        raise AccordError(f"{path} is not a JPEG or PNG image")
+    return data
 
 
 def sensors(

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from accord.cli.options import HomeOpt, JsonOpt, control_client
-from accord.errors import AccordError
+from accord.errors import AccordError, ValueTooLarge
 
 out = Console()
+# A store value's limit: accord.data.limits.MAX_VALUE_BYTES (not imported here, so the
+# command starts fast; tests/test_cli_kv.py keeps the two equal).
+VALUE_LIMIT = 4 * 1024 * 1024
+VALUE_LIMIT_TEXT = "4 MiB"
 app = typer.Typer(
     help="Replicated key-value stores, synced across the circle.",
     no_args_is_help=True,
@@ -54,19 +62,37 @@ def stores(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     out.print(table)
 
 
+def _too_large(size: int | str) -> ValueTooLarge:
+    return ValueTooLarge(
+        f"the value is {size} bytes, over the {VALUE_LIMIT_TEXT} ({VALUE_LIMIT} byte) limit "
+        "of a store value: split it over several keys"
+    )
+
+
 def _read_value(value: str) -> bytes:
-    """VALUE is text, ``@file`` for a file's bytes, ``@-`` for standard input."""
+    """VALUE is text, ``@file`` for a file's bytes, ``@-`` for standard input; more
+    than VALUE_LIMIT bytes is refused before it is read in full."""
     if value.startswith("@@"):
-        return value[1:].encode()
-    if value == "@-":
-        return sys.stdin.buffer.read()
-    if value.startswith("@"):
+        data = value[1:].encode()
+    elif value == "@-":
+        data = sys.stdin.buffer.read(VALUE_LIMIT + 1)
+        if len(data) > VALUE_LIMIT:
+            raise _too_large("more than " + str(VALUE_LIMIT))
+    elif value.startswith("@"):
         path = Path(value[1:])
         try:
-            return path.read_bytes()
+            with path.open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > VALUE_LIMIT:
+                    raise _too_large(size)
+                data = f.read(VALUE_LIMIT + 1)
         except OSError as exc:
             raise AccordError(f"cannot read {path}: {exc.strerror}") from exc
-    return value.encode()
+    else:
+        data = value.encode()
+    if len(data) > VALUE_LIMIT:
+        raise _too_large(len(data))
+    return data
 
 
 @app.command("put")
@@ -74,7 +100,9 @@ def put(
     store: str = StoreArg,
     key: str = KeyArg,
     value: str = typer.Argument(
-        ..., help="Text, @FILE for a file's bytes, @- for stdin (@@ for a literal @)."
+        ...,
+        help="Text, @FILE for a file's bytes, @- for stdin (@@ for a literal @); "
+        f"at most {VALUE_LIMIT_TEXT}.",
     ),
     kind: str = typer.Option("shared", "--kind", help="For a new store: shared or per-device."),
     label: str = typer.Option("S1", "--label", help="For a new store: data label S1..S4."),
@@ -84,7 +112,9 @@ def put(
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Write a key (creating the store if it is new). On disk when this returns."""
+    """Write a key (creating the store if it is new). On disk when this returns.
+
+    A value is at most 4 MiB; a key at most 1 KiB of UTF-8."""
     data = _read_value(value)
     result = control_client(home).call(
         "kv_put",
@@ -98,7 +128,7 @@ def put(
     if as_json:
         _json(result)
     else:
-        out.print(f"{store}/{key}: {result['bytes']} bytes written")
+        out.print(f"{store}/{key}: {result['bytes']} bytes written", markup=False, highlight=False)
 
 
 @app.command("get")
@@ -135,9 +165,9 @@ def delete(
     if as_json:
         _json(result)
     elif result["existed"]:
-        out.print(f"{store}/{key}: deleted")
+        out.print(f"{store}/{key}: deleted", markup=False, highlight=False)
     else:
-        out.print(f"{store}/{key}: was not there")
+        out.print(f"{store}/{key}: was not there", markup=False, highlight=False)
 
 
 @app.command("ls")
@@ -156,7 +186,7 @@ def ls(
     if as_json:
         _json(result)
         return
-    table = Table(title=f"{store} {prefix}".strip(), title_justify="left")
+    table = Table(title=Text(f"{store} {prefix}".strip()), title_justify="left")
     per_device = any("device" in e for e in result["entries"])
     if per_device:
         table.add_column("Device")
@@ -165,14 +195,49 @@ def ls(
     if values:
         table.add_column("Value")
     for e in result["entries"]:
-        cells = [e["device"][:10]] if per_device else []
-        cells += [e["key"], str(e["bytes"])]
+        cells = [Text(e.get("device_name") or e["device"][:10])] if per_device else []
+        cells += [Text(e["key"]), Text(str(e["bytes"]))]
         if values:
-            cells.append(e.get("text", "(binary)")[:80])
+            cells.append(_preview(e))
         table.add_row(*cells)
     out.print(table)
     if result["truncated"]:
         out.print("[yellow]more keys than shown: narrow it with a prefix[/]")
+
+
+def _preview(entry: dict[str, Any], width: int = 80) -> Text:
+    """A value as one line of at most ``width`` characters: its text, control
+    characters escaped, or its size if it is binary."""
+    text = entry.get("text")
+    if text is None and "value_b64" in entry:
+        with contextlib.suppress(UnicodeDecodeError):
+            text = base64.b64decode(entry["value_b64"]).decode("utf-8")
+    if text is None:
+        return Text(f"(binary, {entry.get('bytes', '?')} bytes)", style="dim")
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[: width + 1])
+    return Text(shown[:width] + ("…" if len(shown) > width else ""))
+
+
+def _change_line(event: dict[str, Any], change: dict[str, Any]) -> Text:
+    """``12:03:04.123  Nokia X60  todo = buy milk``, or ``... todo (deleted)`` in red."""
+    at = float(change.get("at") or time.time())
+    stamp = time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
+    who = change.get("origin_name") or change["origin"][:10]
+    line = Text()
+    line.append(stamp, style="dim")
+    line.append(f"  {who:<16}  ", style="cyan")
+    if change.get("device"):  # a per-device store: whose namespace the key is in
+        owner = change.get("device_name") or change["device"][:10]
+        line.append(f"{owner}: ", style="dim")
+    line.append(change["key"], style="bold")
+    if change.get("op") == "delete" or change.get("deleted"):
+        line.append(" (deleted)", style="bold red")
+    else:
+        line.append(" = ")
+        line.append_text(_preview(change))
+    if event.get("source") == "catch-up":
+        line.append("  (caught up)", style="dim")
+    return line
 
 
 @app.command("watch")
@@ -182,16 +247,19 @@ def watch(
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Print changes as they happen, here or on any member (Ctrl-C stops)."""
+    """Print changes as they happen, here or on any member (Ctrl-C stops).
+
+    Each line shows when the change was written, by which device, and the key's new
+    value or (deleted). With --json, one change set per line; each change has op
+    "put" or "delete", at (seconds), origin and origin_name."""
     client = control_client(home, timeout=3600)
     for event in client.stream("kv_watch", store=store, prefix=prefix):
         if as_json:
             _json(event)
             sys.stdout.flush()
             continue
-        for c in event["changes"]:
-            what = "deleted" if c["deleted"] else c.get("text", "(binary)")[:80]
-            out.print(f"{event['source']:>8} {c['origin'][:10]} {c['key']} = {what}")
+        for change in event["changes"]:
+            out.print(_change_line(event, change), highlight=False, soft_wrap=True)
 
 
 def register(root: typer.Typer) -> None:

@@ -73,9 +73,15 @@ class ControlServer:
         try:
             while True:
                 try:
-                    line = await reader.readline()
-                except (ValueError, asyncio.LimitOverrunError):
-                    await self._send(writer, Reply(0, error=ErrorBody("ControlError", "too long")))
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError as exc:
+                    line = exc.partial  # the last request, without its newline
+                except asyncio.LimitOverrunError:
+                    # Read the rest of the request before answering, so the client
+                    # sees this error instead of a broken pipe while it still sends.
+                    await _skip_line(reader)
+                    message = f"the request is over the control socket's {MAX_LINE} byte limit"
+                    await self._send(writer, Reply(0, error=ErrorBody("ControlError", message)))
                     return
                 if not line:
                     return
@@ -126,3 +132,15 @@ class ControlServer:
     async def _send(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
         writer.write(self._encoder.encode(reply) + b"\n")
         await writer.drain()
+
+
+async def _skip_line(reader: asyncio.StreamReader) -> None:
+    """Discard the rest of an over-long line (up to its newline, or the end)."""
+    while True:
+        try:
+            await reader.readuntil(b"\n")
+            return
+        except asyncio.LimitOverrunError as exc:
+            await reader.readexactly(exc.consumed)
+        except asyncio.IncompleteReadError:
+            return

@@ -1,7 +1,10 @@
 """The control methods behind ``accord kv``: the node's stores, for local tools.
 
 Values cross the control socket as base64 (``value_b64``); a value that is UTF-8
-text also comes back as ``text``, so scripts need not decode it.
+text of at most TEXT_MAX bytes also comes back as ``text``, so scripts need not
+decode it. Every reply stays within the control socket's line limit: ``kv_ls``
+stops early (``truncated``) and ``kv_watch`` splits a large change set over several
+events rather than send a line no client can read.
 """
 
 from __future__ import annotations
@@ -13,16 +16,22 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any, get_args
 
+import msgspec
+
 from accord.control.server import ControlServer
 from accord.data import ChangeSet, Op
 from accord.data.api import DataStore
 from accord.data.rules import StoreKind
 from accord.data.service import BUILTIN_MERGES, DataService
-from accord.errors import ControlError, UnknownStore
+from accord.errors import AccordError, ControlError, UnknownStore
 from accord.trust.levels import DataLabel
 from accord.trust.members import Member
 
 MAX_LIST = 100_000  # keys one `kv ls` returns
+TEXT_MAX = 256 * 1024  # larger values come back as value_b64 only
+# Bytes of entries or changes in one reply or event: a 4 MiB value in base64 fits,
+# and so does the framing, under the control socket's 8 MiB line (MAX_LINE).
+REPLY_BUDGET = 6 * 1024 * 1024
 
 
 class KvControl:
@@ -115,13 +124,21 @@ class KvControl:
         prefix = str(params.get("prefix") or "")
         values = bool(params.get("values"))
         entries = await store.scan(prefix, device=self._device(params), limit=MAX_LIST + 1)
-        rows = []
+        rows: list[dict[str, Any]] = []
+        names: dict[str, str] = {}
+        size = 0
         for e in entries[:MAX_LIST]:
             row: dict[str, Any] = {"key": e.key, "bytes": len(e.value)}
             if store.kind == "per-device":
                 row["device"] = e.device
+                if e.device not in names:
+                    names[e.device] = self._name(e.device)
+                row["device_name"] = names[e.device]
             if values:
                 row.update(_encode(e.value))
+            size += _json_size(row)
+            if size > REPLY_BUDGET:
+                return {"store": store.name, "entries": rows, "truncated": True}
             rows.append(row)
         return {"store": store.name, "entries": rows, "truncated": len(entries) > MAX_LIST}
 
@@ -129,7 +146,18 @@ class KvControl:
         store = self._store(params)
         async with store.watch(str(params.get("prefix") or "")) as changes:
             async for change_set in changes:
-                yield _change_json(change_set)
+                for event in _change_events(change_set, self._name):
+                    yield event
+
+    def _name(self, device_id: str) -> str:
+        """A member's name, or "" for a device no longer in the circle."""
+        if not device_id:
+            return ""
+        try:
+            member = self._resolve(device_id)
+        except AccordError:
+            return ""
+        return member.name if member.device_id == device_id else ""
 
 
 def _value(params: dict[str, Any]) -> bytes:
@@ -147,24 +175,50 @@ def _encode(value: bytes | None) -> dict[str, Any]:
     if value is None:
         return {"found": False}
     out: dict[str, Any] = {"found": True, "value_b64": base64.b64encode(value).decode()}
-    with contextlib.suppress(UnicodeDecodeError):
-        out["text"] = value.decode("utf-8")
+    if len(value) <= TEXT_MAX:
+        with contextlib.suppress(UnicodeDecodeError):
+            out["text"] = value.decode("utf-8")
     return out
 
 
-def _change_json(change_set: ChangeSet) -> dict[str, Any]:
-    return {
-        "store": change_set.store,
-        "source": change_set.source,
-        "peer": change_set.peer,
-        "changes": [
-            {
-                "device": c.device,
-                "key": c.key,
-                "origin": c.origin,
-                "deleted": c.value is None,
-                **(_encode(c.value) if c.value is not None else {}),
-            }
-            for c in change_set.changes
-        ],
-    }
+def _json_size(obj: Any) -> int:
+    return len(msgspec.json.encode(obj))
+
+
+def _change_events(change_set: ChangeSet, name: Callable[[str], str]) -> list[dict[str, Any]]:
+    """A change set as watch events: one, or several if its changes would not fit in
+    one line. Each change says ``op`` (put or delete), when its writer wrote it
+    (``at``, seconds) and who: ``origin`` and, if it is a member, ``origin_name``."""
+    names: dict[str, str] = {}
+
+    def named(device_id: str) -> str:
+        if device_id not in names:
+            names[device_id] = name(device_id)
+        return names[device_id]
+
+    head = {"store": change_set.store, "source": change_set.source, "peer": change_set.peer}
+    events: list[dict[str, Any]] = []
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for c in change_set.changes:
+        change: dict[str, Any] = {
+            "op": "delete" if c.value is None else "put",
+            "device": c.device,
+            "key": c.key,
+            "origin": c.origin,
+            "origin_name": named(c.origin),
+            "at": c.hlc.wall_ms / 1000,
+            "deleted": c.value is None,
+            **(_encode(c.value) if c.value is not None else {}),
+        }
+        if c.device:  # a per-device store: whose namespace
+            change["device_name"] = named(c.device)
+        change.pop("found", None)
+        change_size = _json_size(change)
+        if batch and size + change_size > REPLY_BUDGET:
+            events.append({**head, "changes": batch})
+            batch, size = [], 0
+        batch.append(change)
+        size += change_size
+    events.append({**head, "changes": batch})
+    return events

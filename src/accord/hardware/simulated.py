@@ -26,6 +26,9 @@ from accord.hardware.thermal import FridgeModel, SetpointOutOfRange, UnknownCabi
 from accord.profile import Profile
 
 CHUNK = 256 * 1024  # capture stream item: well under the RPC item limit
+# An image to show travels in one call, whose parameters are at most 1 MiB
+# (rpc.messages.MAX_PARAMS), base64 text when it comes from the CLI: 640 KiB fits both.
+MAX_IMAGE_BYTES = 640 * 1024
 DRAIN_PCT_PER_HOUR = 4.0
 HISTORY = 100
 
@@ -110,6 +113,10 @@ class SimCamera:
 
 
 def image_type(data: bytes) -> str:
+    if len(data) > MAX_IMAGE_BYTES:
+        raise HardwareError(
+            f"an image to show is at most {MAX_IMAGE_BYTES} bytes; this one is {len(data)}"
+        )
     if data.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
     if data.startswith(b"\x89PNG\r\n\x1a\n"):

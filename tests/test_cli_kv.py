@@ -262,3 +262,18 @@ def test_replies_fit_the_control_socket_at_the_largest_values(
         "kv_put", store="large", key="s", value_b64=base64.b64encode(small).decode()
     )
     assert accord_json("kv", "get", "large", "s", *lt)["text"] == small.decode()
+
+
+def test_keys_and_values_print_as_typed_never_as_markup(house: Household) -> None:
+    laptop = device(house, "laptop")
+    lt = ("--home", str(laptop.home))
+    put = accord("kv", "put", "marked", "[/b]k", "[red]v[/]", *lt)
+    assert put.returncode == 0, put.stderr
+    assert put.stdout == "marked/[/b]k: 9 bytes written\n"
+    listing = accord("kv", "ls", "marked", "--values", *lt)
+    assert listing.returncode == 0, listing.stderr
+    assert "[/b]k" in listing.stdout
+    assert "[red]v[/]" in listing.stdout
+    deleted = accord("kv", "del", "marked", "[/b]k", *lt)
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout == "marked/[/b]k: deleted\n"

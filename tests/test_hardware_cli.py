@@ -99,6 +99,9 @@ def test_show_text_on_the_tv(house: Household) -> None:
     current = accord_json("call", tv.name, "display.current", "--home", str(laptop.home))
     assert current["text"] == "Dinner is ready"
     assert current["by"] == laptop.device_id
+    marked_up = accord("show", tv.name, "[/bold] tea [red]", "--home", str(laptop.home))
+    assert marked_up.returncode == 0, marked_up.stderr
+    assert marked_up.stdout == f"{tv.name} shows: [/bold] tea [red]\n"  # as typed
     neither = accord("show", tv.name, "--home", str(laptop.home))
     assert neither.returncode == 1
     assert "exactly one" in neither.stderr

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from accord.cli.options import HomeOpt, JsonOpt, control_client
 from accord.errors import AccordError, RemoteError
@@ -204,6 +205,7 @@ def capture(
         f"saved {output} ({header['width']}x{header['height']}, {written / 1e6:.1f} MB) "
         f"in {seconds:.1f} s",
         highlight=False,
+        markup=False,
     )
 
 
@@ -249,7 +251,7 @@ def show(
         sys.stdout.write(json.dumps(shown) + "\n")
         return
     what = shown.get("text") or shown.get("url") or f"an image ({shown.get('image_type')})"
-    out.print(f"{device} shows: {what}", highlight=False)
+    out.print(f"{device} shows: {what}", highlight=False, markup=False)
 
 
 def _read_image(path: Path) -> bytes:
@@ -301,7 +303,7 @@ def sensors(
 
 
 def sensors_table(device: str, reading: dict[str, Any]) -> Table:
-    table = Table(title=f"{device} sensors", title_justify="left")
+    table = Table(title=Text(f"{device} sensors"), title_justify="left")
     for col in ("Sensor", "Reading", "Setpoint", "Door", "Compressor"):
         table.add_column(col)
     doors = reading.get("doors", {})
@@ -309,7 +311,7 @@ def sensors_table(device: str, reading: dict[str, Any]) -> Table:
         name = cab["name"]
         door = doors.get(name)
         table.add_row(
-            name,
+            Text(name),
             f"{cab['temperature_c']:.1f} °C",
             f"{cab['setpoint_c']:g} °C",
             "[bold red]open[/]" if door else ("closed" if door is not None else ""),
@@ -318,9 +320,10 @@ def sensors_table(device: str, reading: dict[str, Any]) -> Table:
     cabinets = {c["name"] for c in reading.get("cabinets", [])}
     for door, is_open in doors.items():
         if door not in cabinets:
-            table.add_row(f"door {door}", "", "", "[bold red]open[/]" if is_open else "closed", "")
+            state = "[bold red]open[/]" if is_open else "closed"
+            table.add_row(Text(f"door {door}"), "", "", state, "")
     for kind, value in reading.get("values", {}).items():
-        table.add_row(kind, f"{value:g}", "", "", "")
+        table.add_row(Text(kind), f"{value:g}", "", "", "")
     return table
 
 
@@ -340,6 +343,7 @@ def setpoint(
         f"{device} {result['cabinet']}: setpoint {result['setpoint_c']:g} °C "
         f"(allowed {result['min_c']:g}..{result['max_c']:g} °C)",
         highlight=False,
+        markup=False,
     )
 
 

@@ -68,7 +68,7 @@ class Rig:
         return self.circle.state.pairing_failures
 
     def open(self, seconds: float = 60) -> str:
-        self.clock.advance(0.001)  # each window its own (as with a real clock)
+        self.clock.advance(1.0)  # each window its own; the hello budget refills
         pin = new_pin()
         self.circle.open_pairing(pin, seconds)
         return pin
@@ -172,6 +172,33 @@ def test_garbage_hellos_neither_count_nor_close_the_window(rig: Rig) -> None:
     joiner, answer = rig.hello(home, pin)
     assert rig.confirm(home, joiner, answer).ok
     assert [p.device_id for p in rig.paired] == [home.device_id]
+
+
+def test_a_flood_of_garbage_hellos_costs_the_host_bounded_work(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hellos of the right shape that are not curve points test nothing and are not
+    counted; each would cost the host curve arithmetic, so only HELLO_BURST (then
+    HELLO_RATE a second) get that far."""
+    pin = rig.open()
+    worked: list[int] = []
+    real_on_hello = Host.on_hello
+
+    def counting(self: Host, joiner_id: str, data: bytes) -> bytes:
+        worked.append(1)
+        return real_on_hello(self, joiner_id, data)
+
+    monkeypatch.setattr(Host, "on_hello", counting)
+    not_a_point = b"A" + b"\xff" * 32
+    replies = [rig.send(PairRequest(1, "hello", STRANGER, not_a_point)) for _ in range(200)]
+    assert not any(r.ok for r in replies)
+    assert len(worked) == pairing.HELLO_BURST
+    assert rig.attempts == 0
+    assert rig.circle.pairing_open()
+    rig.clock.advance(1.0)  # a second later the real joiner gets through
+    home = rig.new_home()
+    joiner, answer = rig.hello(home, pin)
+    assert rig.confirm(home, joiner, answer).ok
 
 
 @FUZZ
@@ -378,6 +405,34 @@ async def test_raw_zenoh_garbage_hellos_neither_count_nor_close_the_window(mesh:
     assert circle_of(host).pairing_open()
     await joiner.trust.pair_join({"device": host.name, "pin": pin})
     assert circle_of(host).is_member(joiner.home.device_id)
+
+
+async def test_strangers_exhaust_a_window_and_pair_open_reopens_it(mesh: Mesh) -> None:
+    host = await mesh.start("host", "laptop")
+    joiner = await mesh.start("joiner", "tablet")
+    await wait_until(lambda: sees(joiner, host), 5, "presence")
+    await host.trust.pair_window({"timeout": 60})
+    session = _raw_session(mesh)
+    try:
+        key = keys.pair_key(host.home.device_id)
+        loop = asyncio.get_running_loop()
+        for _ in range(PAIRING_MAX_FAILURES):  # five guessers who never confirm
+            hello = Joiner("000000", STRANGER, host.home.device_id).hello()
+            request = msgspec.msgpack.encode(PairRequest(1, "hello", STRANGER, hello))
+            answers = await loop.run_in_executor(None, _ask_raw, session, key, request)
+            assert decode_reply(answers[0]).ok
+    finally:
+        session.close()  # type: ignore[no-untyped-call]
+    assert circle_of(host).state.pairing_failures == PAIRING_MAX_FAILURES
+    assert not circle_of(host).pairing_open()
+    stream = host.trust.pair_open({"timeout": 30})  # what `accord pair open` runs
+    opened = await anext(stream)
+    assert circle_of(host).state.pairing_failures == 0
+    joined = await joiner.trust.pair_join({"device": host.name, "pin": opened["pin"]})
+    paired = await asyncio.wait_for(anext(stream), 5)
+    assert paired["event"] == "paired"
+    assert paired["code"] == joined["code"]
+    await stream.aclose()  # type: ignore[attr-defined]
 
 
 async def test_raw_zenoh_spoofed_abort_does_not_kill_a_real_handshake(mesh: Mesh) -> None:

@@ -36,7 +36,7 @@ from accord.device.identity import Identity, device_id_for
 from accord.errors import PairingError, TrustError
 from accord.trust import members as ml
 from accord.trust.circle import PAIRING_MAX_FAILURES, Circle
-from accord.trust.pake import Host, Joiner
+from accord.trust.pake import SIDE_A, SPAKE_MSG, Host, Joiner
 from accord.wire.messages import DECODE_ERRORS, DeviceId
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ _NONCE_JOINER = (1).to_bytes(12, "big")
 _NONCE_HOST = (2).to_bytes(12, "big")
 MAX_PENDING = PAIRING_MAX_FAILURES  # at most this many hellos are answered per window
 PENDING_TTL_S = 30.0
+HELLO_RATE = 10.0  # hellos a second that may cost the host SPAKE2 work (burst 10)
+HELLO_BURST = 10
 HANDSHAKE_ID_BYTES = 16
 
 
@@ -145,6 +147,8 @@ class HostWindow:
         self._on_paired = on_paired
         self._now = now
         self._pending: dict[bytes, _Pending] = {}
+        self._budget = float(HELLO_BURST)
+        self._budget_at = now()
 
     def pending(self) -> int:
         """How many answered handshakes wait for their joiner."""
@@ -182,6 +186,10 @@ class HostWindow:
             raise PairingError("that device was revoked; it must rejoin with a new identity")
         if len(self._pending) >= MAX_PENDING:
             raise PairingError("too many pairing attempts at once; try again shortly")
+        if len(req.data) != SPAKE_MSG or req.data[:1] != SIDE_A:
+            raise PairingError("malformed pairing hello")
+        if not self._take_budget():  # each costs the host curve arithmetic: bound them
+            raise PairingError("too many pairing attempts at once; try again shortly")
         state = self._circle.state
         host = Host(state.pairing_pin, self._identity.device_id)
         challenge = host.on_hello(req.joiner_id, req.data)  # malformed: raises, not counted
@@ -194,6 +202,16 @@ class HostWindow:
             host, req.joiner_id, state.pairing_pin, state.pairing_expires, self._now()
         )
         return PairReply(True, data=challenge, handshake=handshake)
+
+    def _take_budget(self) -> bool:
+        """A token bucket: at most HELLO_RATE hellos a second reach SPAKE2 work."""
+        now = self._now()
+        self._budget = min(HELLO_BURST, self._budget + (now - self._budget_at) * HELLO_RATE)
+        self._budget_at = now
+        if self._budget < 1.0:
+            return False
+        self._budget -= 1.0
+        return True
 
     def _confirm(self, req: PairRequest, entry: _Pending) -> PairReply:
         if self._now() - entry.started > PENDING_TTL_S:

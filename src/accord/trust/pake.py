@@ -31,10 +31,13 @@ from enum import Enum
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from spake2 import SPAKE2_A, SPAKE2_B
+from spake2.parameters.ed25519 import ParamsEd25519
 
 from accord.errors import PairingError
 
 PIN_DIGITS = 6
+SIDE_A = b"A"  # the first byte of a spake2 side-A message
+_GROUP = ParamsEd25519.group  # spake2's default parameters, which SPAKE2_A/B use
 SPAKE_MSG = 33
 CONFIRM = 32
 
@@ -182,6 +185,14 @@ class Host(_Side):
             joiner_raw = _check_id(joiner_id)
         except PairingError as exc:
             raise self._fail(str(exc)) from None
+        # Cheap checks first, before the host's own (costlier) SPAKE2 work: a hello
+        # that is not side A's valid point tests no PIN and is refused.
+        if data[:1] != SIDE_A:
+            raise self._fail("invalid pairing hello: not from a joining side")
+        try:
+            _GROUP.bytes_to_element(data[1:])
+        except Exception:
+            raise self._fail("invalid pairing hello: not a curve point") from None
         spake = SPAKE2_B(self._pin, idA=joiner_raw, idB=self._host_id.encode())
         msg_b: bytes = spake.start()
         try:

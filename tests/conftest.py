@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,15 +24,50 @@ if TYPE_CHECKING:
 LEAK_GRACE_S = 5.0
 
 
+class SharedProcesses:
+    """Processes that a module-scoped fixture keeps running across its tests (a
+    household of nodes). The per-test leak check leaves them and their descendants
+    alone, at whatever pids they have when it looks (a test may restart a node); the
+    fixture that owns them checks for leaks itself when it stops them."""
+
+    def __init__(self) -> None:
+        self._owners: list[Callable[[], Iterable[int]]] = []
+
+    def add(self, owner: Callable[[], Iterable[int]]) -> Callable[[], None]:
+        """Register ``owner`` (returns the pids it holds now); returns the undo."""
+        self._owners.append(owner)
+        return lambda: self._owners.remove(owner)
+
+    def pids(self) -> set[int]:
+        """The owned processes now, with their descendants."""
+        out: set[int] = set()
+        for owner in self._owners:
+            for pid in owner():
+                out.add(pid)
+                with contextlib.suppress(psutil.Error):
+                    out.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        return out
+
+
+@pytest.fixture(scope="session")
+def shared_processes() -> SharedProcesses:
+    return SharedProcesses()
+
+
 @pytest.fixture(autouse=True)
-def _no_leaked_processes_or_threads() -> Iterator[None]:
+def _no_leaked_processes_or_threads(shared_processes: SharedProcesses) -> Iterator[None]:
     me = psutil.Process()
     children_before = {p.pid for p in me.children(recursive=True)}
     threads_before = set(threading.enumerate())
     yield
     deadline = time.monotonic() + LEAK_GRACE_S
     while True:
-        leaked = [p for p in me.children(recursive=True) if p.pid not in children_before]
+        shared = shared_processes.pids()
+        leaked = [
+            p
+            for p in me.children(recursive=True)
+            if p.pid not in children_before and p.pid not in shared
+        ]
         leaked = [p for p in leaked if _alive(p)]
         threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
         # asyncio's default executor threads are reused across tests; not a leak.

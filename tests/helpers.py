@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psutil
 
 from accord.control.client import ControlClient
 from accord.errors import AccordError
 from accord.sim.household import Household, SimDevice
+
+if TYPE_CHECKING:
+    from tests.conftest import SharedProcesses
 
 T = TypeVar("T")
 
@@ -93,12 +100,27 @@ def wait_sees_all(home: Path, ids: set[str], timeout: float = 5.0) -> None:
 
 
 def running_household(
-    profiles: list[str], prefix: str, settings: list[str] | None = None
+    profiles: list[str],
+    prefix: str,
+    settings: list[str] | None = None,
+    *,
+    shared: SharedProcesses | None = None,
 ) -> Iterator[Household]:
     """A started, paired household whose every node sees every other; stopped after.
-    For module-scoped fixtures (the module also turns off the per-test leak check)."""
+
+    For module-scoped fixtures: with ``shared`` (the ``shared_processes`` fixture) the
+    per-test leak check leaves the household's nodes alone, whatever their pids after
+    a restart. Stopping it checks for leaks itself: every process started since it
+    began must be gone."""
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
     folder = Path(tempfile.mkdtemp(prefix=prefix))  # short: Unix socket paths
     house = Household(profiles, folder / "h", settings=settings)
+    undo = (
+        shared.add(lambda: {d.proc.pid for d in house.devices if d.proc and d.running})
+        if shared is not None
+        else None
+    )
     try:
         house.start()
         everyone = {d.device_id for d in house.devices}
@@ -106,7 +128,28 @@ def running_household(
             wait_sees_all(dev.home, everyone, timeout=10)
         yield house
     finally:
+        if undo is not None:
+            undo()
         house.stop()
+        try:
+            wait_for(
+                lambda: not _alive_children_except(me, before),
+                5,
+                "the household's processes to exit",
+            )
+        finally:
+            for p in _alive_children_except(me, before):
+                p.kill()
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive_children_except(me: psutil.Process, pids: set[int]) -> list[psutil.Process]:
+    out = []
+    for p in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if p.pid not in pids and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+    return out
 
 
 def device(house: Household, profile: str) -> SimDevice:

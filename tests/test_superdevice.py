@@ -245,3 +245,12 @@ async def test_on_names_devices_like_every_command(home: dict[str, Node]) -> Non
             await sd.on(fridge_id[:3], "sensors")
     with pytest.raises(AmbiguousDevice, match="tablet"):
         await sd.on("t", "display")  # tv and tablet both start with t
+
+
+async def test_a_device_with_one_front_camera_captures_without_naming_it(
+    home: dict[str, Node],
+) -> None:
+    sd = SuperDevice.of(home["phone"])
+    cam = await sd.on("laptop", "camera")
+    image = await cam.capture(320, 240)  # type: ignore[attr-defined]
+    assert bytes(image[:2]) == b"\xff\xd8"

@@ -30,7 +30,7 @@ class CameraInfo(msgspec.Struct, frozen=True):
 class CaptureParams(msgspec.Struct, frozen=True, omit_defaults=True):
     """``width``/``height`` 0 means the camera's full resolution."""
 
-    camera: str = "rear"
+    camera: str = ""  # "" = the main camera: the rear one, else the largest
     width: Side = 0
     height: Side = 0
 
@@ -45,7 +45,7 @@ class CaptureHeader(msgspec.Struct, frozen=True, tag="header"):
 
 
 class PreviewParams(msgspec.Struct, frozen=True, omit_defaults=True):
-    camera: str = "rear"
+    camera: str = ""  # "" = the main camera: the rear one, else the largest
     width: Annotated[int, msgspec.Meta(ge=16, le=1920)] = 640
     height: Annotated[int, msgspec.Meta(ge=16, le=1080)] = 480
     fps: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0

@@ -98,7 +98,7 @@ class Camera(Proxy):
         width: int = 0,
         height: int = 0,
         *,
-        camera: str = "rear",
+        camera: str = "",
         on_progress: Progress | None = None,
     ) -> bytearray:
         """A JPEG, full resolution by default. The buffer is allocated once at its final
@@ -129,7 +129,7 @@ class Camera(Proxy):
         width: int = 0,
         height: int = 0,
         *,
-        camera: str = "rear",
+        camera: str = "",
         on_progress: Progress | None = None,
     ) -> CaptureHeader:
         """Stream a capture straight into an open binary file: memory stays at one

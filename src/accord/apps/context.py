@@ -1,40 +1,57 @@
-"""What a running ability reaches: the super device and the circle's stores.
+"""What a running ability reaches: the super device and the stores its manifest names.
 
-An ability runs in its own process, so both go through the node's control socket
-(the same API any local tool uses); the node enforces everything as usual.
+An ability runs in its own, confined process (:mod:`accord.apps.sandbox`); both go
+through its gate (:mod:`accord.apps.gate`), a control socket of its own that serves
+nothing else. The ability is never told its node's home or control socket.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from accord.control.aio import AsyncControlClient
-from accord.device.home import SOCKET_NAME
-from accord.errors import RemoteError, UnknownStore
+from accord.errors import PermissionDenied, RemoteError, UnknownStore
 from accord.superdevice.api import SuperDevice
-from accord.superdevice.links import typed
+from accord.superdevice.links import ControlLink, typed
+
+
+class _GateLink(ControlLink):
+    """The super device through the app's gate instead of a home's control socket."""
+
+    def __init__(self, socket: Path) -> None:  # no super(): it would look for a home
+        self._client = AsyncControlClient(socket)
 
 
 class AbilityContext:
-    def __init__(self, home: Path, app_id: str) -> None:
-        self.home = home
+    def __init__(self, socket: Path, app_id: str, stores: Sequence[str] = ()) -> None:
+        self.socket = socket
+        """The app's gate (not the node's control socket)."""
         self.app_id = app_id
-        self._client = AsyncControlClient(home / "run" / SOCKET_NAME)
+        self.stores = tuple(stores)
+        """The stores the manifest names: the only ones :meth:`store` opens."""
+        self._client = AsyncControlClient(socket)
 
     def superdevice(self) -> SuperDevice:
         """The circle's devices and their hardware (camera, display, speaker, ...)."""
-        return SuperDevice.connect(self.home)
+        return SuperDevice(_GateLink(self.socket))
 
     def store(self, name: str) -> ControlStore:
-        """A replicated key-value store (created on first write, synced to the circle)."""
+        """A replicated key-value store named in the manifest's ``stores`` (created on
+        first write, with the app's ``state_label``, and synced to the circle)."""
+        if name not in self.stores:
+            raise PermissionDenied(
+                f"app {self.app_id} may not open store {name!r}: its manifest names only "
+                f"these stores: {', '.join(self.stores) or 'none'}; add it to 'stores' in "
+                "accord-app.toml"
+            )
         return ControlStore(self._client, name)
 
 
 class ControlStore:
-    """A store of the node, from an ability's process."""
+    """A store of the node, from an ability's process (through its gate)."""
 
     def __init__(self, client: AsyncControlClient, name: str) -> None:
         self._client = client
@@ -67,5 +84,8 @@ class ControlStore:
         return [e["key"] for e in found["entries"]]
 
     async def watch(self, prefix: str = "") -> AsyncIterator[Any]:
-        async for event in self._client.stream("kv_watch", store=self.name, prefix=prefix):
-            yield event
+        try:
+            async for event in self._client.stream("kv_watch", store=self.name, prefix=prefix):
+                yield event
+        except RemoteError as exc:
+            raise typed(exc) from None

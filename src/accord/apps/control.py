@@ -4,6 +4,7 @@ seen from the local node (which asks the others over RPC)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -188,17 +189,31 @@ class AppControl:
             target = (await self._apps.place(bundle.manifest)).device_id
         if (await self._where(app_id)) is not None:
             raise AppError(f"app {app_id} is already running; see: accord ps")
-        await self._apps.send_bundle(target, app_id)
+        if not await self._holds(target, app_id, bundle.content_hash):
+            await self._apps.send_bundle(target, app_id)
+        grant = self._apps.grant(app_id, bundle.content_hash)  # this device vouches for it
         result: dict[str, Any] = await self._on(
-            target, "run", RunParams(app_id, args), MOVE_TIMEOUT_S
+            target, "run", RunParams(app_id, args, grant), MOVE_TIMEOUT_S
         )
         return result
 
-    async def _where(self, app_id: str) -> str | None:
+    async def _holds(self, device: str, app_id: str, content_hash: str) -> bool:
+        """Whether ``device`` has this very code of ``app_id`` installed already."""
+        try:
+            found = await self._on(device, "list", None, PS_TIMEOUT_S)
+        except AccordError:
+            return False
+        return any(a["app_id"] == app_id and a["hash"] == content_hash for a in found)
+
+    async def _running(self, app_id: str) -> dict[str, Any] | None:
         for row in (await self.ps({}))["running"]:
             if row["app_id"] == app_id:
-                return str(row["device_id"])
+                return dict(row)
         return None
+
+    async def _where(self, app_id: str) -> str | None:
+        row = await self._running(app_id)
+        return None if row is None else str(row["device_id"])
 
     async def _host(self, app_id: str) -> str:
         host = await self._where(app_id)
@@ -212,11 +227,21 @@ class AppControl:
         return result
 
     async def move(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Ask the app's host to move it. When this device holds the very code that
+        runs there, it vouches for it with its own grant, so the target may take the
+        app from a host below its level if this device may run code on it."""
         app_id = str(params.get("app", ""))
         target = self._device_id(str(params.get("to", "")))
-        source = await self._host(app_id)
+        row = await self._running(app_id)
+        if row is None:
+            raise AppError(f"app {app_id} is not running on any online device; see: accord ps")
+        source = str(row["device_id"])
+        grant = None
+        with contextlib.suppress(AppError):
+            if self._apps.bundle(app_id).content_hash == row.get("hash"):
+                grant = self._apps.grant(app_id, str(row["hash"]))
         result: dict[str, Any] = await self._on(
-            source, "move", MoveParams(app_id, target), MOVE_TIMEOUT_S + 5
+            source, "move", MoveParams(app_id, target, grant), MOVE_TIMEOUT_S + 5
         )
         return {**result, "from": self._name(source), "to": self._name(target)}
 
@@ -260,8 +285,11 @@ class _Outcome:
             reason = exc.remote_message if isinstance(exc, RemoteError) else str(exc)
             self.skip(device, label, reason)
         else:
-            self.devices[label] = {"ok": False, "status": "failed", "error": str(exc)}
-            self.failed.append({"device": label, "device_id": device, "error": str(exc)})
+            kind = exc.remote_type if isinstance(exc, RemoteError) else type(exc).__name__
+            self.devices[label] = {"ok": False, "status": "failed", "error": str(exc),
+                                   "error_type": kind}  # fmt: skip
+            self.failed.append({"device": label, "device_id": device, "error": str(exc),
+                                "error_type": kind})  # fmt: skip
 
     def skip(self, device: str, label: str, reason: str) -> None:
         self.devices[label] = {"ok": False, "status": "skipped", "error": reason}

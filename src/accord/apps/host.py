@@ -13,8 +13,11 @@ go to stderr, which the node keeps in the app's log. Requests carry ``op``:
 * ``describe`` -> ``{"status": {...}}``
 * ``stop`` -> ``on_stop``, then the process exits
 
-The first request is ``load`` (``app_dir``, ``home``, ``device_id``, ``device_name``,
-``log``): import the app's entry module and create its Ability. Every reply is
+The first request is ``load`` (``app_dir``, ``socket``, ``device_id``,
+``device_name``, ``log``, ``sandbox``): open the log, confine this process as
+``sandbox`` says (:func:`accord.apps.sandbox.confine`: the app's user, Landlock),
+and only then import the app's entry module and create its Ability, whose context
+reaches the node through ``socket``, the app's gate. Every reply is
 ``{"ok": true, ...}`` or ``{"ok": false, "type": T, "error": E}``.
 An app that raises in a hook fails that request, not the process; a crash of the
 process is the node's to report (and to restart, for keep-alive apps).
@@ -37,6 +40,7 @@ import msgspec
 from accord.apps.ability import Ability, find_ability, state_bytes
 from accord.apps.context import AbilityContext
 from accord.apps.manifest import load_manifest
+from accord.apps.sandbox import confine
 
 FRAME = struct.Struct(">I")
 MAX_FRAME = 16 * 1024 * 1024 + 4096  # 10 MiB of state with room to spare
@@ -67,6 +71,10 @@ def load(request: dict[str, Any]) -> Ability:
         os.dup2(fd, 2)
         os.close(fd)
     app_dir = Path(str(request["app_dir"]))
+    plan = request.get("sandbox")
+    if plan:
+        held = confine(plan)
+        logging.getLogger("accord.apps.host").info("confined: %s", held)
     manifest = load_manifest(app_dir)
     sys.path.insert(0, str(app_dir))
     module = importlib.import_module(manifest.entry_module)
@@ -74,7 +82,7 @@ def load(request: dict[str, Any]) -> Ability:
     ability.app_id = manifest.id
     ability.device_id = str(request.get("device_id", ""))
     ability.device_name = str(request.get("device_name", ""))
-    ability.context = AbilityContext(Path(str(request.get("home", "."))), manifest.id)
+    ability.context = AbilityContext(Path(str(request["socket"])), manifest.id, manifest.stores)
     return ability
 
 

@@ -6,6 +6,8 @@ The keys sit at the top level of the TOML file::
     version = "1.0.0"
     entry = "notes.app:Notes"    # module, optionally ":Class"
     requires = ["display"]
+    state_label = "S2"           # the label of the app's state (default S1)
+    stores = ["notes"]           # the only stores the app may open (default none)
 
 Parsing is strict, like device profiles: an unknown key, a wrong type or an
 out-of-range value is a :class:`ManifestError` that names the file and the key,
@@ -22,6 +24,7 @@ from typing import Annotated, Any
 import msgspec
 
 from accord.apps.errors import ManifestError
+from accord.trust.levels import DataLabel
 
 MANIFEST_NAME = "accord-app.toml"
 """The manifest's file name, at the root of an app folder and of its bundle."""
@@ -30,12 +33,14 @@ ID_PATTERN = r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*$"
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 ENTRY_PATTERN = rf"^{_IDENT}(\.{_IDENT})*(:{_IDENT})?$"
 CAPABILITY_PATTERN = r"^[a-z][a-z0-9-]*$"
+STORE_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"  # as accord.data.limits.STORE_NAME
 
 AppId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, min_length=1, max_length=64)]
 Version = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 Entry = Annotated[str, msgspec.Meta(pattern=ENTRY_PATTERN, max_length=200)]
 Capability = Annotated[str, msgspec.Meta(pattern=CAPABILITY_PATTERN, max_length=64)]
 Seconds = Annotated[float, msgspec.Meta(ge=0.5, le=3600.0)]
+StoreName = Annotated[str, msgspec.Meta(pattern=STORE_PATTERN)]
 
 
 class AppManifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -55,6 +60,15 @@ class AppManifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Placement prefers a larger display even when ``display`` is not required."""
     name: Annotated[str, msgspec.Meta(max_length=200)] = ""
     description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    state_label: DataLabel = "S1"
+    """The data label of the app's state: its checkpoints live in a store of this label
+    (only members whose level may hold it receive them, or run the app), and it is
+    the app's own level when it opens stores (see ``stores``)."""
+    stores: Annotated[list[StoreName], msgspec.Meta(max_length=32)] = []
+    """The replicated stores the app may open, by name; it can reach no other. It may
+    read a store labelled at most ``state_label`` and write one labelled at least
+    ``state_label`` (no reading up, no writing down); a store it creates gets
+    ``state_label``."""
 
     @property
     def entry_module(self) -> str:
@@ -78,6 +92,9 @@ _HINTS = {
     "requires": "requires lists capability names such as 'display', 'camera', 'speaker'",
     "checkpoint_s": "checkpoint_s is the number of seconds between keep-alive checkpoints, "
     "from 0.5 to 3600",
+    "state_label": "state_label is the data label of the app's state: S1, S2, S3 or S4",
+    "stores": "stores lists the store names the app may open: lower-case letters, digits, "
+    "'_', '.', '-', at most 64 characters, e.g. 'notes'",
 }
 _AT_FIELD = re.compile(r"at `\$\.(\w+)")
 
@@ -107,11 +124,18 @@ def manifest_from_dict(raw: dict[str, Any], source: str = "<manifest>") -> AppMa
         match = _AT_FIELD.search(str(exc))
         hint = _HINTS.get(match.group(1), "") if match else ""
         raise ManifestError(f"{source}: {exc}" + (f"; {hint}" if hint else "")) from exc
-    seen: set[str] = set()
-    for cap in manifest.requires:
-        if cap in seen:
-            raise ManifestError(f"{source}: requires lists {cap!r} twice; keep one")
-        seen.add(cap)
+    for key, values in (("requires", manifest.requires), ("stores", manifest.stores)):
+        seen: set[str] = set()
+        for value in values:
+            if value in seen:
+                raise ManifestError(f"{source}: {key} lists {value!r} twice; keep one")
+            seen.add(value)
+    for store in manifest.stores:
+        if store == "accord" or store.startswith("accord."):
+            raise ManifestError(
+                f"{source}: stores names {store!r}; stores named accord.* are the node's "
+                "own (checkpoints, settings): an app cannot open them"
+            )
     return manifest
 
 

@@ -7,6 +7,20 @@ from typing import Any
 import msgspec
 
 
+class Grant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A member's signed consent that app ``app_id``, exactly the code ``content_hash``,
+    may run on members up to the signer's own level: it lets a move or a failover
+    start the app on a device whose level is above the device that hands it over.
+    See :mod:`accord.apps.authority` for what is signed and when it counts."""
+
+    app_id: str
+    content_hash: str
+    by: str
+    """Device id of the member that signed it."""
+    at: float
+    signature: bytes = b""
+
+
 class AppRef(msgspec.Struct, frozen=True):
     app_id: str
 
@@ -22,6 +36,8 @@ class InstallParams(msgspec.Struct, frozen=True):
 class RunParams(msgspec.Struct, frozen=True):
     app_id: str
     params: dict[str, Any] = {}
+    grant: Grant | None = None
+    """The caller's grant for the installed bundle (kept for moves and failover)."""
 
 
 class RestoreParams(msgspec.Struct, frozen=True):
@@ -33,6 +49,8 @@ class RestoreParams(msgspec.Struct, frozen=True):
     transfer: str
     state_bytes: int
     params: dict[str, Any] = {}
+    grant: Grant | None = None
+    """The app's grant: lets the target take the app from a caller below its level."""
 
 
 class FetchParams(msgspec.Struct, frozen=True):
@@ -43,6 +61,8 @@ class FetchParams(msgspec.Struct, frozen=True):
 class MoveParams(msgspec.Struct, frozen=True):
     app_id: str
     target: str
+    grant: Grant | None = None
+    """The mover's own grant for the running code, passed on to the target."""
 
 
 class SendParams(msgspec.Struct, frozen=True):
@@ -51,8 +71,10 @@ class SendParams(msgspec.Struct, frozen=True):
 
 
 class Checkpoint(msgspec.Struct, frozen=True):
-    """The last saved state of a keep-alive app (``ckpt/<app id>`` in the apps store);
-    state and bundle live in content-addressed chunks (``blob/<app id>/<sha256>/<n>``)."""
+    """The last saved state of a keep-alive app (``ckpt/<app id>`` in the apps store of
+    the app's state label); state and bundle live in content-addressed chunks
+    (``blob/<app id>/<sha256>/<n>``). ``signature`` is the host's, over every other
+    field (:func:`accord.apps.authority.checkpoint_bytes`)."""
 
     app_id: str
     host: str
@@ -63,3 +85,6 @@ class Checkpoint(msgspec.Struct, frozen=True):
     state_blob: str
     state_chunks: int
     requires: list[str] = []
+    state_label: str = "S1"
+    grant: Grant | None = None
+    signature: bytes = b""

@@ -3,8 +3,11 @@
 Every device that computes a placement from the same view picks the same device,
 so failover needs no election. The rules, in order:
 
-1. Only candidates that are online and have every capability in
-   ``manifest.requires`` are eligible (``exclude`` and ``previous`` remove more).
+1. Only candidates that are online, have every capability in ``manifest.requires``,
+   and whose security level may hold ``manifest.state_label`` are eligible; with
+   ``max_level``, only those at that level or below (who may place or fail the app
+   over there: see :mod:`accord.apps.authority`). ``exclude`` and ``previous``
+   remove more.
 2. Mains power before battery (an app should not drain a phone).
 3. If ``manifest.prefer_display`` or ``"display"`` is required: larger
    ``display_inches`` first. Otherwise the display does not matter.
@@ -25,6 +28,8 @@ import msgspec
 
 from accord.apps.errors import NoPlacement
 from accord.apps.manifest import AppManifest
+from accord.trust.levels import may_receive
+from accord.trust.members import level_rank
 
 LOAD_STEP = 0.05
 _BUCKETS = round(1 / LOAD_STEP)
@@ -42,6 +47,8 @@ class Candidate(msgspec.Struct, frozen=True):
     """0..1: CPU fraction, or load average per core."""
     display_inches: float = 0.0
     online: bool = True
+    level: str = "SL1"
+    """The member's security level as the circle records it (unknown: the lowest)."""
 
 
 Score = tuple[int, float, int, str, str]
@@ -78,7 +85,12 @@ def score(manifest: AppManifest, candidate: Candidate) -> Score:
     )
 
 
-def _reason(manifest: AppManifest, candidate: Candidate, exclude: Collection[str]) -> str | None:
+def _reason(
+    manifest: AppManifest,
+    candidate: Candidate,
+    exclude: Collection[str],
+    max_level: str | None = None,
+) -> str | None:
     """Why the candidate is not eligible, or None if it is (rule 1)."""
     if candidate.device_id in exclude:
         return "excluded"
@@ -87,6 +99,10 @@ def _reason(manifest: AppManifest, candidate: Candidate, exclude: Collection[str
     lacks = missing(manifest, candidate)
     if lacks:
         return "lacks " + ", ".join(lacks)
+    if not may_receive(candidate.level, manifest.state_label):
+        return f"{candidate.level} may not hold {manifest.state_label} state"
+    if max_level is not None and level_rank(candidate.level) > level_rank(max_level):
+        return f"{candidate.level} is above {max_level}, the most the app may go to"
     return None
 
 
@@ -95,22 +111,30 @@ def _sort_key(manifest: AppManifest, candidate: Candidate) -> tuple[Score, bytes
 
 
 def rank(
-    manifest: AppManifest, candidates: Iterable[Candidate], *, exclude: Collection[str] = ()
+    manifest: AppManifest,
+    candidates: Iterable[Candidate],
+    *,
+    exclude: Collection[str] = (),
+    max_level: str | None = None,
 ) -> list[Candidate]:
     """Eligible candidates, best first; the input order never matters."""
-    eligible = [c for c in candidates if _reason(manifest, c, exclude) is None]
+    eligible = [c for c in candidates if _reason(manifest, c, exclude, max_level) is None]
     return sorted(eligible, key=lambda c: _sort_key(manifest, c))
 
 
 def choose(
-    manifest: AppManifest, candidates: Sequence[Candidate], *, exclude: Collection[str] = ()
+    manifest: AppManifest,
+    candidates: Sequence[Candidate],
+    *,
+    exclude: Collection[str] = (),
+    max_level: str | None = None,
 ) -> Candidate:
     """The best device for the app, or NoPlacement saying why each device was refused."""
-    ranked = rank(manifest, candidates, exclude=exclude)
+    ranked = rank(manifest, candidates, exclude=exclude, max_level=max_level)
     if ranked:
         return ranked[0]
     reasons = sorted(
-        (c.name or c.device_id, c.device_id, _reason(manifest, c, exclude) or "")
+        (c.name or c.device_id, c.device_id, _reason(manifest, c, exclude, max_level) or "")
         for c in candidates
     )
     if not reasons:
@@ -132,8 +156,13 @@ def choose(
 
 
 def failover_successor(
-    manifest: AppManifest, candidates: Sequence[Candidate], *, previous: str
+    manifest: AppManifest,
+    candidates: Sequence[Candidate],
+    *,
+    previous: str,
+    max_level: str | None = None,
 ) -> Candidate | None:
-    """Where the app goes when ``previous`` fails: the same answer on every device."""
-    ranked = rank(manifest, candidates, exclude=(previous,))
+    """Where the app goes when ``previous`` fails: the same answer on every device.
+    ``max_level``: the checkpoint's authority (its grant's signer level)."""
+    ranked = rank(manifest, candidates, exclude=(previous,), max_level=max_level)
     return ranked[0] if ranked else None

@@ -62,6 +62,8 @@ class AbilityProcess:
                 stderr=logfile,
                 limit=MAX_FRAME,
                 start_new_session=True,  # a terminal's Ctrl-C is the node's to handle
+                cwd="/",  # not the node's folder (it may be the home)
+                env=_app_environment(),
             )
         return cls(proc, log_path)
 
@@ -127,6 +129,11 @@ class AbilityProcess:
         await self.proc.wait()
         if self.proc.stdin is not None:
             self.proc.stdin.close()
+
+
+def _app_environment() -> dict[str, str]:
+    """The node's environment without what would point an app at the home."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
 
 
 class SparePool:

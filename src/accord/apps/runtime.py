@@ -15,10 +15,22 @@ Moving an app (:meth:`AppRuntime.move`), on the source:
 4. only then the source is stopped (``on_stop``). If any step fails, the source
    gets SIGCONT and goes on with the state it had: one copy, never zero or two.
 
-Keep-alive apps checkpoint into the ``accord.apps`` store (on every save and every
-``checkpoint_s``). When the device running one goes offline, every member computes
-the same successor (:func:`accord.apps.placement.failover_successor` over the
-online capable members) and that one restarts it from the checkpoint.
+Keep-alive apps checkpoint into the apps store of their manifest's ``state_label``
+(``accord.apps`` for S1, ``accord.apps.S2`` ... ``accord.apps.S4``: only members whose
+level may hold the label receive it), on every save and every ``checkpoint_s``,
+signed by the host. When the device running one goes offline, every member that
+holds the checkpoint computes the same successor
+(:func:`accord.apps.placement.failover_successor` over the online capable members
+that may hold the label, up to the level of the checkpoint's grant) and that one
+restarts it from the checkpoint.
+
+Authority (:mod:`accord.apps.authority`): ``install``, ``remove``, ``run``,
+``stop``, ``move`` and ``send`` need the caller to be this device, named in the
+``apps`` allow-list, or (without one) at this device's level or higher; ``restore``
+also takes a grant that counts here. ``list`` and ``ps`` answer every member, ``ps``
+without the status of apps whose state label the caller may not hold. Every app
+runs confined, reaching its node only through its gate (:mod:`accord.apps.sandbox`,
+:mod:`accord.apps.gate`).
 """
 
 from __future__ import annotations
@@ -29,8 +41,9 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from accord.apps import authority, sandbox
 from accord.apps.bundle import (
     Bundle,
     build_bundle,
@@ -40,12 +53,14 @@ from accord.apps.bundle import (
     verify_bundle,
 )
 from accord.apps.checkpoints import Checkpoints
-from accord.apps.errors import AppError, RequirementsNotMet
+from accord.apps.errors import AppError, RequirementsNotMet, TamperedBundle
+from accord.apps.gate import AppGate
 from accord.apps.manifest import AppManifest
 from accord.apps.messages import (
     AppRef,
     Checkpoint,
     FetchParams,
+    Grant,
     InstallParams,
     MoveParams,
     RestoreParams,
@@ -54,19 +69,23 @@ from accord.apps.messages import (
 )
 from accord.apps.placement import Candidate, choose, failover_successor
 from accord.apps.process import AbilityProcess, AppFailed, SparePool
+from accord.apps.transfers import SERVICE as TRANSFER_SERVICE
 from accord.apps.transfers import Transfers
 from accord.bus.directory import DeviceDirectory, DeviceRecord, DirectoryEvent
 from accord.clock import Clock
 from accord.data.api import DataStore
 from accord.data.service import DataService
 from accord.device.home import Home
-from accord.errors import AccordError, DeviceUnavailable
+from accord.errors import AccordError, DeviceUnavailable, PermissionDenied, UnknownStore
 from accord.rpc import RpcClient, RpcServer
 from accord.trust.circle import Circle
+from accord.trust.levels import DataLabel, may_receive, require_may_receive
+from accord.trust.members import level_rank
 
 log = logging.getLogger(__name__)
 
 STORE = "accord.apps"
+"""The checkpoint store of S1 apps; apps of label Sn (n > 1) use ``accord.apps.Sn``."""
 RESTART_LIMIT = 5  # crashes of a keep-alive app within RESTART_WINDOW_S before giving up
 RESTART_WINDOW_S = 60.0
 MOVE_TIMEOUT_S = 60.0
@@ -79,6 +98,9 @@ class Running:
     process: AbilityProcess
     started_at: float
     params: dict[str, Any]
+    grant: Grant
+    box: sandbox.Sandbox
+    gate: AppGate
     last_state: bytes | None = None
     crashes: list[float] = field(default_factory=list)
     moving: bool = False
@@ -112,6 +134,7 @@ class AppRuntime:
         self._spares = SparePool(lambda: self.folder / "logs" / "spare.log")
         self._store: DataStore | None = None
         self.checkpoints = Checkpoints(lambda: self.store)
+        """The S1 checkpoints; :meth:`checkpoints_for` gives those of any label."""
         self._online: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._undo: list[Any] = []
@@ -133,7 +156,8 @@ class AppRuntime:
         s.register("apps", "restore", self._rpc_restore, RestoreParams)
         s.register("apps", "move", self._rpc_move, MoveParams)
         s.register("apps", "send", self._rpc_send, SendParams)
-        s.register_stream("apps", "fetch", self.transfers.serve, FetchParams)
+        s.register_stream(TRANSFER_SERVICE, "fetch", self.transfers.serve, FetchParams)
+        sandbox.check_home(self._home.path)
         if self.installed():  # a device with no apps keeps no spare process around
             self._spares.warm()
         self._online = self._directory.online_ids()
@@ -158,6 +182,81 @@ class AppRuntime:
     def store(self) -> DataStore:
         assert self._store is not None, "the app runtime is not started"
         return self._store
+
+    def checkpoints_for(self, label: str, *, create: bool = True) -> Checkpoints | None:
+        """The checkpoints of apps whose state is labelled ``label``; None if that store
+        is not here (and ``create`` is false) or this device may not hold the label."""
+        if label == "S1":
+            return self.checkpoints
+        if not may_receive(self._member_level(self._me), label):
+            return None
+        name = f"{STORE}.{label}"
+        try:
+            store = self._data.open_existing(name)
+        except UnknownStore:
+            if not create:
+                return None
+            store = self._data.open(name, label=label)  # type: ignore[arg-type]
+        if store.label != label:
+            return None
+        return Checkpoints(lambda: store)
+
+    # -- authority (see accord.apps.authority) -------------------------------------
+
+    def _member_level(self, device_id: str) -> str:
+        """A member's level as the circle records it (what every member sees alike)."""
+        member = self._circle.member(device_id)
+        if member is not None:
+            return member.security_level
+        return self._home.profile.security_level if device_id == self._me else ""
+
+    def _my_level(self) -> str:
+        """This device's level for who may run code on it: the higher of what its
+        profile declares and what the circle records."""
+        declared, recorded = self._home.profile.security_level, self._member_level(self._me)
+        return recorded if level_rank(recorded) > level_rank(declared) else declared
+
+    def _name_of(self, device_id: str) -> str:
+        member = self._circle.member(device_id)
+        return member.name if member is not None else device_id[:10]
+
+    def _vouches(self, device_id: str) -> bool:
+        """Whether ``device_id`` may run code here (rules 1 to 3)."""
+        if device_id == self._me:
+            return True
+        allowed = self._services.restrictions().get(authority.SERVICE)
+        if allowed is not None:
+            return device_id in allowed
+        return authority.outranks(self._member_level(device_id), self._my_level())
+
+    def _authorize(self, caller: str, action: str) -> None:
+        if self._vouches(caller):
+            return
+        if self._services.restrictions().get(authority.SERVICE) is not None:
+            raise PermissionDenied(
+                f"{self._name_of(caller)} may not {action} {self._home.name}: only the "
+                f"devices its owner named may (accord permissions ls, on {self._home.name})"
+            )
+        raise authority.denied(action, self._name_of(caller), self._member_level(caller),
+                               self._home.name, self._my_level())  # fmt: skip
+
+    def _valid_grant(self, grant: Grant | None, app_id: str, content_hash: str) -> Grant | None:
+        ok = authority.grant_valid(grant, self._public_key_of, app_id, content_hash)
+        return grant if ok else None
+
+    def grant(self, app_id: str, content_hash: str) -> Grant:
+        """This device's grant for code ``content_hash`` of ``app_id``."""
+        return authority.sign_grant(self._home.identity, app_id, content_hash, self._clock.wall())
+
+    def _stronger(self, offered: Grant | None, current: Grant) -> Grant:
+        """Of two grants for the same code, the one whose signer's level is higher."""
+        if offered is None:
+            return current
+        rank = level_rank(self._member_level(offered.by))
+        return offered if rank > level_rank(self._member_level(current.by)) else current
+
+    def _may_hold(self, label: str) -> None:
+        require_may_receive(self._member_level(self._me), label, self._home.name)
 
     # -- installed apps ----------------------------------------------------------
 
@@ -239,7 +338,13 @@ class AppRuntime:
         with contextlib.suppress(AppError):
             if self.bundle(app_id).content_hash == content_hash:
                 return
-        await self.install(decode_bundle(await self._fetch(source, transfer, "bundle")))
+        bundle = decode_bundle(await self._fetch(source, transfer, "bundle"))
+        if bundle.manifest.id != app_id or bundle.content_hash != content_hash:
+            raise TamperedBundle(
+                f"the bundle offered as {app_id} {content_hash[:12]} is "
+                f"{bundle.manifest.id} {bundle.content_hash[:12]}; not installed"
+            )
+        await self.install(bundle)
 
     async def send_bundle(self, target: str, app_id: str) -> dict[str, Any]:
         """Install our copy of ``app_id`` on ``target`` (it pulls it from us)."""
@@ -253,6 +358,7 @@ class AppRuntime:
         return result
 
     async def _rpc_install(self, params: InstallParams, caller: str) -> dict[str, Any]:
+        self._authorize(caller, "install apps on")
         await self._ensure_installed(caller, params.app_id, params.content_hash, params.transfer)
         return {"device": self._home.name, "app_id": params.app_id, "hash": params.content_hash}
 
@@ -271,42 +377,67 @@ class AppRuntime:
                 "requires": b.manifest.requires,
                 "keep_alive": b.manifest.keep_alive,
                 "continuable": b.manifest.continuable,
+                "state_label": b.manifest.state_label,
+                "stores": b.manifest.stores,
                 "running": b.manifest.id in self._running,
             }
             for b in self.installed().values()
         ]
 
-    async def _rpc_remove(self, params: AppRef, _caller: str) -> dict[str, Any]:
+    async def _rpc_remove(self, params: AppRef, caller: str) -> dict[str, Any]:
+        self._authorize(caller, "remove apps from")
         return await self.remove(params.app_id)
 
     # -- running -----------------------------------------------------------------
 
     async def run(
-        self, app_id: str, params: dict[str, Any], state: bytes | None = None
+        self,
+        app_id: str,
+        params: dict[str, Any],
+        state: bytes | None = None,
+        *,
+        grant: Grant | None = None,
     ) -> dict[str, Any]:
-        """Start ``app_id`` here (``state``: restore from a save)."""
+        """Start ``app_id`` here (``state``: restore from a save). ``grant``: who
+        vouched for this code (kept for moves and failover); default this device."""
         if app_id in self._running:
             raise AppError(f"app {app_id!r} already runs on {self._home.name}")
         bundle = self.bundle(app_id)
-        process = await self._spares.take()
-        process.app_id = app_id
-        log_path = self.folder / "logs" / f"{app_id}.log"
-        process.log_path = log_path
+        self._may_hold(bundle.manifest.state_label)
+        grant = self._valid_grant(grant, app_id, bundle.content_hash) or self.grant(
+            app_id, bundle.content_hash
+        )
+        loop = asyncio.get_running_loop()
+        box = await loop.run_in_executor(None, sandbox.prepare, self._app_dir(app_id))
+        process: AbilityProcess | None = None
+        gate = AppGate(bundle.manifest, box.socket, me=self._me, rpc=self._rpc,
+                       directory=self._directory, circle=self._circle, data=self._data,
+                       app_pid=lambda: process.pid if process is not None else None)  # fmt: skip
         try:
+            await gate.start()
+            box.give(box.socket)
+            process = await self._spares.take()
+            process.app_id = app_id
+            log_path = self.folder / "logs" / f"{app_id}.log"
+            process.log_path = log_path
             await process.request(
                 "load",
-                app_dir=str(self._app_dir(app_id)),
-                home=str(self._home.path),
+                app_dir=str(box.code),
+                socket=str(box.socket),
                 device_id=self._me,
                 device_name=self._home.name,
                 log=str(log_path),
+                sandbox=box.plan(),
             )
             await process.request("start", params=params, state=state)
         except BaseException:
-            await process.kill()
+            if process is not None:
+                await process.kill()
+            await gate.stop()
+            box.remove()
             raise
         running = Running(bundle.manifest, bundle.content_hash, process, self._clock.wall(),
-                          params, last_state=state)  # fmt: skip
+                          params, grant, box, gate, last_state=state)  # fmt: skip
         self._running[app_id] = running
         self.crashed.pop(app_id, None)
         running.watcher = asyncio.get_running_loop().create_task(self._watch(app_id, running))
@@ -327,10 +458,19 @@ class AppRuntime:
             "since": r.started_at,
             "keep_alive": r.manifest.keep_alive,
             "paused": r.process.paused,
+            "hash": r.content_hash,
+            "state_label": r.manifest.state_label,
         }
 
-    async def _rpc_run(self, params: RunParams, _caller: str) -> dict[str, Any]:
-        return await self.run(params.app_id, params.params)
+    async def _rpc_run(self, params: RunParams, caller: str) -> dict[str, Any]:
+        self._authorize(caller, "run apps on")
+        return await self.run(params.app_id, params.params, grant=params.grant)
+
+    @staticmethod
+    async def _release(running: Running) -> None:
+        """What a run held besides its process: its gate and its folder."""
+        await running.gate.stop()
+        running.box.remove()
 
     async def _stop_local(self, app_id: str, *, checkpoint: bool, forget: bool) -> None:
         running = self._running.get(app_id)
@@ -343,11 +483,17 @@ class AppRuntime:
             with contextlib.suppress(AccordError):
                 await self._save_and_checkpoint(app_id, running)
         del self._running[app_id]
-        await running.process.stop()
+        try:
+            await running.process.stop()
+        finally:
+            await self._release(running)
         if forget:
-            await self.checkpoints.forget(app_id)
+            ckpts = self.checkpoints_for(running.manifest.state_label, create=False)
+            if ckpts is not None:
+                await ckpts.forget(app_id)
 
-    async def _rpc_stop(self, params: AppRef, _caller: str) -> dict[str, Any]:
+    async def _rpc_stop(self, params: AppRef, caller: str) -> dict[str, Any]:
+        self._authorize(caller, "stop apps on")
         return await self.stop_app(params.app_id)
 
     async def stop_app(self, app_id: str) -> dict[str, Any]:
@@ -365,8 +511,14 @@ class AppRuntime:
             rows.append(row)
         return rows
 
-    async def _rpc_ps(self, _params: None, _caller: str) -> list[dict[str, Any]]:
-        return await self.ps()
+    async def _rpc_ps(self, _params: None, caller: str) -> list[dict[str, Any]]:
+        rows = await self.ps()
+        if caller != self._me:  # an app's status may show its state: only at its label
+            level = self._member_level(caller)
+            for row in rows:
+                if not may_receive(level, row["state_label"]):
+                    row.pop("status", None)
+        return rows
 
     async def send(self, app_id: str, message: Any) -> Any:
         running = self._running.get(app_id)
@@ -374,7 +526,12 @@ class AppRuntime:
             raise AppError(f"app {app_id!r} is not running on {self._home.name}")
         return (await running.process.request("message", message=message))["reply"]
 
-    async def _rpc_send(self, params: SendParams, _caller: str) -> Any:
+    async def _rpc_send(self, params: SendParams, caller: str) -> Any:
+        self._authorize(caller, "send messages to apps on")
+        running = self._running.get(params.app_id)
+        if running is not None and caller != self._me:  # its reply may carry its state
+            require_may_receive(self._member_level(caller), running.manifest.state_label,
+                                self._name_of(caller))  # fmt: skip
         return await self.send(params.app_id, params.message)
 
     async def _watch(self, app_id: str, running: Running) -> None:
@@ -385,6 +542,7 @@ class AppRuntime:
         del self._running[app_id]
         if running.checkpointer is not None:
             running.checkpointer.cancel()
+        await self._release(running)
         reason = f"exited with code {code} ({running.process._tail()})"
         log.error("%s: app %s crashed: %s", self._home.name, app_id, reason)
         self.crashed[app_id] = reason
@@ -394,7 +552,7 @@ class AppRuntime:
             return
         await asyncio.sleep(0.2 * 2 ** (len(recent) - 1))
         try:
-            await self.run(app_id, running.params, running.last_state)
+            await self.run(app_id, running.params, running.last_state, grant=running.grant)
         except AccordError as exc:
             self.crashed[app_id] = f"{reason}; restart failed: {exc}"
             return
@@ -418,14 +576,19 @@ class AppRuntime:
 
     async def _checkpoint(self, app_id: str, running: Running, state: bytes | None) -> None:
         running.last_state = state
-        bundle_blob, bundle_chunks = await self.checkpoints.write_blob(
+        label = running.manifest.state_label
+        ckpts = self.checkpoints_for(label)
+        if ckpts is None:  # run() checked that this device may hold it
+            raise AppError(f"{self._home.name} may not hold {label} checkpoints")
+        bundle_blob, bundle_chunks = await ckpts.write_blob(
             app_id, encode_bundle(self.bundle(app_id))
         )
-        state_blob, state_chunks = await self.checkpoints.write_blob(app_id, state or b"")
+        state_blob, state_chunks = await ckpts.write_blob(app_id, state or b"")
         ckpt = Checkpoint(app_id, self._me, self._clock.wall(), running.content_hash,
                           bundle_blob, bundle_chunks, state_blob, state_chunks,
-                          list(running.manifest.requires))  # fmt: skip
-        await self.checkpoints.save(ckpt)
+                          list(running.manifest.requires), label,
+                          running.grant)  # fmt: skip
+        await ckpts.save(authority.sign_checkpoint(ckpt, self._home.identity))
 
     # -- failover -----------------------------------------------------------------
 
@@ -445,39 +608,65 @@ class AppRuntime:
                 continue
             if rec.device_id != self._me and not self._circle.is_member(rec.device_id):
                 continue
-            out.append(_candidate(rec, load=0.0))
+            out.append(_candidate(rec, load=0.0, level=self._member_level(rec.device_id)))
         return out
 
     async def _fail_over(self, gone: str) -> None:
-        for ckpt in await self.checkpoints.all():
-            if ckpt.host != gone or ckpt.app_id in self._running:
+        for label in get_args(DataLabel):
+            ckpts = self.checkpoints_for(label, create=False)
+            if ckpts is None:
                 continue
-            manifest = AppManifest(id=ckpt.app_id, version="", entry="x", requires=ckpt.requires)
-            successor = failover_successor(manifest, self._candidates(), previous=gone)
-            if successor is None or successor.device_id != self._me:
-                continue
-            log.warning("%s: %s went offline; restarting %s here", self._home.name,
-                        gone[:10], ckpt.app_id)  # fmt: skip
-            try:
-                have = None
-                with contextlib.suppress(AppError):
-                    have = self.bundle(ckpt.app_id).content_hash
-                if have != ckpt.content_hash:
-                    blob = await self.checkpoints.read_blob(
-                        ckpt.app_id, ckpt.bundle_blob, ckpt.bundle_chunks
-                    )
-                    await self.install(decode_bundle(blob))
-                state = await self.checkpoints.read_blob(
-                    ckpt.app_id, ckpt.state_blob, ckpt.state_chunks
-                )
-                await self.run(ckpt.app_id, {}, state)
-            except AccordError as exc:
-                log.error("%s: failover of %s failed: %s", self._home.name, ckpt.app_id, exc)  # noqa: TRY400
+            for ckpt in await ckpts.all():
+                if ckpt.host == gone and ckpt.app_id not in self._running:
+                    await self._take_over(ckpts, ckpt, label)
+
+    async def _take_over(self, ckpts: Checkpoints, ckpt: Checkpoint, label: str) -> None:
+        """Restart a gone host's app here if this device is its successor, and its
+        checkpoint is the host's, in the store of its label, and vouched for here."""
+        what = f"{self._home.name}: failover of {ckpt.app_id}"
+        if ckpt.state_label != label or not authority.checkpoint_valid(ckpt, self._public_key_of):
+            log.warning("%s: ignoring a checkpoint not signed by its host %s, or in the "
+                        "wrong store", what, ckpt.host[:10])  # fmt: skip
+            return
+        most = authority.authority_level(ckpt, self._public_key_of, self._member_level)
+        manifest = AppManifest(id=ckpt.app_id, version="", entry="x", requires=ckpt.requires,
+                               state_label=label)  # type: ignore[arg-type]  # fmt: skip
+        successor = failover_successor(manifest, self._candidates(), previous=ckpt.host,
+                                       max_level=most)  # fmt: skip
+        if successor is None or successor.device_id != self._me:
+            return
+        grant = self._valid_grant(ckpt.grant, ckpt.app_id, ckpt.content_hash)
+        voucher = grant.by if grant is not None else ckpt.host
+        if not self._vouches(voucher):
+            log.warning("%s: not restarted here: %s may not run code on this device",
+                        what, self._name_of(voucher))  # fmt: skip
+            return
+        log.warning("%s went offline; restarting %s here", ckpt.host[:10], ckpt.app_id)
+        try:
+            have = None
+            with contextlib.suppress(AppError):
+                have = self.bundle(ckpt.app_id).content_hash
+            if have != ckpt.content_hash:
+                blob = await ckpts.read_blob(ckpt.app_id, ckpt.bundle_blob, ckpt.bundle_chunks)
+                bundle = decode_bundle(blob)
+                if bundle.content_hash != ckpt.content_hash or bundle.manifest.id != ckpt.app_id:
+                    raise TamperedBundle(f"the checkpoint's bundle is not {ckpt.app_id} "
+                                         f"{ckpt.content_hash[:12]}")  # fmt: skip
+                await self.install(bundle)
+            manifest = self.bundle(ckpt.app_id).manifest
+            if not manifest.keep_alive or manifest.state_label != label:
+                raise AppError(f"{ckpt.app_id} is not a keep-alive app of {label} state")
+            state = await ckpts.read_blob(ckpt.app_id, ckpt.state_blob, ckpt.state_chunks)
+            await self.run(ckpt.app_id, {}, state, grant=grant)
+        except AccordError as exc:
+            log.error("%s failed: %s", what, exc)  # noqa: TRY400
 
     # -- moving -------------------------------------------------------------------
 
-    async def move(self, app_id: str, target: str) -> dict[str, Any]:
-        """Continue ``app_id`` (running here) on ``target``; see the module docstring."""
+    async def move(self, app_id: str, target: str, grant: Grant | None = None) -> dict[str, Any]:
+        """Continue ``app_id`` (running here) on ``target``; see the module docstring.
+        ``grant``: the mover's own grant for this code, handed to the target instead of
+        the one the app runs under."""
         running = self._running.get(app_id)
         if running is None:
             raise AppError(f"app {app_id!r} is not running on {self._home.name}")
@@ -487,6 +676,9 @@ class AppRuntime:
             raise AppError(f"app {app_id} already runs on {self._home.name}")
         if running.moving:
             raise AppError(f"app {app_id} is already moving")
+        self._check_target(running.manifest, target)
+        grant = self._stronger(self._valid_grant(grant, app_id, running.content_hash),
+                               running.grant)  # fmt: skip
         t0 = self._clock.monotonic()
         running.moving = True
         try:
@@ -499,7 +691,7 @@ class AppRuntime:
                 bundle = self.bundle(app_id)
                 tid = self.transfers.offer(target, encode_bundle(bundle), state)
                 restore = RestoreParams(app_id, bundle.content_hash, tid, len(state),
-                                        running.params)  # fmt: skip
+                                        running.params, grant)  # fmt: skip
                 await self._rpc.call(target, "apps", "restore", restore, timeout=MOVE_TIMEOUT_S)
             except BaseException:
                 running.process.resume()  # the source goes on, with its state intact
@@ -512,15 +704,43 @@ class AppRuntime:
         return {"app_id": app_id, "to": target, "state_bytes": len(state),
                 "seconds": round(elapsed, 4)}  # fmt: skip
 
-    async def _rpc_move(self, params: MoveParams, _caller: str) -> dict[str, Any]:
-        return await self.move(params.app_id, params.target)
+    def _check_target(self, manifest: AppManifest, target: str) -> None:
+        """Refuse, before the app is paused, a target that lacks what it requires or
+        whose level may not hold its state (the state never leaves then)."""
+        rec = self._directory.get(target)
+        name = rec.name if rec is not None else self._name_of(target)
+        if rec is not None and rec.profile is not None:
+            lacking = [cap for cap in manifest.requires if cap not in rec.capabilities]
+            if lacking:
+                raise RequirementsNotMet(
+                    f"{name} cannot run {manifest.id}: it lacks {', '.join(lacking)}"
+                )
+        require_may_receive(self._member_level(target), manifest.state_label, name)
+
+    async def _rpc_move(self, params: MoveParams, caller: str) -> dict[str, Any]:
+        self._authorize(caller, "move apps off")
+        return await self.move(params.app_id, params.target, params.grant)
 
     async def _rpc_restore(self, params: RestoreParams, caller: str) -> dict[str, Any]:
+        """Take an app from ``caller``: it has authority here, or hands over a grant
+        that counts here for exactly this code (then the app must be continuable)."""
+        grant = self._valid_grant(params.grant, params.app_id, params.content_hash)
+        by_grant = False
+        try:
+            self._authorize(caller, "move apps onto")
+        except PermissionDenied:
+            if grant is None or not self._vouches(grant.by):
+                raise
+            by_grant = True
         await self._ensure_installed(caller, params.app_id, params.content_hash, params.transfer)
+        manifest = self.bundle(params.app_id).manifest
+        if by_grant and not manifest.continuable:
+            raise AppError(f"app {params.app_id} is not continuable (its manifest says so)")
+        self._may_hold(manifest.state_label)
         state = await self._fetch(caller, params.transfer, "state")
         if len(state) != params.state_bytes:
             raise AppError(f"state transfer cut short: {len(state)} of {params.state_bytes}")
-        return await self.run(params.app_id, params.params, state)
+        return await self.run(params.app_id, params.params, state, grant=grant)
 
     # -- placement ----------------------------------------------------------------
 
@@ -532,7 +752,8 @@ class AppRuntime:
             r.device_id)]  # fmt: skip
         loads = await asyncio.gather(*(self._load_of(r.device_id) for r in members))
         pairs = zip(members, loads, strict=True)
-        chosen = choose(manifest, [_candidate(r, load) for r, load in pairs])
+        candidates = [_candidate(r, load, self._member_level(r.device_id)) for r, load in pairs]
+        chosen = choose(manifest, candidates, max_level=self._member_level(self._me))
         return records[chosen.device_id]
 
     async def _load_of(self, device_id: str) -> float:
@@ -545,7 +766,7 @@ class AppRuntime:
         return float(info.get("cpu_pct") or 0.0) / 100.0
 
 
-def _candidate(rec: DeviceRecord, load: float) -> Candidate:
+def _candidate(rec: DeviceRecord, load: float, level: str) -> Candidate:
     profile = rec.profile
     displays = profile.hardware.displays if profile is not None else []
     return Candidate(
@@ -556,4 +777,5 @@ def _candidate(rec: DeviceRecord, load: float) -> Candidate:
         load=load,
         display_inches=max((d.diagonal_in for d in displays), default=0.0),
         online=True,
+        level=level,
     )

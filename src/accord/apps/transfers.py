@@ -1,8 +1,9 @@
 """Large app data between devices is pulled, never pushed.
 
 The sender *offers* bytes (a bundle, saved state) to one device and names the offer
-in an RPC; that device pulls them with the ``apps.fetch`` stream, so the transfer is
-flow-controlled and only the device it was offered to can take it. Offers expire.
+in an RPC; that device pulls them with the ``appdata.fetch`` stream, so the transfer
+is flow-controlled and only the device it was offered to can take it (the caller id
+is authenticated: RPC travels on pairwise channels). Offers expire.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from accord.apps.messages import FetchParams
 from accord.clock import Clock
 from accord.rpc import RpcClient, RpcStream
 
-CHUNK: Final = 512 * 1024  # one apps.fetch stream item
+CHUNK: Final = 512 * 1024  # one appdata.fetch stream item
+SERVICE: Final = "appdata"
+"""The service of the ``fetch`` stream: apart from ``apps`` so that restricting who may
+manage apps on a device does not stop others from pulling what it offers them."""
 TRANSFER_TTL_S: Final = 120.0
 
 
@@ -48,7 +52,7 @@ class Transfers:
         self._offers.pop(tid, None)
 
     async def serve(self, params: FetchParams, caller: str) -> AsyncIterator[bytes]:
-        """The ``apps.fetch`` stream: an offer's part, to the device it was offered to."""
+        """The ``appdata.fetch`` stream: an offer's part, to the device it was offered to."""
         transfer = self._offers.get(params.transfer)
         if transfer is None or transfer.to != caller:
             raise AppError("no such transfer for this device (expired, or offered to another)")
@@ -61,7 +65,7 @@ class Transfers:
         """Pull a part of an offer ``source`` made to this device."""
         chunks = []
         stream: RpcStream[bytes] = self._rpc.stream(
-            source, "apps", "fetch", FetchParams(transfer, part)
+            source, SERVICE, "fetch", FetchParams(transfer, part)
         )
         async with stream:
             async for chunk in stream:

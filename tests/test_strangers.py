@@ -158,6 +158,51 @@ async def test_a_stranger_dropped_for_room_is_found_again_after_the_flood(
     assert circle_of(a).is_member(c.home.device_id)
 
 
+class Marker:
+    """A stranger of the raw session's own, whose pairing flag it flips after its other
+    puts: once the node shows the flip, it has handled every earlier put."""
+
+    def __init__(self, session: zenoh.Session) -> None:
+        self.session = session
+        self.identity = Identity.generate()
+        self.seq = 1
+        self.current = self._bytes(pairing=False)
+        self.entities = [
+            session.declare_queryable(
+                keys.announce_key(self.identity.device_id),
+                lambda q: q.reply(q.key_expr, self.current),
+            ),
+            session.liveliness().declare_token(keys.presence_key(self.identity.device_id)),
+        ]
+
+    def _bytes(self, *, pairing: bool) -> bytes:
+        ann = PublicAnnouncement(
+            v=PROTOCOL_VERSION,
+            device_id=self.identity.device_id,
+            name="Marker",
+            type="tv",
+            public_key=self.identity.public_bytes,
+            pairing=pairing,
+            seq=self.seq,
+        )
+        return encode(sign_public(ann, self.identity.sign))
+
+    async def flush(self, node: Node) -> None:
+        directory = node.directory
+        assert directory is not None
+        rec = directory.get(self.identity.device_id)
+        assert rec is not None
+        flag = not rec.pairing
+        self.seq += 1
+        self.current = self._bytes(pairing=flag)
+        self.session.put(keys.announce_key(self.identity.device_id), self.current)
+        await wait_until(
+            lambda: bool((r := directory.get(self.identity.device_id)) and r.pairing == flag),
+            5,
+            "the marker",
+        )
+
+
 async def test_no_unsigned_or_forged_announcement_renames_a_device(mesh: Mesh) -> None:
     phone = await mesh.start("Phone", "nokia-x60")
     tablet = await mesh.start("Tablet", "tablet")
@@ -165,51 +210,65 @@ async def test_no_unsigned_or_forged_announcement_renames_a_device(mesh: Mesh) -
     await pair(phone, tablet)
     await wait_until(detailed(tablet, phone), 5, "tablet to hold the phone's details")
     await wait_until(lambda: sees(tablet, tv), 5, "tablet to see the TV")
+    directory = tablet.directory
+    assert directory is not None
     conf = zenoh_config(BusSettings(connect=tuple(mesh.endpoints), multicast=False))
     session = zenoh.open(conf)
     try:
+        marker = Marker(session)
+        await wait_until(
+            lambda: directory.get(marker.identity.device_id) is not None, 5, "the marker"
+        )
         forger = Identity.generate()
-        victims = {phone.home.device_id: phone, tv.home.device_id: tv}
         loop = asyncio.get_running_loop()
 
         def captured(device_id: str) -> bytes:
             replies = list(session.get(keys.announce_key(device_id), timeout=2.0))
             return next(r.ok.payload.to_bytes() for r in replies if r.ok is not None)
 
-        genuine = {d: await loop.run_in_executor(None, captured, d) for d in victims}
-        for device_id, node in victims.items():
+        genuine = {}
+        for node in (phone, tv):
+            device_id = node.home.device_id
+            genuine[device_id] = await loop.run_in_executor(None, captured, device_id)
             real = msgspec.msgpack.decode(genuine[device_id], type=PublicAnnouncement)
-            unsigned = msgspec.structs.replace(real, name="Fridge", type="refrigerator", sig=b"")
-            forged = sign_public(
-                msgspec.structs.replace(real, name="Fridge", seq=real.seq + 1), forger.sign
+            unsigned = msgspec.structs.replace(
+                real, name="Fridge", type="refrigerator", seq=real.seq + 1, sig=b""
             )
-            own_key = sign_public(  # the member's own key: still not how members are named
-                msgspec.structs.replace(real, name="Fridge", seq=real.seq + 2),
-                node.home.identity.sign,
+            forged = sign_public(
+                msgspec.structs.replace(real, name="Fridge", seq=real.seq + 2, sig=b""),
+                forger.sign,
             )
             for payload in (encode(unsigned), encode(forged)):
                 session.put(keys.announce_key(device_id), payload)
-            if node is phone:
-                session.put(keys.announce_key(device_id), encode(own_key))
-        # A positive control: a real change the TV publishes afterwards does arrive.
+        # the phone's own key: a member is still named by its details, not by this
+        phone_real = msgspec.msgpack.decode(genuine[phone.home.device_id], type=PublicAnnouncement)
+        own_key = sign_public(
+            msgspec.structs.replace(
+                phone_real, name="Fridge", pairing=True, seq=phone_real.seq + 3
+            ),
+            phone.home.identity.sign,
+        )
+        session.put(keys.announce_key(phone.home.device_id), encode(own_key))
+        await marker.flush(tablet)  # every put above has been handled
+        phone_rec = directory.get(phone.home.device_id)
+        tv_rec = directory.get(tv.home.device_id)
+        assert phone_rec is not None
+        assert tv_rec is not None
+        assert (phone_rec.name, phone_rec.type) == ("Phone", "phone")
+        assert phone_rec.pairing  # the phone's own announcement was taken, not its name
+        assert (tv_rec.name, tv_rec.type) == ("TV", "tv")
+        # A replay of the TV's earlier genuine announcement does not undo a newer one.
         await tv.trust.pair_window({"timeout": 30})
-        directory = tablet.directory
-        assert directory is not None
         await wait_until(
             lambda: bool((r := directory.get(tv.home.device_id)) and r.pairing), 5, "the flag"
         )
-        # ...and a replay of the TV's earlier genuine announcement does not undo it.
         session.put(keys.announce_key(tv.home.device_id), genuine[tv.home.device_id])
-        await asyncio.sleep(0.5)
+        await marker.flush(tablet)
+        tv_rec = directory.get(tv.home.device_id)
+        assert tv_rec is not None
+        assert tv_rec.pairing
     finally:
         session.close()  # type: ignore[no-untyped-call]
-    phone_rec = directory.get(phone.home.device_id)
-    tv_rec = directory.get(tv.home.device_id)
-    assert phone_rec is not None
-    assert tv_rec is not None
-    assert (phone_rec.name, phone_rec.type) == ("Phone", "phone")
-    assert (tv_rec.name, tv_rec.type) == ("TV", "tv")
-    assert tv_rec.pairing
 
 
 # --- against a real node process --------------------------------------------------------

@@ -18,6 +18,7 @@ from accord.device.home import init_home
 from accord.errors import NodeAlreadyRunning, RemoteError
 from accord.node import Node
 from accord.sim.household import free_port
+from tests.nodes import detailed, pair, sees, wait_until
 
 
 def _settings(port: int, connect: tuple[str, ...] = ()) -> BusSettings:
@@ -70,22 +71,36 @@ async def test_second_node_on_a_home_is_refused(first: tuple[Node, int]) -> None
         await Node(node.home, _settings(free_port())).start()
 
 
-async def test_directory_survives_restart_with_first_seen(short_tmp: Path) -> None:
+async def test_directory_keeps_members_across_restart_and_forgets_strangers(
+    short_tmp: Path,
+) -> None:
+    """Members (and their first-seen time) survive a restart; a stranger, which
+    anyone can fake, is never written to disk (issue 12 §7)."""
     a = init_home(short_tmp / "a", profile_name="tv")
     b = init_home(short_tmp / "b", profile_name="laptop")
+    c = init_home(short_tmp / "c", profile_name="tablet")
     port = free_port()
+    connect = (f"tcp/127.0.0.1:{port}",)
     async with Node(a, _settings(port)) as node:
         assert node.directory is not None
-        events = node.directory.events()
-        async with Node(b, _settings(free_port(), (f"tcp/127.0.0.1:{port}",))):
-            first_seen = (await _next(events)).device.first_seen
-        await events.aclose()
+        async with (
+            Node(b, _settings(free_port(), connect)) as member,
+            Node(c, _settings(free_port(), connect)) as stranger,
+        ):
+            await wait_until(lambda: sees(node, stranger), 5, "a to see c")
+            await pair(node, member)
+            await wait_until(detailed(node, member), 5, "a to hold b's details")
+            rec = node.directory.get(b.device_id)
+            assert rec is not None
+            first_seen = rec.first_seen
     async with Node(a, _settings(port)) as node:
         assert node.directory is not None
         rec = node.directory.get(b.device_id)
         assert rec is not None
         assert not rec.online
         assert rec.first_seen == first_seen
+        assert rec.standing == "member"
+        assert node.directory.get(c.device_id) is None
 
 
 async def test_control_socket_rejects_garbage_and_keeps_serving(

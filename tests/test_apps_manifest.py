@@ -56,6 +56,29 @@ def test_full_manifest() -> None:
     assert (m.name, m.description) == ("Notes", "Jot.")
 
 
+def test_state_label_and_stores() -> None:
+    m = parse_manifest(MINIMAL + 'state_label = "S3"\nstores = ["notes", "notes.v2"]\n')
+    assert (m.state_label, m.stores) == ("S3", ["notes", "notes.v2"])
+    assert parse_manifest(MINIMAL).state_label == "S1"
+    assert parse_manifest(MINIMAL).stores == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('state_label = "S5"\n', "state_label is the data label"),
+        ('state_label = "SL3"\n', "S1, S2, S3 or S4"),
+        ('stores = ["Notes"]\n', "stores lists the store names"),
+        ('stores = ["a", "a"]\n', "stores lists 'a' twice"),
+        ('stores = ["accord.apps"]\n', "stores named accord.* are the node's own"),
+        ('stores = ["accord"]\n', "an app cannot open them"),
+    ],
+)
+def test_bad_state_label_or_stores(extra: str, message: str) -> None:
+    with pytest.raises(ManifestError, match=re.escape(message)):
+        parse_manifest(MINIMAL + extra, "x.toml")
+
+
 def test_unknown_key_is_named() -> None:
     with pytest.raises(ManifestError, match=r"x\.toml: unknown key 'colour'.*known keys"):
         parse_manifest(MINIMAL + 'colour = "red"\n', "x.toml")

@@ -174,6 +174,37 @@ def test_failover_successor_skips_previous() -> None:
     assert failover_successor(m, [tv, dev("radio", "speaker")], previous="id-tv") is None
 
 
+def test_only_members_that_may_hold_the_state_label_are_eligible() -> None:
+    """An S3 app never goes to the SL1 fridge or the SL2 TV, though both rank first
+    on power and display; the default level of a candidate is the lowest."""
+    m = msgspec.structs.replace(app(), state_label="S3")
+    fridge = msgspec.structs.replace(dev("fridge"), level="SL1")
+    tv = msgspec.structs.replace(dev("tv", inches=55), level="SL2")
+    tablet = msgspec.structs.replace(dev("tablet", mains=False), level="SL3")
+    phone = msgspec.structs.replace(dev("phone", mains=False), level="SL4")
+    assert names(rank(m, [fridge, tv, tablet, phone])) == ["phone", "tablet"]
+    assert failover_successor(m, [fridge, tv, tablet, phone], previous="id-phone") == tablet
+    assert rank(m, [dev("unknown")]) == []
+    with pytest.raises(NoPlacement, match="fridge: SL1 may not hold S3 state"):
+        choose(m, [fridge])
+    assert names(rank(app(), [fridge, tv])) == ["fridge", "tv"]  # S1: anyone
+
+
+def test_max_level_keeps_an_app_at_or_below_its_authority() -> None:
+    """A checkpoint granted by an SL3 member fails over to SL3 and below only."""
+    m = app()
+    fridge = msgspec.structs.replace(dev("fridge", mains=False), level="SL1")
+    tablet = msgspec.structs.replace(dev("tablet", mains=False), level="SL3")
+    laptop = msgspec.structs.replace(dev("laptop"), level="SL4")
+    view = [fridge, tablet, laptop]
+    assert failover_successor(m, view, previous="x") == laptop
+    assert failover_successor(m, view, previous="x", max_level="SL3") == fridge
+    assert failover_successor(m, view, previous="x", max_level="SL1") == fridge
+    assert failover_successor(m, view, previous="id-fridge", max_level="SL1") is None
+    with pytest.raises(NoPlacement, match="laptop: SL4 is above SL3"):
+        choose(m, [laptop], max_level="SL3")
+
+
 # --- determinism under any input order ---------------------------------------------------
 
 candidate_st = st.builds(

@@ -16,7 +16,7 @@ Moving an app (:meth:`AppRuntime.move`), on the source:
    gets SIGCONT and goes on with the state it had: one copy, never zero or two.
 
 Keep-alive apps checkpoint into the apps store of their manifest's ``state_label``
-(``accord.apps`` for S1, ``accord.apps.S2`` ... ``accord.apps.S4``: only members whose
+(``accord.apps`` for S1, ``accord.apps.s2`` ... ``accord.apps.s4``: only members whose
 level may hold the label receive it), on every save and every ``checkpoint_s``,
 signed by the host. When the device running one goes offline, every member that
 holds the checkpoint computes the same successor
@@ -85,7 +85,7 @@ from accord.trust.members import level_rank
 log = logging.getLogger(__name__)
 
 STORE = "accord.apps"
-"""The checkpoint store of S1 apps; apps of label Sn (n > 1) use ``accord.apps.Sn``."""
+"""The checkpoint store of S1 apps; apps of label Sn (n > 1) use ``accord.apps.sn``."""
 RESTART_LIMIT = 5  # crashes of a keep-alive app within RESTART_WINDOW_S before giving up
 RESTART_WINDOW_S = 60.0
 MOVE_TIMEOUT_S = 60.0
@@ -190,7 +190,7 @@ class AppRuntime:
             return self.checkpoints
         if not may_receive(self._member_level(self._me), label):
             return None
-        name = f"{STORE}.{label}"
+        name = f"{STORE}.{label.lower()}"
         try:
             store = self._data.open_existing(name)
         except UnknownStore:

@@ -148,12 +148,21 @@ class Node:
             capabilities=self.home.profile.capabilities(),
         )
         timeout = self.settings.query_timeout_ms / 1000
+        self._channels = ChannelService(
+            self._bus,
+            self.circle,
+            self.home.identity,
+            self.clock,
+            name=self.name,
+            query_timeout=timeout,
+        )
         self._sync = CircleSync(
             self._bus,
             self.circle,
             self.directory,
             details,
             self.home.identity,
+            channels=self._channels,
             query_timeout=timeout,
         )
         self._presence = Presence(
@@ -176,14 +185,6 @@ class Node:
             query_timeout=timeout,
             announce_pairing=self._announce_pairing,
         )
-        self._channels = ChannelService(
-            self._bus,
-            self.circle,
-            self.home.identity,
-            self.clock,
-            name=self.name,
-            query_timeout=timeout,
-        )
         self._rpc_server = RpcServer(self._bus, self._channels, self.home.device_id, self.name)
         self._rpc_server.register("device", "info", self._device_info)
         self.hardware.register(self._rpc_server)
@@ -203,9 +204,9 @@ class Node:
             query_timeout=timeout,
             anti_entropy_s=self.settings.anti_entropy_ms / 1000,
         )
+        await self._channels.start()
         await self._sync.start()
         await self._trust.start()
-        await self._channels.start()
         await self._rpc_server.start()
         await self._data.start()
         self._apps = AppRuntime(

@@ -14,6 +14,7 @@ from accord.errors import (
     PermissionDenied,
     RemoteError,
 )
+from accord.trust.channels import NO_CHANNEL
 
 DEFAULT_TIMEOUT_S: Final = 10.0
 MAX_TIMEOUT_S: Final = 3600.0
@@ -23,10 +24,6 @@ MAX_ITEM: Final = 1024 * 1024  # one stream item
 DEFAULT_WINDOW: Final = 8  # stream items in flight before the caller grants more
 MAX_WINDOW: Final = 64
 NIL: Final = msgspec.Raw(b"\xc0")  # msgpack nil
-# The callee's reply to a frame on a channel it does not hold (it restarted): open a
-# new channel and send again. Unauthenticated, so a caller acts on it only when no
-# authentic reply came, and retries once; the request did not run.
-NO_CHANNEL: Final = b""
 
 
 class RpcRequest(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -83,3 +80,6 @@ def remote_failure(name: str, kind: str, message: str) -> AccordError:
     if kind == "HardwareError":
         return HardwareError(f"{name}: {message}")
     return RemoteError(kind, message)
+
+
+__all__ = ["NO_CHANNEL"]  # re-exported: the callee's "no channel" reply (trust.channels)

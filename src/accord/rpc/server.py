@@ -170,12 +170,14 @@ class RpcServer:
         pairwise channel with a current member opens, and its sender is who sealed
         it: the caller id every handler and allow-list sees cannot be forged by
         another member. A frame on a channel we do not hold (we restarted, or a
-        stranger) gets an empty reply, which tells a real member to open a new
-        channel and retry; the request did not run."""
+        frame under the circle key) naming a member as sender gets an empty reply,
+        which tells a real member to open a new channel and retry; the request did
+        not run. Strangers get nothing."""
         try:
             sender, plain = self._channels.open(key, payload)
         except UnknownSender:
-            await reply(NO_CHANNEL)
+            if self._channels.stale_member(payload):
+                await reply(NO_CHANNEL)
             return
         except SealError:
             return  # tampered, replayed or malformed: nothing

@@ -26,11 +26,13 @@ from accord.bus.session import Bus, Undo
 from accord.clock import Clock
 from accord.device.identity import Identity, id_from_raw
 from accord.errors import TrustError
-from accord.trust.channels import Channels
+from accord.trust.channels import NO_CHANNEL, Channels
 from accord.trust.circle import Circle
 from accord.wire.seal import HEADER
 
 log = logging.getLogger(__name__)
+
+__all__ = ["NO_CHANNEL", "ChannelService"]
 
 RESHAKE_AFTER_S: Final = 1.0  # at most one unprompted handshake per peer this often
 
@@ -105,6 +107,15 @@ class ChannelService:
 
     def forget(self, peer: str) -> None:
         self.channels.forget(peer)
+
+    def stale_member(self, frame: bytes) -> bool:
+        """Does ``frame`` (which did not open: no channel) name a current member as its
+        sender? Only then is the "no channel" hint worth sending; strangers get
+        nothing. The sender field is not authenticated, so the hint says nothing a
+        stranger could not know."""
+        if len(frame) < HEADER.size:
+            return False
+        return self._public_key_of(id_from_raw(HEADER.unpack_from(frame)[2])) is not None
 
     # -- handshakes ----------------------------------------------------------------
 

@@ -31,6 +31,10 @@ from accord.trust import session
 from accord.trust.sessions import session_number
 from accord.wire.seal import Kind, Opener, Sealer, StreamId
 
+# The reply to a query sealed on a channel the answerer does not hold (it restarted,
+# or the asker is no member): open a new channel and ask again. Unauthenticated, so
+# an asker acts on it only when no authentic reply came; whatever it asked did not run.
+NO_CHANNEL = b""
 MAX_PER_PEER = 4  # confirmed sessions kept per peer: the newest sends, older ones open
 MAX_PENDING = 2  # answered sessions per peer not yet used by the peer
 ANSWERED_MEMORY = 64  # offer numbers remembered per peer, to refuse their replays cheaply

@@ -20,6 +20,7 @@ from accord.bus.session import Bus, Undo
 from accord.device.identity import Identity, id_from_raw, raw_id
 from accord.errors import SealError, TrustError, UnknownSender, WireError
 from accord.trust import session
+from accord.trust.channel_service import NO_CHANNEL, ChannelService
 from accord.trust.circle import Circle
 from accord.trust.members import SignedList
 from accord.trust.sessions import SessionTable, session_number
@@ -59,9 +60,11 @@ class CircleSync:
         details: Announcement,
         identity: Identity,
         *,
+        channels: ChannelService,
         query_timeout: float,
     ) -> None:
         self._bus = bus
+        self._channels = channels
         self._circle = circle
         self._directory = directory
         self._details_bytes = encode(details)
@@ -104,13 +107,15 @@ class CircleSync:
     # -- serving -----------------------------------------------------------
 
     async def _serve_details(self, key: str, payload: bytes) -> bytes | None:
+        """Details go to members only, on the asker's pairwise channel: the asker
+        learns them from this device and no other (a member cannot answer in another
+        member's name). A query on a channel we do not hold gets the empty "no
+        channel" reply, so the asker opens a new one."""
         try:
-            sender, _ = self._circle.open(key, payload)
+            sender, _ = self._channels.open(key, payload)
         except UnknownSender as exc:
-            # Strangers, revoked devices, and a member that paired a moment ago and
-            # does not hold our key yet: all get nothing, not even an error.
-            log.debug("%s: refused details query: %s", self._name, exc)
-            return None
+            log.debug("%s: details query on no channel: %s", self._name, exc)
+            return NO_CHANNEL if self._channels.stale_member(payload) else None
         except SealError as exc:
             self._warn_once(
                 "details:" + type(exc).__name__, "%s: refused details query: %s", self._name, exc
@@ -118,7 +123,7 @@ class CircleSync:
             return None
         details = Details(self._details_bytes, self._circle.signed_list())
         log.debug("%s: details for %s", self._name, sender)
-        return self._circle.seal(key, encode(details))
+        return self._channels.seal(sender, key, encode(details))
 
     def publish_members(self) -> None:
         """Tell every member about our member list (after it changed)."""
@@ -169,7 +174,7 @@ class CircleSync:
                 self.on_present(record.device_id)
 
     def _read_details(self, key: str, device_id: str, payload: bytes) -> Announcement:
-        sender, plain = self._circle.open(key, payload)
+        sender, plain = self._channels.open(key, payload)
         if sender != device_id:
             raise TrustError(f"details for {device_id} sealed by {sender}")
         details = _details.decode(plain)
@@ -192,12 +197,20 @@ class CircleSync:
 
     async def _try_fetch(self, device_id: str) -> bool:
         key = keys.details_key(device_id)
+        if not await self._channels.ensure(device_id):
+            return False
+        query = self._channels.seal(device_id, key, b"")
+        if query is None:
+            return False
         try:
-            replies = await self._bus.get(key, self._timeout, payload=self._circle.seal(key, b""))
+            replies = await self._bus.get(key, self._timeout, payload=query)
         except Exception as exc:
             log.debug("%s: details query failed: %s", self._name, exc)
             return False
         for _, payload in replies[:MAX_DETAILS_REPLIES]:  # anyone may answer: look at a few
+            if payload == NO_CHANNEL:  # it restarted: the next attempt opens a channel
+                self._channels.forget(device_id)
+                continue
             try:
                 ann = self._read_details(key, device_id, payload)
             except (SealError, TrustError, WireError, *DECODE_ERRORS) as exc:

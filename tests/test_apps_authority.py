@@ -13,6 +13,8 @@ with the ordinary CLI.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -80,6 +82,16 @@ async def home(mesh: Mesh) -> dict[str, Node]:
         mesh, ("phone", "nokia-x60"), ("tablet", "tablet"), ("fridge", "midea-fridge")
     )
     return {n.name: n for n in nodes}
+
+
+async def _cli(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "accord", *args, env={**os.environ, "COLUMNS": "200"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err
+    return out.decode()
 
 
 def ctl(node: Node) -> AsyncControlClient:
@@ -186,6 +198,10 @@ async def test_an_allow_list_overrides_the_level_default(
         assert row["allowed"] == ["fridge"]
     finally:
         await ctl(tablet).call("restrict", service="apps", devices=None)
+    shown = json.loads(await _cli("permissions", "ls", "--json", "--home", str(tablet.home.path)))
+    row = next(r for r in shown["services"] if r["service"] == "apps")
+    assert row["allowed"] is None
+    assert "members at SL3 or higher may install" in row["default"]
     with pytest.raises(PermissionDenied, match="only members at SL3 or higher"):
         await fridge.rpc.call(_id(tablet), "apps", "stop", AppRef("hello"), timeout=10)
     stopped: dict[str, Any] = await phone.rpc.call(

@@ -95,13 +95,14 @@ def ls(
         _json(result)
         return
     table = Table(title="installed apps", title_justify="left")
-    for col in ("Device", "App", "Version", "Requires", "Keep alive", "Running"):
+    for col in ("Device", "App", "Version", "Requires", "State", "Keep alive", "Running"):
         table.add_column(col)
     for a in result["apps"]:
         keep = "yes" if a["keep_alive"] else "no"
         requires = ", ".join(a["requires"]) or "-"
         running = "yes" if a["running"] else ""
-        table.add_row(a["device"], a["app_id"], a["version"], requires, keep, running)
+        label = a.get("state_label", "S1")
+        table.add_row(a["device"], a["app_id"], a["version"], requires, label, keep, running)
     out.print(table)
     if result.get("unreachable"):
         out.print(f"[yellow]did not answer:[/] {', '.join(result['unreachable'])}")

@@ -15,12 +15,24 @@ from accord.cli.options import HomeOpt, JsonOpt, control_client
 
 out = Console()
 app = typer.Typer(
-    help="Who may use this device's services (default: every circle member).",
+    help="Who may use this device's services (default: every circle member; apps: "
+    "members at this device's level or higher).",
     no_args_is_help=True,
 )
 
 
-def _print(result: dict[str, Any], as_json: bool) -> None:
+# Who may use a service that is not restricted, where that is not every member.
+_DEFAULTS = {
+    "apps": "every member may list; members at {level} or higher may install, run, stop, "
+    "move and message apps",
+    "appdata": "only the device a transfer was offered to",
+}
+
+
+def _print(result: dict[str, Any], level: str, as_json: bool) -> None:
+    for row in result["services"]:
+        if row["allowed"] is None and row["service"] in _DEFAULTS:
+            row["default"] = _DEFAULTS[row["service"]].format(level=level)
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
@@ -28,15 +40,25 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
     table.add_column("Service")
     table.add_column("Who may call it")
     for row in result["services"]:
-        who = ", ".join(row["allowed"]) if row["allowed"] is not None else "every member"
+        if row["allowed"] is not None:
+            who = ", ".join(row["allowed"])
+        else:
+            who = row.get("default", "every member")
         table.add_row(row["service"], who)
     out.print(table)
 
 
+def _call(home: Path | None, method: str, **params: Any) -> tuple[dict[str, Any], str]:
+    client = control_client(home)
+    result = client.call(method, **params)
+    return result, str(client.call("status").get("security_level", "its level"))
+
+
 @app.command("ls")
 def ls(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
-    """List this device's services and who may call each."""
-    _print(control_client(home).call("permissions"), as_json)
+    """List this device's services and who may call each. Apps: by default members at
+    this device's level or higher may manage them (an allow-list replaces that)."""
+    _print(*_call(home, "permissions"), as_json)
 
 
 @app.command("allow")
@@ -48,8 +70,10 @@ def allow(
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Restrict a service to the named members; anyone else gets PermissionDenied."""
-    _print(control_client(home).call("restrict", service=service, devices=devices), as_json)
+    """Restrict a service to the named members; anyone else gets PermissionDenied.
+    For apps this replaces the level rule: the members named may install and run apps
+    here whatever their level, and no one else may (name them all)."""
+    _print(*_call(home, "restrict", service=service, devices=devices), as_json)
 
 
 @app.command("reset")
@@ -58,8 +82,8 @@ def reset(
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Open a service to every circle member again."""
-    _print(control_client(home).call("restrict", service=service, devices=None), as_json)
+    """Open a service to every circle member again (apps: back to the level rule)."""
+    _print(*_call(home, "restrict", service=service, devices=None), as_json)
 
 
 def register(root: typer.Typer) -> None:

@@ -2,6 +2,11 @@
 
 Services are members-only by default; restricting one names the only members
 that may call it. The callee enforces it (docs/protocol.md: PermissionDenied).
+
+The ``apps`` service has a default of its own: members may list apps, but only those
+at this device's security level or higher may install, run, stop, move or message
+them (:mod:`accord.apps.authority`). Restricting ``apps`` replaces that rule: the
+members named may, whatever their level, and no one else may.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,21 @@ async def test_an_app_reaches_only_the_stores_its_manifest_names_at_its_level(
     outbox = fridge.data.stores.get("outbox")
     assert all(SECRET not in e.value for e in outbox.scan(""))
     assert "vault" not in fridge.data.stores.on_disk()
+
+
+def test_nothing_that_holds_the_home_is_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node whose home lies inside a folder on Python's path (odd, but possible):
+    Landlock must not open that folder to apps."""
+    home = tmp_path / "lib" / "home"
+    home.mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [sys.path[0], str(tmp_path / "lib"), *sys.path[1:]])
+    roots = sandbox.readable_roots(home)
+    assert str(tmp_path / "lib") not in roots
+    assert "/" not in roots
+    assert not any(str(home).startswith(r + "/") for r in roots)
+    assert os.path.realpath(os.__file__).rsplit("/", 1)[0] in roots  # the stdlib is
 
 
 def test_the_sandbox_setting_is_checked() -> None:

@@ -157,7 +157,6 @@ class AppRuntime:
         s.register("apps", "move", self._rpc_move, MoveParams)
         s.register("apps", "send", self._rpc_send, SendParams)
         s.register_stream(TRANSFER_SERVICE, "fetch", self.transfers.serve, FetchParams)
-        sandbox.check_home(self._home.path)
         if self.installed():  # a device with no apps keeps no spare process around
             self._spares.warm()
         self._online = self._directory.online_ids()
@@ -408,7 +407,9 @@ class AppRuntime:
             app_id, bundle.content_hash
         )
         loop = asyncio.get_running_loop()
-        box = await loop.run_in_executor(None, sandbox.prepare, self._app_dir(app_id))
+        box = await loop.run_in_executor(
+            None, sandbox.prepare, self._app_dir(app_id), self._home.path
+        )
         process: AbilityProcess | None = None
         gate = AppGate(bundle.manifest, box.socket, me=self._me, rpc=self._rpc,
                        directory=self._directory, circle=self._circle, data=self._data,

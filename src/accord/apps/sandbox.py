@@ -162,6 +162,8 @@ class Sandbox:
     uid: int | None
     gid: int | None
     landlock: int
+    read: list[str]
+    """What the app may read besides its code (see :func:`readable_roots`)."""
 
     @property
     def code(self) -> Path:
@@ -177,7 +179,7 @@ class Sandbox:
 
     def plan(self) -> dict[str, Any]:
         return {"uid": self.uid, "gid": self.gid, "landlock": self.landlock,
-                "code": str(self.code), "tmp": str(self.tmp)}  # fmt: skip
+                "code": str(self.code), "tmp": str(self.tmp), "read": self.read}  # fmt: skip
 
     def give(self, path: Path) -> None:
         """Hand ``path`` (the gate's socket) to the app's user."""
@@ -194,13 +196,15 @@ def _base() -> str:
     return base if len(base) <= 60 else "/tmp"  # noqa: S108
 
 
-def prepare(app_dir: Path) -> Sandbox:
-    """Make a run's folder: a readable copy of the app, a private tmp, for the app's user."""
+def prepare(app_dir: Path, home: Path) -> Sandbox:
+    """Make a run's folder: a readable copy of the app, a private tmp, for the app's user.
+    Nothing that holds ``home`` is made readable (the app is not told ``home``)."""
     wanted = _wanted()
     user = app_user() if "user" in wanted else None
     abi = landlock_abi() if "landlock" in wanted else 0
     root = Path(tempfile.mkdtemp(prefix="accord-app-", dir=_base()))
-    box = Sandbox(root, user[1] if user else None, user[2] if user else None, abi)
+    read = readable_roots(home)
+    box = Sandbox(root, user[1] if user else None, user[2] if user else None, abi, read)
     try:
         shutil.copytree(app_dir, box.code, symlinks=False)
         for folder, _dirs, files in os.walk(box.code):
@@ -227,19 +231,32 @@ def _open_path(path: str) -> int | None:
         return None
 
 
-def _readable_roots(code: str) -> list[str]:
-    """Folders (and files) an app may read: Python, the system's libraries, a few /etc
-    files, its code. Never "/" or the host's working directory."""
-    roots: list[str] = []
-    for entry in [*sys.path, sys.prefix, sys.base_prefix, sys.exec_prefix, *_SYSTEM_DIRS]:
-        if entry and os.path.isdir(entry):
-            roots.append(os.path.realpath(entry))
+_warned: set[str] = set()
+
+
+def _holds(root: str, path: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def readable_roots(home: Path) -> list[str]:
+    """Folders (and files) an app may read (computed by the node, whose interpreter and
+    paths the host shares): Python's (``sys.path`` but for the node's own script
+    folder, the prefixes), the system's libraries, a few /etc files. Never "/", and
+    none that holds ``home`` (logged: then only a separate user keeps the app out)."""
+    entries = [*sys.path[1:], sys.prefix, sys.base_prefix, sys.exec_prefix, *_SYSTEM_DIRS]
+    roots = [os.path.realpath(e) for e in entries if e and os.path.isdir(e)]
     roots += [os.path.join("/etc", name) for name in _ETC_FILES + _ETC_DIRS]
-    roots.append(code)
+    real_home = os.path.realpath(home)
     out = []
     for root in roots:
-        if root != "/" and os.path.exists(root) and root not in out:
-            out.append(root)
+        if root == "/" or not os.path.exists(root) or root in out:
+            continue
+        if _holds(root, real_home):
+            if root not in _warned:
+                _warned.add(root)
+                log.warning("not letting apps read %s: it holds the node's home", root)
+            continue
+        out.append(root)
     return out
 
 
@@ -299,7 +316,8 @@ def confine(plan: dict[str, Any]) -> dict[str, Any]:
     os.umask(0o077)
     abi = int(plan.get("landlock") or 0)
     uid, gid = plan.get("uid"), plan.get("gid")
-    fds = {root: fd for root in _readable_roots(code) if (fd := _open_path(root)) is not None}
+    roots = [*[str(r) for r in plan.get("read") or []], code]
+    fds = {root: fd for root in roots if (fd := _open_path(root)) is not None}
     landlock = _Landlock(abi) if abi else None
     if landlock is not None:
         for fd in fds.values():
@@ -344,14 +362,3 @@ def _reach_through(fds: dict[str, int]) -> None:
         if isinstance(where, list):
             where[:] = [remap(p) for p in where]
     sys.path_importer_cache.clear()
-
-
-def check_home(home: Path) -> None:
-    """Warn if Landlock would let apps read ``home`` (it lies under a folder they may
-    read, e.g. inside a Python installation)."""
-    real = os.path.realpath(home)
-    for root in _readable_roots(""):
-        if real == root or real.startswith(root + os.sep):
-            log.warning("the node's home %s lies under %s, which apps may read; only a "
-                        "separate user keeps them from its key", home, root)  # fmt: skip
-            return

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+import tomllib
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from accord.apps.messages import Checkpoint
 from accord.control.client import ControlClient
 from accord.device.home import SOCKET_NAME
+from accord.errors import RemoteError
 from accord.sim.household import Household, SimDevice
 from tests.helpers import (
     NoAnswer,
@@ -77,16 +79,30 @@ def _ps(dev: SimDevice, app_id: str | None = None) -> list[dict[str, Any]]:
     return [r for r in rows if app_id is None or r["app_id"] == app_id]
 
 
+def _apps_store(app_id: str) -> str:
+    """The store an example app checkpoints into: ``accord.apps`` for S1 state,
+    ``accord.apps.sN`` for state labelled SN."""
+    manifest = tomllib.loads((EXAMPLES / app_id / "accord-app.toml").read_text())
+    label = str(manifest.get("state_label", "S1"))
+    return "accord.apps" if label == "S1" else f"accord.apps.{label.lower()}"
+
+
 def _saved(dev: SimDevice, app_id: str) -> tuple[str, bytes] | None:
-    """(host, saved state) of ``app_id``'s checkpoint as ``dev`` holds it in the
-    ``accord.apps`` store; None until the checkpoint and all its chunks are there."""
+    """(host, saved state) of ``app_id``'s checkpoint as ``dev`` holds it in the apps
+    store of its label; None until the checkpoint and all its chunks are there."""
     client = ControlClient(dev.home / "run" / SOCKET_NAME, timeout=10.0)
-    got = client.call("kv_get", store="accord.apps", key=f"ckpt/{app_id}")
+    store = _apps_store(app_id)
+    try:
+        got = client.call("kv_get", store=store, key=f"ckpt/{app_id}")
+    except RemoteError as exc:
+        if exc.remote_type == "UnknownStore":
+            return None  # nothing of that label has reached this device yet
+        raise
     if not got["found"]:
         return None
     ckpt = msgspec.msgpack.decode(base64.b64decode(got["value_b64"]), type=Checkpoint)
     prefix = f"blob/{app_id}/{ckpt.state_blob}/"
-    chunks = client.call("kv_ls", store="accord.apps", prefix=prefix, values=True)["entries"]
+    chunks = client.call("kv_ls", store=store, prefix=prefix, values=True)["entries"]
     if len(chunks) != ckpt.state_chunks:
         return None
     return ckpt.host, b"".join(base64.b64decode(c["value_b64"]) for c in chunks)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,7 +139,6 @@ def running_household(
         finally:
             for p in _alive_children_except(me, before):
                 p.kill()
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _alive_children_except(me: psutil.Process, pids: set[int]) -> list[psutil.Process]:

@@ -66,6 +66,12 @@ class Snoop(Ability):
                     return {"ok": True}
                 value = await store.get(message["key"])
                 return {"ok": True, "value": value.decode() if value else None}
+            if op == "swaplog":  # put a link to the key where the node reads its log, die
+                log = os.path.join(os.path.dirname(str(self.context.socket)), "app.log")
+                os.remove(log)
+                os.symlink(message["path"], log)
+                print("a last line the node must not replace with the key's", flush=True)
+                os._exit(3)
             if op == "whoami":
                 return {"ok": True, "uid": os.getuid(), "cwd": os.getcwd(),
                         "env": {k: v for k, v in os.environ.items()},
@@ -257,6 +263,35 @@ async def test_an_app_reaches_only_the_stores_its_manifest_names_at_its_level(
     outbox = fridge.data.stores.get("outbox")
     assert all(SECRET not in e.value for e in outbox.scan(""))
     assert "vault" not in fridge.data.stores.on_disk()
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+async def test_the_node_does_not_read_a_link_an_app_puts_for_its_log(
+    home: dict[str, Node], tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node reads an app's log with its own rights (the last line becomes the crash
+    reason a caller sees): a link to the key in its place must not be followed, even
+    with no sandbox layer at all (then the app may swap its log)."""
+    monkeypatch.setenv(sandbox.MODE_ENV, mode)
+    phone = home["phone"]
+    ctl = await _start(phone, _app(tmp_path / "snoop", "snoop"), "snoop")
+    key = (phone.home.path / "identity.key").read_bytes()
+    lines = [line for line in key.splitlines() if len(line) > 8]
+    outcome: dict[str, Any] | RemoteError
+    try:
+        outcome = await _ask(ctl, "snoop", op="swaplog", path=str(phone.home.path / "identity.key"))
+    except RemoteError as died:
+        outcome = died
+    if isinstance(outcome, dict):  # the sandbox kept it from touching its log at all
+        assert (outcome["ok"], outcome["type"]) == (False, "PermissionError"), outcome
+        return
+    # It swapped its log for a link to the key and died: the node must not follow it.
+    assert not any(line.decode(errors="replace") in str(outcome) for line in lines)
+    await wait_until(lambda: "snoop" in phone.apps.crashed, 10, "the crash report")
+    crashed = phone.apps.crashed["snoop"]
+    assert not any(line.decode(errors="replace") in crashed for line in lines)
+    kept = phone.apps.folder / "logs" / "snoop.log"
+    assert not kept.exists() or not any(line in kept.read_bytes() for line in lines)
 
 
 def test_nothing_that_holds_the_home_is_readable(

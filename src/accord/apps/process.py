@@ -21,6 +21,7 @@ import msgspec
 
 from accord.apps.errors import AppError
 from accord.apps.host import FRAME, MAX_FRAME
+from accord.apps.sandbox import read_log
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,11 @@ class AbilityProcess:
 
     def _tail(self) -> str:
         """The last line of the app's log: usually the reason it failed."""
-        try:
-            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        try:  # the app may have swapped its log for a link: read_log does not follow it
+            text = read_log(self.log_path, 64 * 1024).decode(errors="replace")
         except OSError:
-            lines = []
+            text = ""
+        lines = text.strip().splitlines()
         return lines[-1] if lines else f"see {self.log_path}"
 
     def pause(self) -> None:

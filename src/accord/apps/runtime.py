@@ -89,6 +89,7 @@ STORE = "accord.apps"
 RESTART_LIMIT = 5  # crashes of a keep-alive app within RESTART_WINDOW_S before giving up
 RESTART_WINDOW_S = 60.0
 MOVE_TIMEOUT_S = 60.0
+LOG_KEEP = 1024 * 1024  # bytes of a run's log kept in the home when it ends
 
 
 @dataclass
@@ -419,15 +420,14 @@ class AppRuntime:
             box.give(box.socket)
             process = await self._spares.take()
             process.app_id = app_id
-            log_path = self.folder / "logs" / f"{app_id}.log"
-            process.log_path = log_path
+            process.log_path = box.log  # in the run's folder: no path into the home
             await process.request(
                 "load",
                 app_dir=str(box.code),
                 socket=str(box.socket),
                 device_id=self._me,
                 device_name=self._home.name,
-                log=str(log_path),
+                log=str(box.log),
                 sandbox=box.plan(),
             )
             await process.request("start", params=params, state=state)
@@ -435,6 +435,7 @@ class AppRuntime:
             if process is not None:
                 await process.kill()
             await gate.stop()
+            self._keep_log(app_id, box)
             box.remove()
             raise
         running = Running(bundle.manifest, bundle.content_hash, process, self._clock.wall(),
@@ -467,11 +468,21 @@ class AppRuntime:
         self._authorize(caller, "run apps on")
         return await self.run(params.app_id, params.params, grant=params.grant)
 
-    @staticmethod
-    async def _release(running: Running) -> None:
-        """What a run held besides its process: its gate and its folder."""
+    async def _release(self, running: Running) -> None:
+        """What a run held besides its process: its gate and its folder (its log is
+        kept in the home)."""
         await running.gate.stop()
+        running.process.log_path = self._keep_log(running.manifest.id, running.box)
         running.box.remove()
+
+    def _keep_log(self, app_id: str, box: sandbox.Sandbox) -> Path:
+        """Append the run's log (its last MiB) to ``logs/<app>.log`` in the home."""
+        kept = self.folder / "logs" / f"{app_id}.log"
+        with contextlib.suppress(OSError):
+            data = sandbox.read_log(box.log, LOG_KEEP)
+            with open(kept, "ab") as out:
+                out.write(data)
+        return kept
 
     async def _stop_local(self, app_id: str, *, checkpoint: bool, forget: bool) -> None:
         running = self._running.get(app_id)
@@ -543,8 +554,8 @@ class AppRuntime:
         del self._running[app_id]
         if running.checkpointer is not None:
             running.checkpointer.cancel()
-        await self._release(running)
         reason = f"exited with code {code} ({running.process._tail()})"
+        await self._release(running)
         log.error("%s: app %s crashed: %s", self._home.name, app_id, reason)
         self.crashed[app_id] = reason
         now = self._clock.monotonic()

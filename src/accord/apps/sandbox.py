@@ -3,9 +3,10 @@
 The node never gives an ability its home (identity key, circle state, stores, the
 control socket). Each run gets a fresh folder outside the home::
 
-    <tmp>/accord-app-XXXXXXXX/     owned by the app's user, mode 0700
+    <tmp>/accord-app-XXXXXXXX/     the node's; the app's user may only pass through
         code/                      a copy of the installed app (read only)
         tmp/                       the app's TMPDIR and HOME (read-write)
+        app.log                    its output (kept in the home when the run ends)
         ctl.sock                   its gate (accord.apps.gate): SuperDevice calls and
                                    the stores its manifest names, nothing more
 
@@ -38,6 +39,7 @@ import logging
 import os
 import pwd
 import shutil
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -177,6 +179,12 @@ class Sandbox:
     def socket(self) -> Path:
         return self.root / SOCKET
 
+    @property
+    def log(self) -> Path:
+        """The app's stdout and stderr while it runs (opened by the host before it
+        confines itself; the node keeps it in the home when the run ends)."""
+        return self.root / "app.log"
+
     def plan(self) -> dict[str, Any]:
         return {"uid": self.uid, "gid": self.gid, "landlock": self.landlock,
                 "code": str(self.code), "tmp": str(self.tmp), "read": self.read}  # fmt: skip
@@ -212,13 +220,28 @@ def prepare(app_dir: Path, home: Path) -> Sandbox:
             for name in files:
                 os.chmod(os.path.join(folder, name), 0o644)
         box.tmp.mkdir(mode=0o700)
+        box.log.touch(mode=0o600)
         if box.uid is not None and box.gid is not None:
             os.chown(box.tmp, box.uid, box.gid)
-            os.chown(root, box.uid, box.gid)
+            # The app's user may pass through the run's folder, not list or change it:
+            # its log, socket and code stay where the node put them.
+            os.chmod(root, 0o711)  # noqa: S103 (no read or write for others)
     except BaseException:
         box.remove()
         raise
     return box
+
+
+def read_log(path: Path, limit: int) -> bytes:
+    """The last ``limit`` bytes of a run's log: a regular file only, not a link or a
+    pipe the app may have put in its place (the node reads it with its own rights)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return b""
+        f.seek(max(0, info.st_size - limit))
+        return f.read(limit)
 
 
 # --- in the host process, before the app's code is imported ------------------------------

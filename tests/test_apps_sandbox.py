@@ -153,6 +153,10 @@ async def test_an_app_cannot_read_the_identity_key_or_the_home(
     # It was never told where the home is.
     assert str(phone.home.path) not in repr(me)
     assert not any(k.startswith("ACCORD_") for k in me["env"])
+    environ = await _ask(ctl, "snoop", op="read", path="/proc/self/environ")
+    if environ["ok"]:  # what the process started with, whatever it set since
+        assert str(phone.home.path) not in bytes.fromhex(environ["data"]).decode()
+        assert b"ACCORD_" not in bytes.fromhex(environ["data"])
     assert me["context"] == ["_client", "app_id", "socket", "stores"]
     # ...and it still works: its own folder is writable, Python imports.
     wrote = await _ask(ctl, "snoop", op="read", path=os.path.join(me["env"]["TMPDIR"], "x"))

@@ -133,9 +133,17 @@ class AbilityProcess:
             self.proc.stdin.close()
 
 
+_HINTS = ("HOME", "PWD", "OLDPWD", "USER", "LOGNAME", "MAIL")
+
+
 def _app_environment() -> dict[str, str]:
-    """The node's environment without what would point an app at the home."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
+    """The node's environment without what would point an app at the home (the app
+    could read it back from /proc/self/environ whatever the host later sets)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ACCORD_", "XDG_")) and k not in _HINTS
+    }
 
 
 class SparePool:

@@ -253,7 +253,9 @@ async def test_placement_and_a_tampered_bundle(home: dict[str, Node], tmp_path: 
     tampered = msgspec.structs.replace(bundle, zip=flipped)
     with pytest.raises(TamperedBundle):
         await home["tablet"].apps.install(tampered)
-    apps_store = home["laptop"].data.stores.get("accord.apps")
+    label = bundle.manifest.state_label  # notes keeps S2 state: accord.apps.s2
+    store = runtime.STORE if label == "S1" else f"{runtime.STORE}.{label.lower()}"
+    apps_store = home["laptop"].data.stores.get(store)
     assert apps_store.scan("blob/notes/")  # keep-alive: its checkpoint and chunks
     await ctl(phone).call("app_stop", app="notes")
     assert await running(phone, "notes") == []

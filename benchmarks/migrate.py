@@ -645,6 +645,9 @@ def run(args: argparse.Namespace, console: Console, root: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # The probe app journals to the benchmark's folder, which the app sandbox (a
+    # separate user, Landlock) forbids; the nodes inherit this environment.
+    os.environ.setdefault("ACCORD_APP_SANDBOX", "off")
     return run_main(
         lambda console, root: run(args, console, root), prefix="accmig-", width=170, keep=args.keep
     )

@@ -219,12 +219,6 @@ def test_a_forged_frame_with_a_huge_counter_does_not_silence_the_phone(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="broadcast lanes not built: a member seals under the circle key in another "
-    "member's name with a newer stream, and receivers then refuse that member's real "
-    "broadcast frames (member lists, details) until they restart (issue 12 §1)",
-)
 def test_a_forged_broadcast_stream_does_not_silence_the_phones_member_lists(
     house: AdversaryHousehold, hostile: HostileMember
 ) -> None:

@@ -26,6 +26,14 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 T = TypeVar("T")
 
 
+@pytest.fixture(autouse=True)
+def _probe_journals_to_tmp_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe app journals into the test's tmp_path, which the app sandbox (a
+    separate user and Landlock) rightly forbids; the sandbox has its own tests
+    (test_apps_sandbox.py), these test the runtime."""
+    monkeypatch.setenv("ACCORD_APP_SANDBOX", "off")
+
+
 @pytest.fixture
 async def home(mesh: Mesh) -> dict[str, Node]:
     nodes = await household(

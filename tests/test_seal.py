@@ -25,6 +25,7 @@ from accord.errors import (
 from accord.wire.seal import (
     HEADER,
     HEADER_SIZE,
+    MAX_COUNTER,
     MAX_FRAME,
     OVERHEAD,
     REPLAY_WINDOW,
@@ -584,3 +585,22 @@ def test_a_changed_key_for_the_same_epoch_restarts_the_window() -> None:
     roots["now"] = b"\x02" * 32
     second = Sealer(roots["now"], sid)
     assert opener.open("k", second.seal("k", b"y"))[1] == b"y"
+
+
+def test_an_opener_without_replay_state_cannot_be_silenced_by_a_forger() -> None:
+    """Under a key every member holds, a forger can seal a valid frame in another's
+    name with the highest stream and counter. An opener that keeps replay state would
+    then refuse the real sender's frames; one built with replay=False keeps none."""
+    root = b"\x07" * 32
+    victim = StreamId(Kind.BROADCAST, b"v" * 16, 1, 3)
+    forged = StreamId(Kind.BROADCAST, b"v" * 16, 1, 2**32 - 1)
+    tracking, stateless = Opener(lambda _: root), Opener(lambda _: root, replay=False)
+    forger = Sealer(root, forged)
+    forger._counter = MAX_COUNTER - 1
+    frame = forger.seal("k", b"forged")
+    for opener in (tracking, stateless):
+        opener.open("k", frame)
+    real = Sealer(root, victim).seal("k", b"real")
+    with pytest.raises(ReplayedFrame):
+        tracking.open("k", real)
+    assert stateless.open("k", real)[1] == b"real"

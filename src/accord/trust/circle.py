@@ -40,7 +40,7 @@ class Circle:
         self._me = home.device_id
         self._raw_me = raw_id(self._me)
         self.boot = self._store.next_boot(state)
-        self._opener = Opener(self._root_for)
+        self._opener = Opener(self._root_for, replay=False)
         self._sealer = self._new_sealer()
         self._listeners: list[Callable[[], None]] = []
 
@@ -125,7 +125,7 @@ class Circle:
         )
         self.state.boot = self.boot
         self._store.save(self.state)
-        self._opener = Opener(self._root_for)
+        self._opener = Opener(self._root_for, replay=False)
         self._sealer = self._new_sealer()
         self._changed()
 

@@ -132,11 +132,20 @@ class Opener:
     starts a new stream, and frames from its earlier boots can no longer be replayed.
     Replay state is never evicted (that would re-open old frames); past
     ``max_streams`` lanes, frames on new lanes are refused until ``forget`` is called.
+
+    ``replay=False`` keeps no replay state at all: for keys every member holds (the
+    circle key), where any member can seal a valid frame under any sender, stream and
+    counter, that state could be advanced by a forger to silence another member. Such
+    an opener only proves "a member sealed this", and what it carries must be
+    self-authenticating and idempotent (signed member lists), so a replay does nothing.
     """
 
-    def __init__(self, root_for: KeyLookup, max_streams: int = MAX_TRACKED_STREAMS) -> None:
+    def __init__(
+        self, root_for: KeyLookup, max_streams: int = MAX_TRACKED_STREAMS, *, replay: bool = True
+    ) -> None:
         self._root_for = root_for
         self._max_streams = max_streams
+        self._replay = replay
         self._aeads: OrderedDict[StreamId, tuple[ChaCha20Poly1305, bytes]] = OrderedDict()
         self._windows: dict[StreamId, ReplayWindow] = {}
         self._newest: dict[tuple[Kind, bytes, int], int] = {}
@@ -156,6 +165,8 @@ class Opener:
         root = self._root_for(sid)
         if root is None:
             raise UnknownSender(f"no key for sender {sender.hex()} epoch {epoch}")
+        if not self._replay:
+            return sid, self._decrypt(sid, root, key_expr, frame)
         cached = self._aeads.get(sid)
         if cached is not None and cached[1] != root:
             # Our own key for this epoch changed (two members rotated at once and the
@@ -172,13 +183,7 @@ class Opener:
             raise ReplayedFrame(f"counter {counter} already seen or too old")
         if counter <= 0:
             raise ReplayedFrame("counter must start at 1")
-        aead = self._aead(sid, root)
-        header = frame[:HEADER_SIZE]
-        nonce = b"\0\0\0\0" + header[26:34]
-        try:
-            plaintext = aead.decrypt(nonce, frame[HEADER_SIZE:], header + key_expr.encode())
-        except InvalidTag:
-            raise TamperedFrame("authentication failed") from None
+        plaintext = self._decrypt(sid, root, key_expr, frame)
         # Only authentic frames change state, so forgeries cannot disturb the window.
         if newest is None or stream > newest:
             self._advance(lane, stream)
@@ -186,6 +191,15 @@ class Opener:
             window = self._windows[sid] = ReplayWindow()
         window.record(counter)
         return sid, plaintext
+
+    def _decrypt(self, sid: StreamId, root: bytes, key_expr: str, frame: bytes) -> bytes:
+        aead = self._aead(sid, root)
+        header = frame[:HEADER_SIZE]
+        nonce = b"\0\0\0\0" + header[26:34]
+        try:
+            return aead.decrypt(nonce, frame[HEADER_SIZE:], header + key_expr.encode())
+        except InvalidTag:
+            raise TamperedFrame("authentication failed") from None
 
     def forget(self, sender: bytes) -> None:
         """Drop all state of a sender (after revocation)."""

@@ -169,7 +169,8 @@ async def test_malformed_requests_from_a_member_change_nothing(two: tuple[Node, 
     key = keys.rpc_key(callee, "device", "info")
     bus = laptop._bus  # the raw transport, to speak outside the client's rules
     channels = laptop._channels
-    assert bus is not None and channels is not None
+    assert bus is not None
+    assert channels is not None
     assert laptop.circle is not None
     assert await channels.ensure(callee)
     junks = (b"", b"\xc1", msgspec.msgpack.encode({"call_id": "x"}), b"\x92" * 10000)

@@ -14,8 +14,10 @@ from accord.device.identity import Identity
 from accord.errors import TrustError
 from accord.trust.members import (
     RECORD_CONTEXT,
+    REVOCATION_CONTEXT,
     Member,
     MemberList,
+    Revocation,
     SignedList,
     accept,
     add,
@@ -237,3 +239,66 @@ def test_a_host_admits_no_higher_than_itself_and_a_higher_member_confirms() -> N
     rec = merged.member(IDS[3].device_id)
     assert rec is not None
     assert rec.security_level == "SL4"
+
+
+def _levels(*pairs: tuple[int, str]) -> MemberList:
+    """A circle founded by device 0 (SL4) with the given (device, level) members,
+    each vouched for by the founder."""
+    founder = member(0, level="SL4")
+    records = [founder]
+    for i, level in pairs:
+        records.append(
+            vouch(
+                IDS[0],
+                device_id=IDS[i].device_id,
+                public_key=IDS[i].public_bytes,
+                name=f"device {i}",
+                type_="phone",
+                declared_level=level,
+                voucher_level="SL4",
+                at=1.0,
+            )
+        )
+    return MemberList("c", tuple(sorted(records, key=lambda m: m.device_id)))
+
+
+def test_a_lower_member_cannot_revoke_a_higher_one() -> None:
+    """The attack: a compromised fridge (SL1) revokes the phone (SL4)."""
+    mine = _levels((1, "SL1"), (2, "SL4"))
+    with pytest.raises(TrustError, match="only a member at SL4"):
+        revoke(mine, IDS[2].device_id, IDS[1], at=5.0)
+    # Forging the revocation by hand: the fridge's own proof, or none at all.
+    for proofs in ((), (_proof(2, by=1),)):
+        evil = MemberList(mine.circle_id, mine.members, (IDS[2].device_id,), proofs)
+        merged = accept(sign(evil, IDS[1]), mine)
+        assert merged.is_member(IDS[2].device_id)
+
+
+def _proof(target: int, by: int) -> Revocation:
+    unsigned = Revocation(IDS[target].device_id, IDS[by].device_id, 5.0, b"\0" * 64)
+    return msgspec.structs.replace(
+        unsigned, signature=IDS[by].sign(REVOCATION_CONTEXT + unsigned.signed_bytes())
+    )
+
+
+def test_a_revocation_by_a_member_of_the_level_travels_through_lower_members() -> None:
+    """The phone (SL4) revokes the TV; the fridge (SL1) relays the list; the tablet
+    takes it, because the proof is the phone's, not the relay's."""
+    base = _levels((1, "SL1"), (2, "SL4"), (3, "SL2"), (4, "SL3"))
+    by_phone = revoke(base, IDS[3].device_id, IDS[2], at=5.0)
+    relayed = accept(sign(by_phone, IDS[2]), base)  # the fridge's copy
+    assert not relayed.is_member(IDS[3].device_id)
+    tablet = accept(sign(relayed, IDS[1]), base)
+    assert not tablet.is_member(IDS[3].device_id)
+    assert tablet.revocations[0].by == IDS[2].device_id
+
+
+def test_a_device_may_always_leave_and_a_bad_proof_is_never_kept() -> None:
+    base = _levels((1, "SL1"), (2, "SL4"))
+    left = revoke(base, IDS[1].device_id, IDS[1], at=5.0)
+    assert not accept(sign(left, IDS[1]), base).is_member(IDS[1].device_id)
+    tampered = msgspec.structs.replace(_proof(1, by=2), at=6.0)  # signature no longer fits
+    evil = MemberList(base.circle_id, base.members, (IDS[1].device_id,), (tampered,))
+    merged = accept(sign(evil, IDS[2]), base)
+    assert merged.is_member(IDS[1].device_id)
+    assert merged.revocations == ()

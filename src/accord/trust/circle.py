@@ -103,7 +103,7 @@ class Circle:
         """Revoke a member and rotate the circle key (the caller sends the new key to
         the remaining members). All or nothing: the new list, key and sealer are built
         before the one save, and nothing changes if any step fails."""
-        members = ml.revoke(self.state.members, device_id)
+        members = ml.revoke(self.state.members, device_id, self._home.identity, self._clock.wall())
         self._commit(msgspec.structs.replace(self.state, members=members).rotated(self._me))
         self._opener.forget(raw_id(device_id))
         self._changed()

@@ -119,12 +119,29 @@ def raise_level(member: Member, identity: Identity, voucher_level: str, level: s
     )
 
 
+REVOCATION_CONTEXT: Final = b"accord/v1/revocation"
+
+
+class Revocation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Proof that ``by`` revoked ``device_id``: the device itself (it left), or a member
+    whose level is at least the device's."""
+
+    device_id: DeviceId
+    by: DeviceId
+    at: float
+    signature: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+
+    def signed_bytes(self) -> bytes:
+        return msgspec.msgpack.encode([self.device_id, self.by, self.at])
+
+
 class MemberList(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One copy of the circle's membership. Sorted fields keep encoding canonical."""
 
     circle_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     members: tuple[Member, ...] = ()
     revoked: tuple[DeviceId, ...] = ()
+    revocations: tuple[Revocation, ...] = ()  # a proof for each revoked id we can show
 
     def member(self, device_id: str) -> Member | None:
         if device_id in self.revoked:
@@ -162,7 +179,15 @@ def _canonical(ml: MemberList) -> MemberList:
         if old is None or _order(m) < _order(old):
             by_id[m.device_id] = m
     members = tuple(by_id[k] for k in sorted(by_id))
-    return MemberList(ml.circle_id, members, tuple(sorted(set(ml.revoked))))
+    revoked = tuple(sorted(set(ml.revoked)))
+    proofs: dict[str, Revocation] = {}
+    for r in ml.revocations:  # one proof per revoked device: the earliest
+        prev = proofs.get(r.device_id)
+        if r.device_id in revoked and (
+            prev is None or (r.at, r.by, r.signature) < (prev.at, prev.by, prev.signature)
+        ):
+            proofs[r.device_id] = r
+    return MemberList(ml.circle_id, members, revoked, tuple(proofs[k] for k in sorted(proofs)))
 
 
 def new_circle(founder: Member, circle_id: str) -> MemberList:
@@ -181,17 +206,47 @@ def add(ml: MemberList, member: Member) -> MemberList:
     return _canonical(MemberList(ml.circle_id, (*ml.members, member), ml.revoked))
 
 
-def revoke(ml: MemberList, device_id: str) -> MemberList:
-    if not ml.is_member(device_id):
+def revoke(
+    ml: MemberList, device_id: str, by: Identity | None = None, at: float = 0.0
+) -> MemberList:
+    """Revoke ``device_id``. With ``by``, the revocation carries that device's signed
+    proof, which is what lets other members take it (see :func:`accept`); ``by``
+    must be the device itself or a member whose level is at least the device's."""
+    target = ml.member(device_id)
+    if target is None:
         raise TrustError(f"{device_id} is not a member of this circle")
-    return _canonical(MemberList(ml.circle_id, ml.members, (*ml.revoked, device_id)))
+    proofs = ml.revocations
+    if by is not None:
+        revoker = ml.member(by.device_id)
+        if by.device_id != device_id and (
+            revoker is None
+            or level_rank(revoker.security_level) < level_rank(target.security_level)
+        ):
+            have = revoker.security_level if revoker else "not a member"
+            raise TrustError(
+                f"this device is {have}; only a member at {target.security_level} or higher "
+                f"may revoke {target.name} (or {target.name} itself may leave)"
+            )
+        unsigned = Revocation(device_id, by.device_id, at, b"\0" * 64)
+        proof = msgspec.structs.replace(
+            unsigned, signature=by.sign(REVOCATION_CONTEXT + unsigned.signed_bytes())
+        )
+        proofs = (*proofs, proof)
+    return _canonical(MemberList(ml.circle_id, ml.members, (*ml.revoked, device_id), proofs))
 
 
 def merge(a: MemberList, b: MemberList) -> MemberList:
     """Union of members and of revocations. Commutative, associative, idempotent."""
     if a.circle_id != b.circle_id:
         raise TrustError("member lists of different circles do not merge")
-    return _canonical(MemberList(a.circle_id, (*a.members, *b.members), (*a.revoked, *b.revoked)))
+    return _canonical(
+        MemberList(
+            a.circle_id,
+            (*a.members, *b.members),
+            (*a.revoked, *b.revoked),
+            (*a.revocations, *b.revocations),
+        )
+    )
 
 
 def sign(ml: MemberList, identity: Identity) -> SignedList:
@@ -216,8 +271,47 @@ def accept(signed: SignedList, current: MemberList) -> MemberList:
         raise TrustError("member list of another circle")
     if len(theirs.members) > MAX_MEMBERS:
         raise TrustError(f"member list of {len(theirs.members)} exceeds {MAX_MEMBERS}")
-    return merge(current, MemberList(current.circle_id, vouched(theirs.members, current),
-                                     theirs.revoked))  # fmt: skip
+    members = vouched(theirs.members, current)
+    proofs = proven(theirs, current, members)
+    revoked = tuple(p.device_id for p in proofs)
+    return merge(current, MemberList(current.circle_id, members, revoked, proofs))
+
+
+def proven(
+    theirs: MemberList, current: MemberList, taken: tuple[Member, ...]
+) -> tuple[Revocation, ...]:
+    """The proofs of the new revocations of ``theirs`` we may take: those with a
+    valid proof by the device itself or by a member (in our view, or vouched
+    in the same copy) whose level is at least the revoked device's. Without this,
+    any member could cut any other out of the circle."""
+    view = {m.device_id: m for m in current.members}
+    for m in taken:
+        old = view.get(m.device_id)
+        if old is None or _order(m) < _order(old):
+            view[m.device_id] = m
+    held = set(current.revoked)
+    out: list[Revocation] = []
+    for device_id in theirs.revoked:
+        if device_id in held:
+            continue  # ours stands, with the proof we hold
+        target = view.get(device_id)
+        if target is None:
+            continue  # a device we never knew: nothing to revoke here
+        for proof in theirs.revocations:
+            if proof.device_id != device_id:
+                continue
+            signer = view.get(proof.by)
+            if signer is None or proof.by in held:
+                continue
+            if proof.by != device_id and (
+                level_rank(signer.security_level) < level_rank(target.security_level)
+            ):
+                continue
+            if verify(signer.public_key, proof.signature,
+                      REVOCATION_CONTEXT + proof.signed_bytes()):  # fmt: skip
+                out.append(proof)  # only a proof that verified is kept and passed on
+                break
+    return tuple(out)
 
 
 def vouched(records: tuple[Member, ...], current: MemberList) -> tuple[Member, ...]:

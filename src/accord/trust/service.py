@@ -260,7 +260,9 @@ class TrustService:
         if len(self._circle.members.active()) <= 1:
             raise TrustError("this device is in no circle but its own; nothing to leave")
         old = self._circle.members.circle_id
-        self._circle.state.members = revoke_list(self._circle.members, me)
+        self._circle.state.members = revoke_list(
+            self._circle.members, me, self._home.identity, self._clock.wall()
+        )
         self._sync.publish_members()  # members verify it, revoke us and rotate their key
         self._circle.leave()
         return {"left": old, "circle_id": self._circle.members.circle_id}

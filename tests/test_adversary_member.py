@@ -359,7 +359,6 @@ def test_the_sl1_fridge_cannot_install_or_run_an_app_on_the_sl4_phone(
 # -- data provenance (issue 12 §2) --------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="data provenance: issue 12 §2 not built yet")
 def test_a_member_cannot_rewrite_the_phones_rows_in_a_catch_up(
     house: AdversaryHousehold, hostile: HostileMember
 ) -> None:

@@ -203,6 +203,7 @@ class Node:
             name=self.name,
             query_timeout=timeout,
             anti_entropy_s=self.settings.anti_entropy_ms / 1000,
+            signer=self.home.identity.sign,
         )
         await self._channels.start()
         await self._sync.start()

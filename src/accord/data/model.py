@@ -26,6 +26,7 @@ from accord.data.limits import (
     STORE_NAME,
     check_batch,
 )
+from accord.data.provenance import Proof
 from accord.errors import MalformedSync, StoreError
 from accord.wire.messages import DECODE_ERRORS, DeviceId
 
@@ -59,6 +60,7 @@ class Batch(msgspec.Struct, frozen=True, array_like=True):
     seq: Seq
     hlc: Hlc
     ops: Annotated[tuple[Op, ...], msgspec.Meta(min_length=1, max_length=MAX_BATCH_OPS)]
+    sig: bytes = b""  # the origin's signature over the batch's Merkle root (provenance)
 
 
 class Row(msgspec.Struct, frozen=True, array_like=True):
@@ -75,6 +77,7 @@ class Row(msgspec.Struct, frozen=True, array_like=True):
     hlc: Hlc
     origin: DeviceId
     dots: Dots
+    proof: Proof | None = None  # LWW rows: the origin's signature (accord.data.provenance)
 
 
 class Push(msgspec.Struct, frozen=True, tag="push", tag_field="t"):
@@ -182,7 +185,8 @@ def batch_bytes(batch: Batch) -> int:
 
 
 def row_bytes(row: Row) -> int:
-    return op_bytes(row.key, row.value) + DOT_OVERHEAD * len(row.dots)
+    proof = 0 if row.proof is None else 80 + len(row.proof.path)
+    return op_bytes(row.key, row.value) + DOT_OVERHEAD * len(row.dots) + proof
 
 
 def pushes(store: str, batches: list[Batch]) -> list[Push]:

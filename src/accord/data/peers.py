@@ -20,6 +20,10 @@ class Peers(Protocol):
         """A member's security level (SL1..SL5), or None if not known yet."""
         ...
 
+    def public_key(self, device_id: str) -> bytes | None:
+        """A member's identity key (to check the provenance of its writes), or None."""
+        ...
+
 
 class StaticPeers:
     """A fixed, editable view: for tests and the in-memory fault network. Members
@@ -31,8 +35,10 @@ class StaticPeers:
         levels: Mapping[str, str] | None = None,
         *,
         default_level: str | None = "SL5",
+        keys: Mapping[str, bytes] | None = None,
     ) -> None:
         self._members = set(members)
+        self._keys = dict(keys or {})
         self._levels = dict(levels or {})
         self._default = default_level
 
@@ -43,6 +49,9 @@ class StaticPeers:
         if device_id in self._levels:
             return self._levels[device_id]
         return self._default if device_id in self._members else None
+
+    def public_key(self, device_id: str) -> bytes | None:
+        return self._keys.get(device_id) if device_id in self._members else None
 
     def add(self, device_id: str, level: str | None = None) -> None:
         self._members.add(device_id)

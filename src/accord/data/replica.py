@@ -165,6 +165,7 @@ class Replica(Store):
         for row in page.rows:
             check_row(self.kind, self.merge, row)
             self._hlc.check(row.hlc)
+        rows = self._provenant(sender, page.rows)
         session = self._sessions.get(sender)
         fit = page_fit(session, page)
         if session is None or fit == "ignore":
@@ -173,7 +174,7 @@ class Replica(Store):
         with self._file.transaction():
             if fit == "restart":
                 self._file.drop_session(sender)
-            self._file.stage(sender, page.rows)
+            self._file.stage(sender, rows)
             self._file.set_session(sender, session)
         self._sessions[sender] = session
         if not page.done:
@@ -182,11 +183,45 @@ class Replica(Store):
         self._finish(sender, page.vv)
         return [self.summary()]
 
+    def _provenant(self, sender: str, rows: tuple[Row, ...]) -> tuple[Row, ...]:
+        """The rows of a page we may take: with provenance on (LWW stores), a row that
+        ``sender`` relays for another origin must carry that origin's proof. The
+        sender's own rows are authenticated by the channel they came on."""
+        if self._signer is None or self.merge is not None:
+            return rows
+        kept = []
+        for row in rows:
+            if row.origin == sender or self.proven(row):
+                kept.append(row)
+            else:
+                self._warn_once(
+                    f"unproven:{sender}:{row.origin}",
+                    "ignoring rows %s relayed in the name of %s without its proof",
+                    sender,
+                    row.origin,
+                )
+        return tuple(kept)
+
     def _finish(self, sender: str, claim: Mapping[str, int]) -> None:
-        """Apply a complete catch-up in one transaction and claim the responder's vv."""
-        rows = [row for row in self._file.staged(sender) if self._wanted(row)]
+        """Apply a complete catch-up in one transaction and claim the responder's vv.
+
+        With provenance on (LWW stores), the claim for another origin is believed
+        only as far as the proven rows of that origin in this catch-up reach: a
+        member cannot advance another's version in our vector (which would make us
+        ignore that member's real writes). The origin's own claim is believed."""
+        staged = self._file.staged(sender)
+        rows = [row for row in staged if self._wanted(row)]
         if rows:
             self._hlc.update(max(row.hlc for row in rows))  # ClockSkew: staged, retried later
+        if self._signer is not None and self.merge is None:
+            seen: dict[str, int] = {}
+            for row in staged:
+                for origin, seq in row.dots.items():
+                    seen[origin] = max(seen.get(origin, 0), seq)
+            claim = {
+                origin: seq if origin == sender else min(seq, seen.get(origin, 0))
+                for origin, seq in claim.items()
+            }
         advanced = {
             origin: seq
             for origin, seq in claim.items()

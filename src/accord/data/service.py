@@ -38,6 +38,7 @@ from accord.data import encode as encode_sync
 from accord.data.api import DataStore
 from accord.data.limits import check_store_name
 from accord.data.model import SyncMessage
+from accord.data.provenance import Signer
 from accord.data.rules import StoreKind
 from accord.data.stores import Stores
 from accord.errors import (
@@ -84,6 +85,10 @@ class CirclePeers:
         member = self._circle.member(device_id)
         return None if member is None else member.security_level
 
+    def public_key(self, device_id: str) -> bytes | None:
+        member = self._circle.member(device_id)
+        return None if member is None else member.public_key
+
 
 @dataclass
 class Traffic:
@@ -115,6 +120,7 @@ class DataService:
         query_timeout: float,
         anti_entropy_s: float,
         push_delay_s: float = PUSH_DELAY_S,
+        signer: Signer | None = None,
     ) -> None:
         self._bus = bus
         self._circle = circle
@@ -127,7 +133,11 @@ class DataService:
         self._push_delay_s = push_delay_s
         self.hlc = HybridClock(clock)
         self.stores = Stores(
-            data_dir / "stores", device_id=self._me, hlc=self.hlc, peers=CirclePeers(circle)
+            data_dir / "stores",
+            device_id=self._me,
+            hlc=self.hlc,
+            peers=CirclePeers(circle),
+            signer=signer,
         )
         self.channels = channels
         self.traffic: dict[str, Traffic] = {}

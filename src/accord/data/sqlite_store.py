@@ -10,7 +10,8 @@ atomic, and a killed process loses nothing; a power cut may lose the last commit
 is for tests and benchmarks that commit thousands of times.
 
 Tables:
-  rows    one per key: its state, the winning / newest (hlc, origin), and ``lseq``,
+  rows    one per key: its state, the winning / newest (hlc, origin), the origin's
+          proof (LWW stores; see accord.data.provenance), and ``lseq``,
           a local change number that is new on every change (AUTOINCREMENT never
           reuses one), which orders and resumes catch-up pages
   dots    (lseq, origin, seq): the index that makes "rows changed since this
@@ -32,6 +33,7 @@ import msgspec
 
 from accord.clock import Hlc
 from accord.data.model import Row, row_bytes
+from accord.data.provenance import Proof
 from accord.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ CREATE TABLE IF NOT EXISTS rows (
     counter INTEGER NOT NULL,
     origin  TEXT NOT NULL,
     dots    BLOB NOT NULL,
+    proof   BLOB,
     UNIQUE (ns, key)
 );
 CREATE INDEX IF NOT EXISTS rows_tombstones ON rows (wall_ms) WHERE value IS NULL;
@@ -78,6 +81,7 @@ CREATE TABLE IF NOT EXISTS staging (
 
 _dots_decoder: Final = msgspec.msgpack.Decoder(dict[str, int])
 _row_decoder: Final = msgspec.msgpack.Decoder(Row)
+_proof_decoder: Final = msgspec.msgpack.Decoder(Proof)
 _encoder: Final = msgspec.msgpack.Encoder()
 
 
@@ -119,6 +123,9 @@ class StoreFile:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+                columns = {r[1] for r in self._db.execute("PRAGMA table_info(rows)")}
+                if "proof" not in columns:  # a file written before provenance
+                    self._db.execute("ALTER TABLE rows ADD COLUMN proof BLOB")
                 version = self.get_meta("schema")
                 if version is None:
                     self.set_meta("schema", _encoder.encode(_SCHEMA_VERSION))
@@ -164,7 +171,7 @@ class StoreFile:
     def read_row(self, ns: str, key: str) -> tuple[int, Row] | None:
         with self._mapped("read"):
             found = self._db.execute(
-                "SELECT lseq, ns, key, value, wall_ms, counter, origin, dots FROM rows "
+                "SELECT lseq, ns, key, value, wall_ms, counter, origin, dots, proof FROM rows "
                 "WHERE ns = ? AND key = ?",
                 (ns, key.encode()),
             ).fetchone()
@@ -177,8 +184,8 @@ class StoreFile:
                 self._db.execute("DELETE FROM dots WHERE lseq = ?", (old_lseq,))
                 self._db.execute("DELETE FROM rows WHERE lseq = ?", (old_lseq,))
             cur = self._db.execute(
-                "INSERT INTO rows (ns, key, value, wall_ms, counter, origin, dots) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO rows (ns, key, value, wall_ms, counter, origin, dots, proof) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row.ns,
                     row.key.encode(),
@@ -187,6 +194,7 @@ class StoreFile:
                     row.hlc.counter,
                     row.origin,
                     _encoder.encode(row.dots),
+                    None if row.proof is None else _encoder.encode(row.proof),
                 ),
             )
             lseq = cur.lastrowid
@@ -207,7 +215,7 @@ class StoreFile:
         low = prefix.encode()
         high = _prefix_end(low)
         sql = (
-            "SELECT ns, key, value, wall_ms, counter, origin, dots FROM rows "
+            "SELECT ns, key, value, wall_ms, counter, origin, dots, proof FROM rows "
             "WHERE value IS NOT NULL AND key >= ?"
         )
         args: list[object] = [low]
@@ -237,7 +245,8 @@ class StoreFile:
         args.append(after)
         sql = (
             f"WITH want(origin, seq) AS (VALUES {values}) "  # noqa: S608 - placeholders only
-            "SELECT r.lseq, r.ns, r.key, r.value, r.wall_ms, r.counter, r.origin, r.dots "
+            "SELECT r.lseq, r.ns, r.key, r.value, r.wall_ms, r.counter, r.origin, r.dots, "
+            "r.proof "
             "FROM rows AS r WHERE r.lseq IN (SELECT d.lseq FROM want AS w JOIN dots AS d "
             "ON d.origin = w.origin AND d.seq > w.seq) AND r.lseq > ? ORDER BY r.lseq"
         )
@@ -332,8 +341,16 @@ class StoreFile:
 
 
 def _row(found: tuple[Any, ...]) -> Row:
-    ns, key, value, wall_ms, counter, origin, dots = found
-    return Row(ns, key.decode(), value, Hlc(wall_ms, counter), origin, _dots_decoder.decode(dots))
+    ns, key, value, wall_ms, counter, origin, dots, proof = found
+    return Row(
+        ns,
+        key.decode(),
+        value,
+        Hlc(wall_ms, counter),
+        origin,
+        _dots_decoder.decode(dots),
+        None if proof is None else _proof_decoder.decode(proof),
+    )
 
 
 def _prefix_end(prefix: bytes) -> bytes | None:

@@ -17,6 +17,7 @@ from typing import Final, Self
 import msgspec
 
 from accord.clock import HLC_ZERO, Hlc, HybridClock
+from accord.data import provenance
 from accord.data.changes import Change, Entry, Listener, Watchers
 from accord.data.limits import (
     DEFAULT_PAGE_BYTES,
@@ -35,13 +36,16 @@ from accord.data.model import (
     pushes,
 )
 from accord.data.peers import Peers
+from accord.data.provenance import Proof, Signer
 from accord.data.rules import (
     StoreConfig,
     StoreKind,
     resolve,
 )
 from accord.data.sqlite_store import StoreFile, Synchronous
+from accord.device.identity import verify
 from accord.errors import (
+    ForgedOrigin,
     ReadOnlyNamespace,
     StoreError,
     StoreMismatch,
@@ -95,8 +99,14 @@ class Store:
         merge: Merge | None = None,
         page_bytes: int = DEFAULT_PAGE_BYTES,
         tombstone_grace_s: float = TOMBSTONE_GRACE_S,
+        signer: Signer | None = None,
     ) -> None:
+        """``signer`` (this device's identity key) turns provenance on: local batches
+        are signed, and rows relayed by a member other than their origin are taken
+        only with the origin's proof (see :mod:`accord.data.provenance`)."""
         self.name = name
+        self._signer = signer
+        self._verified: dict[tuple[bytes, bytes], bool] = {}  # batch signatures checked
         self.device_id = device_id
         self.kind: StoreKind = kind
         self.label: DataLabel = label
@@ -149,6 +159,7 @@ class Store:
         synchronous: Synchronous = "FULL",
         page_bytes: int = DEFAULT_PAGE_BYTES,
         tombstone_grace_s: float = TOMBSTONE_GRACE_S,
+        signer: Signer | None = None,
     ) -> Self:
         """Open (or create) the store file at ``path`` (None: in memory)."""
         file = StoreFile(path, synchronous=synchronous)
@@ -164,6 +175,7 @@ class Store:
                 merge=merge,
                 page_bytes=page_bytes,
                 tombstone_grace_s=tombstone_grace_s,
+                signer=signer,
             )
         except BaseException:
             file.close()
@@ -283,7 +295,16 @@ class Store:
         final = tuple(Op(k, v) for k, v in merged.items())
         check_batch(len(final), sum(op_bytes(op.key, op.value) for op in final))
         seq = self._vv.get(self.device_id, 0) + 1
-        batch = Batch(self.device_id, seq, self._hlc.now(), final)
+        hlc = self._hlc.now()
+        sig = b""
+        if self._signer is not None:
+            root, _ = provenance.tree(
+                [provenance.leaf(self._own_ns, k, v) for k, v in merged.items()]
+            )
+            sig = self._signer(
+                provenance.message(self.name, self.device_id, seq, hlc, len(final), root)
+            )
+        batch = Batch(self.device_id, seq, hlc, final, sig)
         changes = self._apply_batch(batch, self._own_ns, local=True)
         self._outbox.append(batch)
         if len(self._outbox) > MAX_OUTBOX:
@@ -316,13 +337,15 @@ class Store:
 
     def _apply_batch(self, batch: Batch, ns: str, *, local: bool = False) -> list[Change]:
         dots = {batch.origin: batch.seq}
+        proofs = self._batch_proofs(batch, ns, check=not local)
         with self._file.transaction():
             changes = [
                 change
-                for op in batch.ops
+                for op, proof in zip(batch.ops, proofs, strict=True)
                 if (
                     change := self._store_row(
-                        Row(ns, op.key, op.value, batch.hlc, batch.origin, dots), local=local
+                        Row(ns, op.key, op.value, batch.hlc, batch.origin, dots, proof),
+                        local=local,
                     )
                 )
             ]
@@ -330,6 +353,48 @@ class Store:
             self._file.set_meta("hlc", msgspec.msgpack.encode(self._hlc.last))
         self._vv[batch.origin] = batch.seq
         return changes
+
+    def _batch_proofs(self, batch: Batch, ns: str, *, check: bool) -> list[Proof | None]:
+        """Each op's proof (LWW stores with provenance), after checking the origin's
+        signature when ``check``: a batch it did not sign is refused whole."""
+        if self._signer is None:
+            return [None] * len(batch.ops)
+        leaves = [provenance.leaf(ns, op.key, op.value) for op in batch.ops]
+        root, paths = provenance.tree(leaves)
+        if check:
+            key = self._peers.public_key(batch.origin)
+            msg = provenance.message(
+                self.name, batch.origin, batch.seq, batch.hlc, len(leaves), root
+            )
+            if key is None or not verify(key, batch.sig, msg):
+                raise ForgedOrigin(
+                    f"batch {batch.origin[:10]}:{batch.seq} is not signed by its origin"
+                )
+        if self.merge is not None:
+            return [None] * len(batch.ops)
+        return [Proof(batch.sig, len(leaves), i, p) for i, p in enumerate(paths)]
+
+    def proven(self, row: Row) -> bool:
+        """Does ``row`` carry its origin's proof (see :mod:`accord.data.provenance`)?
+        Rows of one batch share a root: its signature is checked once per page."""
+        seq = row.dots.get(row.origin)
+        key = self._peers.public_key(row.origin)
+        proof = row.proof
+        if proof is None or seq is None or key is None:
+            return False
+        root = provenance.root_from(
+            provenance.leaf(row.ns, row.key, row.value), proof.n, proof.index, proof.path
+        )
+        if root is None:
+            return False
+        msg = provenance.message(self.name, row.origin, seq, row.hlc, proof.n, root)
+        known = self._verified.get((msg, proof.sig))
+        if known is None:
+            known = verify(key, proof.sig, msg)
+            if len(self._verified) >= 4096:
+                self._verified.clear()
+            self._verified[(msg, proof.sig)] = known
+        return known
 
     def _store_row(self, incoming: Row, *, local: bool = False) -> Change | None:
         """Resolve one row against storage (inside a transaction)."""

@@ -10,6 +10,7 @@ from accord.clock import HybridClock
 from accord.data.limits import DEFAULT_PAGE_BYTES, check_store_name
 from accord.data.merge import Merge
 from accord.data.peers import Peers
+from accord.data.provenance import Signer
 from accord.data.replica import Replica
 from accord.data.rules import StoreConfig, StoreKind
 from accord.data.sqlite_store import StoreFile, Synchronous
@@ -34,8 +35,10 @@ class Stores:
         synchronous: Synchronous = "FULL",
         page_bytes: int = DEFAULT_PAGE_BYTES,
         tombstone_grace_s: float = TOMBSTONE_GRACE_S,
+        signer: Signer | None = None,
     ) -> None:
         self.directory = directory
+        self._signer = signer
         self._device_id = device_id
         self._hlc = hlc
         self._peers = peers
@@ -80,6 +83,7 @@ class Stores:
             synchronous=self._synchronous,
             page_bytes=self._page_bytes,
             tombstone_grace_s=self._grace_s,
+            signer=self._signer,
         )
         self._open[name] = replica
         return replica

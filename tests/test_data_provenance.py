@@ -1,0 +1,157 @@
+"""Provenance of writes (issue 12 §2): a member relaying rows in a catch-up cannot
+write, or advance a version, in another member's name.
+
+The attack: a member answered a catch-up pull with rows credited to the phone and
+claimed the phone's version was 10^9; the phone's rows were overwritten and its
+later real writes ignored. Pure: replicas in memory with real identities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accord.clock import Hlc, HybridClock, ManualClock
+from accord.data import Page, Replica, StaticPeers
+from accord.data import provenance as pv
+from accord.data.loopback import deliver_all, pull
+from accord.data.model import DATA_VERSION, Push, Row
+from accord.device.identity import Identity
+from accord.errors import ForgedOrigin
+
+PHONE, TABLET, FRIDGE = Identity.generate(), Identity.generate(), Identity.generate()
+IDS = {i.device_id: i for i in (PHONE, TABLET, FRIDGE)}
+
+
+class House:
+    def __init__(self) -> None:
+        self.clock = ManualClock()
+        self.peers = StaticPeers(IDS, keys={d: i.public_bytes for d, i in IDS.items()})
+        self.r = {
+            d: Replica.open(
+                None,
+                name="bank",
+                device_id=d,
+                hlc=HybridClock(self.clock),
+                peers=self.peers,
+                signer=ident.sign,
+            )
+            for d, ident in IDS.items()
+        }
+
+    def push(self, src: str, *dsts: str) -> None:
+        for p in self.r[src].take_pushes():
+            for dst in dsts:
+                deliver_all(self.r, [(src, dst, p)])
+
+    def close(self) -> None:
+        for replica in self.r.values():
+            replica.close()
+
+
+@pytest.fixture
+def house() -> Iterator[House]:
+    h = House()
+    yield h
+    h.close()
+
+
+P, T, F = PHONE.device_id, TABLET.device_id, FRIDGE.device_id
+
+
+def test_rows_relayed_with_their_origins_proof_are_taken(house: House) -> None:
+    """The phone writes while the tablet is away; the fridge relays it later."""
+    house.r[P].put("balance", b"62")
+    with house.r[P].batch() as b:
+        for i in range(5):
+            b.put(f"k{i}", str(i).encode())
+    house.push(P, F)
+    pull(house.r, T, F)  # the phone is offline: the fridge relays its rows
+    assert house.r[T].get("balance") == b"62"
+    assert house.r[T].get("k3") == b"3"
+    assert house.r[T].version_vector()[P] == 2
+
+
+def _forged_page(house: House, rows: tuple[Row, ...], vv: dict[str, int]) -> Page:
+    pull_msg = house.r[T].pull_from(F)
+    return Page(DATA_VERSION, "bank", pull_msg.session, house.r[F].epoch, 0, 1, True, vv, rows)
+
+
+def test_a_member_cannot_rewrite_the_phones_rows_or_version(house: House) -> None:
+    house.r[P].put("balance", b"62")
+    house.push(P, T, F)
+    real = house.r[F].row("balance")
+    assert real is not None
+    assert real.proof is not None
+    later = Hlc(real.hlc.wall_ms + 10_000, 0)
+    forged = [
+        # no proof at all
+        Row("", "balance", b"0", later, P, {P: 10**9}),
+        # the phone's real proof, on another value, time and seq
+        msgspec.structs.replace(real, value=b"0", hlc=later, dots={P: 10**9}),
+        # a proof the fridge made with its own key, in the phone's name
+        msgspec.structs.replace(
+            Row("", "balance", b"0", later, P, {P: 10**9}),
+            proof=_proof_by(FRIDGE, "", "balance", b"0", P, 10**9, later),
+        ),
+    ]
+    for row in forged:
+        page = _forged_page(house, (row,), {P: 10**9, F: 0})
+        deliver_all(house.r, [(F, T, page)])
+        assert house.r[T].get("balance") == b"62"
+        assert house.r[T].version_vector()[P] == 1  # the claim went no further than proof
+    house.r[P].put("balance", b"63")  # the phone's next real write is not ignored
+    house.push(P, T)
+    assert house.r[T].get("balance") == b"63"
+
+
+def _proof_by(
+    signer: Identity, ns: str, key: str, value: bytes, origin: str, seq: int, hlc: Hlc
+) -> pv.Proof:
+    root, paths = pv.tree([pv.leaf(ns, key, value)])
+    sig = signer.sign(pv.message("bank", origin, seq, hlc, 1, root))
+    return pv.Proof(sig, 1, 0, paths[0])
+
+
+def test_a_push_not_signed_by_its_origin_is_refused(house: House) -> None:
+    house.r[P].put("balance", b"62")
+    [push] = house.r[P].take_pushes()
+    batch = push.batches[0]
+    bad = msgspec.structs.replace(batch, sig=FRIDGE.sign(b"anything"))
+    with pytest.raises(ForgedOrigin):
+        house.r[T].receive(P, Push(DATA_VERSION, "bank", (bad,)))
+    assert house.r[T].get("balance") is None
+
+
+def test_the_senders_own_rows_need_no_relay_proof(house: House) -> None:
+    """A member's own writes come on its own channel: its catch-up answer is believed,
+    its version claim for itself too."""
+    for i in range(3):
+        house.r[F].put(f"door{i}", b"open")
+    pull(house.r, T, F)
+    assert house.r[T].version_vector()[F] == 3
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.integers(1, 40), st.data())
+def test_every_leaf_proves_into_its_root_and_nothing_else_does(n: int, data: st.DataObject) -> None:
+    leaves = [pv.leaf("", f"k{i}", bytes([i])) for i in range(n)]
+    root, paths = pv.tree(leaves)
+    for i in range(n):
+        assert pv.root_from(leaves[i], n, i, paths[i]) == root
+    i = data.draw(st.integers(0, n - 1))
+    if n > 1:
+        assert pv.root_from(leaves[i], n, (i + 1) % n, paths[i]) != root
+    assert pv.root_from(pv.leaf("", "other", b""), n, i, paths[i]) != root
+    assert pv.root_from(leaves[i], n, i, paths[i] + b"\0" * 32) is None
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.integers(-5, 70), st.integers(-5, 70), st.binary(max_size=200))
+def test_any_proof_fields_fold_or_give_none(n: int, index: int, path: bytes) -> None:
+    result = pv.root_from(b"\0" * 32, n, index, path)
+    assert result is None or len(result) == 32

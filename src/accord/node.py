@@ -184,6 +184,7 @@ class Node:
             self.clock,
             query_timeout=timeout,
             announce_pairing=self._announce_pairing,
+            hand_back=lambda plan, force: self.apps.hand_back(plan=plan, force=force),
         )
         self._rpc_server = RpcServer(self._bus, self._channels, self.home.device_id, self.name)
         self._rpc_server.register("device", "info", self._device_info)

@@ -24,6 +24,17 @@ holds the checkpoint computes the same successor
 that may hold the label, up to the level of the checkpoint's grant) and that one
 restarts it from the checkpoint.
 
+Leaving and revocation (:meth:`AppRuntime.hand_back`, :meth:`AppRuntime._on_circle`):
+before a device leaves its circle its running apps move to other members, chosen by
+the placement rules among those that may take them; a keep-alive app that cannot
+move stops with a final checkpoint, and its failover successor (computed without the
+leaving device, under a grant that outlives it) restarts it once it sees the device
+revoked. Any other app blocks the leave unless forced. A member that sees a device
+revoked fails that device's keep-alive apps over at once (a checkpoint its host
+signed while a member still counts), unless the app already runs on an online
+member (one moved off before leaving); a device that learns it was revoked stops
+every app it runs and takes no more.
+
 Authority (:mod:`accord.apps.authority`): ``install``, ``remove``, ``run``,
 ``stop``, ``move`` and ``send`` need the caller to be this device, named in the
 ``apps`` allow-list, or (without one) at this device's level or higher; ``restore``
@@ -53,7 +64,7 @@ from accord.apps.bundle import (
     verify_bundle,
 )
 from accord.apps.checkpoints import Checkpoints
-from accord.apps.errors import AppError, RequirementsNotMet, TamperedBundle
+from accord.apps.errors import AppError, NoPlacement, RequirementsNotMet, TamperedBundle
 from accord.apps.gate import AppGate
 from accord.apps.manifest import AppManifest
 from accord.apps.messages import (
@@ -67,7 +78,7 @@ from accord.apps.messages import (
     RunParams,
     SendParams,
 )
-from accord.apps.placement import Candidate, choose, failover_successor
+from accord.apps.placement import Candidate, choose, failover_successor, rank
 from accord.apps.process import AbilityProcess, AppFailed, SparePool
 from accord.apps.transfers import SERVICE as TRANSFER_SERVICE
 from accord.apps.transfers import Transfers
@@ -90,6 +101,8 @@ RESTART_LIMIT = 5  # crashes of a keep-alive app within RESTART_WINDOW_S before 
 RESTART_WINDOW_S = 60.0
 MOVE_TIMEOUT_S = 60.0
 LOG_KEEP = 1024 * 1024  # bytes of a run's log kept in the home when it ends
+LEAVE_SYNC_S = 10.0  # how long a leaving device waits for a successor to hold its checkpoint
+ELSEWHERE_TIMEOUT_S = 2.0  # asking members whether they already run a revoked host's app
 
 
 @dataclass
@@ -107,6 +120,37 @@ class Running:
     moving: bool = False
     checkpointer: asyncio.Task[None] | None = None
     watcher: asyncio.Task[None] | None = None
+
+
+@dataclass
+class Handover:
+    """What leaving the circle does with one app running here: ``move`` (to the first
+    of ``targets`` that takes it), ``failover`` (stop with a final checkpoint;
+    ``successor`` restarts it once it sees this device revoked), ``stop`` (forced:
+    nothing restarts it) or ``blocked`` (the leave is refused; ``reason`` says why)."""
+
+    app_id: str
+    action: str
+    targets: list[Candidate] = field(default_factory=list)
+    successor: Candidate | None = None
+    reason: str = ""
+    to: Candidate | None = None
+    synced: bool | None = None
+    """failover: whether the successor held the final checkpoint before the leave."""
+
+    def row(self) -> dict[str, Any]:
+        to = self.to or (self.targets[0] if self.action == "move" and self.targets
+                         else self.successor if self.action == "failover" else None)  # fmt: skip
+        row: dict[str, Any] = {
+            "app_id": self.app_id,
+            "action": self.action,
+            "to": to.name if to is not None else None,
+            "to_id": to.device_id if to is not None else None,
+            "reason": self.reason,
+        }
+        if self.synced is not None:
+            row["synced"] = self.synced
+        return row
 
 
 class AppRuntime:
@@ -140,6 +184,8 @@ class AppRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._undo: list[Any] = []
         self._install_lock = asyncio.Lock()
+        self._revoked: set[str] = set()
+        self._failing_over: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -157,11 +203,14 @@ class AppRuntime:
         s.register("apps", "restore", self._rpc_restore, RestoreParams)
         s.register("apps", "move", self._rpc_move, MoveParams)
         s.register("apps", "send", self._rpc_send, SendParams)
+        s.register("apps", "checkpoint", self._rpc_checkpoint, AppRef)
         s.register_stream(TRANSFER_SERVICE, "fetch", self.transfers.serve, FetchParams)
         if self.installed():  # a device with no apps keeps no spare process around
             self._spares.warm()
         self._online = self._directory.online_ids()
+        self._revoked = self._revoked_ids()
         self._undo.append(self._directory.subscribe(self._on_directory))
+        self._undo.append(self._circle.on_change(self._on_circle))
 
     async def stop(self) -> None:
         for undo in self._undo:
@@ -230,6 +279,7 @@ class AppRuntime:
         return authority.outranks(self._member_level(device_id), self._my_level())
 
     def _authorize(self, caller: str, action: str) -> None:
+        self._refuse_if_revoked(caller)
         if self._vouches(caller):
             return
         if self._services.restrictions().get(authority.SERVICE) is not None:
@@ -257,6 +307,55 @@ class AppRuntime:
 
     def _may_hold(self, label: str) -> None:
         require_may_receive(self._member_level(self._me), label, self._home.name)
+
+    def _recorded_key(self, device_id: str) -> bytes | None:
+        """A device's key as a member, active or since revoked: what a checkpoint it
+        signed while it belonged is checked against (the data layer refuses what a
+        device writes after its revocation)."""
+        key = self._public_key_of(device_id)
+        if key is None:
+            for m in self._circle.members.members:
+                if m.device_id == device_id:
+                    return m.public_key
+        return key
+
+    # -- revocation -----------------------------------------------------------------
+
+    def _revoked_ids(self) -> set[str]:
+        """Devices recorded in the member list but no longer active in it."""
+        members = self._circle.members
+        return {m.device_id for m in members.members} - {m.device_id for m in members.active()}
+
+    def revoked_here(self) -> bool:
+        """Whether this device knows it was revoked from its circle."""
+        return self._circle.standing(self._me) == "revoked" or self._me in self._revoked_ids()
+
+    def _refuse_if_revoked(self, caller: str) -> None:
+        if caller != self._me and self.revoked_here():
+            raise PermissionDenied(
+                f"{self._home.name} was removed from its circle; it runs no apps for it"
+            )
+
+    def _on_circle(self) -> None:
+        """The member list changed: fail over the keep-alive apps of devices revoked
+        since, at once; stop every app here if this device was revoked."""
+        revoked = self._revoked_ids()
+        new = revoked - self._revoked - {self._me}
+        self._revoked = revoked
+        if self.revoked_here():
+            if self._running:
+                self._spawn(self._stop_all_revoked())
+            return
+        for device in sorted(new):
+            self._spawn(self._fail_over(device, revoked=True))
+
+    async def _stop_all_revoked(self) -> None:
+        """This device was revoked: its apps stop, without a checkpoint (the members
+        refuse its writes now) and without forgetting theirs (the successor's)."""
+        for app_id in sorted(self._running):
+            log.warning("%s was removed from its circle: stopping %s", self._home.name, app_id)
+            with contextlib.suppress(AppError):
+                await self._stop_local(app_id, checkpoint=False, forget=False)
 
     # -- installed apps ----------------------------------------------------------
 
@@ -586,7 +685,7 @@ class AppRuntime:
         state: bytes = (await running.process.request("save"))["state"]
         await self._checkpoint(app_id, running, state)
 
-    async def _checkpoint(self, app_id: str, running: Running, state: bytes | None) -> None:
+    async def _checkpoint(self, app_id: str, running: Running, state: bytes | None) -> Checkpoint:
         running.last_state = state
         label = running.manifest.state_label
         ckpts = self.checkpoints_for(label)
@@ -600,7 +699,24 @@ class AppRuntime:
                           bundle_blob, bundle_chunks, state_blob, state_chunks,
                           list(running.manifest.requires), label,
                           running.grant)  # fmt: skip
-        await ckpts.save(authority.sign_checkpoint(ckpt, self._home.identity))
+        signed = authority.sign_checkpoint(ckpt, self._home.identity)
+        await ckpts.save(signed)
+        return signed
+
+    async def _rpc_checkpoint(self, params: AppRef, caller: str) -> dict[str, Any] | None:
+        """Which checkpoint of an app this device holds (who wrote it, when, which
+        state), from the stores of the labels the caller may hold; never the state.
+        A leaving device asks its successor this before it leaves."""
+        level = self._member_level(caller)
+        for label in get_args(DataLabel):
+            if caller != self._me and not may_receive(level, label):
+                continue
+            ckpts = self.checkpoints_for(label, create=False)
+            ckpt = None if ckpts is None else await ckpts.get(params.app_id)
+            if ckpt is not None:
+                return {"host": ckpt.host, "at": ckpt.at, "state_blob": ckpt.state_blob,
+                        "state_label": label}  # fmt: skip
+        return None
 
     # -- failover -----------------------------------------------------------------
 
@@ -610,6 +726,22 @@ class AppRuntime:
         self._online = online
         for device in gone:
             self._spawn(self._fail_over(device))
+
+    async def _runs_elsewhere(self, app_id: str) -> bool:
+        """Whether an online member (not this device) says it runs ``app_id``; a member
+        that does not answer counts as not running it."""
+        others = sorted(d for d in self._directory.online_ids()
+                        if d != self._me and self._circle.is_member(d))  # fmt: skip
+        found = await asyncio.gather(
+            *(self._rpc.call(d, "apps", "ps", None, timeout=ELSEWHERE_TIMEOUT_S) for d in others),
+            return_exceptions=True,
+        )
+        for rows in found:
+            if isinstance(rows, list) and any(
+                isinstance(r, dict) and r.get("app_id") == app_id for r in rows
+            ):
+                return True
+        return False
 
     def _candidates(self) -> list[Candidate]:
         """Online members as failover sees them. Load is left out on purpose: every
@@ -623,26 +755,39 @@ class AppRuntime:
             out.append(_candidate(rec, load=0.0, level=self._member_level(rec.device_id)))
         return out
 
-    async def _fail_over(self, gone: str) -> None:
+    async def _fail_over(self, gone: str, *, revoked: bool = False) -> None:
+        """Restart here the keep-alive apps of ``gone`` (offline, or ``revoked``) whose
+        successor this device is."""
+        if self.revoked_here():
+            return
         for label in get_args(DataLabel):
             ckpts = self.checkpoints_for(label, create=False)
             if ckpts is None:
                 continue
             for ckpt in await ckpts.all():
-                if ckpt.host == gone and ckpt.app_id not in self._running:
-                    await self._take_over(ckpts, ckpt, label)
+                if ckpt.host != gone or ckpt.app_id in self._running:
+                    continue
+                if ckpt.app_id in self._failing_over:
+                    continue
+                self._failing_over.add(ckpt.app_id)
+                try:
+                    await self._take_over(ckpts, ckpt, label, revoked=revoked)
+                finally:
+                    self._failing_over.discard(ckpt.app_id)
 
-    async def _take_over(self, ckpts: Checkpoints, ckpt: Checkpoint, label: str) -> None:
+    async def _take_over(self, ckpts: Checkpoints, ckpt: Checkpoint, label: str, *,
+                         revoked: bool = False) -> None:  # fmt: skip
         """Restart a gone host's app here if this device is its successor, and its
-        checkpoint is the host's, in the store of its label, and vouched for here."""
+        checkpoint is the host's (signed while it was a member), in the store of its
+        label, and vouched for here. For a ``revoked`` host that may still be online,
+        not if an online member runs the app already (one it moved off as it left)."""
         what = f"{self._home.name}: failover of {ckpt.app_id}"
-        if ckpt.state_label != label or not authority.checkpoint_valid(ckpt, self._public_key_of):
+        if ckpt.state_label != label or not authority.checkpoint_valid(ckpt, self._recorded_key):
             log.warning("%s: ignoring a checkpoint not signed by its host %s, or in the "
                         "wrong store", what, ckpt.host[:10])  # fmt: skip
             return
         most = authority.authority_level(ckpt, self._public_key_of, self._member_level)
-        manifest = AppManifest(id=ckpt.app_id, version="", entry="x", requires=ckpt.requires,
-                               state_label=label)  # type: ignore[arg-type]  # fmt: skip
+        manifest = _failover_manifest(ckpt.app_id, ckpt.requires, label)
         successor = failover_successor(manifest, self._candidates(), previous=ckpt.host,
                                        max_level=most)  # fmt: skip
         if successor is None or successor.device_id != self._me:
@@ -653,7 +798,11 @@ class AppRuntime:
             log.warning("%s: not restarted here: %s may not run code on this device",
                         what, self._name_of(voucher))  # fmt: skip
             return
-        log.warning("%s went offline; restarting %s here", ckpt.host[:10], ckpt.app_id)
+        if revoked and await self._runs_elsewhere(ckpt.app_id):
+            log.info("%s: not needed, it runs on another member", what)
+            return
+        why = "was removed from the circle" if revoked else "went offline"
+        log.warning("%s %s; restarting %s here", self._name_of(ckpt.host), why, ckpt.app_id)
         try:
             have = None
             with contextlib.suppress(AppError):
@@ -754,6 +903,160 @@ class AppRuntime:
             raise AppError(f"state transfer cut short: {len(state)} of {params.state_bytes}")
         return await self.run(params.app_id, params.params, state, grant=grant)
 
+    # -- leaving the circle ---------------------------------------------------------
+
+    async def hand_back(self, *, plan: bool = False, force: bool = False) -> list[dict[str, Any]]:
+        """Before this device leaves its circle, hand its running apps to the others.
+
+        Each app moves (as ``app move`` does) to the best member that may take it by
+        the placement rules; a keep-alive app that cannot move stops with a final
+        checkpoint, which its failover successor (the one every member computes
+        without this device, under a grant that stays valid once it is gone) holds
+        before this returns, if it can be reached, and restarts once it sees this device
+        revoked. Any other app blocks: nothing is stopped and AppError names each
+        app that cannot move and why, unless ``force`` (then it is stopped for good).
+        A move that fails at the last moment falls back the same way. With ``plan``,
+        only say what would happen. Returns one row per app (:meth:`Handover.row`)."""
+        handovers = [self._handover(a, r, force=force) for a, r in sorted(self._running.items())]
+        if plan:
+            return [h.row() for h in handovers]
+        _refuse_blocked(handovers, self._home.name)
+        for h in handovers:  # moves first: nothing is stopped unless every app can go
+            if h.action == "move":
+                await self._leave_move(h, force=force)
+        _refuse_blocked(handovers, self._home.name)
+        for h in handovers:
+            if h.app_id not in self._running:
+                continue  # moved, or it crashed meanwhile
+            if h.action == "failover":
+                await self._leave_failover(h)
+            elif h.action == "stop":
+                await self.stop_app(h.app_id)
+        return [h.row() for h in handovers]
+
+    def _handover(self, app_id: str, running: Running, *, force: bool) -> Handover:
+        """What leaving would do with ``app_id`` (see :meth:`hand_back`)."""
+        manifest = running.manifest
+        others = [c for c in self._candidates() if c.device_id != self._me]
+        if running.moving:
+            return Handover(app_id, "blocked", reason="it is being moved right now; try again")
+        why: list[str] = []
+        targets: list[Candidate] = []
+        if not manifest.continuable:
+            why.append("it is not continuable (its manifest says so)")
+        elif not others:
+            why.append("no other member is online")
+        else:
+            most = self._move_authority(running)
+            targets = rank(manifest, others, max_level=most)
+            if not targets:
+                try:
+                    choose(manifest, others, max_level=most)
+                except NoPlacement as exc:
+                    why.append(f"no member may take it ({_reasons(exc, others)})")
+        successor = None
+        if manifest.keep_alive:
+            successor, no_successor = self._successor_without_me(app_id, running, others)
+            if successor is None:
+                why.append(no_successor)
+        else:
+            why.append("it is not keep-alive, so nothing would restart it")
+        if targets:
+            return Handover(app_id, "move", targets, successor)
+        if successor is not None:
+            return Handover(app_id, "failover", [], successor, reason=why[0])
+        action = "stop" if force else "blocked"
+        return Handover(app_id, action, reason="; ".join(why))
+
+    def _move_authority(self, running: Running) -> str:
+        """The highest level a move from here may take the app to: this device's level,
+        or the level of the member whose grant it runs under, if higher."""
+        mine = self._member_level(self._me)
+        grant = self._valid_grant(running.grant, running.manifest.id, running.content_hash)
+        if grant is None:
+            return mine
+        theirs = self._member_level(grant.by)
+        return theirs if level_rank(theirs) > level_rank(mine) else mine
+
+    def _successor_without_me(
+        self, app_id: str, running: Running, others: list[Candidate]
+    ) -> tuple[Candidate | None, str]:
+        """The member that will restart ``app_id`` from its checkpoint once this device
+        is revoked (every member computes the same), or None and why there is none."""
+        grant = self._valid_grant(running.grant, app_id, running.content_hash)
+        if grant is None or grant.by == self._me:
+            return None, (f"only {self._home.name} vouched for its code, so no member would "
+                          "restart it once it has left")  # fmt: skip
+        most = self._member_level(grant.by)
+        manifest = _failover_manifest(app_id, running.manifest.requires,
+                                      running.manifest.state_label)  # fmt: skip
+        successor = failover_successor(manifest, others, previous=self._me, max_level=most)
+        if successor is None:
+            return None, (f"no online member may restart it from its checkpoint (one that has "
+                          f"{', '.join(manifest.requires) or 'nothing it needs'}, may hold "
+                          f"{manifest.state_label} state and is at {most} or below)")  # fmt: skip
+        return successor, ""
+
+    async def _leave_move(self, h: Handover, *, force: bool) -> None:
+        """Move ``h``'s app to the first target that takes it; if none does, fall back
+        to its failover successor, to a stop (``force``), or block the leave."""
+        errors = []
+        for target in h.targets:
+            if h.app_id not in self._running:
+                return  # it crashed meanwhile: its keep-alive restart is here, or nothing
+            try:
+                await self.move(h.app_id, target.device_id)
+            except AccordError as exc:
+                log.warning("%s: leaving, could not move %s to %s: %s", self._home.name,
+                            h.app_id, target.name, exc)  # fmt: skip
+                errors.append(f"{target.name} refused: {exc}")
+                continue
+            h.to = target
+            return
+        h.reason = "; ".join(errors)
+        if h.successor is not None:
+            h.action = "failover"
+        else:
+            h.action = "stop" if force else "blocked"
+
+    async def _leave_failover(self, h: Handover) -> None:
+        """Stop ``h``'s app with a final checkpoint and wait (a while) until its
+        successor holds that checkpoint, so it restarts from there."""
+        running = self._running[h.app_id]
+        running.moving = True  # the checkpointer leaves it alone now
+        ckpt = None
+        try:
+            state: bytes = (await running.process.request("save"))["state"]
+            ckpt = await self._checkpoint(h.app_id, running, state)
+        except AccordError as exc:
+            log.warning("%s: final checkpoint of %s failed (%s); it restarts from its last one",
+                        self._home.name, h.app_id, exc)  # fmt: skip
+        finally:
+            running.moving = False
+        await self._stop_local(h.app_id, checkpoint=False, forget=False)
+        assert h.successor is not None
+        h.synced = ckpt is not None and await self._until_held(h.successor.device_id, ckpt)
+
+    async def _until_held(self, device: str, ckpt: Checkpoint) -> bool:
+        """Wait until ``device`` holds ``ckpt`` (it syncs like any write); False if it
+        does not within LEAVE_SYNC_S, or will not say."""
+        deadline = self._clock.monotonic() + LEAVE_SYNC_S
+        while self._clock.monotonic() < deadline:
+            held: Any = None
+            try:
+                held = await self._rpc.call(device, "apps", "checkpoint", AppRef(ckpt.app_id),
+                                            timeout=2.0)  # fmt: skip
+            except PermissionDenied:
+                return False
+            except AccordError:
+                pass  # not answering now: ask again
+            if isinstance(held, dict) and (held.get("host"), held.get("at"),
+                                           held.get("state_blob")) == (
+                    ckpt.host, ckpt.at, ckpt.state_blob):  # fmt: skip
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
     # -- placement ----------------------------------------------------------------
 
     async def place(self, manifest: AppManifest) -> DeviceRecord:
@@ -776,6 +1079,33 @@ class AppRuntime:
         except (DeviceUnavailable, AccordError):
             return 1.0
         return float(info.get("cpu_pct") or 0.0) / 100.0
+
+
+def _reasons(exc: NoPlacement, candidates: list[Candidate]) -> str:
+    """The per-device reasons of a NoPlacement, as "name: why; ..."."""
+    names = {c.device_id: c.name for c in candidates}
+    return "; ".join(f"{names.get(d, d[:10])}: {why}" for d, why in exc.reasons)
+
+
+def _refuse_blocked(handovers: list[Handover], name: str) -> None:
+    blocked = [h for h in handovers if h.action == "blocked"]
+    if not blocked:
+        return
+    moved = [f"{h.app_id} to {h.to.name}" for h in handovers if h.to is not None]
+    done = f" Moved already: {', '.join(moved)}." if moved else ""
+    listed = "; ".join(f"{h.app_id}: {h.reason}" for h in blocked)
+    raise AppError(
+        f"{name} did not leave: apps that run here cannot move to another member "
+        f"({listed}).{done} Stop them (accord app stop APP), or leave with --force to "
+        "stop them."
+    )
+
+
+def _failover_manifest(app_id: str, requires: list[str], label: str) -> AppManifest:
+    """The app as failover ranks it: only what a checkpoint says of it (so every
+    member ranks alike, whatever version of the app it holds)."""
+    return AppManifest(id=app_id, version="", entry="x", requires=requires,
+                       state_label=label)  # type: ignore[arg-type]  # fmt: skip
 
 
 def _candidate(rec: DeviceRecord, load: float, level: str) -> Candidate:

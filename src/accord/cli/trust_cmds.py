@@ -150,13 +150,88 @@ def trust_set_level(
 
 
 @trust_app.command("leave")
-def trust_leave(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
-    """Take this device out of its circle (it starts a circle of its own)."""
-    result = control_client(home).call("trust_leave")
+def trust_leave(
+    yes: bool = typer.Option(False, "--yes", "-y", help="Leave without asking (for scripts)."),
+    force: bool = typer.Option(
+        False, "--force", help="Stop the apps that cannot move elsewhere instead of refusing."
+    ),
+    home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Take this device out of its circle (it starts a circle of its own).
+
+    The apps running here move to other members first; a keep-alive app that cannot
+    move is restarted by another member from its last state. If another app cannot
+    move, nothing happens and the command says which and why (--force stops them).
+    Asks before leaving (--yes for scripts). To come back, pair again."""
+    warn = Console(stderr=True)
+    client = control_client(home, timeout=10.0)
+    plan = client.call("trust_leave", plan=True, force=force)
+    apps = plan["apps"]
+    blocked = [a for a in apps if a["action"] == "blocked"]
+    shown = warn if as_json else out
+    members = ", ".join(plan["members"])
+    shown.print(
+        f"[bold]{plan['name']}[/] will leave circle {plan['circle_id']} ({members} stay in "
+        "it): they stop trusting this device, it stops receiving the circle's data, and "
+        "it starts a circle of its own.",
+        highlight=False,
+    )
+    for a in apps:
+        shown.print(f"  {a['app_id']}: {_leave_action(a)}", highlight=False)
+    shown.print(
+        "To come back later, pair again: run `accord pair open` on a member, then here "
+        "`accord pair join MEMBER --pin PIN`.",
+        highlight=False,
+    )
+    if blocked:
+        names = ", ".join(a["app_id"] for a in blocked)
+        warn.print(
+            f"[red]Not leaving:[/] {names} cannot move to another member (see above). Stop "
+            "them (accord app stop APP), or leave with --force to stop them.",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    if not yes:
+        if not sys.stdin.isatty():
+            warn.print(
+                "[red]Not leaving:[/] confirm with --yes (no terminal to ask on).",
+                highlight=False,
+            )
+            raise typer.Exit(1)
+        if not typer.confirm("Leave the circle?", default=False, err=True):
+            warn.print("Not leaving; nothing changed.")
+            raise typer.Exit(1)
+    result = control_client(home, timeout=180.0).call("trust_leave", force=force)
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
+    for a in result.get("apps", []):
+        out.print(f"  {a['app_id']}: {_left_action(a)}", highlight=False)
     out.print("Left the circle; this device is now in a circle of its own.")
+
+
+def _leave_action(app: dict[str, object]) -> str:
+    """What leaving will do with an app running here (a row of the plan)."""
+    action, to, reason = app["action"], app.get("to"), app.get("reason") or ""
+    if action == "move":
+        return f"moves to {to}"
+    if action == "failover":
+        return f"stops here; {to} restarts it from its last state ({reason})"
+    if action == "stop":
+        return f"is stopped (--force): {reason}"
+    return f"cannot move: {reason}"
+
+
+def _left_action(app: dict[str, object]) -> str:
+    """What leaving did with an app (a row of the result)."""
+    action, to = app["action"], app.get("to")
+    if action == "move":
+        return f"moved to {to}"
+    if action == "failover":
+        late = "" if app.get("synced", True) else " (it may restart from an earlier state)"
+        return f"stopped here; {to} restarts it from its last state{late}"
+    return "stopped"
 
 
 def register(app: typer.Typer) -> None:

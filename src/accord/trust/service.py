@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from accord.bus import keys
@@ -44,6 +44,7 @@ class TrustService:
         *,
         query_timeout: float,
         announce_pairing: Callable[[bool], None],
+        hand_back: Callable[[bool, bool], Awaitable[list[dict[str, Any]]]] | None = None,
     ) -> None:
         self._home = home
         self._bus = bus
@@ -53,6 +54,7 @@ class TrustService:
         self._clock = clock
         self._timeout = query_timeout
         self._announce_pairing = announce_pairing
+        self._hand_back = hand_back  # (plan, force): the apps runtime's hand_back
         self._paired: asyncio.Queue[pairing.Paired] = asyncio.Queue()
         self._window = pairing.HostWindow(circle, home.identity, self._on_paired)
         self._undo: Undo | None = None
@@ -254,18 +256,30 @@ class TrustService:
         return {"device_id": target.device_id, "name": target.name,
                 "from": target.security_level, "level": record.security_level}  # fmt: skip
 
-    async def trust_leave(self, _params: dict[str, Any]) -> dict[str, Any]:
-        """Leave the circle: tell the members, then start a circle of one."""
+    async def trust_leave(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Leave the circle: hand the apps running here to other members, tell the
+        members, then start a circle of one. The apps go first (see
+        :meth:`accord.apps.runtime.AppRuntime.hand_back`): if one cannot move, nothing
+        changes and the error says which and why, unless ``force`` (it is stopped).
+        With ``plan``, change nothing: say what leaving would do (the circle, the
+        members staying, where each app would go)."""
         me = self._home.device_id
         if len(self._circle.members.active()) <= 1:
             raise TrustError("this device is in no circle but its own; nothing to leave")
         old = self._circle.members.circle_id
+        force = bool(params.get("force"))
+        if params.get("plan"):
+            apps = await self._hand_back(True, force) if self._hand_back is not None else []
+            staying = sorted(m.name for m in self._circle.members.active() if m.device_id != me)
+            return {"plan": True, "circle_id": old, "name": self._home.name,
+                    "members": staying, "apps": apps}  # fmt: skip
+        apps = await self._hand_back(False, force) if self._hand_back is not None else []
         self._circle.state.members = revoke_list(
             self._circle.members, me, self._home.identity, self._clock.wall()
         )
         self._sync.publish_members()  # members verify it, revoke us and rotate their key
         self._circle.leave()
-        return {"left": old, "circle_id": self._circle.members.circle_id}
+        return {"left": old, "circle_id": self._circle.members.circle_id, "apps": apps}
 
     def resolve_member(self, query: str) -> Member:
         """A member of the circle, named as ``accord.bus.names`` says."""

@@ -325,8 +325,11 @@ class Node:
             "multicast": self.settings.multicast,
             "lease_ms": self.settings.lease_ms,
             "circle_id": self.circle.members.circle_id if self.circle else "",
-            "circle_members": len(self.circle.members.active()) if self.circle else 0,
+            "circle_members": len(self.circle.members.active())
+            if self.circle and self.circle.membership() != "revoked"
+            else 0,
             "fingerprint": self.home.identity.fingerprint,
+            **(self._trust.membership() if self._trust else {"membership": "alone"}),
         }
 
     async def _device_info(self, _params: None, _caller: str) -> dict[str, Any]:

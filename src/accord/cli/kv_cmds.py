@@ -116,7 +116,8 @@ def put(
 
     A value is at most 4 MiB; a key at most 1 KiB of UTF-8."""
     data = _read_value(value)
-    result = control_client(home).call(
+    client = control_client(home)
+    result = client.call(
         "kv_put",
         store=store,
         key=key,
@@ -125,10 +126,18 @@ def put(
         label=label,
         merge=merge,
     )
+    from accord.cli.trust_cmds import removed_message
+
+    removed = removed_message(client)  # then nobody receives it
     if as_json:
-        _json(result)
+        _json({**result, "local_only": True} if removed else result)
     else:
-        out.print(f"{store}/{key}: {result['bytes']} bytes written", markup=False, highlight=False)
+        where = " on this device only" if removed else ""
+        out.print(
+            f"{store}/{key}: {result['bytes']} bytes written{where}", markup=False, highlight=False
+        )
+    if removed:
+        Console(stderr=True).print(Text(removed, style="bold yellow"))
 
 
 @app.command("get")

@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from accord.cli.options import HomeOpt, JsonOpt, accord_command, control_client, home_path
 from accord.cli.render import devices_table, status_table
@@ -149,6 +150,17 @@ def status(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
         _print_json(data)
     else:
         out.print(status_table(data))
+        out.print(_membership_line(data))
+
+
+def _membership_line(data: dict[str, Any]) -> Text:
+    membership = data.get("membership")
+    if membership == "revoked":
+        return Text((data.get("revocation") or {}).get("message", ""), style="bold red")
+    if membership == "alone":
+        return Text("In a circle of its own: pair it with another device to share.")
+    others = int(data.get("circle_members", 1)) - 1
+    return Text(f"Member of circle {data.get('circle_id', '')[:4]}… with {others} other(s).")
 
 
 def devices(
@@ -171,6 +183,11 @@ def devices(
     if as_json:
         _print_json(records)
     else:
+        from accord.cli.trust_cmds import removed_message
+
+        removed = removed_message(client)
+        if removed:
+            out.print(Text(removed + " (no device below is a member with it)", style="bold red"))
         out.print(devices_table(records))
 
 
@@ -219,15 +236,21 @@ def call(
         parsed = json.loads(args)
     except json.JSONDecodeError as exc:
         raise AccordError(f"arguments are not valid JSON: {exc}") from None
+    from accord.cli.trust_cmds import explain_removal
+
     client = control_client(home, timeout + 5)
-    if stream:
-        for item in client.stream(
-            "stream", device=device, target=target, args=parsed, timeout=timeout
-        ):
-            sys.stdout.write(json.dumps(item) + "\n")
-            sys.stdout.flush()
-        return
-    result = client.call("call", device=device, target=target, args=parsed, timeout=timeout)
+    try:
+        if stream:
+            for item in client.stream(
+                "stream", device=device, target=target, args=parsed, timeout=timeout
+            ):
+                sys.stdout.write(json.dumps(item) + "\n")
+                sys.stdout.flush()
+            return
+        result = client.call("call", device=device, target=target, args=parsed, timeout=timeout)
+    except AccordError as exc:
+        explain_removal(client, exc)  # the call failed because this device was removed?
+        raise
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from accord.cli.options import HomeOpt, JsonOpt, control_client
 from accord.cli.render import ago
@@ -16,6 +18,31 @@ from accord.cli.render import ago
 out = Console()
 pair_app = typer.Typer(help="Pair devices into a circle of trust with a PIN.", no_args_is_help=True)
 trust_app = typer.Typer(help="The circle of trust: list, revoke, leave.", no_args_is_help=True)
+
+
+def removed_message(client: Any) -> str:
+    """Why this device talks to no circle, if it was removed from its own ("" if
+    not, or if the node does not say): for commands that would reach other members."""
+    from accord.errors import AccordError
+
+    try:
+        status = client.call("status")
+    except AccordError:
+        return ""
+    revocation = status.get("revocation") or {}
+    if status.get("membership") != "revoked":
+        return ""
+    return str(revocation.get("message") or "this device was removed from its circle")
+
+
+def explain_removal(client: Any, exc: Exception) -> None:
+    """A command that talks to the circle failed: if it is because this device was
+    removed from its circle, raise that instead."""
+    from accord.errors import AccordError
+
+    message = removed_message(client)
+    if message and message not in str(exc):
+        raise AccordError(message) from exc
 
 
 @pair_app.command("open")
@@ -87,6 +114,9 @@ def trust_list(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
+    if data.get("membership") == "revoked":
+        out.print(Text(data["revocation"]["message"], style="bold red"))
+        return
     table = Table(
         title=f"Circle {data['circle_id']} (key epoch {data['epoch']})", title_justify="left"
     )
@@ -124,6 +154,13 @@ def trust_revoke(
         f"Revoked [bold]{result['name']}[/]; circle key epoch {result['epoch']} "
         f"sent to {len(result['rekeyed'])} member(s)."
     )
+    if result.get("notified"):
+        out.print(f"{result['name']} was told it is no longer a member.", highlight=False)
+    else:
+        out.print(
+            f"{result['name']} is told it is no longer a member when it next reaches a member.",
+            highlight=False,
+        )
     if result["unreached"]:
         out.print(
             f"{len(result['unreached'])} member(s) did not answer; they get the new key "

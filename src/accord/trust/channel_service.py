@@ -13,28 +13,69 @@ gets one too, but the session it makes stays *pending* (never used to send) unti
 the peer proves it holds it by sealing a frame on it, so replays cannot break a
 working channel. Handshakes we start are single-flight per peer; the ones strangers
 make us answer cost one X25519 and two signature operations each.
+
+Revocation notices: a revoked device can open no channel with us, so when its offer
+(or a frame naming it) reaches us, we answer with the signed proof of its revocation
+instead, in plaintext (:class:`RevocationNotice`): the proof is signed by its revoker,
+whose key the revoked device holds, and says only that it was revoked. At most
+:data:`NOTICE_BURST` notices per revoked device go out every :data:`NOTICE_EVERY_S`,
+since the sender of an offer or frame is only claimed. A member also sends the notice
+to the revoked device's channel key. A device believes a notice only if the proof
+verifies against a member of its own list with the authority to revoke it
+(:meth:`Circle.learn_revocation`), and checks at most :data:`NOTICE_CHECKS_PER_S` a
+second while it is still a member, so forged notices change nothing and cost little.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+import msgspec
 
 from accord.bus import keys
 from accord.bus.session import Bus, Undo
 from accord.clock import Clock
-from accord.device.identity import Identity, id_from_raw
+from accord.device.identity import Identity, id_from_raw, verify
 from accord.errors import TrustError
+from accord.trust import session
 from accord.trust.channels import NO_CHANNEL, Channels
 from accord.trust.circle import Circle
+from accord.trust.members import Revocation
+from accord.wire.messages import DECODE_ERRORS
 from accord.wire.seal import HEADER
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NO_CHANNEL", "ChannelService"]
+__all__ = ["NOTICE_PREFIX", "NO_CHANNEL", "ChannelService", "RevocationNotice"]
 
 RESHAKE_AFTER_S: Final = 1.0  # at most one unprompted handshake per peer this often
+NOTICE_PREFIX: Final = b"accord/v1/revoked\x00"  # never the start of an offer or frame
+NOTICE_EVERY_S: Final = 1.0
+NOTICE_BURST: Final = 3  # notices to one revoked device per NOTICE_EVERY_S, at most
+NOTICE_CHECKS_PER_S: Final = 20.0  # notices about this device verified a second, at most
+MAX_NOTICE: Final = 512
+
+
+class RevocationNotice(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Tells a revoked device it was revoked: ``NOTICE_PREFIX`` || MessagePack of this."""
+
+    circle_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    proof: Revocation
+
+
+_notice = msgspec.msgpack.Decoder(RevocationNotice)
+
+
+def decode_notice(payload: bytes) -> RevocationNotice | None:
+    """The notice in ``payload``, or None if it is none or is malformed."""
+    if not payload.startswith(NOTICE_PREFIX) or len(payload) > MAX_NOTICE:
+        return None
+    try:
+        return _notice.decode(payload[len(NOTICE_PREFIX) :])
+    except DECODE_ERRORS:
+        return None
 
 
 class ChannelService:
@@ -60,6 +101,8 @@ class ChannelService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._undo: list[Undo] = []
         self._warned: set[str] = set()
+        self._noticed: dict[str, list[float]] = {}  # revoked id -> when we told it
+        self._checks = (NOTICE_CHECKS_PER_S, clock.monotonic())  # token bucket
 
     async def start(self) -> None:
         self._undo.append(self._bus.serve(keys.channel_key(self._me), self._serve_channel))
@@ -112,10 +155,14 @@ class ChannelService:
         """Does ``frame`` (which did not open: no channel) name a current member as its
         sender? Only then is the "no channel" hint worth sending; strangers get
         nothing. The sender field is not authenticated, so the hint says nothing a
-        stranger could not know."""
+        stranger could not know. A revoked device gets it too (when we hold the proof
+        of its revocation): it opens a new channel, and is told it was revoked."""
         if len(frame) < HEADER.size:
             return False
-        return self._public_key_of(id_from_raw(HEADER.unpack_from(frame)[2])) is not None
+        sender = id_from_raw(HEADER.unpack_from(frame)[2])
+        if self._circle.standing(sender) == "revoked":
+            return self.notice(sender) is not None
+        return self._public_key_of(sender) is not None
 
     # -- handshakes ----------------------------------------------------------------
 
@@ -132,6 +179,8 @@ class ChannelService:
             initiator, offer = self.channels.initiate(peer)
             replies = await self._bus.get(keys.channel_key(peer), self._timeout, offer)
             for _, answer in replies:  # anyone may answer a query; only the peer can sign
+                if self.heard_notice(answer):
+                    continue
                 try:
                     self.channels.complete(peer, initiator, offer, answer)
                 except TrustError as exc:
@@ -148,11 +197,14 @@ class ChannelService:
         return ok
 
     async def _serve_channel(self, _key: str, offer: bytes) -> bytes | None:
+        if offer.startswith(NOTICE_PREFIX):  # a member tells us we were revoked
+            self.heard_notice(offer)
+            return b"ok" if self._circle.membership() == "revoked" else None
         try:
             _peer, answer = self.channels.respond(offer)
         except TrustError as exc:
             log.debug("%s: refused channel offer: %s", self._name, exc)
-            return None
+            return self.notice_for_offer(offer)
         return answer
 
     def reshake_for(self, frame: bytes) -> None:
@@ -170,6 +222,87 @@ class ChannelService:
         task = asyncio.get_running_loop().create_task(self.handshake(peer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # -- revocation notices --------------------------------------------------------
+
+    def notice(self, device_id: str) -> bytes | None:
+        """The notice that ``device_id`` was revoked, if we hold its proof (not rate
+        limited: for a member that sends it once)."""
+        members = self._circle.members
+        proof = next((r for r in members.revocations if r.device_id == device_id), None)
+        if proof is None or device_id == self._me:
+            return None
+        return NOTICE_PREFIX + msgspec.msgpack.encode(RevocationNotice(members.circle_id, proof))
+
+    def _notice_to(self, device_id: str) -> bytes | None:
+        """The notice for a revoked device that reached us, within its rate limit."""
+        if self._circle.standing(device_id) != "revoked":
+            return None
+        now = self._clock.monotonic()
+        sent = [t for t in self._noticed.get(device_id, ()) if now - t < NOTICE_EVERY_S]
+        if len(sent) >= NOTICE_BURST:
+            return None
+        notice = self.notice(device_id)
+        if notice is not None:
+            self._noticed[device_id] = [*sent, now]
+            log.info("%s: told %s it was revoked", self._name, device_id[:10])
+        return notice
+
+    def notice_for_offer(self, offer: bytes) -> bytes | None:
+        """Answer to a session offer refused because its sender was revoked: the
+        notice, if the offer is signed by that device (replays pass: rate-limited)."""
+        if len(offer) != session.OFFER_LEN:
+            return None
+        claimed = offer[: session.ID_LEN].decode("ascii", "replace")
+        if self._circle.standing(claimed) != "revoked":
+            return None
+        record = next((m for m in self._circle.members.members if m.device_id == claimed), None)
+        ids_and_eph = offer[: 2 * session.ID_LEN + session.KEY_LEN]
+        signature = offer[2 * session.ID_LEN + session.KEY_LEN :]
+        if record is None or not verify(
+            record.public_key, signature, session.CONTEXT + ids_and_eph
+        ):
+            return None
+        return self._notice_to(claimed)
+
+    def notice_for_frame(self, frame: bytes) -> bytes | None:
+        """Answer to a sealed frame we could not open whose claimed sender was revoked:
+        the notice (rate-limited; the sender field is not authenticated)."""
+        if len(frame) < HEADER.size:
+            return None
+        return self._notice_to(id_from_raw(HEADER.unpack_from(frame)[2]))
+
+    def heard_notice(self, payload: bytes) -> bool:
+        """Is ``payload`` a revocation notice? One about this device is taken if its
+        proof verifies (see :meth:`Circle.learn_revocation`); a check costs a
+        signature verification, so only so many a second are made."""
+        if not payload.startswith(NOTICE_PREFIX):
+            return False
+        notice = decode_notice(payload)
+        members = self._circle.members
+        if (
+            notice is None
+            or notice.proof.device_id != self._me
+            or notice.circle_id != members.circle_id
+            or self._circle.membership() == "revoked"
+            or not self._take_check()
+        ):
+            return True
+        if not self._circle.learn_revocation(notice.circle_id, notice.proof):
+            by = notice.proof.by[:10]
+            self._warn_once("notice:" + by, "%s: ignored a revocation notice that does not "
+                            "verify (by %s)", self._name, by)  # fmt: skip
+        return True
+
+    def _take_check(self) -> bool:
+        tokens, at = self._checks
+        now = self._clock.monotonic()
+        tokens = min(NOTICE_CHECKS_PER_S, tokens + (now - at) * NOTICE_CHECKS_PER_S)
+        if tokens < 1.0:
+            self._checks = (tokens, now)
+            return False
+        self._checks = (tokens - 1.0, now)
+        return True
 
     def _membership_changed(self) -> None:
         for peer in self.channels.peers():

@@ -7,6 +7,7 @@ Every change is saved to the home before it takes effect on the wire.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -23,6 +24,7 @@ from accord.wire.seal import Kind, Opener, Sealer, StreamId
 log = logging.getLogger(__name__)
 
 Standing = Literal["self", "member", "revoked", "stranger"]
+Membership = Literal["member", "alone", "revoked"]
 PAIRING_MAX_FAILURES = 5
 
 
@@ -55,9 +57,62 @@ class Circle:
             return "self"
         if device_id in self.state.members.revoked:
             return "revoked"
+        if self._me in self.state.members.revoked:
+            return "stranger"  # this device was removed: nobody is a member with it
         if self.state.members.is_member(device_id):
             return "member"
         return "stranger"
+
+    def membership(self) -> Membership:
+        """Whether this device belongs to a circle with others, to none but its own,
+        or was removed from its circle (see :meth:`removal`)."""
+        if self._me in self.state.members.revoked:
+            return "revoked"
+        return "member" if len(self.state.members.active()) > 1 else "alone"
+
+    def removal(self) -> ml.Revocation | None:
+        """The signed proof that removed this device from its circle, if it was."""
+        return next((r for r in self.state.members.revocations if r.device_id == self._me), None)
+
+    def learn_revocation(self, circle_id: str, proof: ml.Revocation) -> bool:
+        """A notice that this device was revoked from its circle. Taken only if the
+        proof is for this device in this circle, made after its admission, and verifies
+        against a member of our own list with the authority to revoke it (the rule of
+        :func:`accord.trust.members.proven`); True if it was taken now. Nothing else
+        about a notice is trusted: anyone can send one."""
+        current = self.state.members
+        mine = current.member(self._me)
+        if (
+            mine is None  # revoked already (or not in our own list): nothing to learn
+            or proof.device_id != self._me
+            or circle_id != current.circle_id
+            or proof.at < mine.added_at  # a proof from an earlier membership
+        ):
+            return False
+        notice = ml.MemberList(current.circle_id, (), (self._me,), (proof,))
+        if not ml.proven(notice, current, ()):
+            return False
+        self._commit(msgspec.structs.replace(self.state, members=ml.merge(current, notice)))
+        log.warning("%s: %s", self._home.name, self.removed_message())
+        self._changed()
+        return True
+
+    def removed_message(self) -> str:
+        """What to tell a person about this device's removal ("" if it was not)."""
+        if self.membership() != "revoked":
+            return ""
+        circle = self.state.members.circle_id[:4] + "…"
+        proof = self.removal()
+        if proof is None:
+            return f"this device was removed from circle {circle}; pair again to rejoin"
+        if proof.by == self._me:
+            return f"this device left circle {circle} at {_when(proof.at)}; pair again to rejoin"
+        by = next((m for m in self.state.members.members if m.device_id == proof.by), None)
+        who = by.name if by is not None else proof.by[:10]
+        return (
+            f"this device was removed from circle {circle} by {who} at {_when(proof.at)}; "
+            "pair again to rejoin"
+        )
 
     def is_member(self, device_id: str) -> bool:
         return device_id != self._me and self.standing(device_id) == "member"
@@ -95,7 +150,7 @@ class Circle:
         for device_id in newly_revoked:
             self._opener.forget(raw_id(device_id))
         if self._me in newly_revoked:
-            log.warning("%s: this device was revoked from its circle", self._home.name)
+            log.warning("%s: %s", self._home.name, self.removed_message())
         self._changed()
         return True
 
@@ -232,6 +287,12 @@ class Circle:
         """Open a frame from a member: (sender device id, plaintext). Raises SealError."""
         sid, plaintext = self._opener.open(key_expr, frame)
         return id_from_raw(sid.sender), plaintext
+
+
+def _when(at: float) -> str:
+    """21:40 today, else 2025-01-31 21:40 (local time)."""
+    day = "%H:%M" if time.localtime(at)[:3] == time.localtime()[:3] else "%Y-%m-%d %H:%M"
+    return time.strftime(day, time.localtime(at))
 
 
 def encode(obj: object) -> bytes:

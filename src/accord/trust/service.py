@@ -92,6 +92,7 @@ class TrustService:
         timeout = float(params.get("timeout", DEFAULT_WINDOW_S))
         if not 1 <= timeout <= MAX_WINDOW_S:
             raise PairingError(f"--timeout must be between 1 and {MAX_WINDOW_S:g} seconds")
+        self._check_not_removed()
         while not self._paired.empty():
             self._paired.get_nowait()
         pin = new_pin()
@@ -135,6 +136,7 @@ class TrustService:
         timeout = float(params.get("timeout", DEFAULT_WINDOW_S))
         if not 1 <= timeout <= MAX_WINDOW_S:
             raise PairingError(f"timeout must be between 1 and {MAX_WINDOW_S:g} seconds")
+        self._check_not_removed()
         pin = new_pin()
         self._circle.open_pairing(pin, timeout)
         self._announce_pairing(True)
@@ -203,10 +205,36 @@ class TrustService:
             raise DeviceUnavailable(f"no online device matches {query!r}; see: accord devices")
         return found
 
+    def membership(self) -> dict[str, Any]:
+        """``membership``: "member" (of a circle with others), "alone" (a circle of
+        one) or "revoked"; for "revoked", ``revocation`` says by whom and when."""
+        state = self._circle.membership()
+        proof = self._circle.removal() if state == "revoked" else None
+        revocation = None
+        if state == "revoked":
+            by = proof.by if proof else ""
+            record = next((m for m in self._circle.members.members if m.device_id == by), None)
+            revocation = {
+                "circle_id": self._circle.members.circle_id,
+                "by": by,
+                "by_name": record.name if record else "",
+                "at": proof.at if proof else None,
+                "message": self._circle.removed_message(),
+            }
+        return {"membership": state, "revocation": revocation}
+
+    def _check_not_removed(self) -> None:
+        """Refuse what would act in a circle this device was removed from."""
+        if self._circle.membership() == "revoked":
+            raise TrustError(self._circle.removed_message())
+
     async def trust_list(self, _params: dict[str, Any]) -> dict[str, Any]:
         members = self._circle.members
         online = {r.device_id for r in self._directory.records() if r.online}
+        removed = self._circle.membership() == "revoked"  # then it lists no one
+        listed = () if removed else members.active()
         return {
+            **self.membership(),
             "circle_id": members.circle_id,
             "epoch": self._circle.state.epoch,
             "members": [
@@ -221,7 +249,7 @@ class TrustService:
                     "online": m.device_id in online,
                     "is_self": m.device_id == self._home.device_id,
                 }
-                for m in members.active()
+                for m in listed
             ],
             "revoked": list(members.revoked),
         }
@@ -232,10 +260,13 @@ class TrustService:
         if target.device_id == self._home.device_id:
             raise TrustError("to take this device out of its circle use: accord trust leave")
         self._circle.revoke(target.device_id)  # the sync also starts handing out the key
-        delivered = await self._sync.rekey_all()
+        delivered, notified = await asyncio.gather(
+            self._sync.rekey_all(), self._sync.notified(target.device_id)
+        )
         return {
             "revoked": target.device_id,
             "name": target.name,
+            "notified": notified,  # the device confirmed it knows (it was online)
             "epoch": self._circle.state.epoch,
             "rekeyed": sorted(d for d, ok in delivered.items() if ok),
             "unreached": sorted(d for d, ok in delivered.items() if not ok),
@@ -285,6 +316,12 @@ class TrustService:
         """A member of the circle, named as ``accord.bus.names`` says."""
         if not query.strip():
             raise TrustError("name the device (its name, type or id; see: accord trust list)")
+        if self._circle.membership() == "revoked":  # only this device itself is left
+            me = [m for m in self._circle.members.members if m.device_id == self._home.device_id]
+            found = match_device(query, me)
+            if found is None:
+                raise TrustError(self._circle.removed_message())
+            return found
         found = match_device(query, self._circle.members.active())
         if found is None:
             raise TrustError(f"no member of this circle matches {query!r}; see: accord trust list")

@@ -4,6 +4,9 @@
   and its copy of the member list; the reply comes sealed under the circle key.
 - ``accord/v1/circle/members``: a member publishes its signed member list after it
   changes (a new member paired, a device revoked); others verify and merge it.
+- A revoked device is told so (a signed revocation notice, see
+  :mod:`accord.trust.channel_service`): sent to it when a member learns of the
+  revocation, and given in answer to its details queries and session offers.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ _signed = msgspec.msgpack.Decoder(SignedList)
 _key_update = msgspec.msgpack.Decoder(KeyUpdate)
 FETCH_RETRIES = (0.0, 0.1, 0.3, 0.6, 1.2)
 MAX_DETAILS_REPLIES = 4
+NOTICE_RETRIES = (0.0, 0.5, 2.0)  # sending a revoked device its notice
 
 
 class CircleSync:
@@ -76,9 +80,11 @@ class CircleSync:
         self._pairwise = Opener(self._sessions.root_for)
         self._boot = circle.boot
         self._last_epoch = circle.state.epoch
+        self._revoked = set(circle.members.revoked)
         self._undo: list[Undo] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pushes: set[asyncio.Task[bool]] = set()
+        self._notices: dict[str, asyncio.Task[bool]] = {}
         self._warned: set[str] = set()
 
     async def start(self) -> None:
@@ -115,6 +121,9 @@ class CircleSync:
             sender, _ = self._channels.open(key, payload)
         except UnknownSender as exc:
             log.debug("%s: details query on no channel: %s", self._name, exc)
+            notice = self._channels.notice_for_frame(payload)
+            if notice is not None:  # a revoked device: tell it
+                return notice
             return NO_CHANNEL if self._channels.stale_member(payload) else None
         except SealError as exc:
             self._warn_once(
@@ -168,6 +177,10 @@ class CircleSync:
             self._pushes.add(task)
             task.add_done_callback(self._pushes.discard)
         self._last_epoch = state.epoch
+        revoked = set(state.members.revoked)
+        for device_id in sorted(revoked - self._revoked):
+            self._spawn_notice(device_id)
+        self._revoked = revoked
         for record in self._directory.records():
             self._directory.set_standing(record.device_id, self._circle.standing(record.device_id))
             if record.online and record.profile is None:
@@ -208,6 +221,8 @@ class CircleSync:
             log.debug("%s: details query failed: %s", self._name, exc)
             return False
         for _, payload in replies[:MAX_DETAILS_REPLIES]:  # anyone may answer: look at a few
+            if self._channels.heard_notice(payload):  # we were revoked (if it verifies)
+                continue
             if payload == NO_CHANNEL:  # it restarted: the next attempt opens a channel
                 self._channels.forget(device_id)
                 continue
@@ -236,7 +251,7 @@ class CircleSync:
             initiator, answer, secret = session.respond(self._identity, offer, keys_of)
         except TrustError as exc:
             log.debug("%s: refused session offer: %s", self._name, exc)
-            return None
+            return self._channels.notice_for_offer(offer)
         self._sessions.remember(initiator, session_number(offer), secret)
         return answer
 
@@ -277,9 +292,10 @@ class CircleSync:
         offer = initiator.offer()
         try:
             replies = await self._bus.get(keys.session_key(device_id), self._timeout, offer)
-            if not replies:
+            answers = [a for _, a in replies if not self._channels.heard_notice(a)]
+            if not answers:
                 return False
-            secret = initiator.on_answer(replies[0][1], member.public_key)
+            secret = initiator.on_answer(answers[0], member.public_key)
             if not self._circle.is_member(device_id):
                 return False  # revoked while we were talking: it gets no key
             state = self._circle.state
@@ -298,6 +314,44 @@ class CircleSync:
                 "%s: could not send the circle key to %s: %s", self._name, device_id[:10], exc
             )
             return False
+
+    # -- telling a revoked device ------------------------------------------------
+
+    def _spawn_notice(self, device_id: str) -> None:
+        """A device was revoked: tell it, if it is online and we hold the proof."""
+        record = self._directory.get(device_id)
+        if device_id == self._me or record is None or not record.online:
+            return
+        task = asyncio.get_running_loop().create_task(self.notify_revoked(device_id))
+        self._pushes.add(task)
+        task.add_done_callback(self._pushes.discard)
+        self._notices[device_id] = task
+        task.add_done_callback(lambda _t: self._notices.pop(device_id, None))
+
+    async def notified(self, device_id: str) -> bool:
+        """Whether the revoked ``device_id`` confirmed our notice (waits for the one
+        being sent; False if none is: it was offline)."""
+        task = self._notices.get(device_id)
+        return bool(task is not None and await asyncio.shield(task))
+
+    async def notify_revoked(self, device_id: str) -> bool:
+        """Send a revoked device the signed notice of its revocation, on its channel
+        key (it can open nothing we seal any more); True once it confirms."""
+        notice = self._channels.notice(device_id)
+        if notice is None:
+            return False
+        for delay in NOTICE_RETRIES:
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                replies = await self._bus.get(keys.channel_key(device_id), self._timeout, notice)
+            except Exception as exc:
+                log.debug("%s: revocation notice to %s failed: %s", self._name, device_id, exc)
+                continue
+            if any(reply == b"ok" for _, reply in replies):
+                log.info("%s: %s knows it was revoked", self._name, device_id[:10])
+                return True
+        return False
 
     async def _rekey_quietly(self) -> bool:
         results = await self.rekey_all()

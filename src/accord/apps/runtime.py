@@ -266,7 +266,9 @@ class AppRuntime:
         return recorded if level_rank(recorded) > level_rank(declared) else declared
 
     def _name_of(self, device_id: str) -> str:
-        member = self._circle.member(device_id)
+        """A member's name, also once it was revoked; else the start of its id."""
+        found = (m for m in self._circle.members.members if m.device_id == device_id)
+        member = self._circle.member(device_id) or next(found, None)
         return member.name if member is not None else device_id[:10]
 
     def _vouches(self, device_id: str) -> bool:
@@ -546,6 +548,10 @@ class AppRuntime:
             running.checkpointer = asyncio.get_running_loop().create_task(
                 self._checkpoint_loop(app_id, running)
             )
+            try:  # the state it started with (from its params), so a failover has it
+                state = (await process.request("save"))["state"]
+            except AppFailed as exc:
+                log.warning("%s: first save of %s failed: %s", self._home.name, app_id, exc)
             await self._checkpoint(app_id, running, state)
         log.info("%s: started %s (pid %d)", self._home.name, app_id, process.pid)
         return self._describe_basic(app_id, running)

@@ -329,10 +329,15 @@ class CircleSync:
         task.add_done_callback(lambda _t: self._notices.pop(device_id, None))
 
     async def notified(self, device_id: str) -> bool:
-        """Whether the revoked ``device_id`` confirmed our notice (waits for the one
-        being sent; False if none is: it was offline)."""
+        """Whether the revoked ``device_id`` confirmed our notice within a query
+        timeout (False if none is being sent: it was offline). Sending goes on."""
         task = self._notices.get(device_id)
-        return bool(task is not None and await asyncio.shield(task))
+        if task is None:
+            return False
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self._timeout)
+        except TimeoutError:
+            return False
 
     async def notify_revoked(self, device_id: str) -> bool:
         """Send a revoked device the signed notice of its revocation, on its channel

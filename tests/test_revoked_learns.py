@@ -210,6 +210,8 @@ async def test_notices_go_only_to_a_revoked_devices_signed_offers_and_are_rate_l
     forged = session.Initiator(Identity.generate(), phone_id).offer()
     forged = fridge_id.encode() + forged[session.ID_LEN :]  # the fridge's name, not its key
     assert phone._channels.notice_for_offer(forged) is None
+    to_tablet = session.Initiator(fridge.home.identity, tablet.home.device_id).offer()
+    assert phone._channels.notice_for_offer(to_tablet) is None  # not addressed to the phone
     answers = [phone._channels.notice_for_offer(offer) for _ in range(NOTICE_BURST + 3)]
     assert all(a is not None and a.startswith(NOTICE_PREFIX) for a in answers[:NOTICE_BURST])
     assert answers[NOTICE_BURST:] == [None] * 3

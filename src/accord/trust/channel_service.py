@@ -254,7 +254,8 @@ class ChannelService:
         if len(offer) != session.OFFER_LEN:
             return None
         claimed = offer[: session.ID_LEN].decode("ascii", "replace")
-        if self._circle.standing(claimed) != "revoked":
+        to = offer[session.ID_LEN : 2 * session.ID_LEN].decode("ascii", "replace")
+        if to != self._me or self._circle.standing(claimed) != "revoked":
             return None
         record = next((m for m in self._circle.members.members if m.device_id == claimed), None)
         ids_and_eph = offer[: 2 * session.ID_LEN + session.KEY_LEN]

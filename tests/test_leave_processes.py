@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 import time
@@ -106,12 +107,37 @@ def leave_on_a_terminal(dev: SimDevice, answer: str) -> tuple[int, str]:
     return proc.returncode, output.decode()
 
 
+def memo(folder: Path) -> Path:
+    """notes as an app that can neither move nor be restarted elsewhere."""
+    app = folder / "memo"
+    shutil.copytree(EXAMPLES / "notes", app)
+    manifest = (app / "accord-app.toml").read_text()
+    for old, new in (('id = "notes"', 'id = "memo"'), ("continuable = true", "continuable = false"),
+                     ("keep_alive = true", "keep_alive = false")):  # fmt: skip
+        assert old in manifest
+        manifest = manifest.replace(old, new)
+    (app / "accord-app.toml").write_text(manifest)
+    return app
+
+
 def test_the_tv_leaves_after_handing_notes_and_fridge_guard_to_members(
-    house: Household,
+    house: Household, short_tmp: Path
 ) -> None:
     phone, tv = start_both_on_the_tv(house)
     tablet, fridge = device(house, "tablet"), device(house, "midea-fridge")
     everyone = {d.name for d in house.devices}
+    ph = ("--home", str(phone.home))
+
+    # An app that cannot move keeps the TV in, and the command says which and why.
+    accord_json("app", "install", str(memo(short_tmp)), "--on", tv.name, *ph)
+    accord_json("app", "run", "memo", "--on", tv.name, *ph)
+    blocked = accord("trust", "leave", "--yes", "--home", str(tv.home))
+    assert blocked.returncode == 1
+    assert "Not leaving: memo cannot move" in blocked.stderr
+    assert "--force" in blocked.stderr
+    assert "memo: cannot move: it is not continuable" in " ".join(blocked.stdout.split())
+    assert members(phone) == everyone
+    accord_json("app", "stop", "memo", *ph)
 
     # From a script without --yes: it says what it would do, and does not leave.
     refused = accord("trust", "leave", "--home", str(tv.home))

@@ -764,8 +764,8 @@ class AppRuntime:
     async def _fail_over(self, gone: str, *, revoked: bool = False) -> None:
         """Restart here the keep-alive apps of ``gone`` (offline, or ``revoked``) whose
         successor this device is."""
-        if self.revoked_here():
-            return
+        if self.revoked_here() or self._recorded_key(gone) is None:
+            return  # removed ourselves, or not of our circle (one this device left)
         for label in get_args(DataLabel):
             ckpts = self.checkpoints_for(label, create=False)
             if ckpts is None:

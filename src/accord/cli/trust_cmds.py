@@ -214,6 +214,8 @@ def trust_leave(
         "it starts a circle of its own.",
         highlight=False,
     )
+    if apps:
+        shown.print("Apps running here:")
     for a in apps:
         shown.print(f"  {a['app_id']}: {_leave_action(a)}", highlight=False)
     shown.print(

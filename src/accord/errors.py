@@ -132,6 +132,15 @@ class StoreMismatch(StoreError):
     """A store exists on disk with another kind, label or merge than asked for."""
 
 
+class StoreConflict(StoreMismatch):
+    """The circle's store of this name has other settings (kind, label, merge) than
+    this device asked for or holds, or a label this device may not hold."""
+
+
+class StoreNotHeld(UnknownStore):
+    """The store exists in the circle, with a label this device's level may not hold."""
+
+
 class ReadOnlyNamespace(StoreError):
     """A per-device store's namespace may only be written by its own device."""
 

@@ -60,6 +60,33 @@ def stores(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
             str(len(s["shared_with"])),
         )
     out.print(table)
+    _print_identity(result)
+
+
+def _print_identity(result: dict[str, Any]) -> None:
+    """Under `kv stores`: our stores that conflict with the circle's, members that hold
+    another store of one of our names, and the circle's stores not on this device."""
+    for s in result["stores"]:
+        if s.get("conflict"):
+            out.print(Text(f"{s['name']}: {s['conflict']}", style="yellow"), soft_wrap=True)
+        for o in s.get("others") or ():
+            line = (
+                f"{s['name']}: {o['device_name']} holds another store of this name "
+                f"({o['kind']}, {o['label']}, {o['merge']}): not synced with it"
+            )
+            out.print(Text(line, style="yellow"), soft_wrap=True)
+    elsewhere = result.get("elsewhere") or []
+    if not elsewhere:
+        return
+    table = Table(title="in the circle, not on this device", title_justify="left")
+    for col in ("Store", "Kind", "Label", "Merge", "Declared by", "Here"):
+        table.add_column(col)
+    for e in elsewhere:
+        here = "syncs when a holder is online" if e["may_hold"] else "may not be held here"
+        table.add_row(
+            e["name"], e["kind"], e["label"], e["merge"], e["declared_by_name"], Text(here)
+        )
+    out.print(table)
 
 
 def _too_large(size: int | str) -> ValueTooLarge:
@@ -104,17 +131,29 @@ def put(
         help="Text, @FILE for a file's bytes, @- for stdin (@@ for a literal @); "
         f"at most {VALUE_LIMIT_TEXT}.",
     ),
-    kind: str = typer.Option("shared", "--kind", help="For a new store: shared or per-device."),
-    label: str = typer.Option("S1", "--label", help="For a new store: data label S1..S4."),
-    merge: str = typer.Option(
-        "", "--merge", help="For a new store: counter or set-union (default last-writer-wins)."
+    kind: str | None = typer.Option(
+        None,
+        "--kind",
+        help="For a new store: shared or per-device (default: the circle's, else shared).",
+    ),
+    label: str | None = typer.Option(
+        None, "--label", help="For a new store: data label S1..S4 (default: the circle's, else S1)."
+    ),
+    merge: str | None = typer.Option(
+        None,
+        "--merge",
+        help="For a new store: counter or set-union (default: the circle's, else "
+        "last-writer-wins).",
     ),
     home: Path | None = HomeOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Write a key (creating the store if it is new). On disk when this returns.
 
-    A value is at most 4 MiB; a key at most 1 KiB of UTF-8."""
+    A value is at most 4 MiB; a key at most 1 KiB of UTF-8. A store's name, kind,
+    label and merge are the circle's: a new store takes the settings of the circle's
+    store of that name, and other settings, or a label this device may not hold, are
+    refused."""
     data = _read_value(value)
     client = control_client(home)
     result = client.call(
@@ -153,6 +192,7 @@ def get(
     if as_json:
         _json(result)
         return
+    _warn_conflict(result)
     if not result["found"]:
         raise AccordError(f"no key {key!r} in store {store!r}; see: accord kv ls {store}")
     data = base64.b64decode(result["value_b64"])
@@ -212,6 +252,15 @@ def ls(
     out.print(table)
     if result["truncated"]:
         out.print("[yellow]more keys than shown: narrow it with a prefix[/]")
+    _warn_conflict(result)
+
+
+def _warn_conflict(result: dict[str, Any]) -> None:
+    """On stderr: this device's store lost to the circle's store of its name."""
+    if result.get("conflict"):
+        Console(stderr=True).print(
+            Text("warning: " + result["conflict"], style="yellow"), soft_wrap=True
+        )
 
 
 def _preview(entry: dict[str, Any], width: int = 80) -> Text:

@@ -57,14 +57,22 @@ class KvControl:
         except UnknownStore:
             if not create:
                 raise
-        kind = str(params.get("kind") or "shared")
-        label = str(params.get("label") or "S1")
-        merge_name = str(params.get("merge") or "")
+        # A new store takes the circle's settings for its name, unless told otherwise
+        # (then settings that differ from the circle's are StoreConflict).
+        circle = self._data.circle_settings(name)
+        kind = str(params.get("kind") or (circle.kind if circle else "shared"))
+        label = str(params.get("label") or (circle.label if circle else "S1"))
+        merge_name = str(params.get("merge") or (circle.merge if circle else ""))
         if kind not in get_args(StoreKind):
             raise ControlError(f"unknown store kind {kind!r}; use shared or per-device")
         if label not in get_args(DataLabel):
             raise ControlError(f"unknown data label {label!r}; use S1, S2, S3 or S4")
         merge = BUILTIN_MERGES.get(merge_name) if merge_name else None
+        if merge_name and merge is None and circle is not None and merge_name == circle.merge:
+            raise ControlError(
+                f"store {name!r} merges with an app's own code ({merge_name}): only that "
+                "app can create it"
+            )
         if merge_name and merge is None:
             known = ", ".join(sorted(BUILTIN_MERGES))
             raise ControlError(f"unknown merge {merge_name!r}; built in: {known}")
@@ -81,7 +89,7 @@ class KvControl:
     async def stores(self, _params: dict[str, Any]) -> dict[str, Any]:
         rows = [self._data.stats(s.name) for s in self._data.facades()]
         traffic = {peer: asdict(t) for peer, t in sorted(self._data.traffic.items())}
-        return {"stores": rows, "traffic": traffic}
+        return {"stores": rows, "traffic": traffic, "elsewhere": self._data.elsewhere()}
 
     async def put(self, params: dict[str, Any]) -> dict[str, Any]:
         store = self._store(params, create=True)
@@ -110,7 +118,7 @@ class KvControl:
         store = self._store(params)
         key = str(params.get("key", ""))
         value = await store.get(key, device=self._device(params))
-        return {"store": store.name, "key": key, **_encode(value)}
+        return {"store": store.name, "key": key, **_encode(value), **self._conflict(store)}
 
     async def delete(self, params: dict[str, Any]) -> dict[str, Any]:
         store = self._store(params)
@@ -138,9 +146,18 @@ class KvControl:
                 row.update(_encode(e.value))
             size += _json_size(row)
             if size > REPLY_BUDGET:
-                return {"store": store.name, "entries": rows, "truncated": True}
+                return {"store": store.name, "entries": rows, "truncated": True,
+                        **self._conflict(store)}  # fmt: skip
             rows.append(row)
-        return {"store": store.name, "entries": rows, "truncated": len(entries) > MAX_LIST}
+        truncated = len(entries) > MAX_LIST
+        return {"store": store.name, "entries": rows, "truncated": truncated,
+                **self._conflict(store)}  # fmt: skip
+
+    def _conflict(self, store: DataStore) -> dict[str, Any]:
+        """``{"conflict": why}`` if this device's store lost to the circle's (its
+        writes are refused), else nothing."""
+        why = self._data.conflict(store.name)
+        return {} if why is None else {"conflict": why}
 
     async def watch(self, params: dict[str, Any]) -> AsyncIterator[Any]:
         store = self._store(params)

@@ -13,7 +13,14 @@ that key, and data labelled S2 must not be readable by an SL1 member. When:
 
 A message travels in an :class:`Envelope` naming the store's kind, label and merge,
 so a device that has not opened a store yet opens it when a member first syncs it
-(unless its level may not hold the label, or the merge is an app's own code).
+(unless its level may not hold the label, the merge is an app's own code, or the
+circle's store of that name has other settings). A message whose settings differ from
+this device's store of that name is dropped: two stores of one name with different
+settings are never merged.
+
+Store identity (:mod:`accord.data.catalog`): every device declares the stores it holds
+in the replicated ``accord.catalog``; a new store must have the circle's settings for
+its name, and a store that lost a concurrent creation refuses local writes.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -33,18 +40,22 @@ from accord.bus.directory import DeviceDirectory, DirectoryEvent
 from accord.bus.session import Bus, Undo
 from accord.clock import Clock, HybridClock
 from accord.data import COUNTER, SET_UNION, Merge, Replica
+from accord.data import catalog as cat
 from accord.data import decode as decode_sync
 from accord.data import encode as encode_sync
 from accord.data.api import DataStore
+from accord.data.catalog import CATALOG, Claim, Declaration, Settings
 from accord.data.limits import check_store_name
-from accord.data.model import SyncMessage
+from accord.data.model import Op, SyncMessage
 from accord.data.provenance import Signer
 from accord.data.rules import StoreKind
 from accord.data.stores import Stores
 from accord.errors import (
     SealError,
+    StoreConflict,
     StoreError,
     StoreMismatch,
+    StoreNotHeld,
     UnknownSender,
     UnknownStore,
 )
@@ -58,6 +69,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 BUILTIN_MERGES: Final[dict[str, Merge]] = {COUNTER.name: COUNTER, SET_UNION.name: SET_UNION}
 PUSH_DELAY_S: Final = 0.002
+MAX_DEFERRED: Final = 64  # per peer: stores it synced before its declaration reached us
 
 
 class Envelope(msgspec.Struct, frozen=True, array_like=True):
@@ -88,6 +100,41 @@ class CirclePeers:
     def public_key(self, device_id: str) -> bytes | None:
         member = self._circle.member(device_id)
         return None if member is None else member.public_key
+
+
+class GuardedStore(DataStore):
+    """A store as the service hands it out: local writes ask ``guard`` first, which
+    refuses them (raises) for a store that conflicts with the circle's, and for the
+    catalog, which only the node writes."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        committed: Callable[[Replica], None],
+        guard: Callable[[str], None],
+    ) -> None:
+        super().__init__(replica, committed)
+        self._guard = guard
+
+    async def put(self, key: str, value: object) -> None:
+        self._guard(self.name)
+        await super().put(key, value)
+
+    async def delete(self, key: str) -> None:
+        self._guard(self.name)
+        await super().delete(key)
+
+    async def update(self, key: str, fn: Callable[[bytes | None], bytes]) -> None:
+        self._guard(self.name)
+        await super().update(key, fn)
+
+    async def commit(self, ops: Iterable[Op]) -> None:
+        self._guard(self.name)
+        await super().commit(ops)
+
+
+def settings_of(replica: Replica) -> Settings:
+    return Settings(replica.kind, replica.label, replica.merge.name if replica.merge else "")
 
 
 @dataclass
@@ -149,6 +196,11 @@ class DataService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._undo: list[Undo] = []
         self._warned: set[str] = set()
+        self._catalog: Replica | None = None
+        self._claims: dict[str, list[Claim]] = {}  # the catalog's, per store name
+        self._conflicts: dict[str, str] = {}  # our stores that lost: name -> why
+        self._reported: set[tuple[str, str]] = set()  # (store, device) holding another
+        self._deferred: dict[tuple[str, str], Settings] = {}  # (store, sender): not declared
 
     @property
     def device_id(self) -> str:
@@ -157,6 +209,7 @@ class DataService:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
+        self._open_catalog()
         for name in self.stores.on_disk():
             self._reopen(name)
         self._undo.append(self._bus.subscribe(keys.data_key(self._me), self._on_frame))
@@ -203,14 +256,13 @@ class DataService:
         label: DataLabel = "S1",
         merge: Merge | None = None,
     ) -> DataStore:
-        """Open (creating if new) a store that syncs with the circle."""
+        """Open (creating if new) a store that syncs with the circle. A new store must
+        have the settings of the circle's store of that name, if there is one, and a
+        label this device may hold (:class:`StoreConflict` otherwise)."""
+        if name not in self._facades and not self.stores.path_of(name).is_file():
+            self._check_new(name, Settings(kind, label, merge.name if merge else ""))
         replica = self.stores.open(name, kind=kind, label=label, merge=merge)
-        facade = self._facades.get(name)
-        if facade is None:
-            facade = self._facades[name] = DataStore(replica, self.committed)
-            for peer in self._online:  # it may be new to them: offer what it has
-                self._pull(replica, peer)
-        return facade
+        return self._opened(replica, pull=True)
 
     def open_existing(self, name: str) -> DataStore:
         """A store this device already holds, with its stored settings."""
@@ -218,10 +270,7 @@ class DataService:
         if facade is not None:
             return facade
         if name not in self.stores.on_disk():
-            raise UnknownStore(
-                f"no store named {name!r} on this device; see `accord kv stores`, "
-                "or write a key to create it"
-            )
+            raise self._not_here(name)
         replica = self._reopen(name)
         if replica is None:
             raise StoreMismatch(
@@ -241,18 +290,36 @@ class DataService:
         except StoreError as exc:
             self._warn_once("open:" + name, "%s: cannot open store %s: %s", self._name, name, exc)
             return None
-        self._facades.setdefault(name, DataStore(replica, self.committed))
+        self._opened(replica, pull=False)
         return replica
+
+    def _opened(self, replica: Replica, *, pull: bool) -> DataStore:
+        """The facade of an open replica; a store new to the service is declared in
+        the catalog and (``pull``) offered to the online members."""
+        facade = self._facades.get(replica.name)
+        if facade is None:
+            facade = self._facades[replica.name] = GuardedStore(
+                replica, self.committed, self._guard
+            )
+            self._declare(replica)
+            self._recheck()
+            if pull:
+                for peer in self._online:  # it may be new to them: offer what it has
+                    self._pull(replica, peer)
+        return facade
 
     def facades(self) -> list[DataStore]:
         return [self._facades[n] for n in sorted(self._facades)]
 
     def _for_message(self, env: Envelope, store: str, sender: str) -> Replica | None:
-        """The replica a peer's message is for, opened now if this device lacks it."""
+        """The replica a peer's message is for, opened now if this device lacks it;
+        None (the message is dropped) if the sender's store of that name is not ours."""
+        asked = Settings(env.kind, env.label, env.merge)
         with contextlib.suppress(UnknownStore):
-            return self.stores.get(store)
+            return self._same(self.stores.get(store), asked, sender)
         if store in self.stores.on_disk():
-            return self._reopen(store)
+            replica = self._reopen(store)
+            return None if replica is None else self._same(replica, asked, sender)
         level = self._circle.member(self._me)
         if level is None or not may_receive(level.security_level, env.label):
             self._warn_once(
@@ -269,10 +336,269 @@ class DataService:
             log.debug("%s: store %s merges with app code; not opened", self._name, store)
             return None
         check_store_name(store)
-        log.info("%s: store %s (%s, %s) first synced by %s", self._name, store, env.kind,
-                 env.label, sender[:10])  # fmt: skip
-        self.open(store, kind=env.kind, label=env.label, merge=merge)
-        return self.stores.get(store)
+        if not self._sender_declared(store, sender, asked):
+            self._defer(store, sender, asked)
+            return None
+        if not self._circle_allows(store, asked, sender):
+            self._adopt(store)
+            return None
+        return self._open_synced(store, asked, sender)
+
+    def _sender_declared(self, store: str, sender: str, asked: Settings) -> bool:
+        """Whether this device's catalog holds the sender's declaration of ``store``,
+        with the settings it syncs it with (the node's own stores need none). Until
+        it does, this device's catalog may lack the circle's store of that name."""
+        if self._catalog is None or store in cat.SYSTEM:
+            return True
+        held = cat.decode(self._catalog.get(store, device=sender) or b"")
+        return held is not None and held.settings == asked
+
+    def _defer(self, store: str, sender: str, asked: Settings) -> None:
+        """Open ``store`` from ``sender`` once the catalog holds its declaration (the
+        catalog is pulled from it now; :meth:`_open_deferred`)."""
+        key = (store, sender)
+        if key in self._deferred:
+            return
+        if sum(1 for _, by in self._deferred if by == sender) >= MAX_DEFERRED:
+            return  # a peer that syncs names it never declares fills only its own share
+        self._deferred[key] = asked
+        log.debug("%s: store %s from %s waits for its declaration", self._name, store,
+                  sender[:10])  # fmt: skip
+        if self._catalog is not None and sender in self._online:
+            self._pull(self._catalog, sender)
+
+    def _open_deferred(self) -> None:
+        for key in [k for k in self._deferred if k[0] in self._facades]:
+            del self._deferred[key]  # opened from another member meanwhile
+        ready = [
+            (key, asked)
+            for key, asked in self._deferred.items()
+            if self._sender_declared(*key, asked)
+        ]
+        for key, _ in ready:
+            del self._deferred[key]
+        for (store, sender), asked in ready:
+            if store in self._facades or store in self.stores.on_disk():
+                continue
+            if not self._circle.is_member(sender):
+                continue
+            try:
+                if self._circle_allows(store, asked, sender):
+                    self._open_synced(store, asked, sender)
+                else:
+                    self._adopt(store)
+            except StoreError as exc:
+                self._warn_once("open:" + store, "%s: cannot open store %s: %s", self._name,
+                                store, exc)  # fmt: skip
+
+    def _circle_allows(self, store: str, asked: Settings, sender: str) -> bool:
+        """False (logged once) if the circle's store of that name is another store."""
+        circle = self.circle_store(store)
+        if circle is None or circle.settings == asked:
+            return True
+        self._warn_once(
+            "circle:" + store,
+            "%s: %s syncs a store %s (%s), but the circle's store %s is %s (%s): not opened",
+            self._name,
+            self._who(sender),
+            store,
+            asked.describe(),
+            store,
+            circle.settings.describe(),
+            cat.by(circle, self._who),
+        )
+        return False
+
+    def _adopt(self, store: str) -> None:
+        """A member synced another store of this name than the circle's: open the
+        circle's here (if this device may hold it), and pull it from the online members,
+        rather than wait for a member that holds it to sync it."""
+        circle = self.circle_store(store)
+        level = self._my_level()
+        if circle is None or level is None or not may_receive(level, circle.declaration.label):
+            return
+        if store in self._facades or store in self.stores.on_disk():
+            return
+        settings = circle.settings
+        merge = BUILTIN_MERGES.get(settings.merge) if settings.merge else None
+        if settings.merge and merge is None:
+            return
+        log.info("%s: store %s: opening the circle's (%s)", self._name, store,
+                 settings.describe())  # fmt: skip
+        replica = self.stores.open(store, kind=settings.kind, label=settings.label, merge=merge)
+        self._opened(replica, pull=True)
+
+    def _open_synced(self, store: str, asked: Settings, sender: str) -> Replica:
+        merge = BUILTIN_MERGES.get(asked.merge) if asked.merge else None
+        log.info("%s: store %s (%s, %s) first synced by %s", self._name, store, asked.kind,
+                 asked.label, sender[:10])  # fmt: skip
+        replica = self.stores.open(store, kind=asked.kind, label=asked.label, merge=merge)
+        self._opened(replica, pull=True)
+        return replica
+
+    def _same(self, replica: Replica, asked: Settings, sender: str) -> Replica | None:
+        """``replica`` if the sender's store has its settings; else None, logged once:
+        stores of one name with other settings are different stores."""
+        mine = settings_of(replica)
+        if mine == asked:
+            return replica
+        self._warn_once(
+            f"differs:{replica.name}:{sender}",
+            "%s: %s syncs its own store %s (%s); this device's is %s: they are different "
+            "stores, not merged (see accord kv stores)",
+            self._name,
+            self._who(sender),
+            replica.name,
+            asked.describe(),
+            mine.describe(),
+        )
+        return None
+
+    # -- store identity: the catalog (accord.data.catalog) ---------------------------
+
+    def _open_catalog(self) -> None:
+        system = cat.SYSTEM[CATALOG]
+        try:
+            replica = self.stores.open(CATALOG, kind=system.kind, label=system.label)
+        except StoreError:
+            log.exception("%s: cannot open the store catalog: store identity is not checked",
+                          self._name)  # fmt: skip
+            return
+        self._catalog = replica
+        self._facades[CATALOG] = GuardedStore(replica, self.committed, self._guard)
+        self._undo.append(replica.subscribe(lambda _changes: self._recheck()))
+        self._undo.append(self._circle.on_change(self._recheck))
+        self._recheck()
+
+    def _levels(self) -> dict[str, str]:
+        return {m.device_id: m.security_level for m in self._circle.members.active()}
+
+    def _my_level(self) -> str | None:
+        return self._levels().get(self._me)
+
+    def _who(self, device_id: str) -> str:
+        member = self._circle.member(device_id)
+        return member.name if member is not None else device_id[:10]
+
+    def circle_store(self, name: str) -> Claim | None:
+        """The circle's store of ``name`` (its winning declaration), if any."""
+        return cat.resolve(name, self._claims)
+
+    def _declare(self, replica: Replica) -> None:
+        """Write (once) this device's declaration of a store it holds."""
+        if self._catalog is None or replica.name in cat.SYSTEM:
+            return
+        mine = settings_of(replica)
+        held = cat.decode(self._catalog.get(replica.name) or b"")
+        if held is not None and held.settings == mine:
+            return
+        at = int(self._clock.wall() * 1000)
+        value = cat.encode(Declaration(mine.kind, mine.label, mine.merge, at))
+        try:
+            self._catalog.put(replica.name, value)
+        except StoreError as exc:
+            self._warn_once("declare:" + replica.name, "%s: cannot declare store %s: %s",
+                            self._name, replica.name, exc)  # fmt: skip
+            return
+        self.committed(self._catalog)
+
+    def _recheck(self) -> None:
+        """Read the catalog again (it changed, or the members did): which of our stores
+        conflict with the circle's, and who holds another store of one of our names."""
+        if self._catalog is None:
+            return
+        levels = self._levels()
+        rows = ((e.device, e.key, e.value) for e in self._catalog.scan())
+        self._claims = cat.claims(rows, levels)
+        level = levels.get(self._me)
+        conflicts: dict[str, str] = {}
+        for name in self.stores.names():
+            circle = self.circle_store(name)
+            if circle is None or level is None or name == CATALOG:
+                continue
+            mine = settings_of(self.stores.get(name))
+            if mine != circle.settings or not may_receive(level, circle.declaration.label):
+                conflicts[name] = cat.conflict(name, mine, circle, level, self._who)
+                continue
+            for other in self._claims.get(name, ()):
+                if other.settings != mine and (name, other.by) not in self._reported:
+                    self._reported.add((name, other.by))
+                    log.warning("%s: %s holds its own store %s (%s), not the circle's (%s): "
+                                "the two are not synced", self._name, self._who(other.by), name,
+                                other.settings.describe(), mine.describe())  # fmt: skip
+        for name, why in sorted(conflicts.items()):
+            if self._conflicts.get(name) != why:
+                log.warning("%s: %s", self._name, why)
+        for name in sorted(set(self._conflicts) - set(conflicts)):
+            log.info("%s: store %s no longer conflicts with the circle's", self._name, name)
+        self._conflicts = conflicts
+        self._open_deferred()
+
+    def _check_new(self, name: str, asked: Settings) -> None:
+        """Refuse to create a store the circle holds with other settings, or with a
+        label this device may not hold."""
+        circle = self.circle_store(name)
+        if circle is None:
+            return
+        level = self._my_level()
+        if level is not None and not may_receive(level, circle.declaration.label):
+            raise StoreConflict(cat.not_held(name, circle, level, self._who))
+        if asked != circle.settings:
+            raise StoreConflict(cat.other_settings(name, circle, asked, self._who))
+
+    def _not_here(self, name: str) -> UnknownStore:
+        """Why ``name`` cannot be opened here: no such store, or one this device may
+        not hold, or one that has not reached it yet."""
+        circle = self.circle_store(name)
+        level = self._my_level()
+        if circle is None:
+            return UnknownStore(
+                f"no store named {name!r} on this device; see `accord kv stores`, "
+                "or write a key to create it"
+            )
+        if level is not None and not may_receive(level, circle.declaration.label):
+            return StoreNotHeld(cat.not_held(name, circle, level, self._who))
+        return UnknownStore(cat.not_yet(name, circle, self._who))
+
+    def _guard(self, name: str) -> None:
+        if name == CATALOG:
+            raise StoreError(
+                f"store {CATALOG!r} is written by the node only: it lists the circle's "
+                "stores (accord kv stores)"
+            )
+        why = self._conflicts.get(name)
+        if why is not None:
+            raise StoreConflict(why)
+
+    def conflict(self, name: str) -> str | None:
+        """Why this device's store ``name`` refuses writes, if it does."""
+        return self._conflicts.get(name)
+
+    def circle_settings(self, name: str) -> Settings | None:
+        """The settings of the circle's store of ``name``, if the catalog knows one."""
+        circle = self.circle_store(name)
+        return None if circle is None else circle.settings
+
+    def elsewhere(self) -> list[dict[str, Any]]:
+        """The circle's stores this device does not hold, and whether it may."""
+        level = self._my_level() or ""
+        out = []
+        for name in sorted(self._claims):
+            if name in self._facades or name in self.stores.on_disk():
+                continue
+            circle = self._claims[name][0]
+            out.append({**self._describe(circle), "name": name,
+                        "may_hold": may_receive(level, circle.declaration.label)})  # fmt: skip
+        return out
+
+    def _describe(self, claim: Claim) -> dict[str, Any]:
+        return {
+            "kind": claim.declaration.kind,
+            "label": claim.declaration.label,
+            "merge": claim.declaration.merge or "lww",
+            "declared_by": claim.by,
+            "declared_by_name": self._who(claim.by) if claim.by else "",
+        }
 
     # -- sending -----------------------------------------------------------------
 
@@ -421,4 +747,27 @@ class DataService:
             "tombstones": replica.tombstones(),
             "version_vector": replica.version_vector(),
             "shared_with": sorted(p for p in self._online if replica.may_share(p)),
+            **self._identity(replica),
+        }
+
+    def _identity(self, replica: Replica) -> dict[str, Any]:
+        """For `kv stores`: the circle's store of this name, whether ours conflicts with
+        it, and the members that hold another store of this name."""
+        circle = self.circle_store(replica.name)
+        mine = settings_of(replica)
+        others = [
+            {
+                "device": c.by,
+                "device_name": self._who(c.by),
+                "kind": c.declaration.kind,
+                "label": c.declaration.label,
+                "merge": c.declaration.merge or "lww",
+            }
+            for c in self._claims.get(replica.name, ())
+            if c.by != self._me and c.settings != mine
+        ]
+        return {
+            "circle": None if circle is None else self._describe(circle),
+            "conflict": self._conflicts.get(replica.name),
+            "others": others,
         }

@@ -938,6 +938,12 @@ class AppRuntime:
                 await self._leave_failover(h)
             elif h.action == "stop":
                 await self.stop_app(h.app_id)
+        late = sorted(self._running)  # started here meanwhile (a crash restart, a run)
+        if late and not force:
+            raise AppError(f"{self._home.name} did not leave: {', '.join(late)} started here "
+                           "while it was handing its apps back; run the command again")  # fmt: skip
+        for app_id in late:
+            await self.stop_app(app_id)
         return [h.row() for h in handovers]
 
     def _handover(self, app_id: str, running: Running, *, force: bool) -> Handover:

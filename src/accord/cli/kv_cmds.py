@@ -41,7 +41,9 @@ def _json(result: Any) -> None:
 
 @app.command("stores")
 def stores(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
-    """List this device's stores: kind, label, keys, and the members they sync with."""
+    """List this device's stores: kind, label, keys, and the members they sync with;
+    any that conflict with the circle's store of their name; and the circle's stores
+    this device does not hold."""
     result = control_client(home).call("kv_stores")
     if as_json:
         _json(result)

@@ -582,9 +582,10 @@ class DataService:
     def elsewhere(self) -> list[dict[str, Any]]:
         """The circle's stores this device does not hold, and whether it may."""
         level = self._my_level() or ""
+        held = {*self._facades, *self.stores.on_disk()}
         out = []
         for name in sorted(self._claims):
-            if name in self._facades or name in self.stores.on_disk():
+            if name in held:
                 continue
             circle = self._claims[name][0]
             out.append({**self._describe(circle), "name": name,

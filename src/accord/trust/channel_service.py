@@ -229,8 +229,11 @@ class ChannelService:
         """The notice that ``device_id`` was revoked, if we hold its proof (not rate
         limited: for a member that sends it once)."""
         members = self._circle.members
-        proof = next((r for r in members.revocations if r.device_id == device_id), None)
-        if proof is None or device_id == self._me:
+        if device_id not in members.revoked or device_id == self._me:
+            return None  # a member (perhaps admitted again since its last proof)
+        proofs = [r for r in members.revocations if r.device_id == device_id]
+        proof = max(proofs, key=lambda r: r.at) if proofs else None  # the latest revokes it
+        if proof is None:
             return None
         return NOTICE_PREFIX + msgspec.msgpack.encode(RevocationNotice(members.circle_id, proof))
 

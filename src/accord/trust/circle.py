@@ -72,11 +72,15 @@ class Circle:
 
     def removal(self) -> ml.Revocation | None:
         """The signed proof that removed this device from its circle, if it was."""
-        return next((r for r in self.state.members.revocations if r.device_id == self._me), None)
+        if self.membership() != "revoked":
+            return None  # a proof of an earlier incarnation (this device was admitted again)
+        mine = [r for r in self.state.members.revocations if r.device_id == self._me]
+        return max(mine, key=lambda r: r.at) if mine else None
 
     def learn_revocation(self, circle_id: str, proof: ml.Revocation) -> bool:
         """A notice that this device was revoked from its circle. Taken only if the
-        proof is for this device in this circle, made after its admission, and verifies
+        proof is for this device in this circle, revokes its current admission (is dated
+        no earlier than it: the rule of :class:`accord.trust.members.MemberList`), and verifies
         against a member of our own list with the authority to revoke it (the rule of
         :func:`accord.trust.members.proven`); True if it was taken now. Nothing else
         about a notice is trusted: anyone can send one."""
@@ -86,13 +90,14 @@ class Circle:
             mine is None  # revoked already (or not in our own list): nothing to learn
             or proof.device_id != self._me
             or circle_id != current.circle_id
-            or proof.at < mine.added_at  # a proof from an earlier membership
         ):
             return False
-        notice = ml.MemberList(current.circle_id, (), (self._me,), (proof,))
-        if not ml.proven(notice, current, ()):
-            return False
-        self._commit(msgspec.structs.replace(self.state, members=ml.merge(current, notice)))
+        notice = ml.MemberList(current.circle_id, (), (), (proof,))
+        taken = ml.MemberList(current.circle_id, (), (), ml.proven(notice, current, ()))
+        merged = ml.merge(current, taken)
+        if not taken.revocations or merged.is_member(self._me):
+            return False  # a bad proof, or one of an earlier incarnation: we were readmitted
+        self._commit(msgspec.structs.replace(self.state, members=merged))
         log.warning("%s: %s", self._home.name, self.removed_message())
         self._changed()
         return True
@@ -187,13 +192,17 @@ class Circle:
     def key_acceptable(self, epoch: int, key: bytes, issuer: str) -> bool:
         """Would :meth:`install_key` take this key? A newer epoch is taken only within
         what the member list justifies: each rotation follows a revocation, so an epoch
-        above ``1 + len(revoked)`` (or beyond one step ahead) is a member's lie."""
+        above one more than the revocations we know of (or beyond one step ahead) is a
+        member's lie. Each proof counts (a device revoked, admitted again and revoked
+        again was revoked twice), and each revocation held without one."""
         s = self.state
         if len(key) != 32 or not 1 <= epoch <= MAX_EPOCH:
             return False
         if epoch == s.epoch:  # two members rotated at once: the smallest issuer wins
             return issuer < s.key_issuer and key != s.circle_key
-        bound = max(s.epoch + 1, 1 + len(s.members.revoked))
+        proven = {r.device_id for r in s.members.revocations}
+        for_good = [d for d in s.members.revoked if d not in proven]
+        bound = max(s.epoch + 1, 1 + len(s.members.revocations) + len(for_good))
         return s.epoch < epoch <= bound
 
     def install_key(self, epoch: int, key: bytes, issuer: str) -> bool:

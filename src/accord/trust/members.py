@@ -1,10 +1,23 @@
 """The circle's member list: a signed two-phase set (sans-IO).
 
 Members are added by pairing and removed by revocation. Each member holds a copy;
-copies merge by union of members and union of revocations, and a revoked device
-id never comes back (a re-paired device needs a new identity). The merge is
-commutative, associative and idempotent, so copies that were edited concurrently
-converge whatever order updates arrive in.
+copies merge by union of member records and union of revocations. Membership has
+incarnations: a record is one admission of a device (``added_at``, ``added_by``), a
+signed revocation proof revokes every admission of its device made at or before its
+``at``, and a device is active iff it holds a record admitted after its latest
+proven revocation. So a device that left or was revoked can be admitted again (a new
+PIN pairing, same identity: a new record with a later ``added_at``), while its old
+records stay revoked however often they are replayed. "Active" is derived, never
+stored as a fact a copy could undo; the merge is commutative, associative and
+idempotent, so copies that were edited concurrently converge whatever order updates
+arrive in. (A revocation without a proof, made only locally, is permanent.)
+
+``added_at`` and ``at`` come from different devices' wall clocks. A re-admission
+follows a person seeing the revocation, so it counts only if its ``added_at`` is
+later than the revocation's ``at``: the pairing host dates it just past the latest
+proof it holds when its own clock is behind (a Lamport-style step), and :func:`add`
+refuses a record that is not later. Likewise a revocation is dated no earlier than
+the admission it revokes (see :func:`revoke`).
 
 A copy travels signed by one of its members. A receiver accepts it only if the
 signer is a member, and not revoked, in the receiver's own current view: a
@@ -136,24 +149,51 @@ class Revocation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class MemberList(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One copy of the circle's membership. Sorted fields keep encoding canonical."""
+    """One copy of the circle's membership. Sorted fields keep encoding canonical.
+
+    ``revoked`` lists the devices revoked *now*: those revoked without a proof (for
+    good), and, in a canonical copy, those whose latest proof in ``revocations`` is
+    later than every record of theirs. The proven part is derived from ``members``
+    and ``revocations`` (see :func:`_canonical`), so it can shrink on a re-admission."""
 
     circle_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    members: tuple[Member, ...] = ()
+    members: tuple[Member, ...] = ()  # records: more than one per device over its incarnations
     revoked: tuple[DeviceId, ...] = ()
-    revocations: tuple[Revocation, ...] = ()  # a proof for each revoked id we can show
+    revocations: tuple[Revocation, ...] = ()  # every proof we hold, of every incarnation
+
+    def revoked_at(self, device_id: str) -> float | None:
+        """When ``device_id`` was last revoked, by a proof we hold (None: never)."""
+        ats = [r.at for r in self.revocations if r.device_id == device_id]
+        return max(ats) if ats else None
+
+    def revoked_for_good(self, device_id: str) -> bool:
+        """Revoked without a proof: no re-admission can undo it."""
+        return device_id in self.revoked and self.revoked_at(device_id) is None
+
+    def records(self, device_id: str) -> tuple[Member, ...]:
+        """Every record we hold of ``device_id``, of any incarnation."""
+        return tuple(m for m in self.members if m.device_id == device_id)
 
     def member(self, device_id: str) -> Member | None:
-        if device_id in self.revoked:
+        """The device's current record (of its latest incarnation: the highest level,
+        then the earliest), or None if it is not an active member."""
+        if self.revoked_for_good(device_id):
             return None
-        return next((m for m in self.members if m.device_id == device_id), None)
+        since = self.revoked_at(device_id)
+        alive = [m for m in self.members if m.device_id == device_id and _after(m, since)]
+        return min(alive, key=_order) if alive else None
 
     def active(self) -> tuple[Member, ...]:
-        revoked = set(self.revoked)
-        return tuple(m for m in self.members if m.device_id not in revoked)
+        ids = sorted({m.device_id for m in self.members})
+        return tuple(m for m in map(self.member, ids) if m is not None)
 
     def is_member(self, device_id: str) -> bool:
         return self.member(device_id) is not None
+
+
+def _after(m: Member, since: float | None) -> bool:
+    """Is record ``m`` an admission later than a revocation at ``since``?"""
+    return since is None or m.added_at > since
 
 
 class SignedList(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -164,6 +204,7 @@ class SignedList(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 _decoder = msgspec.msgpack.Decoder(MemberList)
 MAX_MEMBERS = 256
+MAX_RECORDS = 8 * MAX_MEMBERS  # records in one copy, over every device's incarnations
 
 
 def _order(m: Member) -> tuple[int, float, str, bytes]:
@@ -172,22 +213,33 @@ def _order(m: Member) -> tuple[int, float, str, bytes]:
     return (-level_rank(m.security_level), m.added_at, m.added_by, m.signature)
 
 
+def _sort_key(m: Member) -> tuple[str, float, str, bytes, bytes]:
+    return (m.device_id, m.added_at, m.added_by, m.signature, m.signed_bytes())
+
+
 def _canonical(ml: MemberList) -> MemberList:
-    by_id: dict[str, Member] = {}
+    """The canonical form: every proof; every record admitted after its device's
+    latest proof, and of a device with none such, its latest record only; ``revoked``
+    derived (see :class:`MemberList`). Dropping records only ever revoked for good
+    keeps this a closure, so the merge built on it stays a semilattice."""
+    proofs = sorted(set(ml.revocations), key=lambda r: (r.device_id, r.at, r.by, r.signature))
+    since: dict[str, float] = {}
+    for r in proofs:
+        since[r.device_id] = max(r.at, since.get(r.device_id, r.at))
+    by_id: dict[str, set[Member]] = {}
     for m in ml.members:
-        old = by_id.get(m.device_id)
-        if old is None or _order(m) < _order(old):
-            by_id[m.device_id] = m
-    members = tuple(by_id[k] for k in sorted(by_id))
-    revoked = tuple(sorted(set(ml.revoked)))
-    proofs: dict[str, Revocation] = {}
-    for r in ml.revocations:  # one proof per revoked device: the earliest
-        prev = proofs.get(r.device_id)
-        if r.device_id in revoked and (
-            prev is None or (r.at, r.by, r.signature) < (prev.at, prev.by, prev.signature)
-        ):
-            proofs[r.device_id] = r
-    return MemberList(ml.circle_id, members, revoked, tuple(proofs[k] for k in sorted(proofs)))
+        by_id.setdefault(m.device_id, set()).add(m)
+    members: list[Member] = []
+    revoked = {d for d in ml.revoked if d not in since}  # revoked for good
+    for device_id, records in by_id.items():
+        alive = [m for m in records if _after(m, since.get(device_id))]
+        if alive:
+            members.extend(alive)
+        else:  # its latest record: the name and key it had
+            members.append(max(records, key=_sort_key))
+            revoked.add(device_id)
+    members.sort(key=_sort_key)
+    return MemberList(ml.circle_id, tuple(members), tuple(sorted(revoked)), tuple(proofs))
 
 
 def new_circle(founder: Member, circle_id: str) -> MemberList:
@@ -196,14 +248,25 @@ def new_circle(founder: Member, circle_id: str) -> MemberList:
 
 
 def add(ml: MemberList, member: Member) -> MemberList:
-    if member.device_id in ml.revoked:
+    """Add a record: an admission (a pairing, also of a device revoked before: its
+    new incarnation) or a confirmed level."""
+    if ml.revoked_for_good(member.device_id):
         raise TrustError(
-            f"{member.name} ({member.device_id[:10]}) was revoked from this circle; "
-            "a revoked device can only rejoin with a new identity (accord init --force)"
+            f"{member.name} ({member.device_id[:10]}) was revoked from this circle without "
+            "a proof that could be undone; it can rejoin only with a new identity"
         )
-    if len(ml.members) >= MAX_MEMBERS:
+    since = ml.revoked_at(member.device_id)
+    if not _after(member, since):
+        assert since is not None
+        raise TrustError(
+            f"{member.name} ({member.device_id[:10]}) was revoked at {since:.0f} (device "
+            f"clock), not before this admission at {member.added_at:.0f}; check the clocks "
+            "of this device and of the one that revoked it"
+        )
+    ids = {m.device_id for m in ml.members}
+    if member.device_id not in ids and len(ids) >= MAX_MEMBERS:
         raise TrustError(f"a circle holds at most {MAX_MEMBERS} devices")
-    return _canonical(MemberList(ml.circle_id, (*ml.members, member), ml.revoked))
+    return _canonical(MemberList(ml.circle_id, (*ml.members, member), ml.revoked, ml.revocations))
 
 
 def revoke(
@@ -211,12 +274,19 @@ def revoke(
 ) -> MemberList:
     """Revoke ``device_id``. With ``by``, the revocation carries that device's signed
     proof, which is what lets other members take it (see :func:`accept`); ``by``
-    must be the device itself or a member whose level is at least the device's."""
+    must be the device itself or a member whose level is at least the device's.
+    The proof is dated ``at``, or later if the device's current admission is dated
+    later (another device's clock ahead of ours): a revocation always revokes the
+    incarnation it was made against. Without ``by`` it is for good."""
     target = ml.member(device_id)
     if target is None:
         raise TrustError(f"{device_id} is not a member of this circle")
     proofs = ml.revocations
-    if by is not None:
+    since = ml.revoked_at(device_id)
+    revoked = ml.revoked
+    if by is None:
+        revoked = (*revoked, device_id)
+    else:
         revoker = ml.member(by.device_id)
         if by.device_id != device_id and (
             revoker is None
@@ -227,16 +297,18 @@ def revoke(
                 f"this device is {have}; only a member at {target.security_level} or higher "
                 f"may revoke {target.name} (or {target.name} itself may leave)"
             )
+        at = max([at, *(m.added_at for m in ml.records(device_id) if _after(m, since))])
         unsigned = Revocation(device_id, by.device_id, at, b"\0" * 64)
         proof = msgspec.structs.replace(
             unsigned, signature=by.sign(REVOCATION_CONTEXT + unsigned.signed_bytes())
         )
         proofs = (*proofs, proof)
-    return _canonical(MemberList(ml.circle_id, ml.members, (*ml.revoked, device_id), proofs))
+    return _canonical(MemberList(ml.circle_id, ml.members, revoked, proofs))
 
 
 def merge(a: MemberList, b: MemberList) -> MemberList:
-    """Union of members and of revocations. Commutative, associative, idempotent."""
+    """Union of records and of revocations (who is active is derived from both).
+    Commutative, associative, idempotent."""
     if a.circle_id != b.circle_id:
         raise TrustError("member lists of different circles do not merge")
     return _canonical(
@@ -269,48 +341,53 @@ def accept(signed: SignedList, current: MemberList) -> MemberList:
         raise TrustError(f"malformed member list: {exc}") from exc
     if theirs.circle_id != current.circle_id:
         raise TrustError("member list of another circle")
-    if len(theirs.members) > MAX_MEMBERS:
-        raise TrustError(f"member list of {len(theirs.members)} exceeds {MAX_MEMBERS}")
+    devices = len({m.device_id for m in theirs.members})
+    if devices > MAX_MEMBERS or len(theirs.members) > MAX_RECORDS:
+        raise TrustError(
+            f"member list of {devices} devices ({len(theirs.members)} records) exceeds "
+            f"{MAX_MEMBERS} ({MAX_RECORDS})"
+        )
     members = vouched(theirs.members, current)
     proofs = proven(theirs, current, members)
-    revoked = tuple(p.device_id for p in proofs)
-    return merge(current, MemberList(current.circle_id, members, revoked, proofs))
+    merged = merge(current, MemberList(current.circle_id, members, (), proofs))
+    if proofs:  # a revocation ends an incarnation: its next may have a new name
+        again = vouched(theirs.members, merged)
+        merged = merge(merged, MemberList(current.circle_id, again))
+    return merged
 
 
 def proven(
     theirs: MemberList, current: MemberList, taken: tuple[Member, ...]
 ) -> tuple[Revocation, ...]:
-    """The proofs of the new revocations of ``theirs`` we may take: those with a
-    valid proof by the device itself or by a member (in our view, or vouched
-    in the same copy) whose level is at least the revoked device's. Without this,
-    any member could cut any other out of the circle."""
-    view = {m.device_id: m for m in current.members}
-    for m in taken:
-        old = view.get(m.device_id)
-        if old is None or _order(m) < _order(old):
-            view[m.device_id] = m
-    held = set(current.revoked)
+    """The proofs of ``theirs`` we may take: those with a valid proof by the device
+    itself or by an active member (in our view, or vouched in the same copy) whose
+    level is at least that of the admission it revokes (the device's records dated
+    no later than the proof). Without this, any member could cut any other out of
+    the circle."""
+    view = _canonical(
+        MemberList(current.circle_id, (*current.members, *taken), current.revoked,
+                   current.revocations)
+    )  # fmt: skip
+    held = set(current.revocations)
     out: list[Revocation] = []
-    for device_id in theirs.revoked:
-        if device_id in held:
-            continue  # ours stands, with the proof we hold
-        target = view.get(device_id)
-        if target is None:
-            continue  # a device we never knew: nothing to revoke here
-        for proof in theirs.revocations:
-            if proof.device_id != device_id:
-                continue
-            signer = view.get(proof.by)
-            if signer is None or proof.by in held:
-                continue
-            if proof.by != device_id and (
+    for proof in theirs.revocations:
+        if proof in held or proof in out:
+            continue  # ours stands
+        revokes = [m for m in view.records(proof.device_id) if m.added_at <= proof.at]
+        if not revokes:
+            continue  # no admission we know of: nothing to revoke here
+        target = min(revokes, key=_order)
+        if proof.by == proof.device_id:
+            key = target.public_key  # the device itself left
+        else:
+            signer = view.member(proof.by)
+            if signer is None or (
                 level_rank(signer.security_level) < level_rank(target.security_level)
             ):
                 continue
-            if verify(signer.public_key, proof.signature,
-                      REVOCATION_CONTEXT + proof.signed_bytes()):  # fmt: skip
-                out.append(proof)  # only a proof that verified is kept and passed on
-                break
+            key = signer.public_key
+        if verify(key, proof.signature, REVOCATION_CONTEXT + proof.signed_bytes()):
+            out.append(proof)  # only a proof that verified is kept and passed on
     return tuple(out)
 
 
@@ -329,7 +406,9 @@ def vouched(records: tuple[Member, ...], current: MemberList) -> tuple[Member, .
             if _may_take(m, view):
                 pending.remove(m)
                 taken.append(m)
-                if m.device_id not in current.revoked:
+                if not current.revoked_for_good(m.device_id) and _after(
+                    m, current.revoked_at(m.device_id)
+                ):
                     old = view.get(m.device_id)
                     if old is None or _order(m) < _order(old):
                         view[m.device_id] = m

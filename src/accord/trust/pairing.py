@@ -181,9 +181,15 @@ class HostWindow:
         if not self._circle.pairing_open():
             raise PairingError("this device is not accepting pairing (run: accord pair open)")
         if self._circle.is_member(req.joiner_id) or req.joiner_id == self._identity.device_id:
-            raise PairingError("that device is already a member of this circle")
-        if self._circle.standing(req.joiner_id) == "revoked":
-            raise PairingError("that device was revoked; it must rejoin with a new identity")
+            raise PairingError(
+                "that device is already a member of this circle (if it just left, this "
+                "device has not heard yet: try again in a moment)"
+            )
+        if self._circle.members.revoked_for_good(req.joiner_id):
+            raise PairingError(
+                "that device was revoked here without a revocation proof, which cannot be "
+                "undone; it can rejoin only with a new identity (accord init --force on it)"
+            )
         if len(self._pending) >= MAX_PENDING:
             raise PairingError("too many pairing attempts at once; try again shortly")
         if len(req.data) != SPAKE_MSG or req.data[:1] != SIDE_A:
@@ -237,6 +243,13 @@ class HostWindow:
             )
         me = self._circle.member(self._identity.device_id)
         assert me is not None, "a pairing host is a member of its own circle"
+        # A device that left or was revoked comes back as a new incarnation: its record
+        # must postdate the revocation, which this host holds, so a clock behind the
+        # revoker's is stepped just past it (the admission does follow it).
+        since = self._circle.members.revoked_at(req.joiner_id)
+        now = time.time()
+        if since is not None and now <= since:
+            now = since + 0.001
         # The host signs the record; it vouches for no level above its own.
         member = ml.vouch(
             self._identity,
@@ -246,7 +259,7 @@ class HostWindow:
             type_=info.type[:64] or "device",
             declared_level=info.security_level,
             voucher_level=me.security_level,
-            at=time.time(),
+            at=now,
         )
         try:
             self._circle.add_member(member)

@@ -66,7 +66,12 @@ async def test_call_tv_reaches_the_living_room_tv(mesh: Mesh) -> None:
 async def test_a_short_id_prefix_revokes_no_one(mesh: Mesh) -> None:
     phone, tv = await _phone_and_tv(mesh)
     ctl = AsyncControlClient(phone.home.socket_path)
+    assert phone.circle is not None
+    words = [w.lower() for m in phone.circle.members.active() for w in (m.name, m.type)]
     for n in (1, 2, 3):
+        prefix = tv.home.device_id[:n]
+        if any(w.startswith(prefix) for w in words):
+            continue  # ids are random: "l..." names the Living-room TV by its name
         with pytest.raises(AccordError):
             await ctl.call("trust_revoke", device=tv.home.device_id[:n])
         with pytest.raises(TrustError, match="no member"):

@@ -69,7 +69,16 @@ class CirclePeers:
 
     def public_key(self, device_id: str) -> bytes | None:
         member = self._circle.member(device_id)
-        return None if member is None else member.public_key
+        if member is not None:
+            return member.public_key
+        records = self._circle.members.records(device_id)  # a former member's key
+        return records[-1].public_key if records and self.former(device_id) else None
+
+    def former(self, device_id: str) -> float | None:
+        members = self._circle.members
+        if members.is_member(device_id) or not members.records(device_id):
+            return None
+        return members.revoked_at(device_id)  # None: revoked without a proof, for good
 
 
 class GuardedStore(DataStore):

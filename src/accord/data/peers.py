@@ -21,7 +21,14 @@ class Peers(Protocol):
         ...
 
     def public_key(self, device_id: str) -> bytes | None:
-        """A member's identity key (to check the provenance of its writes), or None."""
+        """A member's identity key, or a former member's (to check the provenance of
+        its writes), or None."""
+        ...
+
+    def former(self, device_id: str) -> float | None:
+        """When a device that is no longer a member stopped being one (Unix seconds,
+        its signed revocation's time), or None if it is a member or never was one.
+        Its writes made before then stay valid (docs/consistency.md)."""
         ...
 
 
@@ -39,6 +46,7 @@ class StaticPeers:
     ) -> None:
         self._members = set(members)
         self._keys = dict(keys or {})
+        self._former: dict[str, float] = {}
         self._levels = dict(levels or {})
         self._default = default_level
 
@@ -51,12 +59,19 @@ class StaticPeers:
         return self._default if device_id in self._members else None
 
     def public_key(self, device_id: str) -> bytes | None:
-        return self._keys.get(device_id) if device_id in self._members else None
+        known = device_id in self._members or device_id in self._former
+        return self._keys.get(device_id) if known else None
+
+    def former(self, device_id: str) -> float | None:
+        return None if device_id in self._members else self._former.get(device_id)
 
     def add(self, device_id: str, level: str | None = None) -> None:
         self._members.add(device_id)
         if level is not None:
             self._levels[device_id] = level
 
-    def revoke(self, device_id: str) -> None:
+    def revoke(self, device_id: str, at: float | None = None) -> None:
+        """Take ``device_id`` out; with ``at``, its writes before then stay valid."""
         self._members.discard(device_id)
+        if at is not None:
+            self._former[device_id] = at

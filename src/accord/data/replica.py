@@ -76,7 +76,23 @@ class Replica(Store):
         return sorted(out)
 
     def _counts(self, origin: str) -> bool:
-        return origin == self.device_id or origin in self._peers.members()
+        """Do ``origin``'s writes count here: this device, a member, or a former
+        member (those it made while it belonged stay valid for everyone)?"""
+        return (
+            origin == self.device_id
+            or origin in self._peers.members()
+            or self._peers.former(origin) is not None
+        )
+
+    def _in_time(self, origin: str, row: Row) -> bool:
+        """A former member's write counts only if made before it stopped being one
+        (by the write's HLC against its signed revocation). A merge row joins several
+        writes and carries only the newest's time: a former member's contribution to
+        it is taken (docs/consistency.md)."""
+        ended = self._peers.former(origin)
+        if ended is None or self.merge is not None or row.origin != origin:
+            return True
+        return row.hlc.wall_ms <= int(ended * 1000)
 
     def summary(self) -> Summary:
         """What this replica has: send to every sharing peer on an interval."""
@@ -241,8 +257,16 @@ class Replica(Store):
         if dominated(row.dots, self._vv):
             return False  # already reflected (and maybe since collected: never revive it)
         for origin, seq in row.dots.items():
-            if seq > self._vv.get(origin, 0) and not self._counts(origin):
+            if seq <= self._vv.get(origin, 0):
+                continue
+            if not self._counts(origin):
                 self._warn_once(origin, "ignoring writes of %s: not a member", origin)
+                return False
+            if not self._in_time(origin, row):
+                self._warn_once(
+                    "late:" + origin, "ignoring writes of %s made after it left the circle",
+                    origin,
+                )  # fmt: skip
                 return False
         return True
 

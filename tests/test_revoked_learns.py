@@ -229,3 +229,11 @@ async def test_a_valid_notice_counts_whoever_relays_it(house: tuple[Node, Node, 
     assert await _send(tablet, fridge, notice) == [b"ok"]
     assert _revoked(fridge)
     assert "by phone" in circle_of(fridge).removed_message()
+
+
+async def test_trust_list_names_revoked_devices(house: tuple[Node, Node, Node]) -> None:
+    phone, _tablet, fridge = house
+    await phone.trust.trust_revoke({"device": "fridge"})
+    listing = await phone.trust.trust_list({})
+    assert listing["revoked"] == [fridge.home.device_id]
+    assert listing["revoked_names"] == {fridge.home.device_id: "fridge"}

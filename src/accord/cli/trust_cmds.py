@@ -134,7 +134,11 @@ def trust_list(home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
         )
     out.print(table)
     if data["revoked"]:
-        out.print("Revoked: " + ", ".join(d[:10] for d in data["revoked"]))
+        names = data.get("revoked_names", {})
+        out.print(
+            "Revoked: " + ", ".join(f"{names.get(d, d[:10])} ({d[:10]})" for d in data["revoked"]),
+            highlight=False,
+        )
 
 
 @trust_app.command("revoke")

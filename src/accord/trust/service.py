@@ -252,7 +252,12 @@ class TrustService:
                 for m in listed
             ],
             "revoked": list(members.revoked),
+            "revoked_names": {d: self._revoked_name(d) for d in members.revoked},
         }
+
+    def _revoked_name(self, device_id: str) -> str:
+        records = self._circle.members.records(device_id)
+        return records[-1].name if records else device_id[:10]
 
     async def trust_revoke(self, params: dict[str, Any]) -> dict[str, Any]:
         """Revoke a member everywhere: new member list, new circle key for the rest."""

@@ -53,6 +53,10 @@ class Replica(Store):
         blob = self._file.get_meta("session")
         self._next_session = int(blob.decode()) if blob else 1
         self._warned: set[str] = set()
+        # Per origin, the highest version a relay claimed that no proven row backed
+        # (see _finish): asking again for it would only bring the same answer, so
+        # summaries claiming no more than this do not start another pull. Soft state.
+        self._unprovable: dict[str, int] = {}
 
     # -- sync ---------------------------------------------------------------------
 
@@ -234,10 +238,14 @@ class Replica(Store):
             for row in staged:
                 for origin, seq in row.dots.items():
                     seen[origin] = max(seen.get(origin, 0), seq)
-            claim = {
+            believed = {
                 origin: seq if origin == sender else min(seq, seen.get(origin, 0))
                 for origin, seq in claim.items()
             }
+            for origin, seq in claim.items():
+                if believed[origin] < seq:  # e.g. its last batch's rows were overwritten
+                    self._unprovable[origin] = max(self._unprovable.get(origin, 0), seq)
+            claim = believed
         advanced = {
             origin: seq
             for origin, seq in claim.items()
@@ -281,7 +289,10 @@ class Replica(Store):
         return []
 
     def _lacks(self, vv: Mapping[str, int]) -> bool:
-        return any(seq > self._vv.get(o, 0) and self._counts(o) for o, seq in vv.items())
+        return any(
+            seq > self._vv.get(o, 0) and seq > self._unprovable.get(o, 0) and self._counts(o)
+            for o, seq in vv.items()
+        )
 
     def _record_ack(self, peer: str, vv: Mapping[str, int]) -> None:
         known = self._acks.setdefault(peer, {})

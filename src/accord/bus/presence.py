@@ -40,12 +40,12 @@ from accord.wire.messages import (
     encode,
     sign_public,
 )
+from accord.wire.quiet import QuietLog
 
 log = logging.getLogger(__name__)
 
 FETCH_RETRIES = (0.0, 0.2, 0.5, 1.0)
 STRANGER_RETRIES = (0.0, 0.3, 1.0)  # fewer: a stranger's fetch holds one of few slots
-_MAX_WARNED = 256
 MAX_STRANGER_FETCHES = 32
 MAX_WAITING = 1024
 MAX_REPLIES = 4
@@ -104,7 +104,7 @@ class Presence:
         self._stranger_fetches: set[str] = set()
         self._waiting: OrderedDict[str, None] = OrderedDict()
         self._updates = _Budget(UPDATE_RATE, UPDATE_BURST, time.monotonic)
-        self._warned: set[str] = set()
+        self._quiet = QuietLog(log)
         self._dropped = 0  # stranger fetches dropped from a full queue
         self._seen_misses = 0
         self._resync: asyncio.TimerHandle | None = None
@@ -150,18 +150,10 @@ class Presence:
         self._fetches.clear()
         self._stranger_fetches.clear()
 
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        if key in self._warned:
-            return
-        if len(self._warned) >= _MAX_WARNED:  # a hostile peer cannot grow our memory
-            self._warned.clear()
-        self._warned.add(key)
-        log.warning(message, *args)
-
     def _on_liveliness(self, key: str, alive: bool) -> None:
         device_id = keys.device_from_presence(key)
         if device_id is None:
-            self._warn_once(key, "%s: ignoring malformed presence key %r", self._public.name, key)
+            self._quiet.warn(key, "%s: ignoring malformed presence key %r", self._public.name, key)
             return
         if device_id == self._me:
             return
@@ -229,7 +221,7 @@ class Presence:
         if len(self._waiting) > MAX_WAITING:
             dropped, _ = self._waiting.popitem(last=False)
             self._dropped += 1
-            self._warn_once(
+            self._quiet.warn(
                 "queue", "%s: too many unknown devices appeared; not all are fetched", self._me
             )
             log.debug("%s: dropped the fetch of %s", self._public.name, dropped)
@@ -251,7 +243,7 @@ class Presence:
         if device_id == self._me or record is None or not record.online:
             return
         if not self._updates.take():  # anyone can publish here: verify only so many
-            self._warn_once("updates", "%s: too many announcements; some ignored", self._me)
+            self._quiet.warn("updates", "%s: too many announcements; some ignored", self._me)
             return
         ann = self._validate(device_id, key, payload)
         if ann is not None:
@@ -274,7 +266,7 @@ class Presence:
                         log.info("%s: %s joined", self._public.name, ann.name)
                     self._on_present(device_id)
                     return
-            self._warn_once(
+            self._quiet.warn(
                 "fetch:" + device_id,
                 "%s: device %s is present but gave no valid announcement",
                 self._public.name,
@@ -305,12 +297,12 @@ class Presence:
         try:
             ann = decode_public(payload)
         except WireError as exc:
-            self._warn_once(
+            self._quiet.warn(
                 "bad:" + device_id, "%s: bad announcement on %s: %s", self._public.name, key, exc
             )
             return None
         if ann.device_id != device_id:
-            self._warn_once(
+            self._quiet.warn(
                 "mismatch:" + device_id,
                 "%s: announcement on %s claims another device id %s",
                 self._public.name,

@@ -34,6 +34,7 @@ from accord.errors import (
 from accord.trust.channel_service import ChannelService
 from accord.trust.circle import Circle
 from accord.trust.levels import DataLabel, may_receive
+from accord.wire.quiet import QuietLog
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class StoreIdentity:
         self._flush: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._undo: list[Undo] = []
-        self._warned: set[str] = set()
+        self._quiet = QuietLog(log)
         self._catalog: Replica | None = None
         self._claims: dict[str, list[Claim]] = {}  # the catalog's, per store name
         self._conflicts: dict[str, str] = {}  # our stores that lost: name -> why
@@ -190,14 +191,6 @@ class StoreIdentity:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    def _warn_once(self, what: str, msg: str, *args: object) -> None:
-        if what in self._warned:
-            log.debug(msg, *args)
-            return
-        if len(self._warned) < 256:
-            self._warned.add(what)
-        log.warning(msg, *args)
 
     # -- store identity: the catalog (accord.data.catalog) ---------------------------
 
@@ -242,7 +235,7 @@ class StoreIdentity:
         try:
             self._catalog.put(replica.name, value)
         except StoreError as exc:
-            self._warn_once("declare:" + replica.name, "%s: cannot declare store %s: %s",
+            self._quiet.warn("declare:" + replica.name, "%s: cannot declare store %s: %s",
                             self._name, replica.name, exc)  # fmt: skip
             return
         self.committed(self._catalog)

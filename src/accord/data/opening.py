@@ -76,7 +76,7 @@ class StoreOpening(StoreIdentity):
         try:
             replica = self.stores.open(name, kind=config.kind, label=config.label, merge=merge)
         except StoreError as exc:
-            self._warn_once("open:" + name, "%s: cannot open store %s: %s", self._name, name, exc)
+            self._quiet.warn("open:" + name, "%s: cannot open store %s: %s", self._name, name, exc)
             return None
         self._opened(replica, pull=False)
         return replica
@@ -110,7 +110,7 @@ class StoreOpening(StoreIdentity):
             return None if replica is None else self._same(replica, asked, sender)
         level = self._circle.member(self._me)
         if level is None or not may_receive(level.security_level, env.label):
-            self._warn_once(
+            self._quiet.warn(
                 "label:" + store,
                 "%s: %s sent store %s (%s), which this device's level may not hold",
                 self._name,
@@ -176,7 +176,7 @@ class StoreOpening(StoreIdentity):
                 else:
                     self._adopt(store)
             except StoreError as exc:
-                self._warn_once("open:" + store, "%s: cannot open store %s: %s", self._name,
+                self._quiet.warn("open:" + store, "%s: cannot open store %s: %s", self._name,
                                 store, exc)  # fmt: skip
 
     def _circle_allows(self, store: str, asked: Settings, sender: str) -> bool:
@@ -184,7 +184,7 @@ class StoreOpening(StoreIdentity):
         circle = self.circle_store(store)
         if circle is None or circle.settings == asked:
             return True
-        self._warn_once(
+        self._quiet.warn(
             "circle:" + store,
             "%s: %s syncs a store %s (%s), but the circle's store %s is %s (%s): not opened",
             self._name,
@@ -230,7 +230,7 @@ class StoreOpening(StoreIdentity):
         mine = settings_of(replica)
         if mine == asked:
             return replica
-        self._warn_once(
+        self._quiet.warn(
             f"differs:{replica.name}:{sender}",
             "%s: %s syncs its own store %s (%s); this device's is %s: they are different "
             "stores, not merged (see accord kv stores)",

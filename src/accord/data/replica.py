@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Final
 
 import msgspec
 
@@ -37,10 +36,9 @@ from accord.data.sqlite_store import Session
 from accord.data.store import Store
 from accord.errors import MalformedSync, PeerNotAllowed
 from accord.trust.levels import may_receive
+from accord.wire.quiet import QuietLog
 
 log = logging.getLogger(__name__)
-
-_MAX_WARNED: Final = 256
 
 
 class Replica(Store):
@@ -52,7 +50,7 @@ class Replica(Store):
         self._sessions = self._file.sessions()
         blob = self._file.get_meta("session")
         self._next_session = int(blob.decode()) if blob else 1
-        self._warned: set[str] = set()
+        self._quiet = QuietLog(log)
         # Per origin, the highest version a relay claimed that no proven row backed
         # (see _finish): asking again for it would only bring the same answer, so
         # summaries claiming no more than this do not start another pull. Soft state.
@@ -214,7 +212,7 @@ class Replica(Store):
             if row.origin == sender or self.proven(row):
                 kept.append(row)
             else:
-                self._warn_once(
+                self._quiet.warn(
                     f"unproven:{sender}:{row.origin}",
                     "ignoring rows %s relayed in the name of %s without its proof",
                     sender,
@@ -268,10 +266,10 @@ class Replica(Store):
             if seq <= self._vv.get(origin, 0):
                 continue
             if not self._counts(origin):
-                self._warn_once(origin, "ignoring writes of %s: not a member", origin)
+                self._quiet.warn(origin, "ignoring writes of %s: not a member", origin)
                 return False
             if not self._in_time(origin, row):
-                self._warn_once(
+                self._quiet.warn(
                     "late:" + origin, "ignoring writes of %s made after it left the circle",
                     origin,
                 )  # fmt: skip
@@ -320,11 +318,3 @@ class Replica(Store):
                 for lseq in victims:
                     self._file.delete_row(lseq)
         return len(victims)
-
-    def _warn_once(self, what: str, msg: str, *args: object) -> None:
-        if what in self._warned:
-            log.debug(msg, *args)
-            return
-        if len(self._warned) < _MAX_WARNED:  # a hostile peer cannot grow our memory
-            self._warned.add(what)
-        log.warning(msg, *args)

@@ -149,7 +149,7 @@ class DataService(StoreOpening):
             self.channels.reshake_for(frame)
             return
         except SealError as exc:
-            self._warn_once("seal:" + type(exc).__name__, "%s: data frame refused: %s",
+            self._quiet.warn("seal:" + type(exc).__name__, "%s: data frame refused: %s",
                             self._name, exc)  # fmt: skip
             return
         traffic = self.traffic.setdefault(sender, Traffic())
@@ -163,7 +163,7 @@ class DataService(StoreOpening):
                 return
             replies = replica.receive(sender, message)
         except (StoreError, *DECODE_ERRORS) as exc:
-            self._warn_once(
+            self._quiet.warn(
                 f"recv:{sender}:{type(exc).__name__}",
                 "%s: sync message from %s refused: %s",
                 self._name,
@@ -218,7 +218,7 @@ class DataService(StoreOpening):
             try:
                 replica.collect_garbage()
             except StoreError as exc:
-                self._warn_once("gc:" + name, "%s: tombstone collection failed: %s",
+                self._quiet.warn("gc:" + name, "%s: tombstone collection failed: %s",
                                 self._name, exc)  # fmt: skip
 
     def stats(self, name: str) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from accord.trust.channels import NO_CHANNEL, Channels
 from accord.trust.circle import Circle
 from accord.trust.members import Revocation
 from accord.wire.messages import DECODE_ERRORS
+from accord.wire.quiet import QuietLog
 from accord.wire.seal import HEADER
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class ChannelService:
         self._last_shake: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._undo: list[Undo] = []
-        self._warned: set[str] = set()
+        self._quiet = QuietLog(log)
         self._noticed: dict[str, list[float]] = {}  # revoked id -> when we told it
         self._checks = (NOTICE_CHECKS_PER_S, clock.monotonic())  # token bucket
 
@@ -123,14 +124,6 @@ class ChannelService:
         if member is None or not self._circle.is_member(device_id):
             return None
         return member.public_key
-
-    def _warn_once(self, what: str, msg: str, *args: object) -> None:
-        if what in self._warned:
-            log.debug(msg, *args)
-            return
-        if len(self._warned) < 256:
-            self._warned.add(what)
-        log.warning(msg, *args)
 
     # -- use -----------------------------------------------------------------------
 
@@ -184,13 +177,15 @@ class ChannelService:
                 try:
                     self.channels.complete(peer, initiator, offer, answer)
                 except TrustError as exc:
-                    self._warn_once("shake:" + peer, "%s: bad channel answer for %s: %s",
+                    self._quiet.warn("shake:" + peer, "%s: bad channel answer for %s: %s",
                                     self._name, peer[:10], exc)  # fmt: skip
                     continue
                 ok = True
                 break
         except TrustError as exc:
-            self._warn_once("shake:" + peer, "%s: no channel to %s: %s", self._name, peer[:10], exc)
+            self._quiet.warn(
+                "shake:" + peer, "%s: no channel to %s: %s", self._name, peer[:10], exc
+            )
         finally:
             del self._handshakes[peer]
             fut.set_result(ok)
@@ -294,7 +289,7 @@ class ChannelService:
             return True
         if not self._circle.learn_revocation(notice.circle_id, notice.proof):
             by = notice.proof.by[:10]
-            self._warn_once("notice:" + by, "%s: ignored a revocation notice that does not "
+            self._quiet.warn("notice:" + by, "%s: ignored a revocation notice that does not "
                             "verify (by %s)", self._name, by)  # fmt: skip
         return True
 

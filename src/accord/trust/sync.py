@@ -28,6 +28,7 @@ from accord.trust.circle import Circle
 from accord.trust.members import SignedList
 from accord.trust.sessions import SessionTable, session_number
 from accord.wire.messages import DECODE_ERRORS, Announcement, decode_announcement, encode
+from accord.wire.quiet import QuietLog
 from accord.wire.seal import Kind, Opener, Sealer, StreamId
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class CircleSync:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pushes: set[asyncio.Task[bool]] = set()
         self._notices: dict[str, asyncio.Task[bool]] = {}
-        self._warned: set[str] = set()
+        self._quiet = QuietLog(log)
 
     async def start(self) -> None:
         self._undo.append(self._bus.serve(keys.details_key(self._me), self._serve_details))
@@ -103,13 +104,6 @@ class CircleSync:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        if key not in self._warned:
-            if len(self._warned) > 256:
-                self._warned.clear()
-            self._warned.add(key)
-            log.warning(message, *args)
-
     # -- serving -----------------------------------------------------------
 
     async def _serve_details(self, key: str, payload: bytes) -> bytes | None:
@@ -126,7 +120,7 @@ class CircleSync:
                 return notice
             return NO_CHANNEL if self._channels.stale_member(payload) else None
         except SealError as exc:
-            self._warn_once(
+            self._quiet.warn(
                 "details:" + type(exc).__name__, "%s: refused details query: %s", self._name, exc
             )
             return None
@@ -148,7 +142,7 @@ class CircleSync:
             log.debug("%s: ignored member list: %s", self._name, exc)
             return
         except (SealError, TrustError, *DECODE_ERRORS) as exc:
-            self._warn_once(
+            self._quiet.warn(
                 "members:" + type(exc).__name__, "%s: ignored member list: %s", self._name, exc
             )
             return
@@ -229,7 +223,7 @@ class CircleSync:
             try:
                 ann = self._read_details(key, device_id, payload)
             except (SealError, TrustError, WireError, *DECODE_ERRORS) as exc:
-                self._warn_once(
+                self._quiet.warn(
                     "fetch:" + device_id, "%s: bad details from %s: %s", self._name, device_id, exc
                 )
                 continue
@@ -271,7 +265,7 @@ class CircleSync:
             ):
                 log.info("%s: circle key epoch %d from %s", self._name, update.epoch, sender[:10])
         except (SealError, TrustError, *DECODE_ERRORS) as exc:
-            self._warn_once(
+            self._quiet.warn(
                 "rekey:" + type(exc).__name__, "%s: ignored key update: %s", self._name, exc
             )
             return None

@@ -45,6 +45,8 @@ class Circle:
         self._opener = Opener(self._root_for, replay=False)
         self._sealer = self._new_sealer()
         self._listeners: list[Callable[[], None]] = []
+        self._view_of: ml.MemberList | None = None
+        self._view_cache: tuple[frozenset[str], dict[str, ml.Member]] = (frozenset(), {})
 
     # -- membership ------------------------------------------------------
 
@@ -52,14 +54,28 @@ class Circle:
     def members(self) -> ml.MemberList:
         return self.state.members
 
+    def _view(self) -> tuple[frozenset[str], dict[str, ml.Member]]:
+        """(revoked ids, active records by id) of the current list, computed once per
+        list: every sealed frame asks who is a member, and deriving it from records
+        and revocations costs O(members) each time."""
+        members = self.state.members
+        if self._view_of is not members:
+            self._view_cache = (
+                frozenset(members.revoked),
+                {m.device_id: m for m in members.active()},
+            )
+            self._view_of = members
+        return self._view_cache
+
     def standing(self, device_id: str) -> Standing:
         if device_id == self._me:
             return "self"
-        if device_id in self.state.members.revoked:
+        revoked, active = self._view()
+        if device_id in revoked:
             return "revoked"
-        if self._me in self.state.members.revoked:
+        if self._me in revoked:
             return "stranger"  # this device was removed: nobody is a member with it
-        if self.state.members.is_member(device_id):
+        if device_id in active:
             return "member"
         return "stranger"
 
@@ -123,7 +139,7 @@ class Circle:
         return device_id != self._me and self.standing(device_id) == "member"
 
     def member(self, device_id: str) -> ml.Member | None:
-        return self.state.members.member(device_id)
+        return self._view()[1].get(device_id)
 
     def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
         self._listeners.append(listener)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import psutil
 import zenoh
 
 from accord.bus.settings import BusSettings, zenoh_config
@@ -30,7 +29,7 @@ from accord.device.home import SOCKET_NAME, init_home
 from accord.errors import AccordError
 from accord.rpc.messages import RpcRequest
 from accord.sim.household import Household, SimDevice, die_with_parent
-from tests.helpers import NoAnswer, accord, device, online_ids, wait_for
+from tests.helpers import NoAnswer, accord, device, online_ids, supervised, wait_for
 
 if TYPE_CHECKING:
     from tests.conftest import SharedProcesses
@@ -100,36 +99,12 @@ def adversary_household(
     ``shared_processes`` fixture), so the per-test leak check leaves them alone at
     whatever pids restarts give them; stopping it checks that every process it started
     is gone."""
-    me = psutil.Process()
-    before = {p.pid for p in me.children(recursive=True)}
     folder = Path(tempfile.mkdtemp(prefix=prefix))  # short: Unix socket paths
     house = AdversaryHousehold(profiles, folder / "h", hostile=hostile, settings=SETTINGS)
-    undo = shared.add(lambda: {d.proc.pid for d in house.devices if d.proc and d.running})
-    try:
+    with supervised(house, shared):
         house.start()
         settle(house)
         yield house
-    finally:
-        undo()
-        house.stop()
-        try:
-            wait_for(
-                lambda: not _alive_children_except(me, before),
-                5,
-                "the household's processes to exit",
-            )
-        finally:
-            for p in _alive_children_except(me, before):
-                p.kill()
-
-
-def _alive_children_except(me: psutil.Process, pids: set[int]) -> list[psutil.Process]:
-    out = []
-    for p in me.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if p.pid not in pids and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-    return out
 
 
 def settle(house: Household, timeout: float = 20.0) -> None:

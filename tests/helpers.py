@@ -111,21 +111,30 @@ def running_household(
     per-test leak check leaves the household's nodes alone, whatever their pids after
     a restart. Stopping it checks for leaks itself: every process started since it
     began must be gone."""
-    me = psutil.Process()
-    before = {p.pid for p in me.children(recursive=True)}
     folder = Path(tempfile.mkdtemp(prefix=prefix))  # short: Unix socket paths
     house = Household(profiles, folder / "h", settings=settings)
+    with supervised(house, shared):
+        house.start()
+        everyone = {d.device_id for d in house.devices}
+        for dev in house.devices:
+            wait_sees_all(dev.home, everyone, timeout=10)
+        yield house
+
+
+@contextlib.contextmanager
+def supervised(house: Household, shared: SharedProcesses | None) -> Iterator[None]:
+    """Run ``house`` (started inside the block) and stop it after, checking that every
+    process started since the block began is gone (killing any that are not). With
+    ``shared``, the per-test leak check leaves its nodes alone meanwhile."""
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
     undo = (
         shared.add(lambda: {d.proc.pid for d in house.devices if d.proc and d.running})
         if shared is not None
         else None
     )
     try:
-        house.start()
-        everyone = {d.device_id for d in house.devices}
-        for dev in house.devices:
-            wait_sees_all(dev.home, everyone, timeout=10)
-        yield house
+        yield
     finally:
         if undo is not None:
             undo()

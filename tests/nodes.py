@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -83,3 +84,20 @@ async def household(mesh: Mesh, *devices: tuple[str, str]) -> list[Node]:
             if a is not b:
                 await wait_until(detailed(a, b), 10, f"{a.name} to hold {b.name}'s details")
     return nodes
+
+
+async def accord_async(*args: str, timeout: float = 90.0) -> tuple[int, str, str]:
+    """The real `accord` command, without blocking the loop the in-process nodes run
+    on: (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "accord",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

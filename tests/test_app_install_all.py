@@ -5,10 +5,8 @@ failed for another reason."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 from accord.apps.bundle import Bundle
 from accord.apps.errors import AppError
 from accord.node import Node
-from tests.nodes import Mesh, household
+from tests.nodes import Mesh, accord_async, household
 
 NOTES = Path(__file__).parent.parent / "examples" / "notes"  # requires a display
 
@@ -30,25 +28,9 @@ async def home(mesh: Mesh) -> dict[str, Node]:
     return {n.name: n for n in nodes}
 
 
-async def _accord(*args: str) -> tuple[int, str, str]:
-    """The real `accord` command, without blocking the loop the nodes run on."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "accord",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def _install(node: Node, app: Path, *on: str) -> tuple[int, dict[str, Any], str]:
     where = [a for d in on for a in ("--on", d)]
-    code, out, err = await _accord(
+    code, out, err = await accord_async(
         "app", "install", str(app), *where, "--json", "--home", str(node.home.path)
     )
     return code, json.loads(out), err
@@ -71,7 +53,7 @@ async def test_a_device_that_cannot_run_the_app_is_skipped(home: dict[str, Node]
         home["fridge"].apps.bundle("notes")
 
     # The table says so too, in words, and the exit status is still 0.
-    code, out, err = await _accord(
+    code, out, err = await accord_async(
         "app", "install", str(NOTES), "--on", "all", "--home", str(home["phone"].home.path)
     )
     assert code == 0, err
@@ -85,7 +67,7 @@ async def test_the_builder_that_cannot_run_the_app_still_hands_it_out(
     # The SL1 fridge may install apps on the phone and tablet only where their owners
     # allow it (test_apps_authority.py has the refusals).
     for name in ("phone", "tablet"):
-        code, out, err = await _accord(
+        code, out, err = await accord_async(
             "permissions", "allow", "apps", "fridge", "--home", str(home[name].home.path)
         )
         assert code == 0, (out, err)
@@ -143,7 +125,7 @@ async def test_remove_on_all_skips_the_devices_without_the_app(home: dict[str, N
     code, _, err = await _install(home["phone"], NOTES, "all")
     assert code == 0, err
     phone = str(home["phone"].home.path)
-    code, out, err = await _accord(
+    code, out, err = await accord_async(
         "app", "remove", "notes", "--on", "all", "--json", "--home", phone
     )
     assert code == 0, (out, err)
@@ -153,6 +135,8 @@ async def test_remove_on_all_skips_the_devices_without_the_app(home: dict[str, N
         ("fridge", "notes is not installed there")
     ]
     assert result["failed"] == []
-    code, out, _ = await _accord("app", "remove", "notes", "--on", "all", "--json", "--home", phone)
+    code, out, _ = await accord_async(
+        "app", "remove", "notes", "--on", "all", "--json", "--home", phone
+    )
     assert code == 1  # installed nowhere: nothing was removed
     assert json.loads(out)["removed"] == []

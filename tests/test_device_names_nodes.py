@@ -4,9 +4,7 @@ character id prefix selects no device (`accord trust revoke l`)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 
 import pytest
 
@@ -14,7 +12,7 @@ from accord.control.aio import AsyncControlClient
 from accord.device.home import init_home
 from accord.errors import AccordError, TrustError
 from accord.node import Node
-from tests.nodes import Mesh, detailed, sees, wait_until
+from tests.nodes import Mesh, accord_async, detailed, sees, wait_until
 
 
 async def _phone_and_tv(mesh: Mesh, host: str = "Nokia X60") -> tuple[Node, Node]:
@@ -32,26 +30,10 @@ async def _phone_and_tv(mesh: Mesh, host: str = "Nokia X60") -> tuple[Node, Node
     return phone, tv
 
 
-async def _accord(*args: str) -> tuple[int, str, str]:
-    """The real `accord` command, without blocking the loop the nodes run on."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "accord",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_call_tv_reaches_the_living_room_tv(mesh: Mesh) -> None:
     phone, tv = await _phone_and_tv(mesh)
     home = str(phone.home.path)
-    code, out, err = await _accord("call", "tv", "device.info", "--json", "--home", home)
+    code, out, err = await accord_async("call", "tv", "device.info", "--json", "--home", home)
     assert code == 0, err
     assert json.loads(out)["name"] == "Living-room TV"
     ctl = AsyncControlClient(phone.home.socket_path)

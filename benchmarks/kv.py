@@ -4,7 +4,8 @@ Every figure stands beside its floor, measured in the same run (the ratio is wha
 counts). Values are 100 random bytes; every SQLite file, Accord's and the floor's, is
 in WAL mode with ``synchronous=FULL`` (a commit that returned survives a power cut).
 
-1. **Local puts** on one store file (``Stores(...).open("bench")``, in this process):
+1. **Local puts** on one store file (``Stores(...).open("bench")``, in this process,
+   signing each batch as a node does):
    single puts, one commit each, and batches of 100 keys (``replica.batch()``). Floor:
    raw ``sqlite3`` inserts into ``(k TEXT PRIMARY KEY, v BLOB)``, single autocommit
    inserts and 100-row transactions (``executemany``). Rounds alternate; median ops/s.
@@ -57,7 +58,7 @@ from rich.table import Table
 from accord.clock import HybridClock, SystemClock
 from accord.control.client import ControlClient
 from accord.data import Replica, StaticPeers, Stores
-from accord.data.loopback import device_id
+from accord.device.identity import Identity
 from accord.errors import AccordError
 from accord.sim.household import Household, SimDevice
 from common import (
@@ -186,13 +187,15 @@ def tcp_transfer(data: bytes) -> float:
 
 @contextlib.contextmanager
 def accord_store(directory: Path) -> Iterator[Replica]:
-    me = device_id(0)
+    identity = Identity.generate()  # a node signs every batch (write provenance)
+    me = identity.device_id
     stores = Stores(
         directory,
         device_id=me,
         hlc=HybridClock(SystemClock()),
-        peers=StaticPeers([me]),
+        peers=StaticPeers([me], keys={me: identity.public_bytes}),
         synchronous="FULL",
+        signer=identity.sign,
     )
     try:
         yield stores.open(STORE)

@@ -18,6 +18,7 @@ from accord.bus.presence import Presence
 from accord.bus.session import Bus
 from accord.bus.settings import BusSettings
 from accord.clock import Clock, SystemClock
+from accord.continuity.service import Continuity
 from accord.control.server import ControlServer
 from accord.data.control import KvControl
 from accord.data.service import DataService
@@ -67,6 +68,7 @@ class Node:
         self._rpc: RpcClient | None = None
         self._data: DataService | None = None
         self._apps: AppRuntime | None = None
+        self._continuity: Continuity | None = None
         self._started_wall = 0.0
         self._started_mono = 0.0
         self.directory: DeviceDirectory | None = None
@@ -194,6 +196,11 @@ class Node:
         self._rpc = RpcClient(
             self._bus, self._channels, self.circle, self.directory, self._rpc_server
         )
+        self._continuity = Continuity(
+            self.home.path, self.home.data_dir, self.name, self._rpc, self.circle,
+            self.trust.resolve_member,
+        )  # fmt: skip
+        self._continuity.serve(self._rpc_server)
         self._data = DataService(
             self._bus,
             self.circle,
@@ -243,6 +250,7 @@ class Node:
         AppControl(
             self._apps, self._rpc, self.directory, self.trust.resolve_member, self.home.device_id
         ).register(self._control)
+        self._continuity.control(self._control)
         await self._control.start()
         log.info("%s: up as %s", self.name, self.home.device_id)
 
@@ -330,6 +338,7 @@ class Node:
             else 0,
             "fingerprint": self.home.identity.fingerprint,
             **(self._trust.membership() if self._trust else {"membership": "alone"}),
+            **(self._continuity.status() if self._continuity else {}),
         }
 
     async def _device_info(self, _params: None, _caller: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from accord.cli import (
     kv_cmds,
     node_cmds,
     permission_cmds,
+    send_cmds,
     sim_cmd,
     trust_cmds,
 )
@@ -45,6 +46,7 @@ hardware_cmds.register(app)
 permission_cmds.register(app)
 kv_cmds.register(app)
 app_cmds.register(app)
+send_cmds.register(app)
 
 err = Console(stderr=True)
 

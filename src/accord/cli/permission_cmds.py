@@ -26,6 +26,7 @@ _DEFAULTS = {
     "apps": "every member may list; members at {level} or higher may install, run, stop, "
     "move and message apps",
     "appdata": "only the device a transfer was offered to",
+    "outbox": "only the device a file send was offered to",
 }
 
 

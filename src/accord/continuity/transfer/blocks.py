@@ -1,0 +1,108 @@
+"""The pure core of file send: block sizes, names a receiver accepts, clash names.
+
+Block size follows Syncthing's rule: the smallest power of two from 128 KiB to
+16 MiB that cuts the file into fewer than 2,000 blocks (16 MiB for anything larger).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path, PurePosixPath
+from typing import Final
+
+from accord.continuity.errors import TransferRefused
+from accord.continuity.transfer.messages import FileEntry
+
+MIN_BLOCK: Final = 128 * 1024
+MAX_BLOCK: Final = 16 * 1024 * 1024
+BLOCKS_PER_FILE: Final = 2000
+HASH_BYTES: Final = 32
+MAX_FILE_BYTES: Final = MAX_BLOCK * BLOCKS_PER_FILE  # ~31 GiB: the rule's own bound
+MAX_NAME_BYTES: Final = 255  # one path component
+MAX_PATH_BYTES: Final = 1024
+MAX_DEPTH: Final = 32
+PARTIAL_DIR: Final = ".accord-partial"  # inside the inbox; never shown as received
+
+
+def block_size(size: int) -> int:
+    """Syncthing's block size for a file of ``size`` bytes."""
+    bs = MIN_BLOCK
+    while bs < MAX_BLOCK and size >= BLOCKS_PER_FILE * bs:
+        bs *= 2
+    return bs
+
+
+def block_count(size: int, bs: int) -> int:
+    return -(-size // bs)
+
+
+def block_span(entry: FileEntry, index: int) -> tuple[int, int]:
+    """(offset, length) of block ``index`` of ``entry``."""
+    offset = index * entry.block_size
+    return offset, min(entry.block_size, entry.size - offset)
+
+
+def hash_file(path: Path, name: str) -> FileEntry:
+    """Read ``path`` once and describe it for an offer (blocking: run in a thread)."""
+    with path.open("rb") as f:
+        size = path.stat().st_size
+        bs = block_size(size)
+        hashes = []
+        while chunk := f.read(bs):
+            hashes.append(hashlib.sha256(chunk).digest())
+        if len(hashes) != block_count(size, bs):
+            raise OSError(f"{path} changed while it was read")
+    return FileEntry(name, size, bs, b"".join(hashes))
+
+
+def check_entry(entry: FileEntry) -> None:
+    """What a receiver checks before it takes a file: a safe relative name, and a
+    block list that fits the size (so a hostile sender cannot make it allocate)."""
+    check_name(entry.name)
+    if not 0 <= entry.size <= MAX_FILE_BYTES:
+        raise TransferRefused(f"{entry.name}: size {entry.size} is out of range")
+    if entry.block_size != block_size(entry.size):
+        raise TransferRefused(f"{entry.name}: block size {entry.block_size} breaks the rule")
+    if len(entry.hashes) != HASH_BYTES * block_count(entry.size, entry.block_size):
+        raise TransferRefused(f"{entry.name}: the block list does not match the size")
+
+
+def check_name(name: str) -> PurePosixPath:
+    """A relative POSIX path of plain components, or TransferRefused."""
+    if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise TransferRefused("a file name is empty or too long")
+    if "\x00" in name or "\\" in name or name.startswith("/"):
+        raise TransferRefused(f"unsafe file name {name!r}")
+    parts = name.split("/")
+    if len(parts) > MAX_DEPTH:
+        raise TransferRefused(f"{name!r} is nested too deep")
+    for part in parts:
+        if part in ("", ".", "..") or len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise TransferRefused(f"unsafe file name {name!r}")
+    if parts[0] == PARTIAL_DIR:
+        raise TransferRefused(f"unsafe file name {name!r}")
+    return PurePosixPath(name)
+
+
+def clash_free(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``name (1).ext``, ``name (2).ext``... if that exists."""
+    target = folder / name
+    if not target.exists():
+        return target
+    stem, dot, ext = name.partition(".") if not name.startswith(".") else (name, "", "")
+    n = 1
+    while True:
+        candidate = folder / f"{stem} ({n}){dot}{ext}"
+        if not candidate.exists():
+            return candidate
+        n += 1
+
+
+def partial_key(sender: str, entry: FileEntry) -> str:
+    """The name of a file's partial state: the same file from the same sender finds
+    the blocks an earlier attempt left."""
+    h = hashlib.sha256()
+    for part in (sender, entry.name, str(entry.size), str(entry.block_size)):
+        h.update(part.encode("utf-8", "surrogatepass") + b"\x00")
+    h.update(entry.hashes)
+    return h.hexdigest()[:32]

@@ -112,6 +112,13 @@ class Node:
         return self._apps
 
     @property
+    def continuity(self) -> Continuity:
+        """File send, the clipboard, notifications."""
+        if self._continuity is None:
+            raise RuntimeError("the node is not running")
+        return self._continuity
+
+    @property
     def trust(self) -> TrustService:
         if self._trust is None:
             raise RuntimeError("the node is not running")

@@ -54,6 +54,7 @@ class Node:
         self.clock = clock or SystemClock()
         self._permissions = PermissionStore(home.data_dir)
         self.hardware = Hardware(home.profile, home.device_id, home.name, self.clock, drivers)
+        self._drivers: str = drivers
         self.stopping = asyncio.Event()
         self._lock = HomeLock(home)
         self._db: DirectoryDB | None = None
@@ -204,8 +205,8 @@ class Node:
             self._bus, self._channels, self.circle, self.directory, self._rpc_server
         )
         self._continuity = Continuity(
-            self.home.path, self.home.data_dir, self.name, self._rpc, self.circle,
-            self.trust.resolve_member,
+            self.home.path, self.home.data_dir, self.name, self.home.device_id, self._rpc,
+            self.circle, self.directory, self.clock, self.trust.resolve_member, self._drivers,
         )  # fmt: skip
         self._continuity.serve(self._rpc_server)
         self._data = DataService(

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from accord.cli import (
     app_cmds,
+    clip_cmds,
     hardware_cmds,
     kv_cmds,
     node_cmds,
@@ -47,6 +48,7 @@ permission_cmds.register(app)
 kv_cmds.register(app)
 app_cmds.register(app)
 send_cmds.register(app)
+clip_cmds.register(app)
 
 err = Console(stderr=True)
 

@@ -8,6 +8,11 @@ from typing import Any
 
 import msgspec
 
+from accord.bus.directory import DeviceDirectory
+from accord.clock import Clock
+from accord.continuity.clipboard.control import ClipControl
+from accord.continuity.clipboard.driver import clipboard_driver
+from accord.continuity.clipboard.service import ClipService
 from accord.continuity.settings import SettingsStore
 from accord.continuity.transfer.control import TransferControl
 from accord.continuity.transfer.receiver import Receiver
@@ -25,15 +30,22 @@ class Continuity:
         home: Path,
         data_dir: Path,
         name: str,
+        me: str,
         rpc: RpcClient,
         circle: Circle,
+        directory: DeviceDirectory,
+        clock: Clock,
         resolve: Callable[[str], Member],
+        drivers: str = "simulated",
     ) -> None:
         self.settings = SettingsStore(home, data_dir)
         self._circle = circle
         self._resolve = resolve
         self.sender = Sender(rpc, name)
         self.receiver = Receiver(rpc, self.settings, name, self._name_of)
+        self.clip = ClipService(
+            rpc, circle, directory, self.settings, clock, me, clipboard_driver(drivers)
+        )
 
     def _name_of(self, device_id: str) -> str:
         member = self._circle.member(device_id)
@@ -43,14 +55,16 @@ class Continuity:
         """Register what this device serves to its circle."""
         self.sender.register(server)
         self.receiver.register(server)
+        self.clip.register(server)
 
     def control(self, control: ControlServer) -> None:
         """Register the control methods the CLI uses."""
         TransferControl(self.sender, self.receiver, self._resolve).register(control)
+        ClipControl(self.clip, self._resolve).register(control)
         control.add("settings", self._settings)
 
     def status(self) -> dict[str, Any]:
-        return {"inbox": str(self.settings.inbox())}
+        return {"inbox": str(self.settings.inbox()), "clipboard": self.clip.driver.driver}
 
     async def _settings(self, params: dict[str, Any]) -> dict[str, Any]:
         """Show the continuity settings, after applying ``changes`` (NAME=VALUE)."""

@@ -136,8 +136,10 @@ class Faults:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, file: StoreFile) -> None:
         self._real: Callable[..., int] = file.write_row
+        self._real_flat: Callable[..., None] = file.put_flat
         self._left: int | None = None
         monkeypatch.setattr(file, "write_row", self._write)
+        monkeypatch.setattr(file, "put_flat", self._put_flat)
 
     def arm(self, nth: int) -> None:
         self._left = nth
@@ -149,6 +151,16 @@ class Faults:
                 self._left = None
                 raise SimulatedCrash("killed mid-transaction")
         return self._real(row, old_lseq)
+
+    def _put_flat(self, rows: Any) -> None:
+        """A set-based write: the first rows go in, then the process dies."""
+        if self._left is not None and self._left <= len(rows):
+            self._real_flat(rows[: self._left - 1])
+            self._left = None
+            raise SimulatedCrash("killed mid-transaction")
+        if self._left is not None:
+            self._left -= len(rows)
+        self._real_flat(rows)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from accord.data import (
     Page,
     Push,
     Replica,
-    Row,
     StaticPeers,
     Summary,
     decode,
@@ -27,7 +26,7 @@ from accord.data import (
 )
 from accord.data.loopback import device_id, pull
 from accord.data.merge import Merge
-from accord.data.model import DATA_VERSION
+from accord.data.model import DATA_VERSION, Group, MergeRow
 from accord.errors import (
     ClockSkew,
     ForgedOrigin,
@@ -80,8 +79,23 @@ def push(*batches: Batch, store: str = "s", v: int = DATA_VERSION) -> Push:
     return Push(v, store, batches)
 
 
-def page(*rows: Row, store: str = "s") -> Page:
-    return Page(DATA_VERSION, store, 1, "", 0, 0, True, {A: 2}, rows)
+def page(
+    *groups: Group, rows: tuple[MergeRow, ...] = (), ids: tuple[str, ...] = (A,), store: str = "s"
+) -> Page:
+    return Page(DATA_VERSION, store, 1, "", 0, 0, True, {A: 2}, ids, groups, rows)
+
+
+def group(origin: int = 0, hlc: Hlc = Hlc(NOW_MS, 0), *ops: Op) -> Group:
+    return Group(origin, 2, hlc, ops or (Op("x", b"1"),))
+
+
+def merge_row(
+    value: bytes | None = b"1",
+    origin: int = 0,
+    dots: tuple[tuple[int, int], ...] = ((0, 2),),
+    ns: int = 0,
+) -> MergeRow:
+    return MergeRow(ns, "x", value, Hlc(NOW_MS, 0), origin, dots)  # type: ignore[arg-type]
 
 
 @settings(max_examples=300, deadline=None)
@@ -133,15 +147,17 @@ def test_mutated_messages_never_corrupt_the_store(data: st.DataObject) -> None:
     ("make", "error"),
     [
         (lambda: push(batch(), store="other"), MalformedSync),
-        (lambda: push(batch(), v=2), MalformedSync),
+        (lambda: push(batch(), v=DATA_VERSION + 1), MalformedSync),
         (lambda: push(batch(B)), ForgedOrigin),  # B's write, sent by A
         (lambda: push(batch(A, 2, Op("x", b"1"), Op("x", b"2"))), MalformedSync),
         (lambda: push(batch(A, 2, Op("é" * 1000, b"1"))), MalformedSync),
         (lambda: push(batch(hlc=Hlc(NOW_MS + 3_600_000, 0))), ClockSkew),
-        (lambda: page(Row("", "x", b"1", Hlc(NOW_MS, 0), A, {A: 2, B: 2})), MalformedSync),
-        (lambda: page(Row("", "x", b"1", Hlc(NOW_MS, 0), A, {B: 2})), MalformedSync),
-        (lambda: page(Row(A, "x", b"1", Hlc(NOW_MS, 0), A, {A: 2})), MalformedSync),
-        (lambda: page(Row("", "x", b"1", Hlc(NOW_MS + 3_600_000, 0), A, {A: 2})), ClockSkew),
+        # several dots (a merge row) in a last-writer-wins store
+        (lambda: page(rows=(merge_row(dots=((0, 2), (1, 2))),), ids=(A, B)), MalformedSync),
+        (lambda: page(rows=(merge_row(dots=((1, 2),)),), ids=(A, B)), MalformedSync),
+        (lambda: page(group(origin=1)), MalformedSync),  # beyond the page's ids
+        (lambda: page(group(0, Hlc(NOW_MS, 0), Op("x", b"1"), Op("x", b"2"))), MalformedSync),
+        (lambda: page(group(hlc=Hlc(NOW_MS + 3_600_000, 0))), ClockSkew),
     ],
 )
 def test_bad_messages_raise_typed_errors_and_change_nothing(
@@ -165,20 +181,24 @@ def test_wire_level_bounds(pair: Pair) -> None:
     too_big_value = msgspec.msgpack.encode(
         {
             "t": "push",
-            "v": 1,
+            "v": DATA_VERSION,
             "store": "s",
             "batches": [[A, 2, [NOW_MS, 0], [["x", bytes(5 << 20)]]]],
         }
     )
     with pytest.raises(MalformedSync):
         decode(too_big_value)
-    wrong_type = msgspec.msgpack.encode({"t": "summary", "v": 1, "store": "s", "vv": {A: "x"}})
+    v = DATA_VERSION
+    wrong_type = msgspec.msgpack.encode({"t": "summary", "v": v, "store": "s", "vv": {A: "x"}})
     with pytest.raises(MalformedSync):
         decode(wrong_type)
-    bad_device = msgspec.msgpack.encode({"t": "summary", "v": 1, "store": "s", "vv": {"Z": 1}})
+    bad_device = msgspec.msgpack.encode({"t": "summary", "v": v, "store": "s", "vv": {"Z": 1}})
     with pytest.raises(MalformedSync):
         decode(bad_device)
-    assert isinstance(decode(encode(Summary(1, "s", {A: 1}))), Summary)
+    assert isinstance(decode(encode(Summary(v, "s", {A: 1}))), Summary)
+    old_version = msgspec.msgpack.encode({"t": "summary", "v": 1, "store": "s", "vv": {}})
+    with pytest.raises(MalformedSync, match="version 1"):
+        decode(old_version)
 
 
 def test_a_future_clock_is_accepted_once_ours_catches_up(pair: Pair) -> None:
@@ -203,8 +223,9 @@ def test_merge_stores_refuse_invalid_states_and_deletes() -> None:
         for bad in (
             push(batch(A, 1, Op("k", b"\xc1"))),
             push(batch(A, 1, Op("k", None))),
-            page(Row("", "k", b"junk", Hlc(NOW_MS, 0), A, {A: 1})),
-            page(Row("", "k", None, Hlc(NOW_MS, 0), A, {A: 1})),
+            page(rows=(merge_row(b"junk"),)),
+            page(rows=(merge_row(None),)),
+            page(group()),  # a last-writer-wins group in a merge store
         ):
             with pytest.raises(MalformedSync):
                 p.b.receive(A, bad)

@@ -19,7 +19,7 @@ from accord.clock import Hlc, HybridClock, ManualClock
 from accord.data import Page, Replica, StaticPeers
 from accord.data import provenance as pv
 from accord.data.loopback import deliver_all, pull
-from accord.data.model import DATA_VERSION, Push, Row
+from accord.data.model import DATA_VERSION, Group, Op, Pull, Push
 from accord.device.identity import Identity
 from accord.errors import ForgedOrigin
 
@@ -76,45 +76,38 @@ def test_rows_relayed_with_their_origins_proof_are_taken(house: House) -> None:
     assert house.r[T].version_vector()[P] == 2
 
 
-def _forged_page(house: House, rows: tuple[Row, ...], vv: dict[str, int]) -> Page:
+def _forged_page(house: House, groups: tuple[Group, ...], vv: dict[str, int]) -> Page:
     pull_msg = house.r[T].pull_from(F)
-    return Page(DATA_VERSION, "bank", pull_msg.session, house.r[F].epoch, 0, 1, True, vv, rows)
+    return Page(
+        DATA_VERSION, "bank", pull_msg.session, house.r[F].epoch, 0, 1, True, vv, (P,), groups
+    )
 
 
 def test_a_member_cannot_rewrite_the_phones_rows_or_version(house: House) -> None:
     house.r[P].put("balance", b"62")
     house.push(P, T, F)
-    real = house.r[F].row("balance")
-    assert real is not None
+    # What the fridge relays honestly: the phone's row with the phone's proof.
+    honest = house.r[F].receive(T, Pull(DATA_VERSION, "bank", {}, 99))[0]
+    assert isinstance(honest, Page)
+    (real,) = honest.groups
     assert real.proof is not None
     later = Hlc(real.hlc.wall_ms + 10_000, 0)
+    ops = (Op("balance", b"0"),)
+    root = pv.root([pv.leaf("", "balance", b"0")])
+    by_fridge = FRIDGE.sign(pv.message("bank", P, 10**9, later, 1, root))
     forged = [
-        # no proof at all
-        Row("", "balance", b"0", later, P, {P: 10**9}),
-        # the phone's real proof, on another value, time and seq
-        msgspec.structs.replace(real, value=b"0", hlc=later, dots={P: 10**9}),
-        # a proof the fridge made with its own key, in the phone's name
-        msgspec.structs.replace(
-            Row("", "balance", b"0", later, P, {P: 10**9}),
-            proof=_proof_by(FRIDGE, "", "balance", b"0", P, 10**9, later),
-        ),
+        Group(0, 10**9, later, ops),  # no proof at all
+        Group(0, 10**9, later, ops, real.proof),  # the phone's proof, on other rows
+        Group(0, 10**9, later, ops, pv.GroupProof(by_fridge, 1)),  # signed by the fridge
     ]
-    for row in forged:
-        page = _forged_page(house, (row,), {P: 10**9, F: 0})
+    for group in forged:
+        page = _forged_page(house, (group,), {P: 10**9, F: 0})
         deliver_all(house.r, [(F, T, page)])
         assert house.r[T].get("balance") == b"62"
         assert house.r[T].version_vector()[P] == 1  # the claim went no further than proof
     house.r[P].put("balance", b"63")  # the phone's next real write is not ignored
     house.push(P, T)
     assert house.r[T].get("balance") == b"63"
-
-
-def _proof_by(
-    signer: Identity, ns: str, key: str, value: bytes, origin: str, seq: int, hlc: Hlc
-) -> pv.Proof:
-    root, paths = pv.tree([pv.leaf(ns, key, value)])
-    sig = signer.sign(pv.message("bank", origin, seq, hlc, 1, root))
-    return pv.Proof(sig, 1, 0, paths[0])
 
 
 def test_a_push_not_signed_by_its_origin_is_refused(house: House) -> None:

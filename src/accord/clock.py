@@ -106,6 +106,10 @@ class HybridClock:
         """The injected wall clock, in milliseconds (not a timestamp: no tick)."""
         return max(0, int(self._clock.wall() * 1000))
 
+    def monotonic_ms(self) -> int:
+        """The injected monotonic clock, in milliseconds: for timeouts, not stamps."""
+        return int(self._clock.monotonic() * 1000)
+
     def now(self) -> Hlc:
         """A timestamp for a local event (a commit)."""
         pt = self.wall_ms()

@@ -67,6 +67,11 @@ class Watchers:
 
         return undo
 
+    @property
+    def active(self) -> bool:
+        """Does anyone listen (else a writer need not work out the changes)?"""
+        return bool(self._listeners)
+
     def notify(self, source: Source, peer: str, changes: list[Change]) -> None:
         """Each listener gets its share of one transaction's changes in one call;
         its exceptions are logged, never raised into the store."""

@@ -59,6 +59,7 @@ class FaultConfig:
     skew_ms: int = 400  # per-device wall clock offsets, and occasional backward steps
     page_bytes: int = 1000  # tiny pages, so catch-ups span many messages
     max_rounds: int = 40  # anti-entropy rounds allowed to converge after healing
+    stall_ms: int = 150  # a catch-up source silent this long hands its turn on
 
 
 @dataclass
@@ -117,12 +118,13 @@ class _Device:
                 merge=merge,
                 page_bytes=self.net.config.page_bytes,
                 tombstone_grace_s=0,
+                catchup_stall_ms=self.net.config.stall_ms,
             )
         self.up = True
 
     def _arm(self, file: StoreFile) -> None:
         """Make some writes die mid-transaction, as a killed process would."""
-        write_row = file.write_row
+        write_row, put_flat = file.write_row, file.put_flat
         rng, rate = self.net.rng, self.net.config.crash_mid_write
 
         def faulty(row: Any, old_lseq: int | None) -> int:
@@ -130,7 +132,15 @@ class _Device:
                 raise SimulatedCrash(self.id)
             return write_row(row, old_lseq)
 
+        def faulty_flat(rows: Any) -> None:
+            for i in range(len(rows)):
+                if self.net.lossy and rng.random() < rate:
+                    put_flat(rows[:i])  # the rows before it went in, then the process died
+                    raise SimulatedCrash(self.id)
+            put_flat(rows)
+
         setattr(file, "write_row", faulty)  # noqa: B010 - an instance-level fault hook
+        setattr(file, "put_flat", faulty_flat)  # noqa: B010
 
     def stop(self) -> None:
         for replica in self.stores.values():
@@ -207,12 +217,35 @@ class FaultNet:
             return
         for reply in replies:
             self.send(dst, src, reply)
+        for peer, pull in replica.take_pulls():
+            self.send(dst, peer, pull)
+
+    def tick(self) -> None:
+        """Each up device's once-a-second work: stalled catch-ups hand their turn on."""
+        for device in self.devices:
+            for replica in device.stores.values():
+                replica.tick()
+                for peer, pull in replica.take_pulls():
+                    self.send(device.id, peer, pull)
+
+    def lost_sight(self) -> None:
+        """What presence tells each device: peers it can no longer reach are gone."""
+        for device in self.devices:
+            for other in self.devices:
+                if other is not device and (
+                    not other.up or not self.reachable(device.id, other.id)
+                ):
+                    for replica in device.stores.values():
+                        replica.peer_gone(other.id)
+                        for peer, pull in replica.take_pulls():
+                            self.send(device.id, peer, pull)
 
     # -- devices ------------------------------------------------------------------
 
     def crash(self, device: _Device) -> None:
         self.report.crashes += 1
         device.stop()
+        self.lost_sight()
 
     def appeared(self, device: _Device) -> None:
         """What the node does when peers appear to each other: pull both ways."""
@@ -220,8 +253,12 @@ class FaultNet:
             if other is device or not other.up or not self.reachable(device.id, other.id):
                 continue
             for name in STORES:
-                self.send(device.id, other.id, device.stores[name].pull_from(other.id))
-                self.send(other.id, device.id, other.stores[name].pull_from(device.id))
+                pull = device.stores[name].want_from(other.id)
+                if pull is not None:
+                    self.send(device.id, other.id, pull)
+                back = other.stores[name].want_from(device.id)
+                if back is not None:
+                    self.send(other.id, device.id, back)
 
     def flush(self, device: _Device) -> None:
         """The node's coalesced push: every pending local batch to every peer."""
@@ -305,6 +342,7 @@ class FaultNet:
                 self.appeared(device)
         if rng.random() < config.partition:
             self.groups = {d.id: rng.randrange(2) for d in self.devices}
+            self.lost_sight()
         elif self.groups and rng.random() < config.heal:
             self.groups = {}
             for device in self.devices:
@@ -319,6 +357,7 @@ class FaultNet:
                 self.flush(device)
         if self.step_no % config.summary_every == 0:
             self.anti_entropy()
+        self.tick()
         self.deliver_due()
 
     def settle(self) -> None:
@@ -336,6 +375,8 @@ class FaultNet:
             while self.in_flight:
                 self.step_no += 1
                 self.deliver_due()
+            self.now_ms += self.config.stall_ms  # time passes: a lost page's source stalls
+            self.tick()
             self.anti_entropy()
             while self.in_flight:
                 self.step_no += 1

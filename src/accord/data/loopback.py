@@ -40,6 +40,8 @@ def deliver_all(
             raise RuntimeError(f"more than {limit} messages: sync does not quiesce")
         for reply in replicas[dst].receive_bytes(src, data):
             queue.append((dst, src, decode(reply)))
+        for peer, pull in replicas[dst].take_pulls():
+            queue.append((dst, peer, pull))
         if after_each is not None:
             after_each()
     return traffic

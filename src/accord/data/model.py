@@ -1,8 +1,10 @@
 """What data sync puts on the wire: msgspec structs, encoded as MessagePack.
 
-Top-level messages are tagged maps (``{"t": "push", "v": 1, ...}``) that ignore
+Top-level messages are tagged maps (``{"t": "push", "v": 2, ...}``) that ignore
 unknown fields, so a newer peer can add some; the many small inner values (ops,
-batches, rows, timestamps) are arrays to keep catch-up pages compact.
+batches, groups, timestamps) are arrays to keep catch-up pages compact. A page
+names each device once, in its ``ids``; its rows refer to them by index, and the
+rows one batch wrote travel together under that batch's origin, seq and time.
 
 :func:`decode` is the one place peer bytes become messages: any input either
 decodes to a well-formed message or raises :class:`MalformedSync`.
@@ -26,11 +28,11 @@ from accord.data.limits import (
     STORE_NAME,
     check_batch,
 )
-from accord.data.provenance import Proof
+from accord.data.provenance import GroupProof, Proof
 from accord.errors import MalformedSync, StoreError
 from accord.wire.messages import DECODE_ERRORS, DeviceId
 
-DATA_VERSION: Final = 1
+DATA_VERSION: Final = 2
 MAX_SEQ: Final = 2**63 - 1
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_BYTES)]
@@ -64,7 +66,8 @@ class Batch(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Row(msgspec.Struct, frozen=True, array_like=True):
-    """A key's current state, as catch-up sends it.
+    """A key's current state, as a replica stores it (not on the wire: pages carry
+    :class:`Group` and :class:`MergeRow`).
 
     ``dots`` maps each origin that contributed to this state to the highest seq of
     its that did. LWW rows have exactly one dot, the winning write's, whose origin is
@@ -78,6 +81,38 @@ class Row(msgspec.Struct, frozen=True, array_like=True):
     origin: DeviceId
     dots: Dots
     proof: Proof | None = None  # LWW rows: the origin's signature (accord.data.provenance)
+
+
+Index = Annotated[int, msgspec.Meta(ge=0, lt=MAX_ORIGINS)]
+
+
+class Group(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """Rows of a last-writer-wins store that one batch wrote and that still win: the
+    batch's ``origin`` (an index into the page's ``ids``), ``seq`` and ``hlc``, and
+    each row's key and value. The namespace is the store's: "" in a shared store,
+    the origin in a per-device store. ``proof`` lets a receiver check rows relayed by
+    a member that is not their origin (accord.data.provenance)."""
+
+    origin: Index
+    seq: Seq
+    hlc: Hlc
+    items: Annotated[tuple[Op, ...], msgspec.Meta(min_length=1, max_length=MAX_BATCH_OPS)]
+    proof: GroupProof | None = None
+
+
+class MergeRow(msgspec.Struct, frozen=True, array_like=True):
+    """A merge store's row: its state joins several origins' writes. ``ns`` is 0 for
+    the shared namespace, else 1 + an index into ``ids``; ``origin`` and each dot's
+    origin are indices into ``ids``."""
+
+    ns: Index
+    key: Key
+    value: Value
+    hlc: Hlc
+    origin: Index
+    dots: Annotated[
+        tuple[tuple[Index, Seq], ...], msgspec.Meta(min_length=1, max_length=MAX_ORIGINS)
+    ]
 
 
 class Push(msgspec.Struct, frozen=True, tag="push", tag_field="t"):
@@ -103,7 +138,9 @@ class Pull(msgspec.Struct, frozen=True, tag="pull", tag_field="t", omit_defaults
 
 class Page(msgspec.Struct, frozen=True, tag="page", tag_field="t"):
     """One bounded part of a catch-up. ``vv`` is the responder's version vector when
-    this page was built; the receiver claims it only with the last page (``done``)."""
+    this page was built; the receiver claims it only with the last page (``done``).
+    ``ids`` is the page's dictionary of device ids; ``groups`` carries a
+    last-writer-wins store's rows, ``rows`` a merge store's."""
 
     v: int
     store: StoreName
@@ -113,7 +150,9 @@ class Page(msgspec.Struct, frozen=True, tag="page", tag_field="t"):
     next: Cursor
     done: bool
     vv: VersionVector
-    rows: tuple[Row, ...]
+    ids: Annotated[tuple[DeviceId, ...], msgspec.Meta(max_length=MAX_ORIGINS)] = ()
+    groups: tuple[Group, ...] = ()
+    rows: tuple[MergeRow, ...] = ()
 
 
 class Summary(msgspec.Struct, frozen=True, tag="summary", tag_field="t"):
@@ -144,16 +183,35 @@ def decode(data: bytes) -> SyncMessage:
     except DECODE_ERRORS as exc:
         raise MalformedSync(f"invalid sync message: {exc}") from exc
     if msg.v != DATA_VERSION:
-        raise MalformedSync(f"unsupported data protocol version {msg.v} (this node speaks 1)")
+        raise MalformedSync(f"unsupported data protocol version {msg.v} (this node speaks {DATA_VERSION})")
     if isinstance(msg, Push):
         for batch in msg.batches:
             check_wire_batch(batch)
     elif isinstance(msg, Page):
-        for row in msg.rows:
-            _check_key(row.key)
-            if row.origin not in row.dots:
-                raise MalformedSync(f"row {row.key!r}: origin {row.origin} is not among its dots")
+        check_page(msg)
     return msg
+
+
+def check_page(page: Page) -> None:
+    """Indices within the page's dictionary, keys within their byte limit, a group's
+    keys once each (one batch), a merge row's origin among its dots."""
+    count = len(page.ids)
+    for group in page.groups:
+        if group.origin >= count:
+            raise MalformedSync(f"group names device #{group.origin} of {count}")
+        keys = {op.key for op in group.items}
+        if len(keys) != len(group.items):
+            raise MalformedSync(f"group {group.seq} holds a key twice")
+        for key in keys:
+            _check_key(key)
+    for row in page.rows:
+        _check_key(row.key)
+        if row.ns > count or row.origin >= count or any(o >= count for o, _ in row.dots):
+            raise MalformedSync(f"row {row.key!r} names a device beyond the page's {count}")
+        if all(o != row.origin for o, _ in row.dots):
+            raise MalformedSync(f"row {row.key!r}: its origin is not among its dots")
+        if len({o for o, _ in row.dots}) != len(row.dots):
+            raise MalformedSync(f"row {row.key!r} names an origin twice in its dots")
 
 
 def check_wire_batch(batch: Batch) -> None:

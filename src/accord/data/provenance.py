@@ -17,6 +17,15 @@ Layout (every hash SHA-256, every integer and string MessagePack)::
     Proof    = [sig, n, index, path]   path: the sibling hashes from the leaf up,
                                        32 bytes each, levels without a sibling skipped
 
+A catch-up page sends the rows of one batch together with one :class:`GroupProof`:
+the signature, ``n``, the indices of the rows it carries (none when it carries all
+``n`` in order) and a *multiproof*, the fewest node hashes that, with the carried
+rows' leaves, give the root (:func:`multiproof`, :func:`root_with`). A whole batch
+needs no hash at all. Nodes are ordered level by level from the leaves up, and by
+index within a level; a one-row multiproof is that row's path. A replica stores,
+per batch, the signature and every node it knows (:class:`Material`), so it can
+prove any subset of the rows it still holds.
+
 Merge stores (counters, sets) keep no per-row proof: a merged state joins several
 origins' writes and no one origin can sign it (docs/security.md says what that
 leaves open).
@@ -47,6 +56,36 @@ class Proof(msgspec.Struct, frozen=True, array_like=True):
     index: Annotated[int, msgspec.Meta(ge=0, lt=MAX_OPS)]
     path: Annotated[bytes, msgspec.Meta(max_length=16 * HASH)]
 
+
+class GroupProof(msgspec.Struct, frozen=True, array_like=True):
+    """The proof of the rows of one batch that a catch-up page carries together."""
+
+    sig: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+    n: Annotated[int, msgspec.Meta(ge=1, le=MAX_OPS)]
+    index: Annotated[tuple[int, ...], msgspec.Meta(max_length=MAX_OPS)] = ()  # () = 0..n-1
+    hashes: Annotated[tuple[bytes, ...], msgspec.Meta(max_length=MAX_OPS)] = ()
+
+
+class Material(msgspec.Struct, frozen=True, array_like=True):
+    """What a replica keeps of one batch to prove its rows later: the signature, the
+    leaves it knows (``leaves``: 32 bytes each, at the indices ``at``; () = all n in
+    order) and other tree nodes it was given, ``(level, index, hash)``."""
+
+    sig: bytes
+    n: int
+    leaves: bytes
+    at: tuple[int, ...] = ()
+    extra: tuple[tuple[int, int, bytes], ...] = ()
+
+    def known(self) -> dict[Node, bytes]:
+        at = self.at or range(self.n)
+        nodes = {(0, i): self.leaves[k * HASH : (k + 1) * HASH] for k, i in enumerate(at)}
+        for level, index, value in self.extra:
+            nodes[(level, index)] = value
+        return nodes
+
+
+Node = tuple[int, int]  # (level, index)
 
 _encode: Final = msgspec.msgpack.Encoder().encode
 
@@ -110,3 +149,117 @@ def sign_batch(
     """The origin's signature over a batch, and each op's path."""
     root, paths = tree(leaves)
     return signer(message(store, origin, seq, hlc, len(leaves), root)), paths
+
+
+def root(leaves: Sequence[bytes]) -> bytes:
+    """The Merkle root over ``leaves`` (without the paths :func:`tree` also builds)."""
+    level = list(leaves)
+    while len(level) > 1:
+        up = [_node(level[j], level[j + 1]) for j in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            up.append(level[-1])
+        level = up
+    return level[0]
+
+
+def _widths(n: int) -> list[int]:
+    widths = [n]
+    while widths[-1] > 1:
+        widths.append((widths[-1] + 1) // 2)
+    return widths
+
+
+def _needed(n: int, positions: Sequence[int]) -> list[Node]:
+    """The nodes a multiproof of the leaves at ``positions`` carries, in order."""
+    needed: list[Node] = []
+    current = sorted(set(positions))
+    for level, width in enumerate(_widths(n)[:-1]):
+        have = set(current)
+        for p in current:
+            sibling = p ^ 1
+            if sibling < width and sibling not in have:
+                needed.append((level, sibling))
+        current = sorted({p // 2 for p in current})
+    return needed
+
+
+def multiproof(n: int, known: dict[Node, bytes], positions: Sequence[int]) -> list[bytes] | None:
+    """The hashes that prove the leaves at ``positions`` of an ``n``-leaf tree, from
+    the nodes in ``known``; None if ``known`` cannot give them."""
+    widths = _widths(n)
+    memo = dict(known)
+
+    def node(level: int, index: int) -> bytes | None:
+        found = memo.get((level, index))
+        if found is not None or level == 0:
+            return found
+        left = node(level - 1, 2 * index)
+        if 2 * index + 1 >= widths[level - 1]:
+            value = left  # a last node without a pair moves up as is
+        else:
+            right = node(level - 1, 2 * index + 1)
+            value = None if left is None or right is None else _node(left, right)
+        if value is not None:
+            memo[(level, index)] = value
+        return value
+
+    out = []
+    for level, index in _needed(n, positions):
+        value = node(level, index)
+        if value is None:
+            return None
+        out.append(value)
+    return out
+
+
+def root_with(n: int, leaves: dict[int, bytes], hashes: Sequence[bytes]) -> bytes | None:
+    """The root from the leaves at their indices and a :func:`multiproof`; None if
+    they do not fit together (wrong count, index out of range)."""
+    if not leaves or not all(0 <= i < n for i in leaves):
+        return None
+    needed = _needed(n, list(leaves))
+    if len(needed) != len(hashes) or any(len(h) != HASH for h in hashes):
+        return None
+    given = dict(zip(needed, hashes, strict=True))
+    current = dict(leaves)
+    for level, width in enumerate(_widths(n)[:-1]):
+        up: dict[int, bytes] = {}
+        for p in sorted(current):
+            parent = p // 2
+            if parent in up:
+                continue
+            if p ^ 1 >= width:
+                up[parent] = current[p]
+                continue
+            left = current.get(p & ~1, given.get((level, p & ~1)))
+            right = current.get(p | 1, given.get((level, p | 1)))
+            assert left is not None
+            assert right is not None
+            up[parent] = _node(left, right)
+        current = up
+    return current[0]
+
+
+def material(sig: bytes, n: int, leaves: dict[int, bytes], hashes: Sequence[bytes]) -> Material:
+    """What a receiver of a group keeps: its leaves and the multiproof's nodes."""
+    at = sorted(leaves)
+    joined = b"".join(leaves[i] for i in at)
+    if len(at) == n:
+        return Material(sig, n, joined)
+    extra = tuple((lv, i, h) for (lv, i), h in zip(_needed(n, at), hashes, strict=True))
+    return Material(sig, n, joined, tuple(at), extra)
+
+
+def path_nodes(n: int, index: int, leaf_hash: bytes, path: bytes) -> dict[Node, bytes]:
+    """The nodes a single-row proof (a :class:`Proof`'s path) gives, by position."""
+    nodes: dict[Node, bytes] = {(0, index): leaf_hash}
+    used, level, width = 0, 0, n
+    while width > 1 and used + HASH <= len(path):
+        sibling = index ^ 1
+        if sibling < width:
+            nodes[(level, sibling)] = path[used : used + HASH]
+            used += HASH
+        index //= 2
+        width = (width + 1) // 2
+        level += 1
+    return nodes

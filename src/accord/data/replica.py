@@ -10,15 +10,28 @@ highest seq of origin ``o`` such that all of ``o``'s batches up to it are applie
 A push is applied only if it is the next seq of its origin; a catch-up is staged
 page by page and applied in one transaction with the responder's vector, so no
 reader ever sees part of a batch and ``vv`` never claims what is not applied.
+
+A replica catches up from one source at a time: while a catch-up from one member
+is in flight, others that have more wait their turn (:meth:`want_from` defers
+them), and each then sends only what the first did not bring. So a returning
+device receives each missing row about once, whatever the size of the household.
+A source that stalls (no page for ``catchup_stall_ms``) hands its turn on; its
+staged pages stay and resume later.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Final
 
 import msgspec
 
+from accord.clock import Hlc
+from accord.data import catchup
+from accord.data import provenance as pv
+from accord.data.changes import Change
+from accord.data.merge import lww_wins
 from accord.data.model import (
     DATA_VERSION,
     Page,
@@ -27,18 +40,23 @@ from accord.data.model import (
     Row,
     Summary,
     SyncMessage,
+    check_page,
     decode,
     encode,
 )
 from accord.data.rules import check_batch as check_remote_batch
 from accord.data.rules import check_row, dominated, page_fit, stable_vector
-from accord.data.sqlite_store import Session
+from accord.data.sqlite_store import Flat, Session
 from accord.data.store import Store
+from accord.device.identity import verify
 from accord.errors import MalformedSync, PeerNotAllowed
 from accord.trust.levels import may_receive
 from accord.wire.quiet import QuietLog
 
 log = logging.getLogger(__name__)
+
+_page_decoder: Final = msgspec.msgpack.Decoder(Page)
+_material_encoder: Final = msgspec.msgpack.Encoder()
 
 
 class Replica(Store):
@@ -55,6 +73,13 @@ class Replica(Store):
         # (see _finish): asking again for it would only bring the same answer, so
         # summaries claiming no more than this do not start another pull. Soft state.
         self._unprovable: dict[str, int] = {}
+        # One catch-up at a time (soft state): the source in flight, when we last
+        # heard from it or asked it, and the members waiting their turn, in order.
+        self._active: str | None = None
+        self._asked_ms = 0
+        self._deferred: dict[str, None] = {}
+        self._outgoing: list[tuple[str, SyncMessage]] = []
+        self._verified: dict[tuple[bytes, bytes], bool] = {}  # batch signatures checked
 
     # -- sync ---------------------------------------------------------------------
 
@@ -101,8 +126,8 @@ class Replica(Store):
         return Summary(DATA_VERSION, self.name, dict(self._vv))
 
     def pull_from(self, peer: str) -> Pull:
-        """Ask ``peer`` for what we miss (resuming an unfinished catch-up from it):
-        send when the peer appears."""
+        """Ask ``peer`` for what we miss now (resuming an unfinished catch-up from it),
+        whatever else is in flight: ``peer`` becomes the source of the catch-up."""
         if not self.may_share(peer):
             raise PeerNotAllowed(f"store {self.name!r} ({self.label}) is not shared with {peer}")
         session = self._sessions.get(peer)
@@ -113,9 +138,74 @@ class Replica(Store):
                 self._file.set_session(peer, session)
                 self._file.set_meta("session", str(self._next_session).encode())
             self._sessions[peer] = session
+        if self._active not in (None, peer):
+            self._deferred[self._active] = None
+        self._active = peer
+        self._deferred.pop(peer, None)
+        self._asked_ms = self._hlc.monotonic_ms()
         return Pull(
             DATA_VERSION, self.name, dict(self._vv), session.session, session.cursor, session.epoch
         )
+
+    def want_from(self, peer: str) -> Pull | None:
+        """``peer`` has (or may have) what we miss: the Pull to send it now, or None if
+        a catch-up from another member is in flight (``peer`` waits its turn, see
+        :meth:`take_pulls`) or one from ``peer`` itself is (asking again would only
+        make it build the same page twice)."""
+        if not self.may_share(peer):
+            raise PeerNotAllowed(f"store {self.name!r} ({self.label}) is not shared with {peer}")
+        if self._active is None or (self._active == peer and self._stalled()):
+            return self.pull_from(peer)
+        if self._active != peer:
+            self._deferred[peer] = None
+        return None
+
+    def take_pulls(self) -> list[tuple[str, SyncMessage]]:
+        """Pulls due to members other than the one whose message was just handled (the
+        next source's turn): send each to its peer. Call after every :meth:`receive`,
+        :meth:`peer_gone` and :meth:`tick`."""
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def peer_gone(self, peer: str) -> None:
+        """``peer`` went offline: if it was the source, the next one's turn."""
+        self._deferred.pop(peer, None)
+        if self._active == peer:
+            self._active = None
+            self._next_source()
+
+    def tick(self) -> None:
+        """Call every second or so: a source that stalled hands its turn on (or, if
+        no one else waits, is asked again)."""
+        if self._active is None or not self._stalled():
+            return
+        stalled = self._active
+        self._active = None
+        if self._deferred:
+            self._deferred[stalled] = None
+            self._next_source()
+        elif self.may_share(stalled):
+            self._outgoing.append((stalled, self.pull_from(stalled)))
+
+    def catching_up(self) -> str | None:
+        """The member a catch-up is in flight from, if any."""
+        return self._active
+
+    def _stalled(self) -> bool:
+        return self._hlc.monotonic_ms() - self._asked_ms >= self._stall_ms
+
+    def _next_source(self) -> None:
+        """Start the catch-up from the next waiting member that still has more than
+        we do (as far as its last acknowledgement tells)."""
+        while self._deferred and self._active is None:
+            peer = next(iter(self._deferred))
+            del self._deferred[peer]
+            if not self.may_share(peer):
+                continue
+            known = self._acks.get(peer)
+            if known is not None and not self._lacks(known) and peer not in self._sessions:
+                continue
+            self._outgoing.append((peer, self.pull_from(peer)))
 
     def receive_bytes(self, sender: str, data: bytes) -> list[bytes]:
         """:meth:`receive` on encoded messages."""
@@ -152,73 +242,109 @@ class Replica(Store):
             have = self._vv.get(sender, 0)
             if batch.seq <= have:
                 continue  # a duplicate
-            if batch.seq > have + 1:
-                return [self.pull_from(sender)]  # a gap: fetch state instead of waiting
+            if batch.seq > have + 1:  # a gap: fetch state instead of waiting
+                pull = self.want_from(sender)
+                return [] if pull is None else [pull]
             self._hlc.update(batch.hlc)
-            self._watchers.notify("push", sender, self._apply_batch(batch, ns))
+            leaves = self._batch_leaves(batch, ns)
+            self._watchers.notify("push", sender, self._apply_batch(batch, ns, leaves))
         return []
 
     def _on_pull(self, sender: str, pull: Pull) -> list[SyncMessage]:
         self._record_ack(sender, pull.vv)
         want = {origin: pull.vv.get(origin, 0) for origin in self._vv}
         after = pull.after if pull.epoch == self.epoch else 0
-        rows, cursor, done = self._file.changed_rows(want, after, self._page_bytes)
+        body = catchup.build(
+            self._file,
+            want,
+            after,
+            self._page_bytes,
+            ns_of_group=self.kind == "per-device",
+            merge=self.merge is not None,
+            prove=self._signer is not None,
+        )
         page = Page(
             DATA_VERSION,
             self.name,
             pull.session,
             self.epoch,
             after,
-            cursor,
-            done,
+            body.cursor,
+            body.done,
             dict(self._vv),
-            tuple(rows),
+            tuple(body.ids),
+            tuple(body.groups),
+            tuple(body.rows),
         )
         replies: list[SyncMessage] = [page]
         if sender not in self._sessions and self._lacks(pull.vv):
-            replies.append(self.pull_from(sender))
+            reverse = self.want_from(sender)
+            if reverse is not None:
+                replies.append(reverse)
         return replies
 
     def _on_page(self, sender: str, page: Page) -> list[SyncMessage]:
-        for row in page.rows:
+        check_page(page)  # decode() did, but a caller may hand us a message object
+        ns_of_group = self.kind == "per-device"
+        if self.merge is None and page.rows:
+            raise MalformedSync("a last-writer-wins store's page carries merge rows")
+        if self.merge is not None and page.groups:
+            raise MalformedSync("a merge store's page carries batch groups")
+        for group in page.groups:
+            self._hlc.check(group.hlc)
+        for row in catchup.merge_rows(page):
             check_row(self.kind, self.merge, row)
             self._hlc.check(row.hlc)
-        rows = self._provenant(sender, page.rows)
+        checked = catchup.check_groups(
+            page,
+            sender=sender,
+            ns_of_group=ns_of_group,
+            verify=None if self._signer is None else self._verify,
+            message=lambda origin, seq, hlc, n, root: pv.message(
+                self.name, origin, seq, hlc, n, root
+            ),
+        )
+        for origin, why in checked.refused:
+            self._quiet.warn(
+                f"unproven:{sender}:{origin}",
+                "ignoring rows %s relayed in the name of %s %s",
+                sender,
+                origin,
+                why,
+            )
         session = self._sessions.get(sender)
         fit = page_fit(session, page)
         if session is None or fit == "ignore":
             return []
+        if sender == self._active:
+            self._asked_ms = self._hlc.monotonic_ms()
+        kept = msgspec.structs.replace(page, groups=tuple(checked.groups))
         session = Session(session.session, page.epoch, page.next)
         with self._file.transaction():
             if fit == "restart":
                 self._file.drop_session(sender)
-            self._file.stage(sender, rows)
+            self._file.stage(sender, encode(kept))
             self._file.set_session(sender, session)
         self._sessions[sender] = session
         if not page.done:
             vv = dict(self._vv)
             return [Pull(DATA_VERSION, self.name, vv, session.session, page.next, page.epoch)]
         self._finish(sender, page.vv)
+        if self._active == sender:
+            self._active = None
+            self._next_source()
         return [self.summary()]
 
-    def _provenant(self, sender: str, rows: tuple[Row, ...]) -> tuple[Row, ...]:
-        """The rows of a page we may take: with provenance on (LWW stores), a row that
-        ``sender`` relays for another origin must carry that origin's proof. The
-        sender's own rows are authenticated by the channel they came on."""
-        if self._signer is None or self.merge is not None:
-            return rows
-        kept = []
-        for row in rows:
-            if row.origin == sender or self.proven(row):
-                kept.append(row)
-            else:
-                self._quiet.warn(
-                    f"unproven:{sender}:{row.origin}",
-                    "ignoring rows %s relayed in the name of %s without its proof",
-                    sender,
-                    row.origin,
-                )
-        return tuple(kept)
+    def _verify(self, origin: str, sig: bytes, msg: bytes) -> bool:
+        """Is ``sig`` the origin's over ``msg``? Cached: a batch's rows share it."""
+        known = self._verified.get((msg, sig))
+        if known is None:
+            key = self._peers.public_key(origin)
+            known = key is not None and verify(key, sig, msg)
+            if len(self._verified) >= 4096:
+                self._verified.clear()
+            self._verified[(msg, sig)] = known
+        return known
 
     def _finish(self, sender: str, claim: Mapping[str, int]) -> None:
         """Apply a complete catch-up in one transaction and claim the responder's vv.
@@ -227,15 +353,34 @@ class Replica(Store):
         only as far as the proven rows of that origin in this catch-up reach: a
         member cannot advance another's version in our vector (which would make us
         ignore that member's real writes). The origin's own claim is believed."""
-        staged = self._file.staged(sender)
-        rows = [row for row in staged if self._wanted(row)]
-        if rows:
-            self._hlc.update(max(row.hlc for row in rows))  # ClockSkew: staged, retried later
-        if self._signer is not None and self.merge is None:
-            seen: dict[str, int] = {}
-            for row in staged:
+        pages = [_page_decoder.decode(blob) for blob in self._file.staged(sender)]
+        ns_of_group = self.kind == "per-device"
+        flat: dict[tuple[str, str], tuple[bytes | None, Hlc, str, int]] = {}
+        merged: dict[tuple[str, str], Row] = {}
+        materials: list[tuple[str, int, bytes]] = []
+        seen: dict[str, int] = {}
+        for page in pages:  # a later page's version of a row supersedes an earlier one
+            for group in page.groups:
+                origin = page.ids[group.origin]
+                seen[origin] = max(seen.get(origin, 0), group.seq)
+                ns = origin if ns_of_group else ""
+                for op in group.items:
+                    flat[(ns, op.key)] = (op.value, group.hlc, origin, group.seq)
+                if self._signer is not None and group.proof is not None:
+                    material = catchup.material_of(group, ns)
+                    if material is not None:
+                        blob = _material_encoder.encode(material)
+                        materials.append((origin, group.seq, blob))
+            for row in catchup.merge_rows(page):
                 for origin, seq in row.dots.items():
                     seen[origin] = max(seen.get(origin, 0), seq)
+                merged[(row.ns, row.key)] = row
+        wanted = {k: v for k, v in flat.items() if self._wanted_dot(v[2], v[3], v[1])}
+        rows = [row for row in merged.values() if self._wanted(row)]
+        newest = [v[1] for v in wanted.values()] + [row.hlc for row in rows]
+        if newest:
+            self._hlc.update(max(newest))  # ClockSkew: staged, retried later
+        if self._signer is not None and self.merge is None:
             believed = {
                 origin: seq if origin == sender else min(seq, seen.get(origin, 0))
                 for origin, seq in claim.items()
@@ -250,7 +395,10 @@ class Replica(Store):
             if seq > self._vv.get(origin, 0) and self._counts(origin)
         }
         with self._file.transaction():
-            changes = [change for row in rows if (change := self._store_row(row))]
+            changes = self._put_caught_up(wanted)
+            changes += [change for row in rows if (change := self._store_row(row))]
+            if materials:
+                self._file.put_materials(materials)
             for origin, seq in advanced.items():
                 self._file.set_vv(origin, seq)
             self._file.drop_session(sender)
@@ -258,6 +406,46 @@ class Replica(Store):
         self._vv.update(advanced)
         del self._sessions[sender]
         self._watchers.notify("catch-up", sender, changes)
+
+    def _put_caught_up(
+        self, wanted: dict[tuple[str, str], tuple[bytes | None, Hlc, str, int]]
+    ) -> list[Change]:
+        """Caught-up last-writer-wins rows, set-based: one read per namespace of the
+        keys concerned, the winners written with one statement."""
+        by_ns: dict[str, list[tuple[str, bytes | None, Hlc, str, int]]] = {}
+        for (ns, key), (value, hlc, origin, seq) in wanted.items():
+            by_ns.setdefault(ns, []).append((key, value, hlc, origin, seq))
+        out: list[Flat] = []
+        changes: list[Change] = []
+        for ns, items in by_ns.items():
+            keys = [key.encode() for key, *_ in items]
+            found = self._file.winners(ns, keys)
+            for (key, value, hlc, origin, seq), raw in zip(items, keys, strict=True):
+                old = found.get(raw)
+                if old is not None and not lww_wins(hlc, origin, Hlc(old[0], old[1]), old[2]):
+                    continue
+                out.append((ns, raw, value, hlc.wall_ms, hlc.counter, origin, seq))
+                if value is not None or (old is not None and not old[3]):
+                    changes.append(Change(ns, key, value, origin, hlc))
+        if out:
+            self._file.put_flat(out)
+        return changes
+
+    def _wanted_dot(self, origin: str, seq: int, hlc: Hlc) -> bool:
+        """A last-writer-wins row (one dot): not yet reflected, by a member (or by a
+        former member before it left)."""
+        if seq <= self._vv.get(origin, 0):
+            return False  # already reflected (and maybe since collected: never revive it)
+        if not self._counts(origin):
+            self._quiet.warn(origin, "ignoring writes of %s: not a member", origin)
+            return False
+        ended = self._peers.former(origin)
+        if ended is not None and hlc.wall_ms > int(ended * 1000):
+            self._quiet.warn(
+                "late:" + origin, "ignoring writes of %s made after it left the circle", origin
+            )
+            return False
+        return True
 
     def _wanted(self, row: Row) -> bool:
         if dominated(row.dots, self._vv):
@@ -279,11 +467,16 @@ class Replica(Store):
     def _on_summary(self, sender: str, summary: Summary) -> list[SyncMessage]:
         self._record_ack(sender, summary.vv)
         if self._lacks(summary.vv):
-            return [self.pull_from(sender)]
+            pull = self.want_from(sender)
+            return [] if pull is None else [pull]
         if sender in self._sessions:  # nothing left to fetch from it
             with self._file.transaction():
                 self._file.drop_session(sender)
             del self._sessions[sender]
+        self._deferred.pop(sender, None)
+        if self._active == sender:
+            self._active = None
+            self._next_source()
         return []
 
     def _lacks(self, vv: Mapping[str, int]) -> bool:
@@ -305,16 +498,16 @@ class Replica(Store):
         for gone in set(self._acks) - set(participants):
             del self._acks[gone]
         stable = stable_vector(self._vv, self._acks, participants)
-        if stable is None:
-            return 0
-        cutoff = self._hlc.wall_ms() - self._grace_ms
-        victims = [
-            lseq
-            for lseq, origin, seq in self._file.tombstones(cutoff)
-            if seq <= stable.get(origin, 0)
-        ]
-        if victims:
-            with self._file.transaction():
-                for lseq in victims:
-                    self._file.delete_row(lseq)
+        victims = []
+        if stable is not None:
+            cutoff = self._hlc.wall_ms() - self._grace_ms
+            victims = [
+                lseq
+                for lseq, origin, seq in self._file.tombstones(cutoff)
+                if seq <= stable.get(origin, 0)
+            ]
+        with self._file.transaction():
+            for lseq in victims:
+                self._file.delete_row(lseq)
+            self._file.drop_unused_materials()
         return len(victims)

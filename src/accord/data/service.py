@@ -7,7 +7,9 @@ that key, and data labelled S2 must not be readable by an SL1 member. When:
 
 * after local commits (coalesced for ``push_delay`` seconds): Push to the online
   members the store may go to;
-* when such a member comes online: Pull from it, per store;
+* when such a member comes online: Pull from it, per store, one catch-up at a time
+  (the replica defers the others and hands out their pulls when it is their turn:
+  :meth:`Replica.take_pulls`, checked after every message and every second);
 * every ``anti_entropy`` seconds: Summary to each of them, then tombstone collection;
 * on every message: the replica's replies go back to its sender.
 
@@ -69,6 +71,7 @@ class DataService(StoreOpening):
         self._undo.append(self._directory.subscribe(self._on_directory))
         self._undo.append(self._circle.on_change(self._membership_changed))
         self._spawn(self._anti_entropy())
+        self._spawn(self._ticks())
         self._refresh_online()
 
     async def stop(self) -> None:
@@ -107,7 +110,14 @@ class DataService(StoreOpening):
 
     def _pull(self, replica: Replica, peer: str) -> None:
         if replica.may_share(peer):
-            self._send(peer, replica, replica.pull_from(peer))
+            pull = replica.want_from(peer)
+            if pull is not None:
+                self._send(peer, replica, pull)
+
+    def _send_due(self, replica: Replica) -> None:
+        """Pulls the replica scheduled for other members (the next source's turn)."""
+        for peer, message in replica.take_pulls():
+            self._send(peer, replica, message)
 
     def _send(self, peer: str, replica: Replica, message: SyncMessage) -> None:
         merge = replica.merge.name if replica.merge else ""
@@ -173,6 +183,7 @@ class DataService(StoreOpening):
             return
         for reply in replies:
             self._send(sender, replica, reply)
+        self._send_due(replica)
 
     # -- who is online -----------------------------------------------------------
 
@@ -198,9 +209,22 @@ class DataService(StoreOpening):
         self._online = now
         for peer in gone:
             self.channels.forget(peer)  # if it restarts, its sessions are gone too
+            for name in self.stores.names():
+                replica = self.stores.get(name)
+                replica.peer_gone(peer)
+                self._send_due(replica)
         for peer in sorted(appeared):
             for name in self.stores.names():
                 self._pull(self.stores.get(name), peer)
+
+    async def _ticks(self) -> None:
+        """Once a second: a catch-up whose source stalled hands its turn on."""
+        while True:
+            await asyncio.sleep(1.0)
+            for name in self.stores.names():
+                replica = self.stores.get(name)
+                replica.tick()
+                self._send_due(replica)
 
     async def _anti_entropy(self) -> None:
         while True:

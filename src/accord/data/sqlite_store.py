@@ -1,30 +1,24 @@
-"""SQLite persistence of one replica: rows, their dots, version vector, staging.
+"""SQLite persistence of one replica: rows, their dots, version vector, batch proofs,
+catch-up staging (the tables: :mod:`accord.data.schema`).
 
 One file per store, in WAL mode. Every change the replica makes runs in one
 ``transaction()`` (``BEGIN IMMEDIATE`` ... ``COMMIT``), so a crash at any point
-leaves the file as it was before or after a whole batch or page.
+leaves the file as it was before or after a whole batch or catch-up.
 
 ``synchronous`` is FULL by default: a commit that returned is on disk and survives
 a power cut, not only a killed process. NORMAL (WAL still keeps every commit
 atomic, and a killed process loses nothing; a power cut may lose the last commits)
 is for tests and benchmarks that commit thousands of times.
 
-Tables:
-  rows    one per key: its state, the winning / newest (hlc, origin), the origin's
-          proof (LWW stores; see accord.data.provenance), and ``lseq``,
-          a local change number that is new on every change (AUTOINCREMENT never
-          reuses one), which orders and resumes catch-up pages
-  dots    (lseq, origin, seq): the index that makes "rows changed since this
-          version vector" an indexed query, one range per origin
-  vv      highest contiguous seq applied per origin (our own: our last commit)
-  staging catch-up pages received but not yet applied, per source peer
+Writes are set-based: a batch's rows go in with one ``executemany``, each under a
+fresh ``lseq`` this file hands out itself (so no row needs a read first).
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -32,7 +26,8 @@ from typing import Any, Final, Literal
 import msgspec
 
 from accord.clock import Hlc
-from accord.data.model import Row, row_bytes
+from accord.data import schema
+from accord.data.model import Row
 from accord.data.provenance import Proof
 from accord.errors import StoreError
 
@@ -40,47 +35,17 @@ log = logging.getLogger(__name__)
 
 Synchronous = Literal["FULL", "NORMAL"]
 
-_SCHEMA_VERSION: Final = 1
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rows (
-    lseq    INTEGER PRIMARY KEY AUTOINCREMENT,
-    ns      TEXT NOT NULL,
-    key     BLOB NOT NULL,
-    value   BLOB,
-    wall_ms INTEGER NOT NULL,
-    counter INTEGER NOT NULL,
-    origin  TEXT NOT NULL,
-    dots    BLOB NOT NULL,
-    proof   BLOB,
-    UNIQUE (ns, key)
-);
-CREATE INDEX IF NOT EXISTS rows_tombstones ON rows (wall_ms) WHERE value IS NULL;
-CREATE TABLE IF NOT EXISTS dots (
-    lseq   INTEGER NOT NULL,
-    origin TEXT NOT NULL,
-    seq    INTEGER NOT NULL,
-    PRIMARY KEY (lseq, origin)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dots_by_origin ON dots (origin, seq, lseq);
-CREATE TABLE IF NOT EXISTS vv (origin TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS sessions (
-    source  TEXT PRIMARY KEY,
-    session INTEGER NOT NULL,
-    epoch   TEXT NOT NULL,
-    cursor  INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS staging (
-    source  TEXT NOT NULL,
-    ns      TEXT NOT NULL,
-    key     BLOB NOT NULL,
-    row     BLOB NOT NULL,
-    PRIMARY KEY (source, ns, key)
-) WITHOUT ROWID;
-"""
+# (ns, key, value, wall_ms, counter, origin, seq): a row with one dot.
+Flat = tuple[str, bytes, bytes | None, int, int, str, int]
+# What a row read for resolution holds: (wall_ms, counter, origin, is a tombstone).
+Winner = tuple[int, int, str, bool]
+# A stored row as the page builder reads it.
+RawRow = tuple[int, str, bytes, bytes | None, int, int, str, int, bytes, bytes | None]
+
+_IN_CHUNK: Final = 500  # keys per "IN (...)" lookup, well under SQLite's variable limit
+_COLUMNS: Final = "ns, key, value, wall_ms, counter, origin, dots, proof, seq"
 
 _dots_decoder: Final = msgspec.msgpack.Decoder(dict[str, int])
-_row_decoder: Final = msgspec.msgpack.Decoder(Row)
 _proof_decoder: Final = msgspec.msgpack.Decoder(Proof)
 _encoder: Final = msgspec.msgpack.Encoder()
 
@@ -108,6 +73,7 @@ class StoreFile:
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store file {path}: {exc}") from exc
+        self._next_lseq = 1
         try:
             self._setup(synchronous)
         except BaseException:
@@ -119,18 +85,30 @@ class StoreFile:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             with self.transaction():
-                # executescript would COMMIT our transaction: one statement at a time.
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                columns = {r[1] for r in self._db.execute("PRAGMA table_info(rows)")}
-                if "proof" not in columns:  # a file written before provenance
-                    self._db.execute("ALTER TABLE rows ADD COLUMN proof BLOB")
+                old = schema.is_schema_1(self._db)
+                schema.create(self._db)
                 version = self.get_meta("schema")
+                if old and (version is None or msgspec.msgpack.decode(version) == 1):
+                    schema.migrate_from_1(self._db)
+                    version = None
+                self._db.execute(schema.INDEXES)
                 if version is None:
-                    self.set_meta("schema", _encoder.encode(_SCHEMA_VERSION))
-        if version is not None and msgspec.msgpack.decode(version) != _SCHEMA_VERSION:
+                    self.set_meta("schema", _encoder.encode(schema.SCHEMA_VERSION))
+        if version is not None and msgspec.msgpack.decode(version) != schema.SCHEMA_VERSION:
             raise StoreError(f"{self.path} has an unknown schema version: a newer Accord wrote it")
+        self._load_lseq()
+
+    def _load_lseq(self) -> None:
+        found = self._db.execute(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'rows'), 0), "
+            "coalesce((SELECT max(lseq) FROM rows), 0))"
+        ).fetchone()
+        self._next_lseq = int(found[0]) + 1
+
+    def _lseqs(self, count: int) -> int:
+        first = self._next_lseq
+        self._next_lseq += count
+        return first
 
     @contextmanager
     def _mapped(self, what: str) -> Iterator[None]:
@@ -148,6 +126,7 @@ class StoreFile:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._load_lseq()
             raise
         with self._mapped("commit"):
             self._db.execute("COMMIT")
@@ -171,38 +150,66 @@ class StoreFile:
     def read_row(self, ns: str, key: str) -> tuple[int, Row] | None:
         with self._mapped("read"):
             found = self._db.execute(
-                "SELECT lseq, ns, key, value, wall_ms, counter, origin, dots, proof FROM rows "
-                "WHERE ns = ? AND key = ?",
+                f"SELECT lseq, {_COLUMNS} FROM rows WHERE ns = ? AND key = ?",  # noqa: S608
                 (ns, key.encode()),
             ).fetchone()
         return None if found is None else (found[0], _row(found[1:]))
 
+    def winners(self, ns: str, keys: Sequence[bytes]) -> dict[bytes, Winner]:
+        """The stored (hlc, origin, tombstone?) of those ``keys`` in ``ns`` that exist."""
+        out: dict[bytes, Winner] = {}
+        with self._mapped("read"):
+            for i in range(0, len(keys), _IN_CHUNK):
+                part = keys[i : i + _IN_CHUNK]
+                marks = ",".join("?" * len(part))
+                for key, wall_ms, counter, origin, tomb in self._db.execute(
+                    "SELECT key, wall_ms, counter, origin, value IS NULL FROM rows "  # noqa: S608
+                    f"WHERE ns = ? AND key IN ({marks})",
+                    (ns, *part),
+                ):
+                    out[key] = (wall_ms, counter, origin, bool(tomb))
+        return out
+
+    def put_flat(self, rows: Sequence[Flat]) -> None:
+        """Store rows with one dot each, replacing any row of the same key (which
+        must have one dot too: a last-writer-wins store), each under a fresh lseq."""
+        first = self._lseqs(len(rows))
+        with self._mapped("write"):
+            self._db.executemany(
+                "INSERT OR REPLACE INTO rows "
+                "(lseq, ns, key, value, wall_ms, counter, origin, seq, dots) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'')",
+                [(first + i, *row) for i, row in enumerate(rows)],
+            )
+
     def write_row(self, row: Row, old_lseq: int | None) -> int:
         """Store ``row`` under a fresh lseq (replacing the row at ``old_lseq``)."""
+        lseq = self._lseqs(1)
+        several = len(row.dots) > 1
         with self._mapped("write"):
             if old_lseq is not None:
                 self._db.execute("DELETE FROM dots WHERE lseq = ?", (old_lseq,))
                 self._db.execute("DELETE FROM rows WHERE lseq = ?", (old_lseq,))
-            cur = self._db.execute(
-                "INSERT INTO rows (ns, key, value, wall_ms, counter, origin, dots, proof) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self._db.execute(
+                f"INSERT INTO rows (lseq, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
                 (
+                    lseq,
                     row.ns,
                     row.key.encode(),
                     row.value,
                     row.hlc.wall_ms,
                     row.hlc.counter,
                     row.origin,
-                    _encoder.encode(row.dots),
+                    _encoder.encode(row.dots) if several else b"",
                     None if row.proof is None else _encoder.encode(row.proof),
+                    row.dots[row.origin],
                 ),
             )
-            lseq = cur.lastrowid
-            assert lseq is not None
-            self._db.executemany(
-                "INSERT INTO dots (lseq, origin, seq) VALUES (?, ?, ?)",
-                [(lseq, origin, seq) for origin, seq in row.dots.items()],
-            )
+            if several:
+                self._db.executemany(
+                    "INSERT INTO dots (lseq, origin, seq) VALUES (?, ?, ?)",
+                    [(lseq, origin, seq) for origin, seq in row.dots.items()],
+                )
         return lseq
 
     def delete_row(self, lseq: int) -> None:
@@ -214,10 +221,7 @@ class StoreFile:
         """Live rows (not tombstones) whose key starts with ``prefix``, in key order."""
         low = prefix.encode()
         high = _prefix_end(low)
-        sql = (
-            "SELECT ns, key, value, wall_ms, counter, origin, dots, proof FROM rows "
-            "WHERE value IS NOT NULL AND key >= ?"
-        )
+        sql = f"SELECT {_COLUMNS} FROM rows WHERE value IS NOT NULL AND key >= ?"  # noqa: S608
         args: list[object] = [low]
         if high is not None:
             sql += " AND key < ?"
@@ -232,50 +236,40 @@ class StoreFile:
         with self._mapped("scan"):
             return [_row(r) for r in self._db.execute(sql, args)]
 
-    def changed_rows(
-        self, want: Mapping[str, int], after: int, max_bytes: int
-    ) -> tuple[list[Row], int, bool]:
-        """Rows with a dot beyond ``want`` (origin -> seq; every origin we know must be
-        listed), lseq > ``after``, in lseq order, until ``max_bytes`` (at least one
-        row). Returns (rows, cursor to resume after, done)."""
-        if not want:
-            return [], after, True
-        values = ", ".join("(?, ?)" for _ in want)
-        args: list[object] = [x for item in want.items() for x in item]
-        args.append(after)
-        sql = (
-            f"WITH want(origin, seq) AS (VALUES {values}) "  # noqa: S608 - placeholders only
-            "SELECT r.lseq, r.ns, r.key, r.value, r.wall_ms, r.counter, r.origin, r.dots, "
-            "r.proof "
-            "FROM rows AS r WHERE r.lseq IN (SELECT d.lseq FROM want AS w JOIN dots AS d "
-            "ON d.origin = w.origin AND d.seq > w.seq) AND r.lseq > ? ORDER BY r.lseq"
-        )
-        rows: list[Row] = []
-        size = 0
-        cursor = after
+    def first_wanted(self, want: Mapping[str, int]) -> int | None:
+        """The lowest lseq of a row with a dot beyond ``want`` (origin -> seq; every
+        origin we know listed), by the origin indexes; None if there is none."""
+        best: int | None = None
         with self._mapped("catch-up query"):
-            for found in self._db.execute(sql, args):
-                row = _row(found[1:])
-                n = row_bytes(row)
-                if rows and size + n > max_bytes:
-                    return rows, cursor, False
-                rows.append(row)
-                size += n
-                cursor = found[0]
-        return rows, cursor, True
+            for origin, seq in want.items():
+                for sql in (
+                    "SELECT min(lseq) FROM rows WHERE origin = ? AND seq > ?",
+                    "SELECT min(lseq) FROM dots WHERE origin = ? AND seq > ?",
+                ):
+                    (found,) = self._db.execute(sql, (origin, seq)).fetchone()
+                    if found is not None and (best is None or found < best):
+                        best = found
+        return best
+
+    def rows_after(self, after: int) -> Iterator[RawRow]:
+        """Every row with lseq > ``after``, in lseq order, read lazily (stop early)."""
+        with self._mapped("catch-up query"):
+            yield from self._db.execute(
+                "SELECT lseq, ns, key, value, wall_ms, counter, origin, seq, dots, proof "
+                "FROM rows WHERE lseq > ? ORDER BY lseq",
+                (after,),
+            )
 
     def tombstones(self, before_wall_ms: int) -> list[tuple[int, str, int]]:
-        """(lseq, origin, seq) of tombstones written at or before ``before_wall_ms``."""
+        """(lseq, origin, seq) of tombstones written at or before ``before_wall_ms``
+        (a last-writer-wins row: its one dot)."""
         with self._mapped("read"):
-            return [
-                (lseq, origin, seq)
-                for lseq, origin, seq in self._db.execute(
-                    "SELECT r.lseq, d.origin, d.seq FROM rows AS r "
-                    "JOIN dots AS d ON d.lseq = r.lseq "
-                    "WHERE r.value IS NULL AND r.wall_ms <= ?",
+            return list(
+                self._db.execute(
+                    "SELECT lseq, origin, seq FROM rows WHERE value IS NULL AND wall_ms <= ?",
                     (before_wall_ms,),
                 )
-            ]
+            )
 
     def count_live(self) -> int:
         with self._mapped("read"):
@@ -286,6 +280,30 @@ class StoreFile:
         with self._mapped("read"):
             found = self._db.execute("SELECT count(*) FROM rows WHERE value IS NULL").fetchone()
         return int(found[0])
+
+    # -- batch proofs ------------------------------------------------------------
+
+    def put_materials(self, items: Sequence[tuple[str, int, bytes]]) -> None:
+        with self._mapped("write"):
+            self._db.executemany(
+                "INSERT OR REPLACE INTO batches (origin, seq, material) VALUES (?, ?, ?)", items
+            )
+
+    def material(self, origin: str, seq: int) -> bytes | None:
+        with self._mapped("read"):
+            found = self._db.execute(
+                "SELECT material FROM batches WHERE origin = ? AND seq = ?", (origin, seq)
+            ).fetchone()
+        return None if found is None else bytes(found[0])
+
+    def drop_unused_materials(self) -> int:
+        """Forget the proofs of batches none of whose rows is still stored."""
+        with self._mapped("delete"):
+            cur = self._db.execute(
+                "DELETE FROM batches WHERE NOT EXISTS (SELECT 1 FROM rows AS r "
+                "WHERE r.origin = batches.origin AND r.seq = batches.seq)"
+            )
+        return cur.rowcount
 
     # -- version vector -----------------------------------------------------------
 
@@ -319,36 +337,37 @@ class StoreFile:
     def drop_session(self, source: str) -> None:
         with self._mapped("write"):
             self._db.execute("DELETE FROM sessions WHERE source = ?", (source,))
-            self._db.execute("DELETE FROM staging WHERE source = ?", (source,))
+            self._db.execute("DELETE FROM pages WHERE source = ?", (source,))
 
-    def stage(self, source: str, rows: tuple[Row, ...]) -> None:
-        # A source's later version of a row supersedes its earlier one: its rows
-        # only ever grow (LWW winners rise, merge states join).
+    def stage(self, source: str, page: bytes) -> None:
+        """Keep one checked page of a catch-up from ``source`` until it completes."""
         with self._mapped("write"):
-            self._db.executemany(
-                "INSERT OR REPLACE INTO staging (source, ns, key, row) VALUES (?, ?, ?, ?)",
-                [(source, r.ns, r.key.encode(), _encoder.encode(r)) for r in rows],
+            self._db.execute(
+                "INSERT INTO pages (source, page, data) VALUES (?, coalesce("
+                "(SELECT max(page) + 1 FROM pages WHERE source = ?), 0), ?)",
+                (source, source, page),
             )
 
-    def staged(self, source: str) -> list[Row]:
+    def staged(self, source: str) -> list[bytes]:
+        """The pages staged from ``source``, in the order they came."""
         with self._mapped("read"):
             return [
-                _row_decoder.decode(blob)
-                for (blob,) in self._db.execute(
-                    "SELECT row FROM staging WHERE source = ? ORDER BY ns, key", (source,)
+                bytes(data)
+                for (data,) in self._db.execute(
+                    "SELECT data FROM pages WHERE source = ? ORDER BY page", (source,)
                 )
             ]
 
 
 def _row(found: tuple[Any, ...]) -> Row:
-    ns, key, value, wall_ms, counter, origin, dots, proof = found
+    ns, key, value, wall_ms, counter, origin, dots, proof, seq = found
     return Row(
         ns,
         key.decode(),
         value,
         Hlc(wall_ms, counter),
         origin,
-        _dots_decoder.decode(dots),
+        _dots_decoder.decode(dots) if dots else {origin: seq},
         None if proof is None else _proof_decoder.decode(proof),
     )
 

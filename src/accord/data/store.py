@@ -26,7 +26,7 @@ from accord.data.limits import (
     check_value,
     key_bytes,
 )
-from accord.data.merge import Merge
+from accord.data.merge import Merge, lww_wins
 from accord.data.model import (
     Batch,
     Op,
@@ -36,13 +36,13 @@ from accord.data.model import (
     pushes,
 )
 from accord.data.peers import Peers
-from accord.data.provenance import Proof, Signer
+from accord.data.provenance import Material, Signer
 from accord.data.rules import (
     StoreConfig,
     StoreKind,
     resolve,
 )
-from accord.data.sqlite_store import StoreFile, Synchronous
+from accord.data.sqlite_store import Flat, StoreFile, Synchronous
 from accord.device.identity import verify
 from accord.errors import (
     ForgedOrigin,
@@ -64,6 +64,8 @@ whose tombstone is gone (see docs/consistency.md)."""
 MAX_OUTBOX: Final = 1024  # local batches awaiting take_pushes(); older ones are left to pull
 
 _hlc_codec: Final = msgspec.msgpack.Decoder(Hlc)
+_hlc_encoder: Final = msgspec.msgpack.Encoder()
+_material_codec: Final = msgspec.msgpack.Encoder()
 _config_codec: Final = msgspec.msgpack.Decoder(StoreConfig)
 
 
@@ -100,13 +102,14 @@ class Store:
         page_bytes: int = DEFAULT_PAGE_BYTES,
         tombstone_grace_s: float = TOMBSTONE_GRACE_S,
         signer: Signer | None = None,
+        catchup_stall_ms: int = 5000,
     ) -> None:
-        """``signer`` (this device's identity key) turns provenance on: local batches
+        """``catchup_stall_ms``: a catch-up source silent this long hands its turn on.
+        ``signer`` (this device's identity key) turns provenance on: local batches
         are signed, and rows relayed by a member other than their origin are taken
         only with the origin's proof (see :mod:`accord.data.provenance`)."""
         self.name = name
         self._signer = signer
-        self._verified: dict[tuple[bytes, bytes], bool] = {}  # batch signatures checked
         self.device_id = device_id
         self.kind: StoreKind = kind
         self.label: DataLabel = label
@@ -115,6 +118,7 @@ class Store:
         self._hlc = hlc
         self._peers = peers
         self._page_bytes = page_bytes
+        self._stall_ms = catchup_stall_ms
         self._grace_ms = int(tombstone_grace_s * 1000)
         self._watchers = Watchers(name)
         self._outbox: list[Batch] = []
@@ -160,6 +164,7 @@ class Store:
         page_bytes: int = DEFAULT_PAGE_BYTES,
         tombstone_grace_s: float = TOMBSTONE_GRACE_S,
         signer: Signer | None = None,
+        catchup_stall_ms: int = 5000,
     ) -> Self:
         """Open (or create) the store file at ``path`` (None: in memory)."""
         file = StoreFile(path, synchronous=synchronous)
@@ -176,6 +181,7 @@ class Store:
                 page_bytes=page_bytes,
                 tombstone_grace_s=tombstone_grace_s,
                 signer=signer,
+                catchup_stall_ms=catchup_stall_ms,
             )
         except BaseException:
             file.close()
@@ -297,15 +303,16 @@ class Store:
         seq = self._vv.get(self.device_id, 0) + 1
         hlc = self._hlc.now()
         sig = b""
+        leaves: list[bytes] = []
         if self._signer is not None:
-            root, _ = provenance.tree(
-                [provenance.leaf(self._own_ns, k, v) for k, v in merged.items()]
-            )
+            leaves = [provenance.leaf(self._own_ns, op.key, op.value) for op in final]
             sig = self._signer(
-                provenance.message(self.name, self.device_id, seq, hlc, len(final), root)
+                provenance.message(
+                    self.name, self.device_id, seq, hlc, len(final), provenance.root(leaves)
+                )
             )
         batch = Batch(self.device_id, seq, hlc, final, sig)
-        changes = self._apply_batch(batch, self._own_ns, local=True)
+        changes = self._apply_batch(batch, self._own_ns, leaves, local=True)
         self._outbox.append(batch)
         if len(self._outbox) > MAX_OUTBOX:
             del self._outbox[0]  # peers find the gap and pull
@@ -335,66 +342,70 @@ class Store:
 
     # -- applying -----------------------------------------------------------------
 
-    def _apply_batch(self, batch: Batch, ns: str, *, local: bool = False) -> list[Change]:
-        dots = {batch.origin: batch.seq}
-        proofs = self._batch_proofs(batch, ns, check=not local)
+    def _apply_batch(
+        self, batch: Batch, ns: str, leaves: list[bytes], *, local: bool = False
+    ) -> list[Change]:
+        """Apply one whole batch in one transaction (``leaves``: its ops' provenance
+        leaves when provenance is on, else empty)."""
         with self._file.transaction():
-            changes = [
-                change
-                for op, proof in zip(batch.ops, proofs, strict=True)
-                if (
-                    change := self._store_row(
-                        Row(ns, op.key, op.value, batch.hlc, batch.origin, dots, proof),
-                        local=local,
+            if self.merge is None:
+                changes = self._put_lww(batch, ns, local=local)
+                if leaves:
+                    material = Material(batch.sig, len(leaves), b"".join(leaves))
+                    self._file.put_materials(
+                        [(batch.origin, batch.seq, _material_codec.encode(material))]
                     )
-                )
-            ]
+            else:
+                dots = {batch.origin: batch.seq}
+                changes = [
+                    change
+                    for op in batch.ops
+                    if (
+                        change := self._store_row(
+                            Row(ns, op.key, op.value, batch.hlc, batch.origin, dots), local=local
+                        )
+                    )
+                ]
             self._file.set_vv(batch.origin, batch.seq)
-            self._file.set_meta("hlc", msgspec.msgpack.encode(self._hlc.last))
+            self._file.set_meta("hlc", _hlc_encoder.encode(self._hlc.last))
         self._vv[batch.origin] = batch.seq
         return changes
 
-    def _batch_proofs(self, batch: Batch, ns: str, *, check: bool) -> list[Proof | None]:
-        """Each op's proof (LWW stores with provenance), after checking the origin's
-        signature when ``check``: a batch it did not sign is refused whole."""
-        if self._signer is None:
-            return [None] * len(batch.ops)
-        leaves = [provenance.leaf(ns, op.key, op.value) for op in batch.ops]
-        root, paths = provenance.tree(leaves)
-        if check:
-            key = self._peers.public_key(batch.origin)
-            msg = provenance.message(
-                self.name, batch.origin, batch.seq, batch.hlc, len(leaves), root
-            )
-            if key is None or not verify(key, batch.sig, msg):
-                raise ForgedOrigin(
-                    f"batch {batch.origin[:10]}:{batch.seq} is not signed by its origin"
-                )
-        if self.merge is not None:
-            return [None] * len(batch.ops)
-        return [Proof(batch.sig, len(leaves), i, p) for i, p in enumerate(paths)]
+    def _put_lww(self, batch: Batch, ns: str, *, local: bool) -> list[Change]:
+        """A last-writer-wins batch's rows, set-based: one read of the keys it writes
+        (none for a local batch nobody watches: it wins over everything stored, its
+        HLC being newer than every HLC this replica has seen), one write."""
+        keys = [op.key.encode() for op in batch.ops]
+        watched = self._watchers.active
+        found = self._file.winners(ns, keys) if watched or not local else {}
+        hlc, origin, seq = batch.hlc, batch.origin, batch.seq
+        rows: list[Flat] = []
+        changes: list[Change] = []
+        for op, key in zip(batch.ops, keys, strict=True):
+            old = found.get(key)
+            if old is not None and not lww_wins(hlc, origin, Hlc(old[0], old[1]), old[2]):
+                continue
+            rows.append((ns, key, op.value, hlc.wall_ms, hlc.counter, origin, seq))
+            if watched and (op.value is not None or (old is not None and not old[3])):
+                changes.append(Change(ns, op.key, op.value, origin, hlc))
+        if rows:
+            self._file.put_flat(rows)
+        return changes
 
-    def proven(self, row: Row) -> bool:
-        """Does ``row`` carry its origin's proof (see :mod:`accord.data.provenance`)?
-        Rows of one batch share a root: its signature is checked once per page."""
-        seq = row.dots.get(row.origin)
-        key = self._peers.public_key(row.origin)
-        proof = row.proof
-        if proof is None or seq is None or key is None:
-            return False
-        root = provenance.root_from(
-            provenance.leaf(row.ns, row.key, row.value), proof.n, proof.index, proof.path
+    def _batch_leaves(self, batch: Batch, ns: str) -> list[bytes]:
+        """A pushed batch's provenance leaves (LWW stores with provenance on), after
+        checking the origin's signature over them: a batch it did not sign is refused
+        whole. Merge stores keep no proof, but their batches are checked too."""
+        if self._signer is None:
+            return []
+        leaves = [provenance.leaf(ns, op.key, op.value) for op in batch.ops]
+        key = self._peers.public_key(batch.origin)
+        msg = provenance.message(
+            self.name, batch.origin, batch.seq, batch.hlc, len(leaves), provenance.root(leaves)
         )
-        if root is None:
-            return False
-        msg = provenance.message(self.name, row.origin, seq, row.hlc, proof.n, root)
-        known = self._verified.get((msg, proof.sig))
-        if known is None:
-            known = verify(key, proof.sig, msg)
-            if len(self._verified) >= 4096:
-                self._verified.clear()
-            self._verified[(msg, proof.sig)] = known
-        return known
+        if key is None or not verify(key, batch.sig, msg):
+            raise ForgedOrigin(f"batch {batch.origin[:10]}:{batch.seq} is not signed by its origin")
+        return leaves if self.merge is None else []
 
     def _store_row(self, incoming: Row, *, local: bool = False) -> Change | None:
         """Resolve one row against storage (inside a transaction)."""

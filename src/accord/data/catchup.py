@@ -1,0 +1,274 @@
+"""Catch-up pages: building one from a store file, and checking one from a peer.
+
+Sans-IO beside :class:`accord.data.replica.Replica`, which decides when to send and
+apply them. A page lists each device id once (``ids``) and carries a last-writer-wins
+store's rows grouped by the batch that wrote them (one origin, seq and time per
+group, and the group's provenance proof); a merge store's rows travel one by one
+with their dots. See docs/protocol.md for the exact format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+
+from accord.clock import Hlc
+from accord.data import provenance as pv
+from accord.data.limits import DOT_OVERHEAD, ROW_OVERHEAD
+from accord.data.model import Group, MergeRow, Op, Page, Row
+from accord.data.provenance import GroupProof, Material, Proof
+from accord.data.sqlite_store import RawRow, StoreFile
+
+_dots_decoder: Final = msgspec.msgpack.Decoder(dict[str, int])
+_proof_decoder: Final = msgspec.msgpack.Decoder(Proof)
+_material_decoder: Final = msgspec.msgpack.Decoder(Material)
+GROUP_OVERHEAD: Final = 120  # origin, seq, hlc and a proof's signature, beside the items
+
+
+@dataclass
+class PageBody:
+    """What :func:`build` found: the page's rows, and where the next page starts."""
+
+    ids: list[str] = field(default_factory=list)
+    groups: list[Group] = field(default_factory=list)
+    rows: list[MergeRow] = field(default_factory=list)
+    cursor: int = 0
+    done: bool = True
+
+
+class _Builder:
+    def __init__(self, file: StoreFile, *, ns_of_group: bool, prove: bool) -> None:
+        self._file = file
+        self._prove = prove
+        self._ns_of_group = ns_of_group
+        self.body = PageBody()
+        self._index: dict[str, int] = {}
+        self._open: tuple[str, int, int, int] | None = None  # (origin, seq, wall, counter)
+        self._items: list[Op] = []
+        self._legacy: list[bytes | None] = []
+
+    def id(self, device: str) -> int:
+        found = self._index.get(device)
+        if found is None:
+            found = self._index[device] = len(self.body.ids)
+            self.body.ids.append(device)
+        return found
+
+    def same_batch(self, origin: str, seq: int) -> bool:
+        return self._open is not None and self._open[:2] == (origin, seq)
+
+    def add_flat(self, raw: RawRow) -> None:
+        _lseq, _ns, key, value, wall, counter, origin, seq, _dots, proof = raw
+        head = (origin, seq, wall, counter)
+        if self._open != head:
+            self.close()
+            self._open = head
+        self._items.append(Op(key.decode(), value))
+        self._legacy.append(proof)
+
+    def add_merge(self, raw: RawRow) -> None:
+        self.close()
+        _lseq, ns, key, value, wall, counter, origin, seq, dots, _proof = raw
+        spread = _dots_decoder.decode(dots) if dots else {origin: seq}
+        assert value is not None  # a merge store has no tombstones
+        self.body.rows.append(
+            MergeRow(
+                0 if ns == "" else 1 + self.id(ns),
+                key.decode(),
+                value,
+                Hlc(wall, counter),
+                self.id(origin),
+                tuple((self.id(o), s) for o, s in spread.items()),
+            )
+        )
+
+    def close(self) -> None:
+        if self._open is None:
+            return
+        origin, seq, wall, counter = self._open
+        items = self._items
+        proof = None
+        if self._prove:
+            ns = "" if not self._ns_of_group else origin
+            items, proof = self._proof(origin, seq, ns, items, self._legacy)
+        self.body.groups.append(
+            Group(self.id(origin), seq, Hlc(wall, counter), tuple(items), proof)
+        )
+        self._open, self._items, self._legacy = None, [], []
+
+    def _proof(
+        self, origin: str, seq: int, ns: str, items: list[Op], legacy: list[bytes | None]
+    ) -> tuple[list[Op], GroupProof | None]:
+        """The group's items in leaf order and the proof of exactly them; no proof if
+        this file lacks the batch's material (the receiver then asks the origin)."""
+        leaves = [pv.leaf(ns, op.key, op.value) for op in items]
+        blob = self._file.material(origin, seq)
+        if blob is not None:
+            material = _material_decoder.decode(blob)
+            known = material.known()
+        elif all(p is not None for p in legacy):  # rows stored before schema 2
+            proofs = [_proof_decoder.decode(p) for p in legacy if p is not None]
+            material = Material(proofs[0].sig, proofs[0].n, b"")
+            known = {}
+            for leaf, p in zip(leaves, proofs, strict=True):
+                known.update(pv.path_nodes(p.n, p.index, leaf, p.path))
+        else:
+            return items, None
+        where = {known[(0, i)]: i for i in range(material.n) if (0, i) in known}
+        positions = [where.get(leaf) for leaf in leaves]
+        if any(p is None for p in positions):
+            return items, None
+        order = sorted(range(len(items)), key=lambda k: positions[k] or 0)
+        ordered = [items[k] for k in order]
+        at = [positions[k] or 0 for k in order]
+        if at == list(range(material.n)):
+            return ordered, GroupProof(material.sig, material.n)
+        hashes = pv.multiproof(material.n, known, at)
+        if hashes is None:
+            return items, None
+        return ordered, GroupProof(material.sig, material.n, tuple(at), tuple(hashes))
+
+
+def build(
+    file: StoreFile,
+    want: Mapping[str, int],
+    after: int,
+    max_bytes: int,
+    *,
+    ns_of_group: bool,
+    merge: bool,
+    prove: bool,
+) -> PageBody:
+    """The rows with a dot beyond ``want`` (origin -> seq; every origin we know must
+    be listed) and lseq > ``after``, in lseq order, until ``max_bytes`` (at least one
+    row; a batch's rows are not split across pages when they are adjacent).
+
+    ``after`` 0 starts at the first wanted row (found by the origin indexes), so a
+    page costs the rows it scans, not the whole store. ``ns_of_group``: rows' namespace
+    is their origin (a per-device store); ``prove``: attach provenance proofs."""
+    builder = _Builder(file, ns_of_group=ns_of_group, prove=prove and not merge)
+    body = builder.body
+    body.cursor = after
+    if not want:
+        return body
+    if after == 0:
+        first = file.first_wanted(want)
+        if first is None:
+            return body
+        body.cursor = after = first - 1
+    size = 0
+    for raw in file.rows_after(after):
+        lseq, _ns, key, value, _wall, _counter, origin, seq, dots, _proof = raw
+        if dots:
+            spread = _dots_decoder.decode(dots)
+            wanted = any(s > want.get(o, 0) for o, s in spread.items())
+            cost = len(spread) * DOT_OVERHEAD
+        else:
+            wanted = seq > want.get(origin, 0)
+            cost = DOT_OVERHEAD
+        if not wanted:
+            body.cursor = lseq
+            continue
+        cost += len(key) + len(value or b"") + ROW_OVERHEAD // 4
+        if size and size + cost > max_bytes and not builder.same_batch(origin, seq):
+            body.done = False
+            break
+        if not size:
+            size = GROUP_OVERHEAD
+        if merge:
+            builder.add_merge(raw)
+        else:
+            if not builder.same_batch(origin, seq):
+                size += GROUP_OVERHEAD
+            builder.add_flat(raw)
+        size += cost
+        body.cursor = lseq
+    builder.close()
+    return body
+
+
+@dataclass
+class Checked:
+    """A received page's groups sorted into kept and refused (with the reason)."""
+
+    groups: list[Group] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (origin, why)
+
+
+def check_groups(
+    page: Page,
+    *,
+    sender: str,
+    ns_of_group: bool,
+    verify: Callable[[str, bytes, bytes], bool] | None,
+    message: Callable[[str, int, Hlc, int, bytes], bytes],
+) -> Checked:
+    """With provenance on (``verify`` given: origin, signature, message -> valid?),
+    keep the groups that prove their origin: the sender's own (its channel
+    authenticates them; a malformed proof only stops us relaying them), and others'
+    whose proof checks against the origin's signature."""
+    out = Checked()
+    if verify is None:
+        out.groups = list(page.groups)
+        return out
+    for group in page.groups:
+        origin = page.ids[group.origin]
+        root = _root(group, "" if not ns_of_group else origin)
+        if origin == sender:
+            out.groups.append(group if root is not None else _bare(group))
+            continue
+        if group.proof is None or root is None:
+            out.refused.append((origin, "without its proof"))
+            continue
+        msg = message(origin, group.seq, group.hlc, group.proof.n, root)
+        if verify(origin, group.proof.sig, msg):
+            out.groups.append(group)
+        else:
+            out.refused.append((origin, "with a forged proof"))
+    return out
+
+
+def _root(group: Group, ns: str) -> bytes | None:
+    proof = group.proof
+    if proof is None:
+        return None
+    positions = list(proof.index) or list(range(proof.n))
+    if len(positions) != len(group.items) or len(set(positions)) != len(positions):
+        return None
+    leaves = {
+        p: pv.leaf(ns, op.key, op.value) for p, op in zip(positions, group.items, strict=True)
+    }
+    return pv.root_with(proof.n, leaves, proof.hashes)
+
+
+def _bare(group: Group) -> Group:
+    return msgspec.structs.replace(group, proof=None)
+
+
+def material_of(group: Group, ns: str) -> Material | None:
+    """What to keep to prove a checked group's rows later (None: it has no proof)."""
+    proof = group.proof
+    if proof is None:
+        return None
+    positions = list(proof.index) or list(range(proof.n))
+    leaves = {
+        p: pv.leaf(ns, op.key, op.value) for p, op in zip(positions, group.items, strict=True)
+    }
+    return pv.material(proof.sig, proof.n, leaves, proof.hashes)
+
+
+def merge_rows(page: Page) -> Iterable[Row]:
+    """A merge page's rows with their device ids spelled out."""
+    ids = page.ids
+    for r in page.rows:
+        yield Row(
+            "" if r.ns == 0 else ids[r.ns - 1],
+            r.key,
+            r.value,
+            r.hlc,
+            ids[r.origin],
+            {ids[o]: s for o, s in r.dots},
+        )

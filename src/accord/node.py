@@ -207,6 +207,7 @@ class Node:
         self._continuity = Continuity(
             self.home.path, self.home.data_dir, self.name, self.home.device_id, self._rpc,
             self.circle, self.directory, self.clock, self.trust.resolve_member, self._drivers,
+            self.hardware.show_local,
         )  # fmt: skip
         self._continuity.serve(self._rpc_server)
         self._data = DataService(
@@ -276,6 +277,9 @@ class Node:
         if self._apps is not None:
             await self._apps.stop()
             self._apps = None
+        if self._continuity is not None:
+            await self._continuity.stop()
+            self._continuity = None
         if self._data is not None:
             await self._data.stop()
             self._data = None

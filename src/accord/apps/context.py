@@ -38,6 +38,12 @@ class AbilityContext:
         """The circle's devices and their hardware (camera, display, speaker, ...)."""
         return SuperDevice(_GateLink(self.socket))
 
+    async def notify(self, title: str, body: str = "") -> str:
+        """Post a notification on this device, from this app (members that opted in
+        mirror it); returns its id."""
+        result = await self._client.call("notify", title=title, body=body)
+        return str(result["id"])
+
     def store(self, name: str) -> ControlStore:
         """A replicated key-value store named in the manifest's ``stores`` (created on
         first write, with the app's ``state_label``, and synced to the circle)."""

@@ -140,6 +140,7 @@ class AppGate:
         s.add("devices", self._devices)
         s.add("call", self._call)
         s.add_stream("stream", self._stream)
+        s.add("notify", self._notify)
         s.add("kv_get", self._reading(self._kv.get))
         s.add("kv_ls", self._reading(self._kv.ls))
         s.add("kv_put", self._writing(self._kv.put))
@@ -198,6 +199,14 @@ class AppGate:
         device, service, method, timeout = self._target(params)
         result: Any = await self._rpc.call(device, service, method, params.get("args"),
                                       timeout=timeout)  # fmt: skip
+        return msgspec.to_builtins(result)
+
+    async def _notify(self, params: dict[str, Any]) -> Any:
+        """Post a notification on this device in the app's name (the gate sets the
+        app, so an app cannot post as another)."""
+        post = {"title": str(params.get("title") or ""), "body": str(params.get("body") or ""),
+                "app": self.manifest.id}  # fmt: skip
+        result: Any = await self._rpc.call(self._me, "notify", "post", post, timeout=5.0)
         return msgspec.to_builtins(result)
 
     async def _stream(self, params: dict[str, Any]) -> AsyncIterator[Any]:

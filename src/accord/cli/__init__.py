@@ -22,6 +22,7 @@ from accord.cli import (
     hardware_cmds,
     kv_cmds,
     node_cmds,
+    notify_cmds,
     permission_cmds,
     send_cmds,
     sim_cmd,
@@ -49,6 +50,7 @@ kv_cmds.register(app)
 app_cmds.register(app)
 send_cmds.register(app)
 clip_cmds.register(app)
+notify_cmds.register(app)
 
 err = Console(stderr=True)
 

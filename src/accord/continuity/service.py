@@ -13,6 +13,8 @@ from accord.clock import Clock
 from accord.continuity.clipboard.control import ClipControl
 from accord.continuity.clipboard.driver import clipboard_driver
 from accord.continuity.clipboard.service import ClipService
+from accord.continuity.notify.control import NotifyControl
+from accord.continuity.notify.service import NotifyService
 from accord.continuity.settings import SettingsStore
 from accord.continuity.transfer.control import TransferControl
 from accord.continuity.transfer.receiver import Receiver
@@ -37,6 +39,7 @@ class Continuity:
         clock: Clock,
         resolve: Callable[[str], Member],
         drivers: str = "simulated",
+        show: Callable[[str | None], None] | None = None,
     ) -> None:
         self.settings = SettingsStore(home, data_dir)
         self._circle = circle
@@ -46,6 +49,9 @@ class Continuity:
         self.clip = ClipService(
             rpc, circle, directory, self.settings, clock, me, clipboard_driver(drivers)
         )
+        self.notify = NotifyService(rpc, circle, directory, self.settings, clock, me, show)
+        self._directory = directory
+        self._me = me
 
     def _name_of(self, device_id: str) -> str:
         member = self._circle.member(device_id)
@@ -56,12 +62,19 @@ class Continuity:
         self.sender.register(server)
         self.receiver.register(server)
         self.clip.register(server)
+        self.notify.register(server)
 
     def control(self, control: ControlServer) -> None:
         """Register the control methods the CLI uses."""
         TransferControl(self.sender, self.receiver, self._resolve).register(control)
         ClipControl(self.clip, self._resolve).register(control)
+        NotifyControl(self.notify, self._circle, self._directory, self._resolve, self._me).register(
+            control
+        )
         control.add("settings", self._settings)
+
+    async def stop(self) -> None:
+        await self.notify.stop()
 
     def status(self) -> dict[str, Any]:
         return {"inbox": str(self.settings.inbox()), "clipboard": self.clip.driver.driver}

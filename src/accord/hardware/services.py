@@ -108,6 +108,17 @@ class Hardware:
             server.register("thermostat", "set", self._set_setpoint, SetpointParams)
             self.drivers["thermostat"] = "simulated"
 
+    def show_local(self, text: str | None) -> None:
+        """Show ``text`` on this device's own display (the newest notification);
+        None clears it. Devices without a display ignore it."""
+        if self._display is None:
+            return
+        now, res = self._clock.wall(), self._display.resolution
+        if text:
+            self._display.show(Shown("text", now, "notifications", text=text, resolution=res))
+        else:
+            self._display.show(Shown("nothing", now, "notifications", resolution=res))
+
     # -- battery, camera ---------------------------------------------------
 
     async def _battery_status(self, _: None, caller: str) -> BatteryStatus:

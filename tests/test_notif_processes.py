@@ -4,6 +4,8 @@ dismissed everywhere from any device; `all` makes no duplicates; filters hold.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -86,3 +88,38 @@ def test_muted_apps_and_do_not_disturb(house: Household) -> None:
         assert all(n["app"] != "games" for n in _notes(tv).values())
     finally:
         accord_json("settings", "notify_muted_apps=", "notify_dnd=false", "--home", str(tv.home))
+
+
+def test_ring_until_stopped_there_or_from_the_caller(house: Household) -> None:
+    laptop, tv = device(house, "laptop"), device(house, "tv")
+    ringing = subprocess.Popen(
+        [sys.executable, "-m", "accord", "ring", "Living-room TV", "--home", str(laptop.home)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _ringing(tv)["ringing"], 10, "the TV to ring")
+        assert _ringing(tv)["by"] == laptop.device_id
+        # Found: stopped on the TV itself; the caller's command sees it and ends.
+        accord_json("ring", "Living-room TV", "--stop", "--home", str(tv.home))
+        out, err = ringing.communicate(timeout=20)
+    finally:
+        if ringing.poll() is None:
+            ringing.kill()
+            ringing.communicate()
+    assert ringing.returncode == 0, err
+    assert "stopped there" in out
+    # From the caller: --no-wait, then --stop from the laptop.
+    assert accord_json("ring", "Living-room TV", "--home", str(laptop.home))["ringing"]
+    assert not accord_json("ring", "Living-room TV", "--stop", "--home", str(laptop.home))[
+        "ringing"
+    ]
+    sounds = [s["kind"] for s in _call(tv, "speaker.history")]
+    assert sounds[-4:] == ["ring", "ring-stopped", "ring", "ring-stopped"]
+
+
+def _call(dev: SimDevice, target: str) -> Any:
+    return dev.client.call("call", device=dev.name, target=target)
+
+
+def _ringing(dev: SimDevice) -> dict[str, Any]:
+    return _call(dev, "speaker.ringing")  # type: ignore[no-any-return]

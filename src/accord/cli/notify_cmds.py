@@ -92,6 +92,49 @@ def dismiss(
     out.print(f"dismissed {note_id} ({where})", markup=False, highlight=False)
 
 
+def ring(
+    device: str = typer.Argument(..., help="The circle member to find."),
+    stop: bool = typer.Option(False, "--stop", help="Stop it ringing (here or from afar)."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Start it ringing and return."),
+    home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Find my device: ring its speaker until it is stopped there or from here
+    (Ctrl-C, or `accord ring DEVICE --stop` from any member)."""
+    client = control_client(home)
+
+    def speaker(method: str) -> dict[str, Any]:
+        result: dict[str, Any] = client.call(
+            "call", device=device, target=f"speaker.{method}", args=None, timeout=5.0
+        )
+        return result
+
+    if stop:
+        state = speaker("stop_ring")
+        if as_json:
+            sys.stdout.write(json.dumps(state) + "\n")
+        else:
+            out.print(f"{device} stopped ringing", markup=False, highlight=False)
+        return
+    state = speaker("ring")
+    if as_json or no_wait:
+        if as_json:
+            sys.stdout.write(json.dumps(state) + "\n")
+        else:
+            out.print(f"{device} is ringing; stop it with: ring --stop", markup=False)
+        return
+    out.print(f"{device} is ringing; Ctrl-C stops it", markup=False, highlight=False)
+    try:
+        while speaker("ringing")["ringing"]:
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        speaker("stop_ring")
+        out.print(f"{device} stopped ringing", markup=False, highlight=False)
+        return
+    out.print(f"{device} was found: stopped there", markup=False, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(notify)
     app.add_typer(notifications_app, name="notifications")
+    app.command()(ring)

@@ -83,12 +83,20 @@ class SayParams(msgspec.Struct, frozen=True):
 
 
 class Sound(msgspec.Struct, frozen=True, omit_defaults=True):
-    kind: Literal["tone", "speech"]
+    kind: Literal["tone", "speech", "ring", "ring-stopped"]
     at: float
     by: str
     hz: float = 0.0
     duration_ms: int = 0
     text: str = ""
+
+
+class Ringing(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Find my device: whether the speaker rings, since when and at whose request."""
+
+    ringing: bool
+    since: float = 0.0
+    by: str = ""
 
 
 class SensorReadings(msgspec.Struct, frozen=True, omit_defaults=True):

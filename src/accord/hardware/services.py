@@ -21,6 +21,7 @@ from accord.hardware.messages import (
     CaptureParams,
     DoorParams,
     PreviewParams,
+    Ringing,
     SayParams,
     SensorReadings,
     Setpoint,
@@ -96,6 +97,9 @@ class Hardware:
             server.register("speaker", "tone", self._tone, ToneParams)
             server.register("speaker", "say", self._say, SayParams)
             server.register("speaker", "history", self._history)
+            server.register("speaker", "ring", self._ring)
+            server.register("speaker", "stop_ring", self._stop_ring)
+            server.register("speaker", "ringing", self._ringing)
             self.drivers["speaker"] = self._speaker.driver
         if self._sensors is not None:
             server.register("sensors", "read", self._read)
@@ -191,6 +195,22 @@ class Hardware:
         sound = Sound("speech", self._clock.wall(), caller, text=params.text[:MAX_TEXT])
         self._speaker.play(sound)
         return sound
+
+    async def _ring(self, _: None, caller: str) -> Ringing:
+        """Find my device: ring until stopped here or by any member."""
+        assert self._speaker is not None
+        self._speaker.ring(Sound("ring", self._clock.wall(), caller))
+        return await self._ringing(None, caller)
+
+    async def _stop_ring(self, _: None, caller: str) -> Ringing:
+        assert self._speaker is not None
+        self._speaker.stop_ring(Sound("ring-stopped", self._clock.wall(), caller))
+        return await self._ringing(None, caller)
+
+    async def _ringing(self, _: None, caller: str) -> Ringing:
+        assert self._speaker is not None
+        now = self._speaker.ringing
+        return Ringing(True, now.at, now.by) if now is not None else Ringing(False)
 
     async def _history(self, _: None, caller: str) -> list[Sound]:
         assert self._speaker is not None

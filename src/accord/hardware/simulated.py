@@ -148,9 +148,21 @@ class SimSpeaker:
 
     def __init__(self) -> None:
         self._played: deque[Sound] = deque(maxlen=HISTORY)
+        self.ringing: Sound | None = None  # find my device: rings until stopped
 
     def play(self, sound: Sound) -> None:
         self._played.append(sound)
+
+    def ring(self, sound: Sound) -> None:
+        if self.ringing is None:  # ringing again changes nothing
+            self.ringing = sound
+            self._played.append(sound)
+
+    def stop_ring(self, sound: Sound) -> bool:
+        was, self.ringing = self.ringing, None
+        if was is not None:
+            self._played.append(sound)
+        return was is not None
 
     def history(self) -> list[Sound]:
         return list(self._played)

@@ -34,7 +34,7 @@ from accord.bus.session import Bus
 from accord.bus.settings import BusSettings
 from accord.clock import Hlc
 from accord.control.server import ControlServer
-from accord.data.model import DATA_VERSION, Page, Pull, Row, Summary, SyncMessage
+from accord.data.model import DATA_VERSION, Group, Op, Page, Pull, Summary, SyncMessage
 from accord.data.model import decode as decode_sync
 from accord.data.service import Envelope
 from accord.device.home import open_home
@@ -361,14 +361,13 @@ class Hostile:
         replica = data.stores.get(store)
         vv = {str(k): int(v) for k, v in dict(params["vv"]).items()}
         now = Hlc(int(time.time() * 1000), 0)
-        rows = tuple(
-            Row(
-                "",
-                str(r["key"]),
-                base64.b64decode(r["value_b64"]),
+        ids = tuple(sorted({str(r["origin"]) for r in params["rows"]}))
+        groups = tuple(
+            Group(
+                ids.index(str(r["origin"])),
+                int(r["seq"]),
                 now,
-                str(r["origin"]),
-                {str(r["origin"]): int(r["seq"])},
+                (Op(str(r["key"]), base64.b64decode(r["value_b64"])),),
             )
             for r in params["rows"]
         )
@@ -386,7 +385,8 @@ class Hostile:
                     0,
                     True,
                     vv,
-                    rows,
+                    ids,
+                    groups,
                 )
                 return [page]
             return real_receive(sender, message)
@@ -408,7 +408,8 @@ def _describe(sender: str, env: Envelope, message: SyncMessage) -> dict[str, Any
         "at": time.time(),
     }
     if isinstance(message, Page):
-        entry["keys"] = [row.key for row in message.rows]
+        entry["keys"] = [op.key for group in message.groups for op in group.items]
+        entry["keys"] += [row.key for row in message.rows]
     elif isinstance(message, Summary | Pull):
         entry["vv"] = dict(message.vv)
     else:

@@ -152,15 +152,15 @@ class Faults:
                 raise SimulatedCrash("killed mid-transaction")
         return self._real(row, old_lseq)
 
-    def _put_flat(self, rows: Any) -> None:
+    def _put_flat(self, rows: Any, **options: Any) -> None:
         """A set-based write: the first rows go in, then the process dies."""
         if self._left is not None and self._left <= len(rows):
-            self._real_flat(rows[: self._left - 1])
+            self._real_flat(rows[: self._left - 1], **options)
             self._left = None
             raise SimulatedCrash("killed mid-transaction")
         if self._left is not None:
             self._left -= len(rows)
-        self._real_flat(rows)
+        self._real_flat(rows, **options)
 
 
 @pytest.fixture

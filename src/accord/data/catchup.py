@@ -25,6 +25,7 @@ from accord.data.sqlite_store import RawRow, StoreFile
 _dots_decoder: Final = msgspec.msgpack.Decoder(dict[str, int])
 _proof_decoder: Final = msgspec.msgpack.Decoder(Proof)
 _material_decoder: Final = msgspec.msgpack.Decoder(Material)
+_material_encoder: Final = msgspec.msgpack.Encoder()
 GROUP_OVERHEAD: Final = 120  # origin, seq, hlc and a proof's signature, beside the items
 
 
@@ -49,6 +50,7 @@ class _Builder:
         self._open: tuple[str, int, int, int] | None = None  # (origin, seq, wall, counter)
         self._items: list[Op] = []
         self._legacy: list[bytes | None] = []
+        self._places: list[int | None] = []
 
     def id(self, device: str) -> int:
         found = self._index.get(device)
@@ -61,17 +63,18 @@ class _Builder:
         return self._open is not None and self._open[:2] == (origin, seq)
 
     def add_flat(self, raw: RawRow) -> None:
-        _lseq, _ns, key, value, wall, counter, origin, seq, _dots, proof = raw
+        _lseq, _ns, key, value, wall, counter, origin, seq, _dots, proof, idx = raw
         head = (origin, seq, wall, counter)
         if self._open != head:
             self.close()
             self._open = head
         self._items.append(Op(key.decode(), value))
         self._legacy.append(proof)
+        self._places.append(idx)
 
     def add_merge(self, raw: RawRow) -> None:
         self.close()
-        _lseq, ns, key, value, wall, counter, origin, seq, dots, _proof = raw
+        _lseq, ns, key, value, wall, counter, origin, seq, dots, _proof, _idx = raw
         spread = _dots_decoder.decode(dots) if dots else {origin: seq}
         assert value is not None  # a merge store has no tombstones
         self.body.rows.append(
@@ -93,37 +96,42 @@ class _Builder:
         proof = None
         if self._prove:
             ns = "" if not self._ns_of_group else origin
-            items, proof = self._proof(origin, seq, ns, items, self._legacy)
-        self.body.groups.append(
-            Group(self.id(origin), seq, Hlc(wall, counter), tuple(items), proof)
-        )
-        self._open, self._items, self._legacy = None, [], []
+            items, proof = self._proof(origin, seq, ns, items)
+        group = Group(self.id(origin), seq, Hlc(wall, counter), tuple(items), proof)
+        self.body.groups.append(group)
+        self._open, self._items, self._legacy, self._places = None, [], [], []
 
     def _proof(
-        self, origin: str, seq: int, ns: str, items: list[Op], legacy: list[bytes | None]
+        self, origin: str, seq: int, ns: str, items: list[Op]
     ) -> tuple[list[Op], GroupProof | None]:
         """The group's items in leaf order and the proof of exactly them; no proof if
         this file lacks the batch's material (the receiver then asks the origin)."""
-        leaves = [pv.leaf(ns, op.key, op.value) for op in items]
         blob = self._file.material(origin, seq)
+        places: list[int | None] = list(self._places)
         if blob is not None:
             material = _material_decoder.decode(blob)
+            if len(items) == material.n and places == list(range(material.n)):
+                return items, GroupProof(material.sig, material.n)  # the whole batch
             known = material.known()
-        elif all(p is not None for p in legacy):  # rows stored before schema 2
-            proofs = [_proof_decoder.decode(p) for p in legacy if p is not None]
+            if any(p is None for p in places):  # where in the batch: ask the leaves
+                where = {known[(0, i)]: i for i in range(material.n) if (0, i) in known}
+                places = [where.get(pv.leaf(ns, op.key, op.value)) for op in items]
+        elif all(p is not None for p in self._legacy):  # rows stored before schema 2
+            proofs = [_proof_decoder.decode(p) for p in self._legacy if p is not None]
             material = Material(proofs[0].sig, proofs[0].n, b"")
             known = {}
-            for leaf, p in zip(leaves, proofs, strict=True):
+            for op, p in zip(items, proofs, strict=True):
+                leaf = pv.leaf(ns, op.key, op.value)
                 known.update(pv.path_nodes(p.n, p.index, leaf, p.path))
+            places = [p.index for p in proofs]
         else:
             return items, None
-        where = {known[(0, i)]: i for i in range(material.n) if (0, i) in known}
-        positions = [where.get(leaf) for leaf in leaves]
-        if any(p is None for p in positions):
+        at = [p for p in places if p is not None]
+        if len(at) != len(items) or len(set(at)) != len(at):
             return items, None
-        order = sorted(range(len(items)), key=lambda k: positions[k] or 0)
+        order = sorted(range(len(items)), key=lambda k: at[k])
         ordered = [items[k] for k in order]
-        at = [positions[k] or 0 for k in order]
+        at = sorted(at)
         if at == list(range(material.n)):
             return ordered, GroupProof(material.sig, material.n)
         hashes = pv.multiproof(material.n, known, at)
@@ -161,7 +169,7 @@ def build(
         body.cursor = after = first - 1
     size = 0
     for raw in file.rows_after(after):
-        lseq, _ns, key, value, _wall, _counter, origin, seq, dots, _proof = raw
+        lseq, _ns, key, value, _wall, _counter, origin, seq, dots, _proof, _idx = raw
         if dots:
             spread = _dots_decoder.decode(dots)
             wanted = any(s > want.get(o, 0) for o, s in spread.items())
@@ -190,11 +198,21 @@ def build(
     return body
 
 
+class Staged(msgspec.Struct, frozen=True, array_like=True):
+    """A checked page as a replica keeps it until its catch-up completes, with what
+    proves its groups' rows, ``(origin, seq, encoded Material)``."""
+
+    page: Page
+    materials: tuple[tuple[str, int, bytes], ...] = ()
+
+
 @dataclass
 class Checked:
-    """A received page's groups sorted into kept and refused (with the reason)."""
+    """A received page's groups sorted into kept and refused (with the reason), and
+    the material that proves the kept ones' rows to others later."""
 
     groups: list[Group] = field(default_factory=list)
+    materials: list[tuple[str, int, bytes]] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (origin, why)
 
 
@@ -216,48 +234,41 @@ def check_groups(
         return out
     for group in page.groups:
         origin = page.ids[group.origin]
-        root = _root(group, "" if not ns_of_group else origin)
-        if origin == sender:
-            out.groups.append(group if root is not None else _bare(group))
-            continue
-        if group.proof is None or root is None:
-            out.refused.append((origin, "without its proof"))
-            continue
-        msg = message(origin, group.seq, group.hlc, group.proof.n, root)
-        if verify(origin, group.proof.sig, msg):
-            out.groups.append(group)
-        else:
-            out.refused.append((origin, "with a forged proof"))
+        proof = group.proof
+        leaves = _leaves(group, origin if ns_of_group else "")
+        root = (
+            None if proof is None or leaves is None else pv.root_with(proof.n, leaves, proof.hashes)
+        )
+        if origin != sender:
+            if proof is None or root is None:
+                out.refused.append((origin, "without its proof"))
+                continue
+            if not verify(origin, proof.sig, message(origin, group.seq, group.hlc, proof.n, root)):
+                out.refused.append((origin, "with a forged proof"))
+                continue
+        if proof is not None and leaves is not None and root is not None:
+            material = pv.material(proof.sig, proof.n, leaves, proof.hashes)
+            out.materials.append((origin, group.seq, _material_encoder.encode(material)))
+        out.groups.append(group)
     return out
 
 
-def _root(group: Group, ns: str) -> bytes | None:
+def places(group: Group) -> list[int] | list[None]:
+    """Each item's place in its batch, as the group's proof tells (None: unknown)."""
+    proof = group.proof
+    if proof is None:
+        return [None] * len(group.items)
+    return list(proof.index) or list(range(len(group.items)))
+
+
+def _leaves(group: Group, ns: str) -> dict[int, bytes] | None:
     proof = group.proof
     if proof is None:
         return None
     positions = list(proof.index) or list(range(proof.n))
     if len(positions) != len(group.items) or len(set(positions)) != len(positions):
         return None
-    leaves = {
-        p: pv.leaf(ns, op.key, op.value) for p, op in zip(positions, group.items, strict=True)
-    }
-    return pv.root_with(proof.n, leaves, proof.hashes)
-
-
-def _bare(group: Group) -> Group:
-    return msgspec.structs.replace(group, proof=None)
-
-
-def material_of(group: Group, ns: str) -> Material | None:
-    """What to keep to prove a checked group's rows later (None: it has no proof)."""
-    proof = group.proof
-    if proof is None:
-        return None
-    positions = list(proof.index) or list(range(proof.n))
-    leaves = {
-        p: pv.leaf(ns, op.key, op.value) for p, op in zip(positions, group.items, strict=True)
-    }
-    return pv.material(proof.sig, proof.n, leaves, proof.hashes)
+    return {p: pv.leaf(ns, op.key, op.value) for p, op in zip(positions, group.items, strict=True)}
 
 
 def merge_rows(page: Page) -> Iterable[Row]:

@@ -132,12 +132,12 @@ class _Device:
                 raise SimulatedCrash(self.id)
             return write_row(row, old_lseq)
 
-        def faulty_flat(rows: Any) -> None:
+        def faulty_flat(rows: Any, **options: Any) -> None:
             for i in range(len(rows)):
                 if self.net.lossy and rng.random() < rate:
-                    put_flat(rows[:i])  # the rows before it went in, then the process died
+                    put_flat(rows[:i], **options)  # some rows went in, then the process died
                     raise SimulatedCrash(self.id)
-            put_flat(rows)
+            put_flat(rows, **options)
 
         setattr(file, "write_row", faulty)  # noqa: B010 - an instance-level fault hook
         setattr(file, "put_flat", faulty_flat)  # noqa: B010

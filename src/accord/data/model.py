@@ -183,7 +183,9 @@ def decode(data: bytes) -> SyncMessage:
     except DECODE_ERRORS as exc:
         raise MalformedSync(f"invalid sync message: {exc}") from exc
     if msg.v != DATA_VERSION:
-        raise MalformedSync(f"unsupported data protocol version {msg.v} (this node speaks {DATA_VERSION})")
+        raise MalformedSync(
+            f"unsupported data protocol version {msg.v} (this node speaks {DATA_VERSION})"
+        )
     if isinstance(msg, Push):
         for batch in msg.batches:
             check_wire_batch(batch)
@@ -229,8 +231,9 @@ def check_wire_batch(batch: Batch) -> None:
 
 
 def _check_key(key: str) -> None:
-    # msgspec bounds the length in characters; the limit is in UTF-8 bytes.
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+    # msgspec bounds the length in characters; the limit is in UTF-8 bytes (at most
+    # 4 per character, so a short key needs no encoding to check).
+    if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise MalformedSync(f"key of more than {MAX_KEY_BYTES} UTF-8 bytes")
 
 

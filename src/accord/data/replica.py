@@ -55,8 +55,8 @@ from accord.wire.quiet import QuietLog
 
 log = logging.getLogger(__name__)
 
-_page_decoder: Final = msgspec.msgpack.Decoder(Page)
-_material_encoder: Final = msgspec.msgpack.Encoder()
+_staged_decoder: Final = msgspec.msgpack.Decoder(catchup.Staged)
+_staged_encoder: Final = msgspec.msgpack.Encoder()
 
 
 class Replica(Store):
@@ -319,11 +319,12 @@ class Replica(Store):
         if sender == self._active:
             self._asked_ms = self._hlc.monotonic_ms()
         kept = msgspec.structs.replace(page, groups=tuple(checked.groups))
+        staged = catchup.Staged(kept, tuple(checked.materials))
         session = Session(session.session, page.epoch, page.next)
         with self._file.transaction():
             if fit == "restart":
                 self._file.drop_session(sender)
-            self._file.stage(sender, encode(kept))
+            self._file.stage(sender, _staged_encoder.encode(staged))
             self._file.set_session(sender, session)
         self._sessions[sender] = session
         if not page.done:
@@ -353,31 +354,36 @@ class Replica(Store):
         only as far as the proven rows of that origin in this catch-up reach: a
         member cannot advance another's version in our vector (which would make us
         ignore that member's real writes). The origin's own claim is believed."""
-        pages = [_page_decoder.decode(blob) for blob in self._file.staged(sender)]
+        staged = [_staged_decoder.decode(blob) for blob in self._file.staged(sender)]
         ns_of_group = self.kind == "per-device"
-        flat: dict[tuple[str, str], tuple[bytes | None, Hlc, str, int]] = {}
+        # In page order: a later page's version of a row supersedes an earlier one
+        # (the source's rows only ever win over their own past).
+        flat: list[Flat] = []
         merged: dict[tuple[str, str], Row] = {}
         materials: list[tuple[str, int, bytes]] = []
         seen: dict[str, int] = {}
-        for page in pages:  # a later page's version of a row supersedes an earlier one
+        newest: list[Hlc] = []
+        for item in staged:
+            page = item.page
+            materials += item.materials
             for group in page.groups:
                 origin = page.ids[group.origin]
                 seen[origin] = max(seen.get(origin, 0), group.seq)
+                if not self._wanted_dot(origin, group.seq, group.hlc):
+                    continue
                 ns = origin if ns_of_group else ""
-                for op in group.items:
-                    flat[(ns, op.key)] = (op.value, group.hlc, origin, group.seq)
-                if self._signer is not None and group.proof is not None:
-                    material = catchup.material_of(group, ns)
-                    if material is not None:
-                        blob = _material_encoder.encode(material)
-                        materials.append((origin, group.seq, blob))
+                wall, counter = group.hlc.wall_ms, group.hlc.counter
+                flat += [
+                    (ns, op.key.encode(), op.value, wall, counter, origin, group.seq, idx)
+                    for op, idx in zip(group.items, catchup.places(group), strict=True)
+                ]
+                newest.append(group.hlc)
             for row in catchup.merge_rows(page):
                 for origin, seq in row.dots.items():
                     seen[origin] = max(seen.get(origin, 0), seq)
                 merged[(row.ns, row.key)] = row
-        wanted = {k: v for k, v in flat.items() if self._wanted_dot(v[2], v[3], v[1])}
         rows = [row for row in merged.values() if self._wanted(row)]
-        newest = [v[1] for v in wanted.values()] + [row.hlc for row in rows]
+        newest += [row.hlc for row in rows]
         if newest:
             self._hlc.update(max(newest))  # ClockSkew: staged, retried later
         if self._signer is not None and self.merge is None:
@@ -395,7 +401,7 @@ class Replica(Store):
             if seq > self._vv.get(origin, 0) and self._counts(origin)
         }
         with self._file.transaction():
-            changes = self._put_caught_up(wanted)
+            changes = self._put_caught_up(flat)
             changes += [change for row in rows if (change := self._store_row(row))]
             if materials:
                 self._file.put_materials(materials)
@@ -407,26 +413,32 @@ class Replica(Store):
         del self._sessions[sender]
         self._watchers.notify("catch-up", sender, changes)
 
-    def _put_caught_up(
-        self, wanted: dict[tuple[str, str], tuple[bytes | None, Hlc, str, int]]
-    ) -> list[Change]:
-        """Caught-up last-writer-wins rows, set-based: one read per namespace of the
-        keys concerned, the winners written with one statement."""
-        by_ns: dict[str, list[tuple[str, bytes | None, Hlc, str, int]]] = {}
-        for (ns, key), (value, hlc, origin, seq) in wanted.items():
-            by_ns.setdefault(ns, []).append((key, value, hlc, origin, seq))
+    def _put_caught_up(self, flat: list[Flat]) -> list[Change]:
+        """Caught-up last-writer-wins rows, set-based: SQLite keeps each that wins over
+        the stored row. Only when someone watches are the stored rows read first, to
+        report the changes."""
+        if not flat:
+            return []
+        if not self._watchers.active:
+            self._file.put_flat(flat, newer_only=True)
+            return []
+        latest = {(row[0], row[1]): row for row in flat}  # the last version of each key
+        by_ns: dict[str, list[Flat]] = {}
+        for row in latest.values():
+            by_ns.setdefault(row[0], []).append(row)
         out: list[Flat] = []
         changes: list[Change] = []
-        for ns, items in by_ns.items():
-            keys = [key.encode() for key, *_ in items]
-            found = self._file.winners(ns, keys)
-            for (key, value, hlc, origin, seq), raw in zip(items, keys, strict=True):
-                old = found.get(raw)
+        for ns, rows in by_ns.items():
+            found = self._file.winners(ns, [row[1] for row in rows])
+            for row in rows:
+                _ns, key, value, wall, counter, origin, _seq, _idx = row
+                hlc = Hlc(wall, counter)
+                old = found.get(key)
                 if old is not None and not lww_wins(hlc, origin, Hlc(old[0], old[1]), old[2]):
                     continue
-                out.append((ns, raw, value, hlc.wall_ms, hlc.counter, origin, seq))
+                out.append(row)
                 if value is not None or (old is not None and not old[3]):
-                    changes.append(Change(ns, key, value, origin, hlc))
+                    changes.append(Change(ns, key.decode(), value, origin, hlc))
         if out:
             self._file.put_flat(out)
         return changes

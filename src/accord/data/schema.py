@@ -3,6 +3,7 @@
 Tables:
   meta     settings and soft counters: config, device, epoch, hlc, schema, session
   rows     one per key: its state, the winning / newest write's (hlc, origin, seq),
+           ``idx``, the row's place in that batch (for its proof; NULL if unknown),
            ``dots`` (empty when the row has the one dot (origin, seq); else every
            origin's highest seq, MessagePack), a per-row ``proof`` only in rows
            written before schema 2, and ``lseq``: a local change number, new on
@@ -25,7 +26,7 @@ SCHEMA_VERSION: Final = 2
 TABLES: Final = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rows (
-    lseq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    lseq    INTEGER PRIMARY KEY,
     ns      TEXT NOT NULL,
     key     BLOB NOT NULL,
     value   BLOB,
@@ -35,6 +36,7 @@ CREATE TABLE IF NOT EXISTS rows (
     dots    BLOB NOT NULL,
     proof   BLOB,
     seq     INTEGER NOT NULL DEFAULT 0,
+    idx     INTEGER,
     UNIQUE (ns, key)
 );
 CREATE INDEX IF NOT EXISTS rows_tombstones ON rows (wall_ms) WHERE value IS NULL;
@@ -87,6 +89,8 @@ def migrate_from_1(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE rows ADD COLUMN proof BLOB")
     if "seq" not in columns:
         db.execute("ALTER TABLE rows ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+    if "idx" not in columns:
+        db.execute("ALTER TABLE rows ADD COLUMN idx INTEGER")
     db.execute(
         "UPDATE rows SET seq = coalesce((SELECT d.seq FROM dots AS d "
         "WHERE d.lseq = rows.lseq AND d.origin = rows.origin), 0)"

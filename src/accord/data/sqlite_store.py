@@ -35,13 +35,26 @@ log = logging.getLogger(__name__)
 
 Synchronous = Literal["FULL", "NORMAL"]
 
-# (ns, key, value, wall_ms, counter, origin, seq): a row with one dot.
-Flat = tuple[str, bytes, bytes | None, int, int, str, int]
+# (ns, key, value, wall_ms, counter, origin, seq, idx): a row with one dot, idx its
+# place in the batch that wrote it (None if unknown).
+Flat = tuple[str, bytes, bytes | None, int, int, str, int, int | None]
 # What a row read for resolution holds: (wall_ms, counter, origin, is a tombstone).
 Winner = tuple[int, int, str, bool]
 # A stored row as the page builder reads it.
-RawRow = tuple[int, str, bytes, bytes | None, int, int, str, int, bytes, bytes | None]
+RawRow = tuple[int, str, bytes, bytes | None, int, int, str, int, bytes, bytes | None, int | None]
 
+_UPSERT: Final = (
+    "INSERT INTO rows (lseq, ns, key, value, wall_ms, counter, origin, seq, idx, dots) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, x'') ON CONFLICT (ns, key) DO UPDATE SET "
+    "lseq = excluded.lseq, value = excluded.value, wall_ms = excluded.wall_ms, "
+    "counter = excluded.counter, origin = excluded.origin, seq = excluded.seq, "
+    "idx = excluded.idx, dots = x'', proof = NULL"
+)
+# Row values compare like lww_wins: HLC, then device id (ASCII: bytewise = str order).
+_IF_NEWER: Final = (
+    " WHERE (excluded.wall_ms, excluded.counter, excluded.origin) > "
+    "(rows.wall_ms, rows.counter, rows.origin)"
+)
 _IN_CHUNK: Final = 500  # keys per "IN (...)" lookup, well under SQLite's variable limit
 _COLUMNS: Final = "ns, key, value, wall_ms, counter, origin, dots, proof, seq"
 
@@ -73,7 +86,7 @@ class StoreFile:
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store file {path}: {exc}") from exc
-        self._next_lseq = 1
+        self._next_lseq = self._saved_lseq = 1
         try:
             self._setup(synchronous)
         except BaseException:
@@ -99,11 +112,18 @@ class StoreFile:
         self._load_lseq()
 
     def _load_lseq(self) -> None:
-        found = self._db.execute(
-            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'rows'), 0), "
-            "coalesce((SELECT max(lseq) FROM rows), 0))"
-        ).fetchone()
-        self._next_lseq = int(found[0]) + 1
+        """The next lseq: beyond every one handed out, even of rows since deleted (a
+        peer's cursor may point past them). Files of schema 1 counted in sqlite_sequence."""
+        last = [int(self._db.execute("SELECT coalesce(max(lseq), 0) FROM rows").fetchone()[0])]
+        kept = self._db.execute("SELECT v FROM meta WHERE k = 'lseq'").fetchone()
+        if kept is not None:
+            last.append(int(bytes(kept[0])))
+        if self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
+        ).fetchone():
+            found = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'rows'")
+            last += [int(seq) for (seq,) in found]
+        self._next_lseq = self._saved_lseq = max(last) + 1
 
     def _lseqs(self, count: int) -> int:
         first = self._next_lseq
@@ -129,6 +149,12 @@ class StoreFile:
             self._load_lseq()
             raise
         with self._mapped("commit"):
+            if self._next_lseq != self._saved_lseq:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (k, v) VALUES ('lseq', ?)",
+                    (str(self._next_lseq - 1).encode(),),
+                )
+                self._saved_lseq = self._next_lseq
             self._db.execute("COMMIT")
 
     def close(self) -> None:
@@ -170,17 +196,15 @@ class StoreFile:
                     out[key] = (wall_ms, counter, origin, bool(tomb))
         return out
 
-    def put_flat(self, rows: Sequence[Flat]) -> None:
-        """Store rows with one dot each, replacing any row of the same key (which
-        must have one dot too: a last-writer-wins store), each under a fresh lseq."""
+    def put_flat(self, rows: Sequence[Flat], *, newer_only: bool = False) -> None:
+        """Store rows with one dot each, replacing the row of the same key (which must
+        have one dot too: a last-writer-wins store), each under a fresh lseq. With
+        ``newer_only``, a row replaces a stored one only if it wins over it (later
+        (hlc, origin)): last-writer-wins resolved by SQLite, set-based, with no read."""
         first = self._lseqs(len(rows))
+        sql = _UPSERT + (_IF_NEWER if newer_only else "")
         with self._mapped("write"):
-            self._db.executemany(
-                "INSERT OR REPLACE INTO rows "
-                "(lseq, ns, key, value, wall_ms, counter, origin, seq, dots) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'')",
-                [(first + i, *row) for i, row in enumerate(rows)],
-            )
+            self._db.executemany(sql, [(first + i, *row) for i, row in enumerate(rows)])
 
     def write_row(self, row: Row, old_lseq: int | None) -> int:
         """Store ``row`` under a fresh lseq (replacing the row at ``old_lseq``)."""
@@ -255,7 +279,7 @@ class StoreFile:
         """Every row with lseq > ``after``, in lseq order, read lazily (stop early)."""
         with self._mapped("catch-up query"):
             yield from self._db.execute(
-                "SELECT lseq, ns, key, value, wall_ms, counter, origin, seq, dots, proof "
+                "SELECT lseq, ns, key, value, wall_ms, counter, origin, seq, dots, proof, idx "
                 "FROM rows WHERE lseq > ? ORDER BY lseq",
                 (after,),
             )

@@ -22,6 +22,7 @@ from accord.data.changes import Change, Entry, Listener, Watchers
 from accord.data.limits import (
     DEFAULT_PAGE_BYTES,
     MAX_VALUE_BYTES,
+    ROW_OVERHEAD,
     check_batch,
     check_value,
     key_bytes,
@@ -279,27 +280,9 @@ class Store:
         """Commit ``ops`` as one batch: on disk when this returns, pushed by the node
         (see :meth:`take_pushes`). A key written twice keeps its last write (a merge
         store: the join of both). None if ``ops`` is empty."""
-        merged: dict[str, bytes | None] = {}
-        for op in ops:
-            key_bytes(op.key)
-            if op.value is None:
-                if self.merge is not None:
-                    raise UnsupportedOperation(
-                        f"store {self.name!r} merges with {self.merge.name!r}: it has no deletes"
-                    )
-            else:
-                check_value(op.value)
-                if self.merge is not None:
-                    self._validate_state(op.value)
-                    earlier = merged.get(op.key)
-                    if earlier is not None:
-                        merged[op.key] = self._join(earlier, op.value)
-                        continue
-            merged[op.key] = op.value
-        if not merged:
+        final, raws = self._merged(ops) if self.merge is not None else self._last_writes(ops)
+        if not final:
             return None
-        final = tuple(Op(k, v) for k, v in merged.items())
-        check_batch(len(final), sum(op_bytes(op.key, op.value) for op in final))
         seq = self._vv.get(self.device_id, 0) + 1
         hlc = self._hlc.now()
         sig = b""
@@ -312,12 +295,46 @@ class Store:
                 )
             )
         batch = Batch(self.device_id, seq, hlc, final, sig)
-        changes = self._apply_batch(batch, self._own_ns, leaves, local=True)
+        changes = self._apply_batch(batch, self._own_ns, leaves, local=True, raws=raws)
         self._outbox.append(batch)
         if len(self._outbox) > MAX_OUTBOX:
             del self._outbox[0]  # peers find the gap and pull
         self._watchers.notify("local", self.device_id, changes)
         return batch
+
+    def _last_writes(self, ops: Iterable[Op]) -> tuple[tuple[Op, ...], list[bytes]]:
+        """A last-writer-wins batch's ops, checked, a key written twice keeping its last
+        write; and each key's UTF-8 bytes."""
+        latest: dict[str, Op] = {}
+        for op in ops:
+            latest[op.key] = op
+        final = tuple(latest.values())
+        raws = [key_bytes(op.key) for op in final]
+        size = len(final) * ROW_OVERHEAD + sum(len(raw) for raw in raws)
+        for op in final:
+            if op.value is not None:
+                check_value(op.value)
+                size += len(op.value)
+        check_batch(len(final), size)
+        return final, raws
+
+    def _merged(self, ops: Iterable[Op]) -> tuple[tuple[Op, ...], list[bytes]]:
+        """A merge store's ops, checked, a key written twice keeping the join of both."""
+        assert self.merge is not None
+        merged: dict[str, bytes] = {}
+        for op in ops:
+            key_bytes(op.key)
+            if op.value is None:
+                raise UnsupportedOperation(
+                    f"store {self.name!r} merges with {self.merge.name!r}: it has no deletes"
+                )
+            check_value(op.value)
+            self._validate_state(op.value)
+            earlier = merged.get(op.key)
+            merged[op.key] = op.value if earlier is None else self._join(earlier, op.value)
+        final = tuple(Op(k, v) for k, v in merged.items())
+        check_batch(len(final), sum(op_bytes(op.key, op.value) for op in final))
+        return final, [op.key.encode() for op in final]
 
     def _join(self, a: bytes, b: bytes) -> bytes:
         assert self.merge is not None
@@ -343,13 +360,20 @@ class Store:
     # -- applying -----------------------------------------------------------------
 
     def _apply_batch(
-        self, batch: Batch, ns: str, leaves: list[bytes], *, local: bool = False
+        self,
+        batch: Batch,
+        ns: str,
+        leaves: list[bytes],
+        *,
+        local: bool = False,
+        raws: list[bytes] | None = None,
     ) -> list[Change]:
         """Apply one whole batch in one transaction (``leaves``: its ops' provenance
-        leaves when provenance is on, else empty)."""
+        leaves when provenance is on, else empty; ``raws``: its keys' bytes, if known)."""
         with self._file.transaction():
             if self.merge is None:
-                changes = self._put_lww(batch, ns, local=local)
+                keys = raws if raws is not None else [op.key.encode() for op in batch.ops]
+                changes = self._put_lww(batch, ns, keys, local=local)
                 if leaves:
                     material = Material(batch.sig, len(leaves), b"".join(leaves))
                     self._file.put_materials(
@@ -371,25 +395,31 @@ class Store:
         self._vv[batch.origin] = batch.seq
         return changes
 
-    def _put_lww(self, batch: Batch, ns: str, *, local: bool) -> list[Change]:
-        """A last-writer-wins batch's rows, set-based: one read of the keys it writes
-        (none for a local batch nobody watches: it wins over everything stored, its
-        HLC being newer than every HLC this replica has seen), one write."""
-        keys = [op.key.encode() for op in batch.ops]
-        watched = self._watchers.active
-        found = self._file.winners(ns, keys) if watched or not local else {}
+    def _put_lww(self, batch: Batch, ns: str, keys: list[bytes], *, local: bool) -> list[Change]:
+        """A last-writer-wins batch's rows, set-based, in one statement. A local batch
+        wins over every stored row (its HLC is newer than every HLC this replica has
+        seen); a peer's rows replace only rows they win over, which SQLite decides.
+        Only when someone watches are the stored rows read, to report the changes."""
         hlc, origin, seq = batch.hlc, batch.origin, batch.seq
-        rows: list[Flat] = []
+        rows: list[Flat] = [
+            (ns, key, op.value, hlc.wall_ms, hlc.counter, origin, seq, i)
+            for i, (op, key) in enumerate(zip(batch.ops, keys, strict=True))
+        ]
+        if not self._watchers.active:
+            self._file.put_flat(rows, newer_only=not local)
+            return []
+        found = self._file.winners(ns, keys)
+        won: list[Flat] = []
         changes: list[Change] = []
-        for op, key in zip(batch.ops, keys, strict=True):
-            old = found.get(key)
+        for row, op in zip(rows, batch.ops, strict=True):
+            old = found.get(row[1])
             if old is not None and not lww_wins(hlc, origin, Hlc(old[0], old[1]), old[2]):
                 continue
-            rows.append((ns, key, op.value, hlc.wall_ms, hlc.counter, origin, seq))
-            if watched and (op.value is not None or (old is not None and not old[3])):
+            won.append(row)
+            if op.value is not None or (old is not None and not old[3]):
                 changes.append(Change(ns, op.key, op.value, origin, hlc))
-        if rows:
-            self._file.put_flat(rows)
+        if won:
+            self._file.put_flat(won)
         return changes
 
     def _batch_leaves(self, batch: Batch, ns: str) -> list[bytes]:

@@ -165,7 +165,8 @@ def test_catch_up_pages_are_bounded_and_applied_at_the_end() -> None:
 
         msg = b.pull_from(A)
         while True:
-            replies = a.receive(B, decode(encode(msg)))
+            one_page = msgspec.structs.replace(msg, ahead=0)  # step by step
+            replies = a.receive(B, decode(encode(one_page)))
             page = replies[0]
             assert isinstance(page, Page)
             pages.append(page)
@@ -192,7 +193,7 @@ def test_a_page_never_holds_less_than_one_row_even_a_huge_one() -> None:
         trio.r[A].put("small", b"y")
         traffic = pull(trio.r, B, A)
         assert trio.r[B].get("big") == b"x" * 4 * 1024 * 1024
-        assert traffic.messages == 1 + 2 + 1 + 1  # pull, page, pull, page, summary
+        assert traffic.messages == 1 + 2 + 1  # pull, a page and the next sent ahead, summary
     finally:
         trio.close()
 
@@ -228,7 +229,7 @@ def test_restarting_a_catch_up_in_the_middle_resumes_from_the_cursor() -> None:
         a, b = trio.r[A], trio.r[B]
         for i in range(30):
             a.put(f"k{i:02}", bytes(100))
-        first = b.pull_from(A)
+        first = msgspec.structs.replace(b.pull_from(A), ahead=0)  # step by step
         page = a.receive(B, first)[0]
         nxt = b.receive(A, page)[0]
         assert isinstance(nxt, Pull)
@@ -440,3 +441,37 @@ def test_summary_and_pull_carry_the_version_and_store(trio: Trio) -> None:
     assert summary == Summary(DATA_VERSION, "s", {})
     trio.r[A].put("k", b"v")
     assert trio.r[A].summary().vv == {A: 1}
+
+
+def test_pages_come_ahead_while_the_puller_stores_them() -> None:
+    """A pull with ``ahead`` gets that many more pages without asking again, each
+    marked ``more`` but the last; the puller answers only the last."""
+    trio = Trio(page_bytes=1024)
+    try:
+        a, b = trio.r[A], trio.r[B]
+        for i in range(40):
+            a.put(f"k{i:02}", bytes(100))
+        pull_msg = b.pull_from(A)
+        assert pull_msg.ahead == 3
+        (first,) = a.receive(B, pull_msg)
+        assert isinstance(first, Page)
+        assert first.more
+        assert b.receive(A, first) == []  # the next page is on its way: no pull
+        pages = [first]
+        while pages[-1].more:
+            ((peer, page),) = a.more_pages()
+            assert peer == B
+            assert isinstance(page, Page)
+            assert page.after == pages[-1].next
+            pages.append(page)
+        assert len(pages) == 4  # the first and three ahead
+        assert a.more_pages() == []
+        replies = [b.receive(A, page) for page in pages[1:]]
+        assert replies[:-1] == [[], []]
+        (nxt,) = replies[-1]
+        assert isinstance(nxt, Pull)
+        assert nxt.after == pages[-1].next
+        deliver_all(trio.r, [(B, A, nxt)])
+        assert b.scan() == a.scan()
+    finally:
+        trio.close()

@@ -221,12 +221,19 @@ class FaultNet:
             self.send(dst, peer, pull)
 
     def tick(self) -> None:
-        """Each up device's once-a-second work: stalled catch-ups hand their turn on."""
+        """Each up device's once-a-second work: stalled catch-ups hand their turn on;
+        and the next page of each catch-up it serves ahead."""
         for device in self.devices:
             for replica in device.stores.values():
                 replica.tick()
-                for peer, pull in replica.take_pulls():
-                    self.send(device.id, peer, pull)
+                for peer, message in replica.take_pulls() + replica.more_pages():
+                    self.send(device.id, peer, message)
+
+    def pages_ahead(self) -> None:
+        for device in self.devices:
+            for replica in device.stores.values():
+                for peer, page in replica.more_pages():
+                    self.send(device.id, peer, page)
 
     def lost_sight(self) -> None:
         """What presence tells each device: peers it can no longer reach are gone."""
@@ -375,6 +382,7 @@ class FaultNet:
             while self.in_flight:
                 self.step_no += 1
                 self.deliver_due()
+                self.pages_ahead()
             self.now_ms += self.config.stall_ms  # time passes: a lost page's source stalls
             self.tick()
             self.anti_entropy()

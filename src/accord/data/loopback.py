@@ -42,6 +42,9 @@ def deliver_all(
             queue.append((dst, src, decode(reply)))
         for peer, pull in replicas[dst].take_pulls():
             queue.append((dst, peer, pull))
+        for name, replica in replicas.items():
+            for peer, page in replica.more_pages():
+                queue.append((name, peer, page))
         if after_each is not None:
             after_each()
     return traffic

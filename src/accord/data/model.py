@@ -33,6 +33,8 @@ from accord.errors import MalformedSync, StoreError
 from accord.wire.messages import DECODE_ERRORS, DeviceId
 
 DATA_VERSION: Final = 2
+MAX_AHEAD: Final = 8  # pages a responder may send on one pull beyond the first
+PULL_AHEAD: Final = 3  # what this node asks for: the responder builds while we apply
 MAX_SEQ: Final = 2**63 - 1
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_BYTES)]
@@ -126,7 +128,10 @@ class Push(msgspec.Struct, frozen=True, tag="push", tag_field="t"):
 class Pull(msgspec.Struct, frozen=True, tag="pull", tag_field="t", omit_defaults=True):
     """Ask for what the sender's version vector ``vv`` misses. ``after`` resumes a
     paged answer from the responder's cursor (valid within ``epoch``), ``session``
-    ties the pages to this catch-up. Also an acknowledgement of ``vv``."""
+    ties the pages to this catch-up. Also an acknowledgement of ``vv``. ``ahead``: the
+    responder may send that many more pages after the first without waiting for
+    another pull (each but the last marked ``more``), so it builds the next page
+    while the receiver stores this one."""
 
     v: int
     store: StoreName
@@ -134,6 +139,7 @@ class Pull(msgspec.Struct, frozen=True, tag="pull", tag_field="t", omit_defaults
     session: Cursor
     after: Cursor = 0
     epoch: Epoch = ""
+    ahead: Annotated[int, msgspec.Meta(ge=0, le=MAX_AHEAD)] = 0
 
 
 class Page(msgspec.Struct, frozen=True, tag="page", tag_field="t"):
@@ -153,6 +159,7 @@ class Page(msgspec.Struct, frozen=True, tag="page", tag_field="t"):
     ids: Annotated[tuple[DeviceId, ...], msgspec.Meta(max_length=MAX_ORIGINS)] = ()
     groups: tuple[Group, ...] = ()
     rows: tuple[MergeRow, ...] = ()
+    more: bool = False  # the next page follows without a pull (see Pull.ahead)
 
 
 class Summary(msgspec.Struct, frozen=True, tag="summary", tag_field="t"):

@@ -34,6 +34,7 @@ from accord.data.changes import Change
 from accord.data.merge import lww_wins
 from accord.data.model import (
     DATA_VERSION,
+    PULL_AHEAD,
     Page,
     Pull,
     Push,
@@ -79,6 +80,9 @@ class Replica(Store):
         self._asked_ms = 0
         self._deferred: dict[str, None] = {}
         self._outgoing: list[tuple[str, SyncMessage]] = []
+        # Pages promised beyond the first (Pull.ahead), per puller: the pull, where
+        # the next page starts, and how many more may go.
+        self._serving: dict[str, tuple[Pull, int, int]] = {}
         self._verified: dict[tuple[bytes, bytes], bool] = {}  # batch signatures checked
 
     # -- sync ---------------------------------------------------------------------
@@ -144,7 +148,13 @@ class Replica(Store):
         self._deferred.pop(peer, None)
         self._asked_ms = self._hlc.monotonic_ms()
         return Pull(
-            DATA_VERSION, self.name, dict(self._vv), session.session, session.cursor, session.epoch
+            DATA_VERSION,
+            self.name,
+            dict(self._vv),
+            session.session,
+            session.cursor,
+            session.epoch,
+            PULL_AHEAD,
         )
 
     def want_from(self, peer: str) -> Pull | None:
@@ -252,8 +262,30 @@ class Replica(Store):
 
     def _on_pull(self, sender: str, pull: Pull) -> list[SyncMessage]:
         self._record_ack(sender, pull.vv)
-        want = {origin: pull.vv.get(origin, 0) for origin in self._vv}
+        self._serving.pop(sender, None)  # a new pull replaces what the last one asked
         after = pull.after if pull.epoch == self.epoch else 0
+        replies: list[SyncMessage] = [self._page(sender, pull, after, pull.ahead)]
+        if sender not in self._sessions and self._lacks(pull.vv):
+            reverse = self.want_from(sender)
+            if reverse is not None:
+                replies.append(reverse)
+        return replies
+
+    def more_pages(self) -> list[tuple[str, SyncMessage]]:
+        """The next page of each catch-up we serve ahead (Pull.ahead), one each: send
+        it to its peer, and call again (on the next turn of the loop) until empty, so
+        each page is built while the puller stores the one before."""
+        out: list[tuple[str, SyncMessage]] = []
+        for peer, (pull, after, left) in list(self._serving.items()):
+            del self._serving[peer]
+            if self.may_share(peer):
+                out.append((peer, self._page(peer, pull, after, left - 1)))
+        return out
+
+    def _page(self, peer: str, pull: Pull, after: int, ahead: int) -> Page:
+        """One page for ``peer``'s pull from ``after``; with ``ahead`` > 0 and more to
+        send, the next is promised (``more``) and built by :meth:`more_pages`."""
+        want = {origin: pull.vv.get(origin, 0) for origin in self._vv}
         body = catchup.build(
             self._file,
             want,
@@ -263,7 +295,10 @@ class Replica(Store):
             merge=self.merge is not None,
             prove=self._signer is not None,
         )
-        page = Page(
+        more = ahead > 0 and not body.done
+        if more:
+            self._serving[peer] = (pull, body.cursor, ahead)
+        return Page(
             DATA_VERSION,
             self.name,
             pull.session,
@@ -275,13 +310,8 @@ class Replica(Store):
             tuple(body.ids),
             tuple(body.groups),
             tuple(body.rows),
+            more,
         )
-        replies: list[SyncMessage] = [page]
-        if sender not in self._sessions and self._lacks(pull.vv):
-            reverse = self.want_from(sender)
-            if reverse is not None:
-                replies.append(reverse)
-        return replies
 
     def _on_page(self, sender: str, page: Page) -> list[SyncMessage]:
         check_page(page)  # decode() did, but a caller may hand us a message object
@@ -327,9 +357,21 @@ class Replica(Store):
             self._file.stage(sender, _staged_encoder.encode(staged))
             self._file.set_session(sender, session)
         self._sessions[sender] = session
+        if page.more and not page.done:
+            return []  # the next page is on its way
         if not page.done:
             vv = dict(self._vv)
-            return [Pull(DATA_VERSION, self.name, vv, session.session, page.next, page.epoch)]
+            return [
+                Pull(
+                    DATA_VERSION,
+                    self.name,
+                    vv,
+                    session.session,
+                    page.next,
+                    page.epoch,
+                    PULL_AHEAD,
+                )
+            ]
         self._finish(sender, page.vv)
         if self._active == sender:
             self._active = None

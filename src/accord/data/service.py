@@ -115,9 +115,16 @@ class DataService(StoreOpening):
                 self._send(peer, replica, pull)
 
     def _send_due(self, replica: Replica) -> None:
-        """Pulls the replica scheduled for other members (the next source's turn)."""
+        """Pulls the replica scheduled for other members (the next source's turn), and
+        pages it serves ahead: one each now, the next on the loop's next turn (after
+        this one is on its way), so the puller stores a page while we build the next."""
         for peer, message in replica.take_pulls():
             self._send(peer, replica, message)
+        pages = replica.more_pages()
+        for peer, page in pages:
+            self._send(peer, replica, page)
+        if pages:
+            asyncio.get_running_loop().call_soon(self._send_due, replica)
 
     def _send(self, peer: str, replica: Replica, message: SyncMessage) -> None:
         merge = replica.merge.name if replica.merge else ""

@@ -37,8 +37,8 @@ from accord.rules.state import (
     ConditionTrace,
     Outcome,
     Pending,
-    Run,
     RuleState,
+    Run,
     Trace,
 )
 
@@ -86,7 +86,7 @@ class Engine:
         times = [p.deadline for p in self.state.pending.values()
                  if not p.fired and p.confirmed]  # fmt: skip
         times += [r.wake for r in self.state.runs if r.wake is not None]
-        for i, t in enumerate(self.rule.triggers):
+        for t in self.rule.triggers:
             if t.kind == "time" and t.every_s:
                 times.append((math.floor(now / t.every_s) + 1) * t.every_s)
             elif t.kind == "time":
@@ -211,9 +211,10 @@ class Engine:
             return {"kind": "sensor", "device": trigger.device, "sensor": trigger.sensor,
                     "value": value}  # fmt: skip
         if isinstance(event, KvEvent) and trigger.kind == "kv":
-            if event.store == trigger.store and event.key.startswith(trigger.key):
-                return {"kind": "kv", "store": event.store, "key": event.key,
-                        "value": event.value, "device": event.device}  # fmt: skip
+            if event.store != trigger.store or not event.key.startswith(trigger.key):
+                return None
+            return {"kind": "kv", "store": event.store, "key": event.key,
+                    "value": event.value, "device": event.device}  # fmt: skip
         if isinstance(event, PresenceEvent) and trigger.kind == "presence":
             wanted = trigger.event == "joins"
             if self.names.get(trigger.device) == event.device and event.joined == wanted:

@@ -62,7 +62,7 @@ class _Checker:
              default: str = "") -> str:  # fmt: skip
         if key not in table:
             if required:
-                self.fail(path, f"needs {key} = \"...\"")
+                self.fail(path, f'needs {key} = "..."')
             return default
         value = table[key]
         if not isinstance(value, str) or not value.strip():
@@ -92,7 +92,7 @@ class _Checker:
     def clock(self, table: Mapping[str, Any], key: str, path: Path) -> str:
         value = table.get(key, "")
         if value and not (isinstance(value, str) and CLOCK.match(value)):
-            self.fail((*path, key), f"{value!r} is not a time of day (use \"HH:MM\", 24 h)")
+            self.fail((*path, key), f'{value!r} is not a time of day (use "HH:MM", 24 h)')
         return str(value)
 
     def tests(self, table: Mapping[str, Any], path: Path) -> tuple[Test, ...]:
@@ -185,7 +185,9 @@ TRIGGER_KEYS = ("device", "sensor", *TEST_KEYS, "for", "store", "key", "presence
 
 def _trigger(c: _Checker, raw: Any, path: Path) -> Trigger:
     t = c.table(raw, path, TRIGGER_KEYS)
-    kinds = [k for k in ("sensor", "store", "presence", "notification", "at", "every") if k in t]
+    kinds: list[str] = [
+        k for k in ("sensor", "store", "presence", "notification", "at", "every") if k in t
+    ]
     if not kinds and "app" in t:
         kinds = ["app"]
     if len(kinds) != 1:
@@ -215,7 +217,7 @@ def _trigger(c: _Checker, raw: Any, path: Path) -> Trigger:
     if kind == "presence":
         event = t["presence"]
         if event not in ("joins", "leaves"):
-            c.fail((*path, "presence"), "must be \"joins\" or \"leaves\"")
+            c.fail((*path, "presence"), 'must be "joins" or "leaves"')
         return Trigger(kind="presence", device=c.device(t, "device", path, best=False),
                        event=event)  # fmt: skip
     if kind in ("notification", "app"):
@@ -315,7 +317,7 @@ def _action(c: _Checker, raw: Any, path: Path) -> Action:
             c.fail((*path, "call"), "a rule cannot call the rules service itself")
         params = t.get("params", {})
         if not isinstance(params, dict):
-            c.fail((*path, "params"), "must be a table: params = { text = \"...\" }")
+            c.fail((*path, "params"), 'must be a table: params = { text = "..." }')
         return Action(kind="call", device=c.device(t, "device", path, best=True), call=call,
                       params=params, continue_on_error=on_error)  # fmt: skip
     if kind == "notify":

@@ -38,7 +38,7 @@ class Test(msgspec.Struct, frozen=True):
         number = _number(value)
         if number is None:
             return False
-        return number > self.value if self.op == "above" else number < self.value
+        return bool(number > self.value if self.op == "above" else number < self.value)
 
     def describe(self) -> str:
         return f"{self.op} {self.value!r}"

@@ -29,6 +29,8 @@ from accord.hardware.services import Drivers, Hardware
 from accord.profile import to_dict
 from accord.rpc import DEFAULT_TIMEOUT_S, RpcClient, RpcServer, RpcStream
 from accord.rpc.permissions import PermissionStore
+from accord.rules.control import RulesControl
+from accord.rules.service import RulesService
 from accord.trust.channel_service import ChannelService
 from accord.trust.circle import Circle
 from accord.trust.service import TrustService
@@ -70,6 +72,7 @@ class Node:
         self._data: DataService | None = None
         self._apps: AppRuntime | None = None
         self._continuity: Continuity | None = None
+        self._rules: RulesService | None = None
         self._started_wall = 0.0
         self._started_mono = 0.0
         self.directory: DeviceDirectory | None = None
@@ -118,6 +121,13 @@ class Node:
         if self._continuity is None:
             raise RuntimeError("the node is not running")
         return self._continuity
+
+    @property
+    def rules(self) -> RulesService:
+        """Automations this device runs for the circle (``accord rule``)."""
+        if self._rules is None:
+            raise RuntimeError("the node is not running")
+        return self._rules
 
     @property
     def trust(self) -> TrustService:
@@ -237,6 +247,14 @@ class Node:
             self.clock,
         )
         await self._apps.start()
+        self._rules = RulesService(
+            me=self.home.device_id, name=self.name, capabilities=self.home.profile.capabilities(),
+            data=self._data, rpc=self._rpc, server=self._rpc_server, circle=self.circle,
+            directory=self.directory, clock=self.clock, sign=self.home.identity.sign,
+            public_key=self.home.identity.public_bytes, resolve_member=self.trust.resolve_member,
+            notes=self._continuity.notify.watch,
+        )  # fmt: skip
+        await self._rules.start()
         await self._presence.start()
         self._control = ControlServer(self.home.socket_path, self.name)
         self._control.add("status", self._status)
@@ -260,6 +278,7 @@ class Node:
             self._apps, self._rpc, self.directory, self.trust.resolve_member, self.home.device_id
         ).register(self._control)
         self._continuity.control(self._control)
+        RulesControl(self._rules).register(self._control)
         await self._control.start()
         log.info("%s: up as %s", self.name, self.home.device_id)
 
@@ -274,6 +293,9 @@ class Node:
         if self._rpc_server is not None:
             await self._rpc_server.stop()
             self._rpc_server = None
+        if self._rules is not None:
+            await self._rules.stop()
+            self._rules = None
         if self._apps is not None:
             await self._apps.stop()
             self._apps = None

@@ -24,6 +24,7 @@ from accord.cli import (
     node_cmds,
     notify_cmds,
     permission_cmds,
+    rule_cmds,
     send_cmds,
     sim_cmd,
     trust_cmds,
@@ -51,6 +52,7 @@ app_cmds.register(app)
 send_cmds.register(app)
 clip_cmds.register(app)
 notify_cmds.register(app)
+rule_cmds.register(app)
 
 err = Console(stderr=True)
 

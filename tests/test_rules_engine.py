@@ -215,7 +215,8 @@ def test_conditions_and_or_not_and_time_windows() -> None:
     assert leave(night + 7 * 3600 - 60, warm, "away") == "done"  # 05:59: inside
     assert leave(night + 7 * 3600, warm, "away") == "conditions not met"  # 06:00: outside
     eng.observe(PresenceEvent("phone-id", joined=True), Facts(now=night))
-    assert eng.take_actions() == [] and eng.take_traces() == []
+    assert eng.take_actions() == []
+    assert eng.take_traces() == []
 
 
 def test_a_failed_action_stops_the_run_unless_told_to_go_on() -> None:

@@ -80,6 +80,7 @@ class RulesService:
         self._records: dict[str, RuleRecord] = {}
         self._saved: dict[str, bytes] = {}
         self._assign_queued = False
+        self._closed = False
         self._sensors: dict[str, dict[str, Any]] = {}
         self._sources = Sources(name, data, rpc, lambda e: self._inbox.put_nowait(("event", e)))
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -105,6 +106,8 @@ class RulesService:
         self._reassign()
 
     async def stop(self) -> None:
+        self._closed = True
+        self._inbox.put_nowait(("stop",))
         for undo in reversed(self._undo):
             undo()
         self._undo.clear()
@@ -193,14 +196,17 @@ class RulesService:
     # -- the loop ----------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closed:
             now = self.clock.wall()
             wakes = [w for e in self._engines.values() if (w := e.next_wake(now)) is not None]
             timeout = min([MAX_WAKE_S, *(w - now for w in wakes)])
             try:
-                item = await asyncio.wait_for(self._inbox.get(), max(timeout, 0.0))
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    item = await self._inbox.get()
             except TimeoutError:
                 item = ("tick",)
+            if self._closed:
+                return  # asyncio may swallow a cancel that meets a ready item
             try:
                 await self._handle(item)
             except Exception:

@@ -172,6 +172,10 @@ class RulesService:
                 found.append(rec)
         return newest(found)
 
+    def running_rules(self) -> list[str]:
+        """The rules this member runs now."""
+        return sorted(self._engines)
+
     def record(self, name: str) -> RuleRecord | None:
         return self.records().get(name)
 

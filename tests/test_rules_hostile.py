@@ -5,6 +5,7 @@ what its author may not (in-process nodes)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -126,3 +127,15 @@ async def test_a_rule_cannot_do_what_its_author_may_not(three: list[Node]) -> No
                            'app = "notes"\nrun = "phone"')  # fmt: skip
     with pytest.raises(PermissionDenied, match=r"fridge \(SL1\) may not run apps"):
         await _act(tv, phone, _record(fridge, source=run_app, at=6000.0))
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).resolve().parents[1].glob("examples/**/*.toml")),
+    ids=lambda p: p.name,
+)
+def test_the_example_rules_parse(path: Path) -> None:
+    if path.name == "accord-app.toml":
+        return
+    rule = parse_rule(path.read_text(), str(path))
+    assert rule.actions

@@ -28,7 +28,7 @@ from typing import Any, Final
 import msgspec
 
 from accord.bus import keys
-from accord.errors import AccordError, PermissionDenied, RemoteError
+from accord.errors import PermissionDenied, RemoteError
 from accord.rpc import RpcServer
 from accord.rpc.messages import RpcRequest, remote_failure
 from accord.rules.errors import ActionRefused
@@ -51,11 +51,12 @@ class ActRequest(msgspec.Struct, frozen=True):
 
 
 def service_call(action: Action, variables: dict[str, Any], rule: str,
-                 resolve: Callable[[str], str]) -> tuple[str, str, dict[str, Any]]:  # fmt: skip
+                 resolve: Callable[[str], str]) -> tuple[str, str, Any]:  # fmt: skip
     """The SERVICE.METHOD and params an action comes down to."""
     if action.kind == "call":
         service, _, method = action.call.partition(".")
-        return service, method, render(action.params, variables)
+        # no params table: no params (methods such as display.clear take none)
+        return service, method, render(action.params, variables) if action.params else None
     if action.kind == "notify":
         return "notify", "post", {"title": str(render(action.title, variables) or rule),
                                   "body": str(render(action.body, variables) or ""),
@@ -138,6 +139,3 @@ async def run_as(server: RpcServer, me: str, author: str, service: str, method: 
         return msgspec.msgpack.decode(result.value)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise RemoteError("ProtocolError", f"{service}.{method}: {exc}") from None
-
-
-__all__ = ["AccordError", "ActRequest", "Acting", "run_as", "service_call"]

@@ -595,6 +595,7 @@ class Params:
     stream_mib: int
     stream_runs: int
     window: int
+    item: int = ITEM  # bytes per stream item (--stream-item-kib)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -605,7 +606,7 @@ class Params:
             "rounds": self.rounds,
             "warmup_calls": self.warmup,
             "stream_mib": self.stream_mib,
-            "stream_item_bytes": ITEM,
+            "stream_item_bytes": self.item,
             "stream_runs": self.stream_runs,
             "accord_window": self.window,
             "shared_memory": False,
@@ -653,19 +654,19 @@ class StreamRun:
 async def bench_streams(
     contenders: list[Contender], p: Params, console: Console
 ) -> dict[str, list[StreamRun]]:
-    count = p.stream_mib * MIB // ITEM
+    count = p.stream_mib * MIB // p.item
     out: dict[str, list[StreamRun]] = {c.name: [] for c in contenders}
     for c in contenders:  # warm-up with a short transfer
-        got = await c.stream(8, ITEM)
-        if got != 8 * ITEM:
-            raise BenchError(f"{c.name}: warm-up stream gave {got} of {8 * ITEM} bytes")
+        got = await c.stream(8, p.item)
+        if got != 8 * p.item:
+            raise BenchError(f"{c.name}: warm-up stream gave {got} of {8 * p.item} bytes")
     for r in range(p.stream_runs):
         order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
         for c in order:
-            got, secs, cpu = await measured(c, c.stream(count, ITEM))
+            got, secs, cpu = await measured(c, c.stream(count, p.item))
             out[c.name].append(StreamRun(got, secs, *cpu))
-            if got != count * ITEM:
-                console.print(f"[yellow]{c.name}: stream gave {got} of {count * ITEM} bytes")
+            if got != count * p.item:
+                console.print(f"[yellow]{c.name}: stream gave {got} of {count * p.item} bytes")
         console.print(f"stream run {r + 1}/{p.stream_runs} done", highlight=False)
     return out
 
@@ -794,14 +795,16 @@ def unary_table(rows: dict[str, dict[str, dict[str, Any]]], p: Params) -> Table:
     return table
 
 
-def stream_rows(runs: dict[str, list[StreamRun]], count: int) -> dict[str, dict[str, Any]]:
+def stream_rows(
+    runs: dict[str, list[StreamRun]], count: int, item: int = ITEM
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, rs in runs.items():
         rates = [r.mb_per_s for r in rs]
         secs = sum(r.seconds for r in rs)
         out[name] = {
             "runs": len(rs),
-            "complete": sum(1 for r in rs if r.bytes == count * ITEM),
+            "complete": sum(1 for r in rs if r.bytes == count * item),
             "mb_per_s_p50": round(statistics.median(rates), 1) if rates else None,
             "mb_per_s_min": round(min(rates), 1) if rates else None,
             "mb_per_s_max": round(max(rates), 1) if rates else None,
@@ -823,7 +826,7 @@ def stream_rows(runs: dict[str, list[StreamRun]], count: int) -> dict[str, dict[
 
 def stream_table(rows: dict[str, dict[str, Any]], p: Params) -> Table:
     table = new_table(
-        f"Stream: {p.stream_mib} MiB in {ITEM // 1024} KiB items, {p.stream_runs} runs "
+        f"Stream: {p.stream_mib} MiB in {p.item // 1024} KiB items, {p.stream_runs} runs "
         f"(MB/s, 1 MB = 10^6 B; Accord window {p.window}; CPU: % of one core)",
         ("contender", "complete", "MB/s p50", "min", "max", "caller CPU", "callee CPU", "/ zenoh"),
         left=("contender",),
@@ -856,6 +859,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.count("--stream-mib", "MiB per stream", 64, 8)
     parser.count("--stream-runs", "runs per stream", 7, 2)
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="Accord stream window")
+    parser.add_argument(
+        "--stream-item-kib", type=int, default=ITEM // 1024, help="KiB per stream item"
+    )
     parser.add_argument("--only", choices=("unary", "stream"), help="run one part only")
     parser.add_argument(
         "--contenders", default=",".join(UNARY), help=f"comma-separated subset of {','.join(UNARY)}"
@@ -887,6 +893,7 @@ async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
         args.stream_mib,
         args.stream_runs,
         args.window,
+        args.stream_item_kib * 1024,
     )
     info = machine("msgspec", "grpcio", "cryptography")
     console.print(
@@ -910,8 +917,8 @@ async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
         await setup.close()
     seconds = time.monotonic() - began
     unary_rows = {n: {m: s.summary() for m, s in modes.items()} for n, modes in unary.items()}
-    count = p.stream_mib * MIB // ITEM
-    srows = stream_rows(streams, count)
+    count = p.stream_mib * MIB // p.item
+    srows = stream_rows(streams, count, p.item)
     if unary_rows:
         console.print(unary_table(unary_rows, p))
     if srows:

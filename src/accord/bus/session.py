@@ -142,19 +142,21 @@ class Bus:
 
         async def answer(query: zenoh.Query) -> None:
             query_key = query.key_expr
-            # A large reply runs in a worker thread. A Zenoh Query must not be used by
-            # two threads at once ("RuntimeError: Already borrowed"), so a reply cut
-            # short by a cancellation is left to finish (shielded) before the next
-            # reply, and the final drop waits for it too.
+            # A large reply runs in a worker thread and reply() returns once it is
+            # handed over, so the handler prepares its next reply meanwhile (a stream
+            # seals item n + 1 while item n is sent). A Zenoh Query must not be used by
+            # two threads at once ("RuntimeError: Already borrowed"), so each reply
+            # first waits (shielded) for the one before, which also raises its error
+            # there; the final drop waits for the last one too.
             sending: asyncio.Future[None] | None = None
 
             async def reply(data: bytes) -> None:
                 nonlocal sending
-                if sending is not None and not sending.done():
-                    await asyncio.shield(sending)
+                if sending is not None:
+                    await asyncio.shield(sending)  # cancelled here: the drop still waits
+                    sending = None
                 if len(data) > LARGE_REPLY:  # may block on a congested link: not on the loop
                     sending = self._loop.run_in_executor(None, query.reply, query_key, data)
-                    await asyncio.shield(sending)
                 else:
                     query.reply(query_key, data)
 
@@ -166,10 +168,10 @@ class Bus:
             except Exception:
                 log.exception("%s: handler for %s failed", self._label, key)
             finally:
-                if sending is None or sending.done():
+                if sending is None:
                     self._drop(query)
-                else:  # runs on the loop once the worker's reply has returned
-                    sending.add_done_callback(lambda _: self._drop(query))
+                else:  # runs on the loop once the worker's last reply has returned
+                    sending.add_done_callback(lambda done: self._drop_after(query, done))
 
         def start(query: zenoh.Query) -> None:
             if len(pending) >= MAX_PENDING_QUERIES:
@@ -191,6 +193,13 @@ class Bus:
                 task.cancel()
 
         return undo_all
+
+    def _drop_after(self, query: zenoh.Query, last: asyncio.Future[None]) -> None:
+        """End a query once its last reply (sent by a worker) is out."""
+        if not last.cancelled() and last.exception() is not None:
+            log.debug("%s: the last reply to %s failed: %s", self._label, query.key_expr,
+                      last.exception())  # fmt: skip
+        self._drop(query)
 
     def _drop(self, query: zenoh.Query) -> None:
         """End a query: Zenoh tells the asker no more replies come."""

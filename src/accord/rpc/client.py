@@ -314,7 +314,10 @@ class RpcStream(Generic[T]):
     def _on_reply(self, query: int, payload: bytes) -> None:
         if self._finished or query != self._query:
             return
-        if len(self._frames) > MAX_WINDOW:  # past any credit we grant: drop, then fail
+        # An honest callee has at most `window` items, its end frame and one "no
+        # channel" reply out at once; more is past the credit we grant: drop, then fail
+        # (so a callee can make us hold at most window + 2 frames).
+        if len(self._frames) >= self._window + 2:
             self._overrun = True
             self._query_done = True
         else:

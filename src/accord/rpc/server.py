@@ -18,7 +18,9 @@ from accord.rpc.messages import (
     MAX_RESULT,
     MAX_TIMEOUT_S,
     MAX_WINDOW,
+    NIL,
     NO_CHANNEL,
+    ItemFrame,
     RpcRequest,
     RpcResult,
     StreamFrame,
@@ -284,6 +286,9 @@ class RpcServer:
             items = _failed(
                 _Refused("BadHandler", "the stream's handler is not an async generator")
             )
+        # Items are encoded into one reused buffer: sealing copies it, so it is free
+        # again for the next item, and big items cost no fresh allocation each.
+        buffer = bytearray()
         try:
             async with asyncio.timeout(MAX_TIMEOUT_S):
                 async for item in items:
@@ -291,8 +296,10 @@ class RpcServer:
                         flow.more.clear()
                         async with asyncio.timeout(STALL_S):
                             await flow.more.wait()
-                    data = _encode_item(item)
-                    await send(StreamFrame(seq, msgspec.Raw(data)))
+                    _encode_item(seq, item, buffer)
+                    frame = self._channels.seal(sender, key, buffer)
+                    if frame is not None:  # None: the peer was revoked meanwhile
+                        await reply(frame)
                     seq += 1
             await send(StreamFrame(seq, end=True))
         except asyncio.CancelledError:
@@ -339,15 +346,19 @@ async def _failed(exc: Exception) -> AsyncIterator[Any]:
     yield  # pragma: no cover - makes this an async generator
 
 
-def _encode_item(item: Any) -> bytes:
-    data = msgspec.msgpack.encode(item)
-    if len(data) > MAX_ITEM:
+_item_encoder = msgspec.msgpack.Encoder()
+
+
+def _encode_item(seq: int, item: Any, buffer: bytearray) -> None:
+    """Write the plaintext of item ``seq`` into ``buffer`` (its whole content)."""
+    _item_encoder.encode_into(ItemFrame(seq, item), buffer)
+    size = len(buffer) - len(_item_encoder.encode(ItemFrame(seq, None))) + len(NIL)
+    if size > MAX_ITEM:
         raise _Refused(
             "PayloadTooLarge",
-            f"a stream item of {len(data)} bytes is over the {MAX_ITEM} byte limit; "
+            f"a stream item of {size} bytes is over the {MAX_ITEM} byte limit; "
             "send it in smaller pieces",
         )
-    return data
 
 
 def _frozen(allowed: set[str] | None) -> frozenset[str] | None:

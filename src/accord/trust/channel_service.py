@@ -40,7 +40,7 @@ from accord.clock import Clock
 from accord.device.identity import Identity, id_from_raw, verify
 from accord.errors import TrustError
 from accord.trust import session
-from accord.trust.channels import NO_CHANNEL, Channels
+from accord.trust.channels import NO_CHANNEL, Channels, Plaintext
 from accord.trust.circle import Circle
 from accord.trust.members import Revocation
 from accord.wire.messages import DECODE_ERRORS
@@ -134,7 +134,7 @@ class ChannelService:
         """A channel to ``peer`` exists (opening one if needed); False if it cannot."""
         return self.channels.has(peer) or await self.handshake(peer)
 
-    def seal(self, peer: str, key_expr: str, payload: bytes) -> bytes | None:
+    def seal(self, peer: str, key_expr: str, payload: Plaintext) -> bytes | None:
         return self.channels.seal(peer, key_expr, payload)
 
     def open(self, key_expr: str, frame: bytes) -> tuple[str, bytes]:

@@ -24,12 +24,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from accord.device.identity import Identity, id_from_raw, raw_id
 from accord.errors import TrustError
 from accord.trust import session
 from accord.trust.sessions import session_number
 from accord.wire.seal import Kind, Opener, Sealer, StreamId
+
+Plaintext = bytes | bytearray | memoryview  # what seal() takes: any contiguous buffer
 
 # The reply to a query sealed on a channel the answerer does not hold (it restarted,
 # or the asker is no member): open a new channel and ask again. Unauthenticated, so
@@ -132,12 +135,13 @@ class Channels:
     def has(self, peer: str) -> bool:
         return bool(self._sessions.get(peer)) and self._key_of(peer) is not None
 
-    def seal(self, peer: str, key_expr: str, payload: bytes) -> bytes | None:
+    def seal(self, peer: str, key_expr: str, payload: Plaintext) -> bytes | None:
         """Seal for ``peer`` on the newest session, or None if there is none yet."""
         sessions = self._sessions.get(peer)
         if not sessions or self._key_of(peer) is None:
             return None
-        return sessions[-1].sealer.seal(key_expr, payload)
+        # The AEAD reads any buffer: a caller may seal from a reused bytearray.
+        return sessions[-1].sealer.seal(key_expr, cast(bytes, payload))
 
     def open(self, key_expr: str, frame: bytes) -> tuple[str, bytes]:
         """(sender, plaintext) of a frame a member sealed for us; :class:`SealError`

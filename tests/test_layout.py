@@ -18,15 +18,16 @@ ROOT_MODULES = {"__init__", "__main__", "node", "errors", "clock", "profile"}
 
 # What each layer may not import (DESIGN.md: cli, web -> control -> node ->
 # capabilities -> {rpc, bus, trust} -> wire, clock, profile, errors).
-CAPABILITIES = {"data", "apps", "hardware", "superdevice", "sim"}
+CAPABILITIES = {"data", "apps", "hardware", "superdevice", "sim", "continuity"}
 FORBIDDEN = {
     "wire": {"bus", "trust", "rpc", "node", "cli", "control", *CAPABILITIES},
     "device": {"bus", "trust", "rpc", "node", "cli", "control", *CAPABILITIES},
     "bus": {"trust", "rpc", "node", "cli", "control", *CAPABILITIES},
     "trust": {"rpc", "node", "cli", "control", *CAPABILITIES},
     "rpc": {"node", "cli", "control", *CAPABILITIES},
-    "data": {"node", "cli", "apps", "hardware", "superdevice", "sim"},
-    "hardware": {"node", "cli", "apps", "data", "sim"},
+    "data": {"node", "cli", "apps", "hardware", "superdevice", "sim", "continuity"},
+    "hardware": {"node", "cli", "apps", "data", "sim", "continuity"},
+    "continuity": {"node", "cli", "apps", "superdevice", "sim"},
 }
 
 

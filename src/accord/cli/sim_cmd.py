@@ -146,14 +146,21 @@ def _tour(house: Household) -> str:
     me = by.get("laptop", house.devices[0])
     accord = accord_command()
 
-    def cmd(*args: str) -> str:
-        return f"  {accord} {' '.join(args)} --home {_shown(me.home)}"
+    def cmd(*args: str, on: SimDevice = me) -> str:
+        return f"  {accord} {' '.join(args)} --home {_shown(on.home)}"
 
     lines = [f"Homes are in {house.folder}. Try, in another terminal:", cmd("devices")]
-    if "nokia-x60" in by:
-        lines.append(cmd("capture", _q(by["nokia-x60"].name), "-o photo.jpg"))
+    phone = by.get("nokia-x60")
+    if phone is not None:
+        lines.append(cmd("capture", _q(phone.name), "-o photo.jpg"))
+        # Continuity: copied on the phone, pasted here; the photo sent on (resumable).
+        lines.append(cmd("clip copy", _q(f"Hello from {phone.name}"), on=phone))
+        lines.append(cmd("clip paste"))
+        lines.append(cmd("send photo.jpg --to", _q(by.get("tablet", phone).name)))
+        lines.append(cmd("ring", _q(phone.name)))
     if "tv" in by:
         lines.append(cmd("show", _q(by["tv"].name), _q(f"Hello from {me.name}")))
+        lines.append(cmd("notify", _q(by["tv"].name), _q("Dinner is ready")))
     if "midea-fridge" in by:
         fridge = _q(by["midea-fridge"].name)
         lines.append(cmd("sensors", fridge, "--watch"))

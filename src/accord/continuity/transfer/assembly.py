@@ -1,5 +1,6 @@
 """Pieces from a sender back into whole blocks, in the order the receiver asked for
-them (pure: a hostile sender's pieces either fit that order or raise)."""
+them (pure: a hostile sender's pieces either fit that order or raise; after one
+raises, every later piece does too)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import Iterator
 
 from accord.continuity.errors import TransferError
 from accord.continuity.transfer.blocks import block_span
-from accord.continuity.transfer.messages import FileEntry, Piece, Run
+from accord.continuity.transfer.messages import FileEntry, Piece, PieceView, Run
+
+BlockData = bytes | memoryview
 
 
 class BlockAssembler:
@@ -19,6 +22,7 @@ class BlockAssembler:
         self._order = _blocks(runs)
         self._current: tuple[int, int, int, int] | None = None  # file, block, offset, length
         self._buf = bytearray()
+        self._failed = False
         self._advance()
 
     def _advance(self) -> None:
@@ -35,8 +39,11 @@ class BlockAssembler:
     def finished(self) -> bool:
         return self._current is None
 
-    def feed(self, piece: Piece) -> tuple[int, int, bytes] | None:
+    def feed(self, piece: Piece | PieceView) -> tuple[int, int, BlockData] | None:
         """Take one piece; a whole block when this piece completes one."""
+        if self._failed:
+            raise TransferError("the sender already sent a piece out of order")
+        self._failed = True  # until this piece is known to fit
         if self._current is None:
             raise TransferError("the sender sent more than was asked for")
         file, block, offset, length = self._current
@@ -44,6 +51,7 @@ class BlockAssembler:
             raise TransferError("the sender sent a piece out of the order asked for")
         if not piece.data or len(self._buf) + len(piece.data) > length:
             raise TransferError("the sender sent a piece that overruns its block")
+        self._failed = False
         if not self._buf and len(piece.data) == length:  # the common case: no copy
             self._advance()
             return file, block, piece.data

@@ -11,7 +11,10 @@ SERVICE: Final = "files"  # on the receiver: who may send here (accord permissio
 OUTBOX: Final = "outbox"  # on the sender: blocks, to the offer's receiver only
 MAX_FILES: Final = 10_000  # files in one offer (a bigger send is several offers)
 MAX_RUNS: Final = 65_536  # runs of missing blocks in one pull
-ITEM_BYTES: Final = 1000 * 1024  # payload of one outbox.blocks item (under rpc MAX_ITEM)
+# One outbox.blocks item: at most ITEM_BYTES of piece data in at most ITEM_PIECES
+# pieces; with each piece's framing (<= 24 bytes) that stays under rpc MAX_ITEM.
+ITEM_BYTES: Final = 4 * 1024 * 1024
+ITEM_PIECES: Final = 2048
 
 TransferId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern="^[0-9a-f]+$")]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
@@ -55,6 +58,15 @@ class Piece(msgspec.Struct, frozen=True, array_like=True):
     file: Count
     offset: Count
     data: bytes
+
+
+class PieceView(msgspec.Struct, frozen=True, array_like=True):
+    """A :class:`Piece` as the receiver decodes it: ``data`` is a view into the opened
+    frame (no copy), hashed and written from there."""
+
+    file: Count
+    offset: Count
+    data: memoryview
 
 
 class ReceiveEvent(msgspec.Struct, frozen=True, omit_defaults=True):

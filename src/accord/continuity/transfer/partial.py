@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Final
@@ -26,6 +27,11 @@ from accord.continuity.transfer.blocks import HASH_BYTES, block_count, block_spa
 from accord.continuity.transfer.messages import FileEntry, Run
 
 SAVE_EVERY_S: Final = 0.25
+# Linux starts writing dirty pages back when told they are not needed (and keeps
+# them until they are written); elsewhere finish() writes the whole file at its end.
+_START_WRITEBACK: Final = (
+    getattr(os, "POSIX_FADV_DONTNEED", None) if sys.platform == "linux" else None
+)
 
 
 class PartialState(msgspec.Struct):
@@ -92,7 +98,7 @@ class PartialFile:
     def complete(self) -> bool:
         return all(self.has(i) for i in range(self.count))
 
-    def write_block(self, i: int, data: bytes) -> None:
+    def write_block(self, i: int, data: bytes | memoryview) -> None:
         """Verify block ``i`` against its hash, then write it."""
         offset, length = block_span(self.entry, i)
         if len(data) != length or hashlib.sha256(data).digest() != self._hash(i):
@@ -103,6 +109,8 @@ class PartialFile:
         written = os.pwrite(self._fd, data, offset)
         if written != length:
             raise OSError(28, "short write")
+        if _START_WRITEBACK is not None:  # so finish()'s fsync has little left to wait for
+            os.posix_fadvise(self._fd, offset, length, _START_WRITEBACK)
         self.have[i >> 3] |= 1 << (i & 7)
         self._dirty = True
 

@@ -29,7 +29,7 @@ from accord.continuity.transfer.messages import (
     OUTBOX,
     SERVICE,
     Offer,
-    Piece,
+    PieceView,
     PullParams,
     ReceiveEvent,
     Run,
@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 MAX_SESSIONS: Final = 4  # transfers from one sender at once
 ROOM_MARGIN: Final = 64 * 1024 * 1024  # left free on the receiver's disk
-PULL_WINDOW: Final = 16
+PULL_WINDOW: Final = 8  # items of up to 4 MiB in flight from the sender
+APPLY_AHEAD: Final = 2  # items handed to the disk thread and not yet written
 ITEM_TIMEOUT_S: Final = 30.0  # the sender's next piece, at most this late
 PROGRESS_EVERY_S: Final = 0.2
 RECENT: Final = 50
@@ -200,7 +201,11 @@ class Receiver:
     async def _pull(
         self, offer: Offer, caller: str, partials: list[PartialFile], io: ThreadPoolExecutor
     ) -> AsyncIterator[int]:
-        """Pull the missing blocks; yields the bytes verified and written so far."""
+        """Pull the missing blocks; yields the bytes verified and written so far.
+
+        Items are opened on the loop and hashed and written by the ``io`` thread, up to
+        APPLY_AHEAD behind, so the next item is opened while the last one is hashed
+        (both let go of the GIL)."""
         runs: list[Run] = [run for i, p in enumerate(partials) for run in p.missing(i)]
         if not runs:
             return
@@ -213,24 +218,38 @@ class Receiver:
             OUTBOX,
             "blocks",
             params,
-            list[Piece],
+            list[PieceView],
             window=PULL_WINDOW,
             timeout=ITEM_TIMEOUT_S,
         )
         loop = asyncio.get_running_loop()
-        async with stream:
-            async for pieces in stream:
-                done += await loop.run_in_executor(io, _apply, assembler, partials, pieces)
-                now = time.monotonic()
-                if now - last >= PROGRESS_EVERY_S:
-                    last = now
-                    yield done
+        applying: deque[asyncio.Future[int]] = deque()
+        try:
+            async with stream:
+                async for pieces in stream:
+                    applying.append(loop.run_in_executor(io, _apply, assembler, partials, pieces))
+                    while applying and (len(applying) > APPLY_AHEAD or applying[0].done()):
+                        done += await applying.popleft()
+                    now = time.monotonic()
+                    if now - last >= PROGRESS_EVERY_S:
+                        last = now
+                        yield done
+            while applying:
+                done += await applying.popleft()
+        finally:
+            for left in applying:  # failed or cancelled meanwhile: the first error counts
+                left.add_done_callback(_ignore_result)
         if not assembler.finished:
             raise TransferError("the sender ended the transfer early; send again to resume")
         yield done
 
 
-def _apply(assembler: BlockAssembler, partials: list[PartialFile], pieces: list[Piece]) -> int:
+def _ignore_result(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()
+
+
+def _apply(assembler: BlockAssembler, partials: list[PartialFile], pieces: list[PieceView]) -> int:
     """Verify and write whole blocks (in a worker thread); returns the bytes written."""
     written = 0
     touched: set[int] = set()

@@ -11,7 +11,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -19,9 +19,10 @@ from typing import Any, Final
 import msgspec
 
 from accord.continuity.errors import TransferError, TransferRefused
-from accord.continuity.transfer.blocks import block_count, block_span, hash_file
+from accord.continuity.transfer.blocks import block_count, block_span, hash_files
 from accord.continuity.transfer.messages import (
     ITEM_BYTES,
+    ITEM_PIECES,
     MAX_FILES,
     OUTBOX,
     SERVICE,
@@ -30,6 +31,7 @@ from accord.continuity.transfer.messages import (
     Piece,
     PullParams,
     ReceiveEvent,
+    Run,
 )
 from accord.errors import DeviceUnavailable
 from accord.rpc import RpcClient, RpcServer
@@ -58,7 +60,9 @@ class Sender:
         server.register_stream(OUTBOX, "blocks", self.blocks, PullParams)
 
     async def blocks(self, params: PullParams, caller: str) -> AsyncIterator[list[Piece]]:
-        """The blocks asked for, in order, packed into items of at most ITEM_BYTES."""
+        """The blocks asked for, in order: whole blocks packed into items of at most
+        ITEM_BYTES (a bigger block is cut into ITEM_BYTES pieces). The next item is
+        read from disk while this one is sealed and sent."""
         out = self._outgoing.get(params.transfer)
         if out is None or out.receiver != caller:
             raise TransferRefused("no such transfer was offered to you")
@@ -68,25 +72,19 @@ class Sender:
             entry = out.entries[run.file]
             if run.first + run.count > block_count(entry.size, entry.block_size):
                 raise TransferRefused("a pull names blocks past the end of a file")
-        pending: list[tuple[int, int, int]] = []  # file, offset, length
-        size = 0
-        for run in params.runs:
-            entry = out.entries[run.file]
-            for index in range(run.first, run.first + run.count):
-                offset, length = block_span(entry, index)
-                while length:
-                    take = min(length, ITEM_BYTES - size)
-                    pending.append((run.file, offset, take))
-                    size += take
-                    offset += take
-                    length -= take
-                    if size == ITEM_BYTES:
-                        yield await asyncio.to_thread(_read, out.paths, pending)
-                        out.sent += size
-                        pending, size = [], 0
-        if pending:
-            yield await asyncio.to_thread(_read, out.paths, pending)
-            out.sent += size
+        plans = _plan_items(out.entries, params.runs)
+        plan = next(plans, None)
+        reading = _read_soon(out.paths, plan)
+        try:
+            while reading is not None:
+                pieces = await reading
+                plan = next(plans, None)
+                reading = _read_soon(out.paths, plan)
+                yield pieces
+                out.sent += sum(len(p.data) for p in pieces)
+        finally:
+            if reading is not None:  # closed early: the read in flight is not wanted
+                reading.add_done_callback(_ignore_result)
 
     async def send(self, to: str, to_name: str, paths: list[Path]) -> AsyncIterator[dict[str, Any]]:
         """Send ``paths`` (files and folders) to member ``to``; yields progress events
@@ -173,13 +171,10 @@ def scan(paths: list[Path]) -> list[tuple[Path, str]]:
 
 
 def _hash_all(found: list[tuple[Path, str]]) -> list[FileEntry]:
-    out = []
-    for path, name in found:
-        try:
-            out.append(hash_file(path, name))
-        except OSError as exc:
-            raise TransferError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return out
+    try:
+        return hash_files(found)
+    except OSError as exc:
+        raise TransferError(f"cannot read {exc.filename}: {exc.strerror or exc}") from None
 
 
 def _batches(entries: list[FileEntry]) -> list[tuple[int, int]]:
@@ -195,7 +190,44 @@ def _batches(entries: list[FileEntry]) -> list[tuple[int, int]]:
     return out
 
 
-def _read(paths: list[Path], pending: list[tuple[int, int, int]]) -> list[Piece]:
+Plan = list[tuple[int, int, int]]  # the pieces of one item: file, offset, length
+
+
+def _plan_items(entries: list[FileEntry], runs: list[Run]) -> Iterator[Plan]:
+    """The items that carry ``runs``: whole blocks while they fit, else one piece
+    per item (blocks are powers of two, so a big block is cut into whole items)."""
+    plan: Plan = []
+    size = 0
+    for run in runs:
+        entry = entries[run.file]
+        for index in range(run.first, run.first + run.count):
+            offset, length = block_span(entry, index)
+            if plan and (size + length > ITEM_BYTES or len(plan) >= ITEM_PIECES):
+                yield plan
+                plan, size = [], 0
+            while length > ITEM_BYTES:
+                yield [(run.file, offset, ITEM_BYTES)]
+                offset += ITEM_BYTES
+                length -= ITEM_BYTES
+            plan.append((run.file, offset, length))
+            size += length
+    if plan:
+        yield plan
+
+
+def _read_soon(paths: list[Path], plan: Plan | None) -> asyncio.Future[list[Piece]] | None:
+    """Start reading ``plan`` in a worker thread (None: nothing left to read)."""
+    if plan is None:
+        return None
+    return asyncio.ensure_future(asyncio.to_thread(_read, paths, plan))
+
+
+def _ignore_result(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()  # retrieved: an abandoned read's failure is nobody's error
+
+
+def _read(paths: list[Path], pending: Plan) -> list[Piece]:
     pieces = []
     fd, fd_file = -1, -1
     try:

@@ -25,6 +25,7 @@ from accord.data.merge import lww_wins
 from accord.data.model import (
     DATA_VERSION,
     PULL_AHEAD,
+    Group,
     Page,
     Pull,
     Row,
@@ -34,6 +35,7 @@ from accord.data.model import (
 from accord.data.rules import check_row, dominated, page_fit
 from accord.data.sharing import SharedStore
 from accord.data.sqlite_store import Flat, Session
+from accord.data.staging import NO_END, Filter
 from accord.device.identity import verify
 from accord.errors import MalformedSync, PeerNotAllowed
 
@@ -182,13 +184,14 @@ class CatchingUp(SharedStore):
             return []
         if sender == self._active:
             self._asked_ms = self._hlc.monotonic_ms()
-        kept = msgspec.structs.replace(page, groups=tuple(checked.groups))
-        staged = catchup.Staged(kept, tuple(checked.materials))
+        rest = msgspec.structs.replace(page, groups=())  # merge rows stay in it
+        staged = catchup.Staged(rest, tuple(checked.materials))
+        flat = self._flatten(page, checked.groups)
         session = Session(session.session, page.epoch, page.next)
         with self._file.transaction():
             if fit == "restart":
                 self._file.drop_session(sender)
-            self._file.stage(sender, _staged_encoder.encode(staged))
+            self._file.stage(sender, _staged_encoder.encode(staged), flat)
             self._file.set_session(sender, session)
         self._sessions[sender] = session
         if page.more and not page.done:
@@ -223,6 +226,20 @@ class CatchingUp(SharedStore):
             self._verified[(msg, sig)] = known
         return known
 
+    def _flatten(self, page: Page, groups: list[Group]) -> list[Flat]:
+        """A page's kept last-writer-wins rows, one tuple each, as staging keeps them."""
+        ns_of_group = self.kind == "per-device"
+        flat: list[Flat] = []
+        for group in groups:
+            origin = page.ids[group.origin]
+            ns = origin if ns_of_group else ""
+            wall, counter = group.hlc.wall_ms, group.hlc.counter
+            flat += [
+                (ns, op.key.encode(), op.value, wall, counter, origin, group.seq, idx)
+                for op, idx in zip(group.items, catchup.places(group), strict=True)
+            ]
+        return flat
+
     def _finish(self, sender: str, claim: Mapping[str, int]) -> None:
         """Apply a complete catch-up in one transaction and claim the responder's vv.
 
@@ -231,35 +248,20 @@ class CatchingUp(SharedStore):
         member cannot advance another's version in our vector (which would make us
         ignore that member's real writes). The origin's own claim is believed."""
         staged = [_staged_decoder.decode(blob) for blob in self._file.staged(sender)]
-        ns_of_group = self.kind == "per-device"
-        # In page order: a later page's version of a row supersedes an earlier one
-        # (the source's rows only ever win over their own past).
-        flat: list[Flat] = []
+        seen = self._file.staged_origins(sender)
+        wanted = self._wanted_origins(seen)
         merged: dict[tuple[str, str], Row] = {}
         materials: list[tuple[str, int, bytes]] = []
-        seen: dict[str, int] = {}
-        newest: list[Hlc] = []
-        for item in staged:
-            page = item.page
+        for item in staged:  # a later page's version of a row supersedes an earlier one
             materials += item.materials
-            for group in page.groups:
-                origin = page.ids[group.origin]
-                seen[origin] = max(seen.get(origin, 0), group.seq)
-                if not self._wanted_dot(origin, group.seq, group.hlc):
-                    continue
-                ns = origin if ns_of_group else ""
-                wall, counter = group.hlc.wall_ms, group.hlc.counter
-                flat += [
-                    (ns, op.key.encode(), op.value, wall, counter, origin, group.seq, idx)
-                    for op, idx in zip(group.items, catchup.places(group), strict=True)
-                ]
-                newest.append(group.hlc)
-            for row in catchup.merge_rows(page):
+            for row in catchup.merge_rows(item.page):
                 for origin, seq in row.dots.items():
                     seen[origin] = max(seen.get(origin, 0), seq)
                 merged[(row.ns, row.key)] = row
         rows = [row for row in merged.values() if self._wanted(row)]
-        newest += [row.hlc for row in rows]
+        newest = [row.hlc for row in rows]
+        if wanted and (found := self._file.staged_newest(sender, wanted)) is not None:
+            newest.append(Hlc(*found))
         if newest:
             self._hlc.update(max(newest))  # ClockSkew: staged, retried later
         if self._signer is not None and self.merge is None:
@@ -277,7 +279,7 @@ class CatchingUp(SharedStore):
             if seq > self._vv.get(origin, 0) and self._counts(origin)
         }
         with self._file.transaction():
-            changes = self._put_caught_up(flat)
+            changes = self._put_caught_up(sender, wanted)
             changes += [change for row in rows if (change := self._store_row(row))]
             if materials:
                 self._file.put_materials(materials)
@@ -289,15 +291,32 @@ class CatchingUp(SharedStore):
         del self._sessions[sender]
         self._watchers.notify("catch-up", sender, changes)
 
-    def _put_caught_up(self, flat: list[Flat]) -> list[Change]:
-        """Caught-up last-writer-wins rows, set-based: SQLite keeps each that wins over
-        the stored row. Only when someone watches are the stored rows read first, to
-        report the changes."""
-        if not flat:
+    def _wanted_origins(self, origins: Mapping[str, int]) -> Filter:
+        """Which staged last-writer-wins rows to take, per origin: those beyond our
+        version of it (the rest is reflected already, maybe since collected: never
+        revive it), of members, and of former members only if made before they left."""
+        out: dict[str, tuple[int, int]] = {}
+        for origin, top in origins.items():
+            above = self._vv.get(origin, 0)
+            if top <= above:
+                continue
+            if not self._counts(origin):
+                self._quiet.warn(origin, "ignoring writes of %s: not a member", origin)
+                continue
+            ended = self._peers.former(origin)
+            out[origin] = (above, NO_END if ended is None else int(ended * 1000))
+        return out
+
+    def _put_caught_up(self, sender: str, wanted: Filter) -> list[Change]:
+        """The staged last-writer-wins rows ``wanted`` takes, into the store: SQLite
+        keeps each that wins over the stored row, in one statement. Only when someone
+        watches are the stored rows read first, to report the changes."""
+        if not wanted:
             return []
         if not self._watchers.active:
-            self._file.put_flat(flat, newer_only=True)
+            self._file.apply_staged(sender, wanted)
             return []
+        flat = self._file.staged_rows(sender, wanted)
         latest = {(row[0], row[1]): row for row in flat}  # the last version of each key
         by_ns: dict[str, list[Flat]] = {}
         for row in latest.values():
@@ -318,22 +337,6 @@ class CatchingUp(SharedStore):
         if out:
             self._file.put_flat(out)
         return changes
-
-    def _wanted_dot(self, origin: str, seq: int, hlc: Hlc) -> bool:
-        """A last-writer-wins row (one dot): not yet reflected, by a member (or by a
-        former member before it left)."""
-        if seq <= self._vv.get(origin, 0):
-            return False  # already reflected (and maybe since collected: never revive it)
-        if not self._counts(origin):
-            self._quiet.warn(origin, "ignoring writes of %s: not a member", origin)
-            return False
-        ended = self._peers.former(origin)
-        if ended is not None and hlc.wall_ms > int(ended * 1000):
-            self._quiet.warn(
-                "late:" + origin, "ignoring writes of %s made after it left the circle", origin
-            )
-            return False
-        return True
 
     def _wanted(self, row: Row) -> bool:
         if dominated(row.dots, self._vv):

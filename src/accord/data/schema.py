@@ -13,7 +13,9 @@ Tables:
   vv       highest contiguous seq applied per origin (our own: our last commit)
   batches  per (origin, seq): what proves that batch's rows (provenance.Material)
   sessions catch-ups in progress, per source peer, and their staged pages
-  pages    catch-up pages received but not yet applied (encoded, checked)
+  pages    catch-up pages received but not yet applied (checked; encoded without
+           their last-writer-wins rows, which wait in ``staged_rows``, numbered ``n``
+           in the order they came)
 """
 
 from __future__ import annotations
@@ -65,6 +67,19 @@ CREATE TABLE IF NOT EXISTS pages (
     page   INTEGER NOT NULL,
     data   BLOB NOT NULL,
     PRIMARY KEY (source, page)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS staged_rows (
+    source  TEXT NOT NULL,
+    n       INTEGER NOT NULL,
+    ns      TEXT NOT NULL,
+    key     BLOB NOT NULL,
+    value   BLOB,
+    wall_ms INTEGER NOT NULL,
+    counter INTEGER NOT NULL,
+    origin  TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    idx     INTEGER,
+    PRIMARY KEY (source, n)
 ) WITHOUT ROWID
 """
 

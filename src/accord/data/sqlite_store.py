@@ -1,43 +1,29 @@
-"""SQLite persistence of one replica: rows, their dots, version vector, batch proofs,
-catch-up staging (the tables: :mod:`accord.data.schema`).
-
-One file per store, in WAL mode. Every change the replica makes runs in one
-``transaction()`` (``BEGIN IMMEDIATE`` ... ``COMMIT``), so a crash at any point
-leaves the file as it was before or after a whole batch or catch-up.
-
-``synchronous`` is FULL by default: a commit that returned is on disk and survives
-a power cut, not only a killed process. NORMAL (WAL still keeps every commit
-atomic, and a killed process loses nothing; a power cut may lose the last commits)
-is for tests and benchmarks that commit thousands of times.
+"""SQLite persistence of one replica: rows, their dots, the version vector, batch
+proofs (the tables: :mod:`accord.data.schema`; opening and transactions:
+:mod:`accord.data.sqlite_file`; catch-ups in progress: :mod:`accord.data.staging`).
 
 Writes are set-based: a batch's rows go in with one ``executemany``, each under a
-fresh ``lseq`` this file hands out itself (so no row needs a read first).
+fresh ``lseq`` the file hands out itself (so no row needs a read first).
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 
 from accord.clock import Hlc
-from accord.data import schema
 from accord.data.model import Row
 from accord.data.provenance import Proof
-from accord.errors import StoreError
+from accord.data.sqlite_file import IF_NEWER, UPSERT_SET, Flat, Synchronous
+from accord.data.staging import Session, Staging
+
+__all__ = ["Flat", "RawRow", "Session", "StoreFile", "Synchronous", "Winner"]
 
 log = logging.getLogger(__name__)
 
-Synchronous = Literal["FULL", "NORMAL"]
-
-# (ns, key, value, wall_ms, counter, origin, seq, idx): a row with one dot, idx its
-# place in the batch that wrote it (None if unknown).
-Flat = tuple[str, bytes, bytes | None, int, int, str, int, int | None]
 # What a row read for resolution holds: (wall_ms, counter, origin, is a tombstone).
 Winner = tuple[int, int, str, bool]
 # A stored row as the page builder reads it.
@@ -45,15 +31,7 @@ RawRow = tuple[int, str, bytes, bytes | None, int, int, str, int, bytes, bytes |
 
 _UPSERT: Final = (
     "INSERT INTO rows (lseq, ns, key, value, wall_ms, counter, origin, seq, idx, dots) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, x'') ON CONFLICT (ns, key) DO UPDATE SET "
-    "lseq = excluded.lseq, value = excluded.value, wall_ms = excluded.wall_ms, "
-    "counter = excluded.counter, origin = excluded.origin, seq = excluded.seq, "
-    "idx = excluded.idx, dots = x'', proof = NULL"
-)
-# Row values compare like lww_wins: HLC, then device id (ASCII: bytewise = str order).
-_IF_NEWER: Final = (
-    " WHERE (excluded.wall_ms, excluded.counter, excluded.origin) > "
-    "(rows.wall_ms, rows.counter, rows.origin)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, x'') " + UPSERT_SET
 )
 _IN_CHUNK: Final = 500  # keys per "IN (...)" lookup, well under SQLite's variable limit
 _COLUMNS: Final = "ns, key, value, wall_ms, counter, origin, dots, proof, seq"
@@ -63,113 +41,9 @@ _proof_decoder: Final = msgspec.msgpack.Decoder(Proof)
 _encoder: Final = msgspec.msgpack.Encoder()
 
 
-class Session(msgspec.Struct, frozen=True):
-    """A catch-up in progress from one source peer."""
-
-    session: int
-    epoch: str
-    cursor: int
-
-
-class StoreFile:
-    """One store's SQLite file (``path`` None: in memory, for pure tests)."""
-
-    def __init__(self, path: Path | None, *, synchronous: Synchronous = "FULL") -> None:
-        self.path = path
-        try:
-            self._db = sqlite3.connect(
-                # One caller at a time (the replica is not thread-safe), but that caller
-                # may be a worker thread: the node may run a FULL-sync commit off its loop.
-                ":memory:" if path is None else path,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open store file {path}: {exc}") from exc
-        self._next_lseq = self._saved_lseq = 1
-        try:
-            self._setup(synchronous)
-        except BaseException:
-            self._db.close()
-            raise
-
-    def _setup(self, synchronous: Synchronous) -> None:
-        with self._mapped("open"):
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            with self.transaction():
-                old = schema.is_schema_1(self._db)
-                schema.create(self._db)
-                version = self.get_meta("schema")
-                if old and (version is None or msgspec.msgpack.decode(version) == 1):
-                    schema.migrate_from_1(self._db)
-                    version = None
-                self._db.execute(schema.INDEXES)
-                if version is None:
-                    self.set_meta("schema", _encoder.encode(schema.SCHEMA_VERSION))
-        if version is not None and msgspec.msgpack.decode(version) != schema.SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has an unknown schema version: a newer Accord wrote it")
-        self._load_lseq()
-
-    def _load_lseq(self) -> None:
-        """The next lseq: beyond every one handed out, even of rows since deleted (a
-        peer's cursor may point past them). Files of schema 1 counted in sqlite_sequence."""
-        last = [int(self._db.execute("SELECT coalesce(max(lseq), 0) FROM rows").fetchone()[0])]
-        kept = self._db.execute("SELECT v FROM meta WHERE k = 'lseq'").fetchone()
-        if kept is not None:
-            last.append(int(bytes(kept[0])))
-        if self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
-        ).fetchone():
-            found = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'rows'")
-            last += [int(seq) for (seq,) in found]
-        self._next_lseq = self._saved_lseq = max(last) + 1
-
-    def _lseqs(self, count: int) -> int:
-        first = self._next_lseq
-        self._next_lseq += count
-        return first
-
-    @contextmanager
-    def _mapped(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StoreError(f"store file {self.path}: {what} failed: {exc}") from exc
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """All or nothing: any exception inside rolls every change back."""
-        with self._mapped("begin"):
-            self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._load_lseq()
-            raise
-        with self._mapped("commit"):
-            if self._next_lseq != self._saved_lseq:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO meta (k, v) VALUES ('lseq', ?)",
-                    (str(self._next_lseq - 1).encode(),),
-                )
-                self._saved_lseq = self._next_lseq
-            self._db.execute("COMMIT")
-
-    def close(self) -> None:
-        self._db.close()
-
-    # -- meta ------------------------------------------------------------------
-
-    def get_meta(self, k: str) -> bytes | None:
-        with self._mapped("read"):
-            row = self._db.execute("SELECT v FROM meta WHERE k = ?", (k,)).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def set_meta(self, k: str, v: bytes) -> None:
-        with self._mapped("write"):
-            self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, v))
+class StoreFile(Staging):
+    """One store's SQLite file: rows, version vector, batch proofs, and catch-ups in
+    progress (:class:`Staging`)."""
 
     # -- rows ------------------------------------------------------------------
 
@@ -202,7 +76,7 @@ class StoreFile:
         ``newer_only``, a row replaces a stored one only if it wins over it (later
         (hlc, origin)): last-writer-wins resolved by SQLite, set-based, with no read."""
         first = self._lseqs(len(rows))
-        sql = _UPSERT + (_IF_NEWER if newer_only else "")
+        sql = _UPSERT + (IF_NEWER if newer_only else "")
         with self._mapped("write"):
             self._db.executemany(sql, [(first + i, *row) for i, row in enumerate(rows)])
 
@@ -338,49 +212,6 @@ class StoreFile:
     def set_vv(self, origin: str, seq: int) -> None:
         with self._mapped("write"):
             self._db.execute("INSERT OR REPLACE INTO vv (origin, seq) VALUES (?, ?)", (origin, seq))
-
-    # -- catch-up staging -------------------------------------------------------
-
-    def sessions(self) -> dict[str, Session]:
-        with self._mapped("read"):
-            return {
-                source: Session(session, epoch, cursor)
-                for source, session, epoch, cursor in self._db.execute(
-                    "SELECT source, session, epoch, cursor FROM sessions"
-                )
-            }
-
-    def set_session(self, source: str, session: Session) -> None:
-        with self._mapped("write"):
-            self._db.execute(
-                "INSERT OR REPLACE INTO sessions (source, session, epoch, cursor) "
-                "VALUES (?, ?, ?, ?)",
-                (source, session.session, session.epoch, session.cursor),
-            )
-
-    def drop_session(self, source: str) -> None:
-        with self._mapped("write"):
-            self._db.execute("DELETE FROM sessions WHERE source = ?", (source,))
-            self._db.execute("DELETE FROM pages WHERE source = ?", (source,))
-
-    def stage(self, source: str, page: bytes) -> None:
-        """Keep one checked page of a catch-up from ``source`` until it completes."""
-        with self._mapped("write"):
-            self._db.execute(
-                "INSERT INTO pages (source, page, data) VALUES (?, coalesce("
-                "(SELECT max(page) + 1 FROM pages WHERE source = ?), 0), ?)",
-                (source, source, page),
-            )
-
-    def staged(self, source: str) -> list[bytes]:
-        """The pages staged from ``source``, in the order they came."""
-        with self._mapped("read"):
-            return [
-                bytes(data)
-                for (data,) in self._db.execute(
-                    "SELECT data FROM pages WHERE source = ? ORDER BY page", (source,)
-                )
-            ]
 
 
 def _row(found: tuple[Any, ...]) -> Row:

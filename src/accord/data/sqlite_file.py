@@ -1,0 +1,149 @@
+"""The SQLite file under a store: opening it (schema, migration), transactions, meta,
+and the local change numbers (lseq) it hands out. See :mod:`accord.data.schema`.
+
+One file per store, in WAL mode. Every change the replica makes runs in one
+``transaction()`` (``BEGIN IMMEDIATE`` ... ``COMMIT``), so a crash at any point
+leaves the file as it was before or after a whole batch or catch-up.
+
+``synchronous`` is FULL by default: a commit that returned is on disk and survives
+a power cut, not only a killed process. NORMAL (WAL still keeps every commit
+atomic, and a killed process loses nothing; a power cut may lose the last commits)
+is for tests and benchmarks that commit thousands of times.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final, Literal
+
+import msgspec
+
+from accord.data import schema
+from accord.errors import StoreError
+
+Synchronous = Literal["FULL", "NORMAL"]
+
+# (ns, key, value, wall_ms, counter, origin, seq, idx): a row with one dot, idx its
+# place in the batch that wrote it (None if unknown).
+Flat = tuple[str, bytes, bytes | None, int, int, str, int, int | None]
+
+# Store a one-dot row under a fresh lseq, replacing the row of its key.
+UPSERT_SET: Final = (
+    "ON CONFLICT (ns, key) DO UPDATE SET "
+    "lseq = excluded.lseq, value = excluded.value, wall_ms = excluded.wall_ms, "
+    "counter = excluded.counter, origin = excluded.origin, seq = excluded.seq, "
+    "idx = excluded.idx, dots = x'', proof = NULL"
+)
+# ... only if it wins: row values compare like lww_wins (HLC, then device id: ASCII,
+# so bytewise order is str order).
+IF_NEWER: Final = (
+    " WHERE (excluded.wall_ms, excluded.counter, excluded.origin) > "
+    "(rows.wall_ms, rows.counter, rows.origin)"
+)
+
+_encoder: Final = msgspec.msgpack.Encoder()
+
+
+class SqliteFile:
+    """A store's SQLite file: opening, schema, transactions, meta, local change numbers
+    (``path`` None: in memory, for pure tests)."""
+
+    def __init__(self, path: Path | None, *, synchronous: Synchronous = "FULL") -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(
+                # One caller at a time (the replica is not thread-safe), but that caller
+                # may be a worker thread: the node may run a FULL-sync commit off its loop.
+                ":memory:" if path is None else path,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store file {path}: {exc}") from exc
+        self._next_lseq = self._saved_lseq = 1
+        try:
+            self._setup(synchronous)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _setup(self, synchronous: Synchronous) -> None:
+        with self._mapped("open"):
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            with self.transaction():
+                old = schema.is_schema_1(self._db)
+                schema.create(self._db)
+                version = self.get_meta("schema")
+                if old and (version is None or msgspec.msgpack.decode(version) == 1):
+                    schema.migrate_from_1(self._db)
+                    version = None
+                self._db.execute(schema.INDEXES)
+                if version is None:
+                    self.set_meta("schema", _encoder.encode(schema.SCHEMA_VERSION))
+        if version is not None and msgspec.msgpack.decode(version) != schema.SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has an unknown schema version: a newer Accord wrote it")
+        self._load_lseq()
+
+    def _load_lseq(self) -> None:
+        """The next lseq: beyond every one handed out, even of rows since deleted (a
+        peer's cursor may point past them). Files of schema 1 counted in sqlite_sequence."""
+        last = [int(self._db.execute("SELECT coalesce(max(lseq), 0) FROM rows").fetchone()[0])]
+        kept = self._db.execute("SELECT v FROM meta WHERE k = 'lseq'").fetchone()
+        if kept is not None:
+            last.append(int(bytes(kept[0])))
+        if self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
+        ).fetchone():
+            found = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'rows'")
+            last += [int(seq) for (seq,) in found]
+        self._next_lseq = self._saved_lseq = max(last) + 1
+
+    def _lseqs(self, count: int) -> int:
+        first = self._next_lseq
+        self._next_lseq += count
+        return first
+
+    @contextmanager
+    def _mapped(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"store file {self.path}: {what} failed: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: any exception inside rolls every change back."""
+        with self._mapped("begin"):
+            self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._load_lseq()
+            raise
+        with self._mapped("commit"):
+            if self._next_lseq != self._saved_lseq:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (k, v) VALUES ('lseq', ?)",
+                    (str(self._next_lseq - 1).encode(),),
+                )
+                self._saved_lseq = self._next_lseq
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- meta ------------------------------------------------------------------
+
+    def get_meta(self, k: str) -> bytes | None:
+        with self._mapped("read"):
+            row = self._db.execute("SELECT v FROM meta WHERE k = ?", (k,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_meta(self, k: str, v: bytes) -> None:
+        with self._mapped("write"):
+            self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, v))

@@ -1,0 +1,147 @@
+"""Catch-ups in progress, kept in the store file until they complete: the session
+per source peer, each page's checked extras (merge rows, proofs), and the
+last-writer-wins rows themselves, which the final transaction moves into ``rows``
+with one statement (last-writer-wins decided by SQLite, no row read in Python)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import msgspec
+
+from accord.data.sqlite_file import IF_NEWER, UPSERT_SET, Flat, SqliteFile
+
+NO_END: Final = 2**62  # a member's writes count whenever they were made
+
+
+class Session(msgspec.Struct, frozen=True):
+    """A catch-up in progress from one source peer."""
+
+    session: int
+    epoch: str
+    cursor: int
+
+
+# origin -> (its rows count above this seq, made at or before this wall_ms)
+Filter = Mapping[str, tuple[int, int]]
+
+_FILTERED: Final = (
+    "FROM staged_rows AS s JOIN temp.wanted AS w ON w.origin = s.origin "
+    "WHERE s.source = ? AND s.seq > w.above AND s.wall_ms <= w.until"
+)
+
+
+class Staging(SqliteFile):
+    def sessions(self) -> dict[str, Session]:
+        with self._mapped("read"):
+            return {
+                source: Session(session, epoch, cursor)
+                for source, session, epoch, cursor in self._db.execute(
+                    "SELECT source, session, epoch, cursor FROM sessions"
+                )
+            }
+
+    def set_session(self, source: str, session: Session) -> None:
+        with self._mapped("write"):
+            self._db.execute(
+                "INSERT OR REPLACE INTO sessions (source, session, epoch, cursor) "
+                "VALUES (?, ?, ?, ?)",
+                (source, session.session, session.epoch, session.cursor),
+            )
+
+    def drop_session(self, source: str) -> None:
+        with self._mapped("write"):
+            self._db.execute("DELETE FROM sessions WHERE source = ?", (source,))
+            self._db.execute("DELETE FROM pages WHERE source = ?", (source,))
+            self._db.execute("DELETE FROM staged_rows WHERE source = ?", (source,))
+
+    def stage(self, source: str, page: bytes, rows: Sequence[Flat]) -> None:
+        """Keep one checked page of a catch-up from ``source`` until it completes: its
+        last-writer-wins ``rows``, and the rest of it (``page``, encoded)."""
+        with self._mapped("write"):
+            self._db.execute(
+                "INSERT INTO pages (source, page, data) VALUES (?, coalesce("
+                "(SELECT max(page) + 1 FROM pages WHERE source = ?), 0), ?)",
+                (source, source, page),
+            )
+            if not rows:
+                return
+            (first,) = self._db.execute(
+                "SELECT coalesce(max(n) + 1, 0) FROM staged_rows WHERE source = ?", (source,)
+            ).fetchone()
+            self._db.executemany(
+                "INSERT INTO staged_rows "
+                "(source, n, ns, key, value, wall_ms, counter, origin, seq, idx) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(source, first + i, *row) for i, row in enumerate(rows)],
+            )
+
+    def staged(self, source: str) -> list[bytes]:
+        """The pages staged from ``source``, in the order they came."""
+        with self._mapped("read"):
+            return [
+                bytes(data)
+                for (data,) in self._db.execute(
+                    "SELECT data FROM pages WHERE source = ? ORDER BY page", (source,)
+                )
+            ]
+
+    def staged_origins(self, source: str) -> dict[str, int]:
+        """Per origin, the highest seq among the rows staged from ``source``."""
+        with self._mapped("read"):
+            return dict(
+                self._db.execute(
+                    "SELECT origin, max(seq) FROM staged_rows WHERE source = ? GROUP BY origin",
+                    (source,),
+                )
+            )
+
+    def _want(self, wanted: Filter) -> None:
+        self._db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS wanted "
+            "(origin TEXT PRIMARY KEY, above INTEGER NOT NULL, until INTEGER NOT NULL)"
+        )
+        self._db.execute("DELETE FROM temp.wanted")
+        self._db.executemany(
+            "INSERT INTO temp.wanted (origin, above, until) VALUES (?, ?, ?)",
+            [(origin, above, until) for origin, (above, until) in wanted.items()],
+        )
+
+    def staged_newest(self, source: str, wanted: Filter) -> tuple[int, int] | None:
+        """The newest (wall_ms, counter) among the staged rows that ``wanted`` takes."""
+        with self._mapped("read"):
+            self._want(wanted)
+            return self._db.execute(  # type: ignore[no-any-return]
+                f"SELECT s.wall_ms, s.counter {_FILTERED} "
+                "ORDER BY s.wall_ms DESC, s.counter DESC LIMIT 1",
+                (source,),
+            ).fetchone()
+
+    def staged_rows(self, source: str, wanted: Filter) -> list[Flat]:
+        """The staged rows that ``wanted`` takes, in the order they came."""
+        with self._mapped("read"):
+            self._want(wanted)
+            return list(
+                self._db.execute(
+                    "SELECT s.ns, s.key, s.value, s.wall_ms, s.counter, s.origin, s.seq, "
+                    f"s.idx {_FILTERED} ORDER BY s.n",
+                    (source,),
+                )
+            )
+
+    def apply_staged(self, source: str, wanted: Filter) -> None:
+        """Move the staged rows that ``wanted`` takes into ``rows``, each replacing the
+        stored row of its key only if it wins over it: one statement, in SQLite."""
+        with self._mapped("write"):
+            self._want(wanted)
+            (last,) = self._db.execute(
+                "SELECT coalesce(max(n), -1) FROM staged_rows WHERE source = ?", (source,)
+            ).fetchone()
+            first = self._lseqs(last + 1)
+            self._db.execute(
+                "INSERT INTO rows (lseq, ns, key, value, wall_ms, counter, origin, seq, idx, dots) "
+                "SELECT ? + s.n, s.ns, s.key, s.value, s.wall_ms, s.counter, s.origin, s.seq, "
+                f"s.idx, x'' {_FILTERED} ORDER BY s.n {UPSERT_SET}{IF_NEWER}",
+                (first, source),
+            )

@@ -4,7 +4,8 @@ on 127.0.0.1, against raw Zenoh and raw TCP moving the same bytes in the same ch
 The nodes are a laptop and a Nokia X60 (`accord up` processes of a simulated
 household, paired by PIN). Each floor's sender is a child process too: raw Zenoh is
 one `get` (consolidation NONE) answered by a queryable with the file's bytes in
-ITEM_BYTES replies; raw TCP is one socket the child writes them to. Default file:
+ITEM_BYTES replies (and once more in the old 1000 KiB items); raw TCP is one socket
+the child writes them to. Default file:
 256 MiB (`--gib` sends 1 GiB).
 """
 
@@ -45,6 +46,7 @@ from common import (
 
 MIB = 1024 * 1024
 KEY = "bench/continuity/blob"
+OLD_ITEM_BYTES = 1000 * 1024  # the item size before 2026-12-02: a second floor, to compare
 
 ZENOH_SERVER = """
 import sys, threading, zenoh, json
@@ -92,9 +94,9 @@ def _child(code: str, *args: str) -> subprocess.Popen[str]:
     return proc
 
 
-def raw_zenoh(path: Path, size: int) -> float:
+def raw_zenoh(path: Path, size: int, chunk: int = ITEM_BYTES) -> float:
     port = free_port()
-    child = _child(ZENOH_SERVER, str(port), str(path), str(ITEM_BYTES))
+    child = _child(ZENOH_SERVER, str(port), str(path), str(chunk))
     try:
         conf = BusSettings(connect=(f"tcp/127.0.0.1:{port}",), multicast=False)
         session = zenoh.open(zenoh_config(conf))
@@ -143,11 +145,17 @@ def raw_tcp(path: Path, size: int) -> float:
 
 
 def send(client: ControlClient, paths: list[Path]) -> dict[str, Any]:
+    """The sender's ``done`` event, with ``hash_s``: when its ``start`` event came (the
+    sender hashes every file before it offers them, and nothing overlaps that)."""
     done: dict[str, Any] = {}
+    started = time.perf_counter()
+    hashed = 0.0
     for event in client.stream("send", device="Nokia X60", paths=[str(p) for p in paths]):
+        if event["kind"] == "start":
+            hashed = time.perf_counter() - started
         if event["kind"] == "done":
             done = event
-    return done
+    return {**done, "hash_s": hashed}
 
 
 def clear_inbox(home: Path) -> None:
@@ -249,18 +257,22 @@ def body(console: Console, root: Path) -> int:
         (small / f"f{i:04d}.txt").write_bytes(os.urandom(4096))
 
     zen = [raw_zenoh(big, size) for _ in range(args.runs)]
+    zen_1000k = [raw_zenoh(big, size, OLD_ITEM_BYTES) for _ in range(args.runs)]
     tcp = [raw_tcp(big, size) for _ in range(args.runs)]
     house = Household(["laptop", "nokia-x60"], root / "h")
     house.start()
     try:
         _wait_pair(house)
         laptop, phone = house.devices
-        accord_mbs = []
+        accord_mbs, hash_s, after_hash_mbs = [], [], []
         for _ in range(args.runs):
             clear_inbox(phone.home)
             t = time.perf_counter()
             done = send(_client(laptop.home), [big])
-            accord_mbs.append(size / (time.perf_counter() - t) / 1e6)
+            seconds = time.perf_counter() - t
+            accord_mbs.append(size / seconds / 1e6)
+            hash_s.append(done["hash_s"])
+            after_hash_mbs.append(size / (seconds - done["hash_s"]) / 1e6)
             assert done["bytes_sent"] == size
         many = []
         for _ in range(args.runs):
@@ -278,7 +290,13 @@ def body(console: Console, root: Path) -> int:
     full_s = size / p50(accord_mbs) / 1e6
     table = new_table("file send", ["contender", "MB/s p50", "min", "max", "/ raw zenoh"],
                       left=["contender"])  # fmt: skip
-    for name, xs in (("accord send", accord_mbs), ("raw zenoh (floor)", zen), ("raw tcp", tcp)):
+    for name, xs in (
+        ("accord send", accord_mbs),
+        ("  its offer onwards (after hashing)", after_hash_mbs),
+        ("raw zenoh (floor)", zen),
+        ("raw zenoh, 1000 KiB chunks", zen_1000k),
+        ("raw tcp", tcp),
+    ):
         table.add_row(name, fmt(p50(xs)), fmt(min(xs)), fmt(max(xs)), fmt_x(p50(xs) / p50(zen)))
     console.print(table)
     other = new_table("goals", ["measure", "value", "goal", "met"], left=["measure"])
@@ -301,6 +319,9 @@ def body(console: Console, root: Path) -> int:
         "item_bytes": ITEM_BYTES,
         "send_mbs": accord_mbs,
         "raw_zenoh_mbs": zen,
+        "raw_zenoh_1000k_mbs": zen_1000k,
+        "send_hash_s": hash_s,
+        "send_after_hash_mbs": after_hash_mbs,
         "raw_tcp_mbs": tcp,
         "send_over_zenoh": round(ratio, 3),
         "thousand_small_files_s": many,

@@ -12,7 +12,7 @@ from accord.clock import HybridClock, ManualClock
 from accord.data import COUNTER, ChangeSet, Page, Pull, Push, Replica, StaticPeers, Summary
 from accord.data.loopback import deliver_all, device_id, pull
 from accord.data.merge import Merge
-from accord.data.model import DATA_VERSION, MergeRow, decode, encode
+from accord.data.model import DATA_VERSION, PULL_AHEAD, MergeRow, decode, encode
 from accord.data.rules import StoreKind
 from accord.errors import MalformedSync, PeerNotAllowed
 from accord.trust.levels import DataLabel
@@ -449,10 +449,10 @@ def test_pages_come_ahead_while_the_puller_stores_them() -> None:
     trio = Trio(page_bytes=1024)
     try:
         a, b = trio.r[A], trio.r[B]
-        for i in range(40):
+        for i in range(100):
             a.put(f"k{i:02}", bytes(100))
         pull_msg = b.pull_from(A)
-        assert pull_msg.ahead == 3
+        assert pull_msg.ahead == PULL_AHEAD
         (first,) = a.receive(B, pull_msg)
         assert isinstance(first, Page)
         assert first.more
@@ -464,10 +464,10 @@ def test_pages_come_ahead_while_the_puller_stores_them() -> None:
             assert isinstance(page, Page)
             assert page.after == pages[-1].next
             pages.append(page)
-        assert len(pages) == 4  # the first and three ahead
+        assert len(pages) == 1 + PULL_AHEAD  # the first and those ahead
         assert a.more_pages() == []
         replies = [b.receive(A, page) for page in pages[1:]]
-        assert replies[:-1] == [[], []]
+        assert replies[:-1] == [[]] * (PULL_AHEAD - 1)
         (nxt,) = replies[-1]
         assert isinstance(nxt, Pull)
         assert nxt.after == pages[-1].next

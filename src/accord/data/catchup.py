@@ -236,21 +236,31 @@ def check_groups(
         origin = page.ids[group.origin]
         proof = group.proof
         leaves = _leaves(group, origin if ns_of_group else "")
-        root = (
-            None if proof is None or leaves is None else pv.root_with(proof.n, leaves, proof.hashes)
-        )
-        if origin != sender:
+        if origin != sender:  # relayed: only with the origin's proof
+            root = None if proof is None or leaves is None else _root(proof, leaves)
             if proof is None or root is None:
                 out.refused.append((origin, "without its proof"))
                 continue
             if not verify(origin, proof.sig, message(origin, group.seq, group.hlc, proof.n, root)):
                 out.refused.append((origin, "with a forged proof"))
                 continue
-        if proof is not None and leaves is not None and root is not None:
-            material = pv.material(proof.sig, proof.n, leaves, proof.hashes)
-            out.materials.append((origin, group.seq, _material_encoder.encode(material)))
+        if proof is not None and leaves is not None:
+            # Kept unchecked for the sender's own rows: a bad proof only makes the
+            # members we relay them to refuse them, and costs a hash per node here.
+            try:
+                material = pv.material(proof.sig, proof.n, leaves, proof.hashes)
+            except ValueError:  # hashes that do not fit the tree: nothing to keep
+                pass
+            else:
+                out.materials.append((origin, group.seq, _material_encoder.encode(material)))
         out.groups.append(group)
     return out
+
+
+def _root(proof: GroupProof, leaves: dict[int, bytes]) -> bytes | None:
+    if not proof.index and not proof.hashes and len(leaves) == proof.n:
+        return pv.root(list(leaves.values()))  # the whole batch, in order: no dict work
+    return pv.root_with(proof.n, leaves, proof.hashes)
 
 
 def places(group: Group) -> list[int] | list[None]:

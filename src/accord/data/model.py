@@ -34,7 +34,7 @@ from accord.wire.messages import DECODE_ERRORS, DeviceId
 
 DATA_VERSION: Final = 2
 MAX_AHEAD: Final = 8  # pages a responder may send on one pull beyond the first
-PULL_AHEAD: Final = 3  # what this node asks for: the responder builds while we apply
+PULL_AHEAD: Final = 8  # what this node asks for: the responder builds while we apply
 MAX_SEQ: Final = 2**63 - 1
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_BYTES)]

@@ -60,6 +60,7 @@ class CatchingUp(SharedStore):
         self._deferred: dict[str, None] = {}
         self._outgoing: list[tuple[str, SyncMessage]] = []
         self._verified: dict[tuple[bytes, bytes], bool] = {}  # batch signatures checked
+        self._leftovers = True  # staged rows of finished catch-ups may wait for removal
 
     def pull_from(self, peer: str) -> Pull:
         """Ask ``peer`` for what we miss now (resuming an unfinished catch-up from it),
@@ -71,6 +72,7 @@ class CatchingUp(SharedStore):
             session = Session(self._next_session, "", 0)
             self._next_session += 1
             with self._file.transaction():
+                self._file.drop_session(peer)  # rows a finished catch-up left behind
                 self._file.set_session(peer, session)
                 self._file.set_meta("session", str(self._next_session).encode())
             self._sessions[peer] = session
@@ -119,6 +121,10 @@ class CatchingUp(SharedStore):
     def tick(self) -> None:
         """Call every second or so: a source that stalled hands its turn on (or, if
         no one else waits, is asked again)."""
+        if self._leftovers:
+            self._leftovers = False
+            with self._file.transaction():
+                self._file.drop_leftovers()
         if self._active is None or not self._stalled():
             return
         stalled = self._active
@@ -285,8 +291,9 @@ class CatchingUp(SharedStore):
                 self._file.put_materials(materials)
             for origin, seq in advanced.items():
                 self._file.set_vv(origin, seq)
-            self._file.drop_session(sender)
+            self._file.drop_session(sender, rows=False)
             self._file.set_meta("hlc", msgspec.msgpack.encode(self._hlc.last))
+        self._leftovers = True
         self._vv.update(advanced)
         del self._sessions[sender]
         self._watchers.notify("catch-up", sender, changes)

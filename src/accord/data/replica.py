@@ -104,6 +104,10 @@ class Replica(CatchingUp):
                 replies.append(reverse)
         return replies
 
+    def serving(self) -> bool:
+        """Are pages promised ahead still to be built (see :meth:`more_pages`)?"""
+        return bool(self._serving)
+
     def more_pages(self) -> list[tuple[str, SyncMessage]]:
         """The next page of each catch-up we serve ahead (Pull.ahead), one each: send
         it to its peer, and call again (on the next turn of the loop) until empty, so

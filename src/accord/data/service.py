@@ -120,11 +120,14 @@ class DataService(StoreOpening):
         this one is on its way), so the puller stores a page while we build the next."""
         for peer, message in replica.take_pulls():
             self._send(peer, replica, message)
-        pages = replica.more_pages()
-        for peer, page in pages:
+        if replica.serving():  # after what was just queued is on its way
+            asyncio.get_running_loop().call_soon(self._send_pages, replica)
+
+    def _send_pages(self, replica: Replica) -> None:
+        for peer, page in replica.more_pages():
             self._send(peer, replica, page)
-        if pages:
-            asyncio.get_running_loop().call_soon(self._send_due, replica)
+        if replica.serving():
+            asyncio.get_running_loop().call_soon(self._send_pages, replica)
 
     def _send(self, peer: str, replica: Replica, message: SyncMessage) -> None:
         merge = replica.merge.name if replica.merge else ""

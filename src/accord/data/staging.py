@@ -50,11 +50,22 @@ class Staging(SqliteFile):
                 (source, session.session, session.epoch, session.cursor),
             )
 
-    def drop_session(self, source: str) -> None:
+    def drop_session(self, source: str, *, rows: bool = True) -> None:
+        """Forget the catch-up from ``source``; its staged rows too unless ``rows`` is
+        False (a completed catch-up: :meth:`drop_leftovers` removes them later, off the
+        path of the transaction that applied them)."""
         with self._mapped("write"):
             self._db.execute("DELETE FROM sessions WHERE source = ?", (source,))
             self._db.execute("DELETE FROM pages WHERE source = ?", (source,))
-            self._db.execute("DELETE FROM staged_rows WHERE source = ?", (source,))
+            if rows:
+                self._db.execute("DELETE FROM staged_rows WHERE source = ?", (source,))
+
+    def drop_leftovers(self) -> None:
+        """Remove staged rows no catch-up in progress owns."""
+        with self._mapped("delete"):
+            self._db.execute(
+                "DELETE FROM staged_rows WHERE source NOT IN (SELECT source FROM sessions)"
+            )
 
     def stage(self, source: str, page: bytes, rows: Sequence[Flat]) -> None:
         """Keep one checked page of a catch-up from ``source`` until it completes: its

@@ -28,6 +28,7 @@ from accord.cli import (
     send_cmds,
     sim_cmd,
     trust_cmds,
+    web_cmds,
 )
 from accord.errors import AccordError
 
@@ -53,6 +54,7 @@ send_cmds.register(app)
 clip_cmds.register(app)
 notify_cmds.register(app)
 rule_cmds.register(app)
+web_cmds.register(app)
 
 err = Console(stderr=True)
 

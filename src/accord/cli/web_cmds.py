@@ -1,0 +1,52 @@
+"""``accord web``: the control center, a web page for the household."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import typer
+
+from accord.cli.options import HomeOpt, home_path
+
+
+def web(
+    home: Path | None = HomeOpt,
+    port: int = typer.Option(
+        7480, "--port", "-p", metavar="PORT", help="Port on 127.0.0.1 (0: any free one)."
+    ),
+    open_browser: bool = typer.Option(
+        False, "--open", help="Open the page in this machine's web browser."
+    ),
+) -> None:
+    """Serve the control center on 127.0.0.1 and print its address (with a fresh token)."""
+    asyncio.run(_serve(home_path(home), port, open_browser))
+
+
+async def _serve(home: Path, port: int, open_browser: bool) -> None:
+    from accord.device.home import SOCKET_NAME
+    from accord.web.server import serve
+
+    served = await serve(home / "run" / SOCKET_NAME, str(home), port)
+    try:
+        # One line a script can read (the URL is the last word), then the hint.
+        sys.stdout.write(f"control center: {served.url}\n")
+        sys.stdout.write("Open it in a browser on this machine; Ctrl-C stops the server.\n")
+        sys.stdout.flush()
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(served.url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await served.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(web)

@@ -137,7 +137,7 @@ class Faults:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, file: StoreFile) -> None:
         self._real: Callable[..., int] = file.write_row
-        self._real_flat: Callable[..., None] = file.put_flat
+        self._real_flat: Callable[..., int] = file.put_flat
         self._left: int | None = None
         monkeypatch.setattr(file, "write_row", self._write)
         monkeypatch.setattr(file, "put_flat", self._put_flat)
@@ -163,7 +163,7 @@ class Faults:
             self._left = None
             raise SimulatedCrash("killed mid-transaction")
 
-    def _put_flat(self, rows: Any, **options: Any) -> None:
+    def _put_flat(self, rows: Any, **options: Any) -> int:
         """A set-based write: the first rows go in, then the process dies."""
         if self._left is not None and self._left <= len(rows):
             self._real_flat(rows[: self._left - 1], **options)
@@ -171,7 +171,7 @@ class Faults:
             raise SimulatedCrash("killed mid-transaction")
         if self._left is not None:
             self._left -= len(rows)
-        self._real_flat(rows, **options)
+        return self._real_flat(rows, **options)
 
 
 @pytest.fixture

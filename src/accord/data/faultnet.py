@@ -132,12 +132,12 @@ class _Device:
                 raise SimulatedCrash(self.id)
             return write_row(row, old_lseq)
 
-        def faulty_flat(rows: Any, **options: Any) -> None:
+        def faulty_flat(rows: Any, **options: Any) -> int:
             for i in range(len(rows)):
                 if self.net.lossy and rng.random() < rate:
                     put_flat(rows[:i], **options)  # some rows went in, then the process died
                     raise SimulatedCrash(self.id)
-            put_flat(rows, **options)
+            return put_flat(rows, **options)
 
         apply_staged = file.apply_staged
 

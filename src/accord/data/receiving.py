@@ -287,8 +287,8 @@ class CatchingUp(SharedStore):
         with self._file.transaction():
             changes = self._put_caught_up(sender, wanted)
             changes += [change for row in rows if (change := self._store_row(row))]
-            if materials:
-                self._file.put_materials(materials)
+            if materials:  # their batches' rows are in (or were): keep the lowest lseq
+                self._file.record_batches([(o, s, NO_END, m) for o, s, m in materials])
             for origin, seq in advanced.items():
                 self._file.set_vv(origin, seq)
             self._file.drop_session(sender, rows=False)
@@ -342,7 +342,11 @@ class CatchingUp(SharedStore):
                 if value is not None or (old is not None and not old[3]):
                     changes.append(Change(ns, key.decode(), value, origin, hlc))
         if out:
-            self._file.put_flat(out)
+            first = self._file.put_flat(out)
+            lowest: dict[tuple[str, int], int] = {}
+            for i, row in enumerate(out):
+                lowest.setdefault((row[5], row[6]), first + i)
+            self._file.record_batches([(o, s, lseq, None) for (o, s), lseq in lowest.items()])
         return changes
 
     def _wanted(self, row: Row) -> bool:

@@ -183,5 +183,5 @@ class Replica(CatchingUp):
         with self._file.transaction():
             for lseq in victims:
                 self._file.delete_row(lseq)
-            self._file.drop_unused_materials()
+            self._file.drop_unused_batches()
         return len(victims)

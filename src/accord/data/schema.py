@@ -11,7 +11,10 @@ Tables:
   dots     (lseq, origin, seq) of rows with several dots (merge stores), so "rows
            changed beyond this version vector" is an indexed query for them too
   vv       highest contiguous seq applied per origin (our own: our last commit)
-  batches  per (origin, seq): what proves that batch's rows (provenance.Material)
+  batches  per (origin, seq) of a stored row: the lowest lseq any row of that batch
+           had when written (so "rows beyond this version vector" starts its scan
+           there: no per-row index on origin), and what proves its rows
+           (provenance.Material; NULL without provenance)
   sessions catch-ups in progress, per source peer, and their staged pages
   pages    catch-up pages received but not yet applied (checked; encoded without
            their last-writer-wins rows, which wait in ``staged_rows``, numbered ``n``
@@ -57,9 +60,10 @@ CREATE TABLE IF NOT EXISTS sessions (
     cursor  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS batches (
-    origin   TEXT NOT NULL,
-    seq      INTEGER NOT NULL,
-    material BLOB NOT NULL,
+    origin     TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    first_lseq INTEGER NOT NULL,
+    material   BLOB,
     PRIMARY KEY (origin, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pages (
@@ -82,9 +86,6 @@ CREATE TABLE IF NOT EXISTS staged_rows (
     PRIMARY KEY (source, n)
 ) WITHOUT ROWID
 """
-
-# After the migration, so a file of schema 1 has its seq column first.
-INDEXES: Final = "CREATE INDEX IF NOT EXISTS rows_by_origin ON rows (origin, seq)"
 
 
 def create(db: sqlite3.Connection) -> None:
@@ -114,6 +115,10 @@ def migrate_from_1(db: sqlite3.Connection) -> None:
         "DELETE FROM dots WHERE lseq IN (SELECT lseq FROM dots GROUP BY lseq HAVING count(*) = 1)"
     )
     db.execute("UPDATE rows SET dots = x'' WHERE lseq NOT IN (SELECT lseq FROM dots)")
+    db.execute(
+        "INSERT OR IGNORE INTO batches (origin, seq, first_lseq) "
+        "SELECT origin, seq, min(lseq) FROM rows GROUP BY origin, seq"
+    )
     db.execute("DROP TABLE IF EXISTS staging")
     db.execute("DELETE FROM sessions")
 

@@ -81,7 +81,6 @@ class SqliteFile:
                 if old and (version is None or msgspec.msgpack.decode(version) == 1):
                     schema.migrate_from_1(self._db)
                     version = None
-                self._db.execute(schema.INDEXES)
                 if version is None:
                     self.set_meta("schema", _encoder.encode(schema.SCHEMA_VERSION))
         if version is not None and msgspec.msgpack.decode(version) != schema.SCHEMA_VERSION:

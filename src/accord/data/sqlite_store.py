@@ -70,15 +70,17 @@ class StoreFile(Staging):
                     out[key] = (wall_ms, counter, origin, bool(tomb))
         return out
 
-    def put_flat(self, rows: Sequence[Flat], *, newer_only: bool = False) -> None:
+    def put_flat(self, rows: Sequence[Flat], *, newer_only: bool = False) -> int:
         """Store rows with one dot each, replacing the row of the same key (which must
-        have one dot too: a last-writer-wins store), each under a fresh lseq. With
+        have one dot too: a last-writer-wins store), each under a fresh lseq (the
+        first is returned; the caller records the batch, :meth:`record_batches`). With
         ``newer_only``, a row replaces a stored one only if it wins over it (later
         (hlc, origin)): last-writer-wins resolved by SQLite, set-based, with no read."""
         first = self._lseqs(len(rows))
         sql = _UPSERT + (IF_NEWER if newer_only else "")
         with self._mapped("write"):
             self._db.executemany(sql, [(first + i, *row) for i, row in enumerate(rows)])
+        return first
 
     def write_row(self, row: Row, old_lseq: int | None) -> int:
         """Store ``row`` under a fresh lseq (replacing the row at ``old_lseq``)."""
@@ -108,6 +110,8 @@ class StoreFile(Staging):
                     "INSERT INTO dots (lseq, origin, seq) VALUES (?, ?, ?)",
                     [(lseq, origin, seq) for origin, seq in row.dots.items()],
                 )
+            else:
+                self.record_batches([(row.origin, row.dots[row.origin], lseq, None)])
         return lseq
 
     def delete_row(self, lseq: int) -> None:
@@ -135,13 +139,14 @@ class StoreFile(Staging):
             return [_row(r) for r in self._db.execute(sql, args)]
 
     def first_wanted(self, want: Mapping[str, int]) -> int | None:
-        """The lowest lseq of a row with a dot beyond ``want`` (origin -> seq; every
-        origin we know listed), by the origin indexes; None if there is none."""
+        """At most the lowest lseq of a row with a dot beyond ``want`` (origin -> seq;
+        every origin we know listed): from the batches table (one-dot rows) and the
+        dots index (rows with several); None if there is none."""
         best: int | None = None
         with self._mapped("catch-up query"):
             for origin, seq in want.items():
                 for sql in (
-                    "SELECT min(lseq) FROM rows WHERE origin = ? AND seq > ?",
+                    "SELECT min(first_lseq) FROM batches WHERE origin = ? AND seq > ?",
                     "SELECT min(lseq) FROM dots WHERE origin = ? AND seq > ?",
                 ):
                     (found,) = self._db.execute(sql, (origin, seq)).fetchone()
@@ -183,10 +188,16 @@ class StoreFile(Staging):
 
     # -- batch proofs ------------------------------------------------------------
 
-    def put_materials(self, items: Sequence[tuple[str, int, bytes]]) -> None:
+    def record_batches(self, items: Sequence[tuple[str, int, int, bytes | None]]) -> None:
+        """Note batches whose rows were just written: (origin, seq, first lseq used,
+        encoded Material or None). Keeps the lowest lseq, and a material once known."""
         with self._mapped("write"):
             self._db.executemany(
-                "INSERT OR REPLACE INTO batches (origin, seq, material) VALUES (?, ?, ?)", items
+                "INSERT INTO batches (origin, seq, first_lseq, material) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (origin, seq) DO UPDATE SET "
+                "first_lseq = min(first_lseq, excluded.first_lseq), "
+                "material = coalesce(excluded.material, material)",
+                items,
             )
 
     def material(self, origin: str, seq: int) -> bytes | None:
@@ -194,14 +205,14 @@ class StoreFile(Staging):
             found = self._db.execute(
                 "SELECT material FROM batches WHERE origin = ? AND seq = ?", (origin, seq)
             ).fetchone()
-        return None if found is None else bytes(found[0])
+        return None if found is None or found[0] is None else bytes(found[0])
 
-    def drop_unused_materials(self) -> int:
-        """Forget the proofs of batches none of whose rows is still stored."""
+    def drop_unused_batches(self) -> int:
+        """Forget batches none of whose rows is still stored (one pass over the rows)."""
         with self._mapped("delete"):
             cur = self._db.execute(
-                "DELETE FROM batches WHERE NOT EXISTS (SELECT 1 FROM rows AS r "
-                "WHERE r.origin = batches.origin AND r.seq = batches.seq)"
+                "DELETE FROM batches WHERE (origin, seq) NOT IN "
+                "(SELECT origin, seq FROM rows UNION SELECT origin, seq FROM dots)"
             )
         return cur.rowcount
 

@@ -151,6 +151,13 @@ class Staging(SqliteFile):
             ).fetchone()
             first = self._lseqs(last + 1)
             self._db.execute(
+                "INSERT INTO batches (origin, seq, first_lseq) "
+                f"SELECT s.origin, s.seq, ? + min(s.n) {_FILTERED} GROUP BY s.origin, s.seq "
+                "ON CONFLICT (origin, seq) DO UPDATE SET "
+                "first_lseq = min(first_lseq, excluded.first_lseq)",
+                (first, source),
+            )
+            self._db.execute(
                 "INSERT INTO rows (lseq, ns, key, value, wall_ms, counter, origin, seq, idx, dots) "
                 "SELECT ? + s.n, s.ns, s.key, s.value, s.wall_ms, s.counter, s.origin, s.seq, "
                 f"s.idx, x'' {_FILTERED} ORDER BY s.n {UPSERT_SET}{IF_NEWER}",

@@ -373,12 +373,12 @@ class Store:
         with self._file.transaction():
             if self.merge is None:
                 keys = raws if raws is not None else [op.key.encode() for op in batch.ops]
-                changes = self._put_lww(batch, ns, keys, local=local)
+                changes, first = self._put_lww(batch, ns, keys, local=local)
+                proof = None
                 if leaves:
                     material = Material(batch.sig, len(leaves), b"".join(leaves))
-                    self._file.put_materials(
-                        [(batch.origin, batch.seq, _material_codec.encode(material))]
-                    )
+                    proof = _material_codec.encode(material)
+                self._file.record_batches([(batch.origin, batch.seq, first, proof)])
             else:
                 dots = {batch.origin: batch.seq}
                 changes = [
@@ -395,7 +395,9 @@ class Store:
         self._vv[batch.origin] = batch.seq
         return changes
 
-    def _put_lww(self, batch: Batch, ns: str, keys: list[bytes], *, local: bool) -> list[Change]:
+    def _put_lww(
+        self, batch: Batch, ns: str, keys: list[bytes], *, local: bool
+    ) -> tuple[list[Change], int]:
         """A last-writer-wins batch's rows, set-based, in one statement. A local batch
         wins over every stored row (its HLC is newer than every HLC this replica has
         seen); a peer's rows replace only rows they win over, which SQLite decides.
@@ -406,8 +408,7 @@ class Store:
             for i, (op, key) in enumerate(zip(batch.ops, keys, strict=True))
         ]
         if not self._watchers.active:
-            self._file.put_flat(rows, newer_only=not local)
-            return []
+            return [], self._file.put_flat(rows, newer_only=not local)
         found = self._file.winners(ns, keys)
         won: list[Flat] = []
         changes: list[Change] = []
@@ -418,9 +419,7 @@ class Store:
             won.append(row)
             if op.value is not None or (old is not None and not old[3]):
                 changes.append(Change(ns, op.key, op.value, origin, hlc))
-        if won:
-            self._file.put_flat(won)
-        return changes
+        return changes, self._file.put_flat(won)
 
     def _batch_leaves(self, batch: Batch, ns: str) -> list[bytes]:
         """A pushed batch's provenance leaves (LWW stores with provenance on), after

@@ -92,9 +92,19 @@ class StoreOpening(StoreIdentity):
             self._declare(replica)
             self._recheck()
             if pull:
-                for peer in self._online:  # it may be new to them: offer what it has
-                    self._pull(replica, peer)
+                self._offer(replica)
         return facade
+
+    def _offer(self, replica: Replica) -> None:
+        """A store newly open here: catch up from the members that declared it (one at
+        a time); to the others, a summary, so they pull what it has if it is new to
+        them (a pull from them would only race the pushes they are about to send)."""
+        holders = {c.by for c in self._claims.get(replica.name, ())}
+        for peer in sorted(self._online):
+            if peer in holders:
+                self._pull(replica, peer)
+            elif replica.may_share(peer):
+                self._send(peer, replica, replica.summary())
 
     def facades(self) -> list[DataStore]:
         return [self._facades[n] for n in sorted(self._facades)]

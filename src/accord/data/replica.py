@@ -23,6 +23,7 @@ import logging
 from accord.data import catchup
 from accord.data.model import (
     DATA_VERSION,
+    Batch,
     Page,
     Pull,
     Push,
@@ -34,7 +35,7 @@ from accord.data.model import (
 from accord.data.receiving import CatchingUp
 from accord.data.rules import check_batch as check_remote_batch
 from accord.data.rules import stable_vector
-from accord.errors import MalformedSync, PeerNotAllowed
+from accord.errors import MalformedSync, PeerNotAllowed, SyncError
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +82,31 @@ class Replica(CatchingUp):
         for batch in push.batches:
             check_remote_batch(self.merge, batch, sender)
         ns = sender if self.kind == "per-device" else ""
+        have = self._vv.get(sender, 0)
+        ready: list[tuple[Batch, list[bytes]]] = []
+        refused: SyncError | None = None
+        gap = False
         for batch in sorted(push.batches, key=lambda b: b.seq):
-            have = self._vv.get(sender, 0)
             if batch.seq <= have:
                 continue  # a duplicate
             if batch.seq > have + 1:  # a gap: fetch state instead of waiting
-                pull = self.want_from(sender)
-                return [] if pull is None else [pull]
-            self._hlc.update(batch.hlc)
-            leaves = self._batch_leaves(batch, ns)
-            self._watchers.notify("push", sender, self._apply_batch(batch, ns, leaves))
+                gap = True
+                break
+            try:
+                self._hlc.check(batch.hlc)
+                ready.append((batch, self._batch_leaves(batch, ns)))
+            except SyncError as exc:
+                refused = exc  # the batches before it are applied; it and the rest not
+                break
+            have = batch.seq
+        if ready:  # whole batches, together: one transaction (one sync to disk)
+            self._hlc.update(max(batch.hlc for batch, _ in ready))
+            self._watchers.notify("push", sender, self._apply_batches(ready, ns))
+        if refused is not None:
+            raise refused
+        if gap:
+            pull = self.want_from(sender)
+            return [] if pull is None else [pull]
         return []
 
     def _on_pull(self, sender: str, pull: Pull) -> list[SyncMessage]:

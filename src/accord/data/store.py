@@ -370,29 +370,48 @@ class Store:
     ) -> list[Change]:
         """Apply one whole batch in one transaction (``leaves``: its ops' provenance
         leaves when provenance is on, else empty; ``raws``: its keys' bytes, if known)."""
+        return self._apply_batches([(batch, leaves)], ns, local=local, raws=raws)
+
+    def _apply_batches(
+        self,
+        batches: list[tuple[Batch, list[bytes]]],
+        ns: str,
+        *,
+        local: bool = False,
+        raws: list[bytes] | None = None,
+    ) -> list[Change]:
+        """Apply consecutive whole batches of one origin in one transaction."""
+        changes: list[Change] = []
         with self._file.transaction():
-            if self.merge is None:
-                keys = raws if raws is not None else [op.key.encode() for op in batch.ops]
-                changes, first = self._put_lww(batch, ns, keys, local=local)
-                proof = None
-                if leaves:
-                    material = Material(batch.sig, len(leaves), b"".join(leaves))
-                    proof = _material_codec.encode(material)
-                self._file.record_batches([(batch.origin, batch.seq, first, proof)])
-            else:
-                dots = {batch.origin: batch.seq}
-                changes = [
-                    change
-                    for op in batch.ops
-                    if (
-                        change := self._store_row(
-                            Row(ns, op.key, op.value, batch.hlc, batch.origin, dots), local=local
-                        )
-                    )
-                ]
-            self._file.set_vv(batch.origin, batch.seq)
+            for batch, leaves in batches:
+                changes += self._write_batch(batch, ns, leaves, local=local, raws=raws)
+            last = batches[-1][0]
+            self._file.set_vv(last.origin, last.seq)
             self._file.set_meta("hlc", _hlc_encoder.encode(self._hlc.last))
-        self._vv[batch.origin] = batch.seq
+        self._vv[last.origin] = last.seq
+        return changes
+
+    def _write_batch(
+        self,
+        batch: Batch,
+        ns: str,
+        leaves: list[bytes],
+        *,
+        local: bool,
+        raws: list[bytes] | None,
+    ) -> list[Change]:
+        """One batch's rows and its record (inside the caller's transaction)."""
+        if self.merge is not None:
+            dots = {batch.origin: batch.seq}
+            rows = (Row(ns, op.key, op.value, batch.hlc, batch.origin, dots) for op in batch.ops)
+            return [change for row in rows if (change := self._store_row(row, local=local))]
+        keys = raws if raws is not None else [op.key.encode() for op in batch.ops]
+        changes, first = self._put_lww(batch, ns, keys, local=local)
+        proof = None
+        if leaves:
+            material = Material(batch.sig, len(leaves), b"".join(leaves))
+            proof = _material_codec.encode(material)
+        self._file.record_batches([(batch.origin, batch.seq, first, proof)])
         return changes
 
     def _put_lww(

@@ -26,7 +26,7 @@ from accord.data import (
 )
 from accord.data.loopback import device_id, pull
 from accord.data.merge import Merge
-from accord.data.model import DATA_VERSION, Group, MergeRow
+from accord.data.model import DATA_VERSION, MAX_AHEAD, Group, MergeRow
 from accord.errors import (
     ClockSkew,
     ForgedOrigin,
@@ -196,6 +196,11 @@ def test_wire_level_bounds(pair: Pair) -> None:
     with pytest.raises(MalformedSync):
         decode(bad_device)
     assert isinstance(decode(encode(Summary(v, "s", {A: 1}))), Summary)
+    greedy = msgspec.msgpack.encode(
+        {"t": "pull", "v": v, "store": "s", "vv": {}, "session": 1, "ahead": MAX_AHEAD + 1}
+    )
+    with pytest.raises(MalformedSync):
+        decode(greedy)  # a pull may ask for at most MAX_AHEAD pages ahead
     old_version = msgspec.msgpack.encode({"t": "summary", "v": 1, "store": "s", "vv": {}})
     with pytest.raises(MalformedSync, match="version 1"):
         decode(old_version)

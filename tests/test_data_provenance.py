@@ -122,11 +122,28 @@ def test_a_push_not_signed_by_its_origin_is_refused(house: House) -> None:
 
 def test_the_senders_own_rows_need_no_relay_proof(house: House) -> None:
     """A member's own writes come on its own channel: its catch-up answer is believed,
-    its version claim for itself too."""
+    its version claim for itself too, even with a proof that does not fit; that proof
+    only makes the members we relay them to refuse them."""
     for i in range(3):
         house.r[F].put(f"door{i}", b"open")
     pull(house.r, T, F)
     assert house.r[T].version_vector()[F] == 3
+    house.r[F].put("door9", b"ajar")
+    page = house.r[F].receive(P, Pull(DATA_VERSION, "bank", {F: 3}, 99))[0]
+    assert isinstance(page, Page)
+    (group,) = page.groups
+    assert group.proof is not None
+    bogus = msgspec.structs.replace(group.proof, sig=bytes(64), hashes=(bytes(32),))
+    page = msgspec.structs.replace(
+        page,
+        session=house.r[T].pull_from(F).session,
+        groups=(msgspec.structs.replace(group, proof=bogus),),
+    )
+    deliver_all(house.r, [(F, T, page)])
+    assert house.r[T].get("door9") == b"ajar"  # from its origin: taken
+    pull(house.r, P, T)  # relayed by the tablet: refused, the fridge's version not claimed
+    assert house.r[P].get("door0") == b"open"
+    assert house.r[P].get("door9") is None
 
 
 @settings(deadline=None, max_examples=60)
@@ -148,3 +165,65 @@ def test_every_leaf_proves_into_its_root_and_nothing_else_does(n: int, data: st.
 def test_any_proof_fields_fold_or_give_none(n: int, index: int, path: bytes) -> None:
     result = pv.root_from(b"\0" * 32, n, index, path)
     assert result is None or len(result) == 32
+
+
+def test_part_of_a_batch_is_relayed_with_a_multiproof_and_checked(house: House) -> None:
+    """Two of a batch's five rows are overwritten later: the fridge relays the three
+    that still win with a multiproof; the tablet checks it, and a doctored hash or a
+    missing one makes it refuse the group."""
+    with house.r[P].batch() as b:
+        for i in range(5):
+            b.put(f"k{i}", b"first")
+    with house.r[P].batch() as b:
+        b.put("k1", b"second")
+        b.put("k3", b"second")
+    house.push(P, F)
+    honest = house.r[F].receive(T, Pull(DATA_VERSION, "bank", {}, 99))[0]
+    assert isinstance(honest, Page)
+    partial = next(g for g in honest.groups if g.seq == 1)
+    assert partial.proof is not None
+    assert sorted(partial.proof.index) == [0, 2, 4]
+    assert partial.proof.hashes  # the overwritten rows' places, as hashes
+    bad_hash = msgspec.structs.replace(partial.proof, hashes=(bytes(32), *partial.proof.hashes[1:]))
+    short = msgspec.structs.replace(partial.proof, hashes=partial.proof.hashes[1:])
+    for proof in (bad_hash, short):
+        forged = msgspec.structs.replace(partial, proof=proof)
+        deliver_all(house.r, [(F, T, _forged_page(house, (forged,), {P: 1, F: 0}))])
+        assert house.r[T].get("k0") is None
+    pull(house.r, T, F)
+    assert [house.r[T].get(f"k{i}") for i in range(5)] == [
+        b"first",
+        b"second",
+        b"first",
+        b"second",
+        b"first",
+    ]
+    assert house.r[T].version_vector()[P] == 2
+
+
+def test_relayed_rows_can_be_relayed_again(house: House) -> None:
+    """The tablet got the phone's rows from the fridge; a fourth device gets them from
+    the tablet: what the tablet kept of the proof is enough to prove them again."""
+    tv = Identity.generate()
+    ids = dict(IDS)
+    ids[tv.device_id] = tv
+    house.peers = StaticPeers(ids, keys={d: i.public_bytes for d, i in ids.items()})
+    for replica in house.r.values():
+        replica._peers = house.peers  # the circle grew
+    house.r[tv.device_id] = Replica.open(
+        None,
+        name="bank",
+        device_id=tv.device_id,
+        hlc=HybridClock(house.clock),
+        peers=house.peers,
+        signer=tv.sign,
+    )
+    with house.r[P].batch() as b:
+        for i in range(6):
+            b.put(f"k{i}", b"v")
+    house.r[P].put("k2", b"newer")
+    house.push(P, F)
+    pull(house.r, T, F)
+    pull(house.r, tv.device_id, T)
+    assert house.r[tv.device_id].scan() == house.r[P].scan()
+    assert house.r[tv.device_id].version_vector()[P] == 2

@@ -4,9 +4,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean setup
+.PHONY: demo test lint bench clean setup browser
 
 setup: $(STAMP)
+
+# The web page's browser tests drive Debian's Chromium (Playwright cannot download
+# its own here). Installed once; later runs find it and skip this in no time.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +27,9 @@ $(STAMP): pyproject.toml
 	@echo "accord is installed in $(BIN); to type 'accord' in your shell: . $(BIN)/activate"
 
 demo: $(STAMP)
-	$(BIN)/accord sim
+	$(BIN)/accord sim --web
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

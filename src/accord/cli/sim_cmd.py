@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from accord.cli.options import accord_command
+from accord.errors import SimError
 from accord.sim import DEFAULT_DEVICES
 
 if TYPE_CHECKING:
@@ -78,6 +80,9 @@ def sim(
         False, "--json", help="Print one JSON snapshot when all see each other, then stop."
     ),
     setting: list[str] = typer.Option([], "--set", "-s", help="Setting passed to every node."),
+    web: bool = typer.Option(
+        False, "--web", help="Also serve the control center (accord web) and print its address."
+    ),
 ) -> None:
     """Start a simulated household, one real node process per device, and show it live."""
     profiles = [p.strip() for p in devices.split(",") if p.strip()]
@@ -93,14 +98,14 @@ def sim(
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: house.stopping.set())
         try:
-            _run(house, len(profiles), duration, as_json)
+            _run(house, len(profiles), duration, as_json, web and not as_json)
         finally:
             house.stop()
     if not as_json:
         out.print("household stopped; no node left running")
 
 
-def _run(house: Household, total: int, duration: float, as_json: bool) -> None:
+def _run(house: Household, total: int, duration: float, as_json: bool, web: bool) -> None:
     console = Console(stderr=True) if as_json else out
     with console.status("starting devices...") as status:
 
@@ -120,8 +125,53 @@ def _run(house: Household, total: int, duration: float, as_json: bool) -> None:
             rows = house.snapshot()
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    # Soft wrap: a long command stays one line, so it copies and pastes whole.
-    out.print(_tour(house), highlight=False, markup=False, soft_wrap=True)
+    server = _start_web(_guide(house)) if web else None
+    try:
+        if server is not None:
+            out.print(f"Control center: {server[1]}", highlight=False, soft_wrap=True)
+        # Soft wrap: a long command stays one line, so it copies and pastes whole.
+        out.print(_tour(house), highlight=False, markup=False, soft_wrap=True)
+        _watch(house, total, deadline)
+    finally:
+        if server is not None:
+            server[0].terminate()
+            server[0].wait(5)
+            if server[0].stdout is not None:
+                server[0].stdout.close()
+
+
+WEB_PORT = 7480  # accord web's own default; any free port if it is taken
+
+
+def _start_web(dev: SimDevice) -> tuple[subprocess.Popen[str], str]:
+    """``accord web`` for ``dev``'s node, stopped with the household; its URL."""
+    from accord.sim.household import die_with_parent
+
+    for port in (WEB_PORT, 0):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "accord", "web", "--home", str(dev.home), "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # Ctrl-C reaches the sim, which stops it
+            preexec_fn=die_with_parent(),
+        )
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "control center: URL", or nothing if it failed
+        if line.startswith("control center:"):
+            return proc, line.split()[-1]
+        proc.wait()
+        proc.stdout.close()
+    raise SimError(f"accord web did not start for {dev.name}")
+
+
+def _guide(house: Household) -> SimDevice:
+    """The device the tour's commands and the control center use: the laptop if any."""
+    return next((d for d in house.devices if d.profile == "laptop"), house.devices[0])
+
+
+def _watch(house: Household, total: int, deadline: float | None) -> None:
     events: deque[str] = deque(maxlen=EVENT_LINES)
     rows = house.snapshot()
     with Live(_view(rows, total, events), console=out, refresh_per_second=4) as live:
@@ -143,7 +193,7 @@ def _tour(house: Household) -> str:
     """Commands worth trying against this household, from its laptop if it has one,
     each runnable as printed from where the sim was started (see ``accord_command``)."""
     by = {d.profile: d for d in house.devices}
-    me = by.get("laptop", house.devices[0])
+    me = _guide(house)
     accord = accord_command()
 
     def cmd(*args: str, on: SimDevice = me) -> str:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from accord.control.aio import AsyncControlClient
 from accord.errors import AccordError, NodeNotRunning, RemoteError
+from accord.web.hub import Hub
 from accord.web.streams import CONTROL, HUB
 
 log = logging.getLogger(__name__)
@@ -83,29 +84,34 @@ async def handle(request: web.Request) -> web.Response:
             return _error(404, f"no method {method!r} here")
         result = await control.call(method, **params)
     except NodeNotRunning as exc:
-        hub.say(f"{_what(method, params)} failed: {exc}", "error")
+        hub.say(f"{_what(method, params, hub)} failed: {exc}", "error")
         return _error(503, str(exc), node_down=True)
     except RemoteError as exc:
-        hub.say(f"{_what(method, params)} failed: {exc.remote_message}", "error")
+        hub.say(f"{_what(method, params, hub)} failed: {exc.remote_message}", "error")
         return _error(409, exc.remote_message, type=exc.remote_type)
     except AccordError as exc:
-        hub.say(f"{_what(method, params)} failed: {exc}", "error")
+        hub.say(f"{_what(method, params, hub)} failed: {exc}", "error")
         return _error(502, str(exc), type=type(exc).__name__)
     except (TypeError, ValueError) as exc:
         return _error(400, f"bad parameters: {exc}")
     if method in CHANGES_APPS:
         hub.kick()
     if method not in READS and str(params.get("target")) not in READS:
-        hub.say(f"{_what(method, params)}: done")  # the log shows what changed, not looks
+        hub.say(f"{_what(method, params, hub)}: done")  # the log shows what changed, not looks
     return web.json_response(result)
 
 
-def _what(method: str, params: dict[str, Any]) -> str:
-    """An action in words, for the event log."""
-    app, device = params.get("app", ""), params.get("device", "")
+def _what(method: str, params: dict[str, Any], hub: Hub) -> str:
+    """An action in words, for the event log (devices by name: the page sends ids)."""
+
+    def named(device_id: Any) -> str:
+        known = hub.devices.get(str(device_id))
+        return str(known["name"]) if known else str(device_id)
+
+    app, device = params.get("app", ""), named(params.get("device", ""))
     words = {
-        "app_move": f"move {app} to {params.get('to', '')}",
-        "app_run": f"run {app}" + (f" on {params['on']}" if params.get("on") else ""),
+        "app_move": f"move {app} to {named(params.get('to', ''))}",
+        "app_run": f"run {app}" + (f" on {named(params['on'])}" if params.get("on") else ""),
         "app_stop": f"stop {app}",
         "app_install": f"install {params.get('path', '')}",
         "pair_join": f"pair with {device}",

@@ -82,7 +82,7 @@ def middleware(token: str) -> Middleware:
             clean = request.rel_url.with_query(
                 {k: v for k, v in request.query.items() if k != "token"}
             )
-            found = web.HTTPFound(str(clean), headers=SECURITY_HEADERS)
+            found = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": str(clean)})
             found.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
             return found
         response = await handler(request)

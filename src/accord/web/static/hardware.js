@@ -51,7 +51,10 @@ function syncFridges() {
   for (const [id, f] of fridges) if (!wanted.has(id)) { f.source.close(); fridges.delete(id); }
   for (const id of wanted) if (!fridges.has(id)) openFridge(id);
   const box = document.getElementById("fridges");
-  box.replaceChildren(...[...fridges.values()].map((f) => f.panel));
+  const panels = [...fridges.values()].map((f) => f.panel);
+  if (panels.length !== box.children.length || panels.some((p, i) => box.children[i] !== p)) {
+    box.replaceChildren(...panels);  // only when fridges came or went: keeps focus
+  }
 }
 
 function closeFridges() {
@@ -61,7 +64,7 @@ function closeFridges() {
 
 function openFridge(id) {
   const panel = h("div", { class: "panel fridge", dataset: { deviceId: id } }, h("h2", {}, Accord.deviceName(id)), h("p", { class: "hint" }, "Waiting for readings..."));
-  const f = { source: new EventSource("/events/sensors?device=" + encodeURIComponent(id)), history: {}, ranges: {}, panel: panel, cabinets: {} };
+  const f = { source: new EventSource("/events/sensors?device=" + encodeURIComponent(id)), history: {}, ranges: {}, panel: panel };
   fridges.set(id, f);
   f.source.addEventListener("setpoints", (e) => {
     for (const s of JSON.parse(e.data)) f.ranges[s.cabinet] = s;
@@ -107,40 +110,72 @@ function chart(points, range) {
   return svg;
 }
 
+// A cabinet's box is built once; each reading updates its parts in place, so a
+// setpoint being typed (or a button being pressed) is never swapped out under you.
 function cabinetBox(id, f, name) {
-  const points = f.history[name];
-  const last = points[points.length - 1];
-  const range = f.ranges[name];
-  const input = h("input", { type: "number", step: "0.5", value: last.set, "aria-label": name + " setpoint",
-    min: range ? range.min_c : null, max: range ? range.max_c : null });
-  const form = h("form", { class: "row", onsubmit: async (e) => {
+  const range = () => f.ranges[name];
+  const last = () => f.history[name][f.history[name].length - 1];
+  const input = h("input", { type: "number", step: "0.5", "aria-label": name + " setpoint" });
+  const parts = {
+    temp: h("span", { class: "temp" }),
+    door: h("span", { class: "pill door" }),
+    chart: h("div", { class: "chart-box" }),
+    meta: h("p", { class: "meta" }),
+    toggle: h("button", { type: "button", class: "quiet", onclick: () =>
+      Accord.api("call", { device: id, target: "sim.door", args: { door: name, open: !last().open } }).catch(() => {}) }),
+    input: input,
+  };
+  const form = h("form", { class: "row", novalidate: true, onsubmit: async (e) => {
     e.preventDefault();
     const value = Number(input.value);
-    if (range && (value < range.min_c || value > range.max_c || Number.isNaN(value))) {
-      Accord.toast(`The ${name} takes a setpoint from ${range.min_c} to ${range.max_c} °C.`, "error");
+    const r = range();
+    if (Number.isNaN(value) || (r && (value < r.min_c || value > r.max_c))) {
+      Accord.toast(`The ${name} takes a setpoint from ${r.min_c} to ${r.max_c} °C.`, "error");
       return;
     }
     try {
       await Accord.api("call", { device: id, target: "thermostat.set", args: { cabinet: name, celsius: value } });
       Accord.toast(`${name} set to ${value} °C.`);
     } catch (err) { /* said already */ }
-  } }, input, h("button", { type: "submit" }, "Set"),
-    h("button", { type: "button", class: "quiet", onclick: () =>
-      Accord.api("call", { device: id, target: "sim.door", args: { door: name, open: !last.open } }).catch(() => {}) },
-      last.open ? "Close door" : "Open door"));
-  return h("div", { class: "cabinet", dataset: { cabinet: name, door: last.open ? "open" : "closed" } },
-    h("h3", {}, name[0].toUpperCase() + name.slice(1), " ", h("span", { class: "temp" }, last.t.toFixed(1) + " °C"),
-      h("span", { class: "pill " + (last.open ? "down" : "up") + " door" }, last.open ? "door open" : "door closed")),
-    chart(points, range),
-    h("p", { class: "meta" }, `setpoint ${last.set} °C` + (range ? ` (allowed ${range.min_c} to ${range.max_c})` : "") + (last.cold ? " · compressor on" : "")),
-    form);
+  } }, input, h("button", { type: "submit" }, "Set"), parts.toggle);
+  const box = h("div", { class: "cabinet", dataset: { cabinet: name } },
+    h("h3", {}, name[0].toUpperCase() + name.slice(1), " ", parts.temp, parts.door),
+    parts.chart, parts.meta, form);
+  return { box: box, parts: parts };
+}
+
+function updateCabinet(f, name, cab) {
+  const points = f.history[name];
+  const last = points[points.length - 1];
+  const r = f.ranges[name];
+  const p = cab.parts;
+  cab.box.dataset.door = last.open ? "open" : "closed";
+  p.temp.textContent = last.t.toFixed(1) + " °C";
+  p.door.textContent = last.open ? "door open" : "door closed";
+  p.door.className = "pill door " + (last.open ? "down" : "up");
+  p.chart.replaceChildren(chart(points, r));
+  p.meta.textContent = `setpoint ${last.set} °C` + (r ? ` (allowed ${r.min_c} to ${r.max_c})` : "") + (last.cold ? " · compressor on" : "");
+  p.toggle.textContent = last.open ? "Close door" : "Open door";
+  if (r) { p.input.min = r.min_c; p.input.max = r.max_c; }
+  if (document.activeElement !== p.input && p.input.dataset.shown !== String(last.set)) {
+    p.input.value = last.set;  // follow the device, unless someone is typing
+    p.input.dataset.shown = String(last.set);
+  }
 }
 
 function drawFridge(id, f) {
-  const focused = f.panel.contains(document.activeElement) && document.activeElement.tagName === "INPUT";
-  if (focused) return;  // do not replace a setpoint someone is typing
-  f.panel.replaceChildren(h("h2", {}, Accord.deviceName(id)),
-    h("div", { class: "cabinets" }, Object.keys(f.history).map((name) => cabinetBox(id, f, name))));
+  if (!f.boxes) {
+    f.boxes = {};
+    f.panel.replaceChildren(h("h2", {}, Accord.deviceName(id)), h("div", { class: "cabinets" }));
+  }
+  f.panel.querySelector(".trouble")?.remove();
+  for (const name of Object.keys(f.history)) {
+    if (!f.boxes[name]) {
+      f.boxes[name] = cabinetBox(id, f, name);
+      f.panel.querySelector(".cabinets").append(f.boxes[name].box);
+    }
+    updateCabinet(f, name, f.boxes[name]);
+  }
 }
 
 Accord.on("devices", renderHardwareSelects);

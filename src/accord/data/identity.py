@@ -21,7 +21,7 @@ from accord.data import COUNTER, SET_UNION, Merge, Replica
 from accord.data import catalog as cat
 from accord.data.api import DataStore
 from accord.data.catalog import CATALOG, Claim, Declaration, Settings
-from accord.data.model import Op, SyncMessage
+from accord.data.model import Op, Push, SyncMessage
 from accord.data.provenance import Signer
 from accord.data.rules import StoreKind
 from accord.data.stores import Stores
@@ -172,6 +172,7 @@ class StoreIdentity:
         self._outboxes: dict[str, Outbox] = {}
         self._online: set[str] = set()
         self._dirty: set[str] = set()
+        self._pushes: dict[str, list[tuple[str, Push]]] = {}  # per store, to apply together
         self._flush: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._undo: list[Undo] = []

@@ -19,6 +19,7 @@ count, :class:`accord.data.sharing.SharedStore`.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from accord.data import catchup
 from accord.data.model import (
@@ -38,6 +39,14 @@ from accord.data.rules import stable_vector
 from accord.errors import MalformedSync, PeerNotAllowed, SyncError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class PushOutcome:
+    """What :meth:`Replica.receive_pushes` did: replies to send, pushes refused."""
+
+    replies: list[tuple[str, SyncMessage]] = field(default_factory=list)
+    errors: list[tuple[str, SyncError]] = field(default_factory=list)
 
 
 class Replica(CatchingUp):
@@ -61,15 +70,7 @@ class Replica(CatchingUp):
         Raises a :class:`SyncError` (and changes nothing of what it refused) for a
         message that breaks the rules; batches of a Push before the bad one stay applied.
         """
-        if message.store != self.name:
-            raise MalformedSync(f"message for store {message.store!r} given to {self.name!r}")
-        if message.v != DATA_VERSION:
-            raise MalformedSync(f"unsupported data protocol version {message.v}")
-        if not self.may_share(sender):
-            raise PeerNotAllowed(
-                f"{sender} is not a member whose level may receive {self.label} "
-                f"(store {self.name!r})"
-            )
+        self._admit(sender, message)
         if isinstance(message, Push):
             return self._on_push(sender, message)
         if isinstance(message, Pull):
@@ -79,35 +80,71 @@ class Replica(CatchingUp):
         return self._on_summary(sender, message)
 
     def _on_push(self, sender: str, push: Push) -> list[SyncMessage]:
+        outcome = self.receive_pushes([(sender, push)])
+        if outcome.errors:
+            raise outcome.errors[0][1]
+        return [message for _, message in outcome.replies]
+
+    def receive_pushes(self, pushes: list[tuple[str, Push]]) -> PushOutcome:
+        """Several pushes (from one sender or many, in the order they came) at once:
+        every batch ready to apply, in one transaction (one sync to disk; each batch
+        still whole). A push that breaks a rule is reported in ``errors`` and changes
+        nothing of its own from the bad batch on; the others are not affected."""
+        out = PushOutcome()
+        have: dict[str, int] = {}
+        ready: list[tuple[Batch, list[bytes], str]] = []
+        for sender, push in pushes:
+            try:
+                self._admit(sender, push)
+                gap = self._ready(sender, push, have, ready)
+            except SyncError as exc:
+                out.errors.append((sender, exc))
+                continue
+            if gap and (pull := self.want_from(sender)) is not None:
+                out.replies.append((sender, pull))
+        if ready:
+            self._hlc.update(max(batch.hlc for batch, _, _ in ready))
+            for origin, changes in self._commit_batches(ready).items():
+                self._watchers.notify("push", origin, changes)
+        return out
+
+    def _admit(self, sender: str, message: SyncMessage) -> None:
+        if message.store != self.name:
+            raise MalformedSync(f"message for store {message.store!r} given to {self.name!r}")
+        if message.v != DATA_VERSION:
+            raise MalformedSync(f"unsupported data protocol version {message.v}")
+        if not self.may_share(sender):
+            raise PeerNotAllowed(
+                f"{sender} is not a member whose level may receive {self.label} "
+                f"(store {self.name!r})"
+            )
+
+    def _ready(
+        self,
+        sender: str,
+        push: Push,
+        have: dict[str, int],
+        ready: list[tuple[Batch, list[bytes], str]],
+    ) -> bool:
+        """Add the push's batches that follow on from what is applied (or about to be)
+        to ``ready``; True if there is a gap (pull instead). A bad batch raises after
+        the ones before it are added."""
         for batch in push.batches:
             check_remote_batch(self.merge, batch, sender)
         ns = sender if self.kind == "per-device" else ""
-        have = self._vv.get(sender, 0)
-        ready: list[tuple[Batch, list[bytes]]] = []
-        refused: SyncError | None = None
-        gap = False
-        for batch in sorted(push.batches, key=lambda b: b.seq):
-            if batch.seq <= have:
-                continue  # a duplicate
-            if batch.seq > have + 1:  # a gap: fetch state instead of waiting
-                gap = True
-                break
-            try:
+        seq = have.get(sender, self._vv.get(sender, 0))
+        try:
+            for batch in sorted(push.batches, key=lambda b: b.seq):
+                if batch.seq <= seq:
+                    continue  # a duplicate
+                if batch.seq > seq + 1:
+                    return True  # a gap: fetch state instead of waiting
                 self._hlc.check(batch.hlc)
-                ready.append((batch, self._batch_leaves(batch, ns)))
-            except SyncError as exc:
-                refused = exc  # the batches before it are applied; it and the rest not
-                break
-            have = batch.seq
-        if ready:  # whole batches, together: one transaction (one sync to disk)
-            self._hlc.update(max(batch.hlc for batch, _ in ready))
-            self._watchers.notify("push", sender, self._apply_batches(ready, ns))
-        if refused is not None:
-            raise refused
-        if gap:
-            pull = self.want_from(sender)
-            return [] if pull is None else [pull]
-        return []
+                ready.append((batch, self._batch_leaves(batch, ns), ns))
+                seq = batch.seq
+        finally:
+            have[sender] = seq
+        return False
 
     def _on_pull(self, sender: str, pull: Pull) -> list[SyncMessage]:
         self._record_ack(sender, pull.vv)

@@ -47,7 +47,7 @@ from accord.data.identity import (
     Traffic,
     settings_of,
 )
-from accord.data.model import SyncMessage
+from accord.data.model import Push, SyncMessage
 from accord.data.opening import StoreOpening
 from accord.errors import (
     SealError,
@@ -80,6 +80,7 @@ class DataService(StoreOpening):
         self._undo.clear()
         if self._flush is not None:
             self._flush.cancel()
+        self._pushes.clear()  # not applied: their senders resend or we pull after a restart
         tasks = [*self._tasks, *(o.task for o in self._outboxes.values() if o.task)]
         for task in tasks:
             task.cancel()
@@ -181,17 +182,49 @@ class DataService(StoreOpening):
             replica = self._for_message(env, message.store, sender)
             if replica is None:
                 return
+            if isinstance(message, Push):
+                self._queue_push(replica, sender, message)
+                return
+            self._apply_pushes(replica.name)  # what came before this, first
             replies = replica.receive(sender, message)
         except (StoreError, *DECODE_ERRORS) as exc:
-            self._quiet.warn(
-                f"recv:{sender}:{type(exc).__name__}",
-                "%s: sync message from %s refused: %s",
-                self._name,
-                sender[:10],
-                exc,
-            )
+            self._refused(sender, exc)
             return
         for reply in replies:
+            self._send(sender, replica, reply)
+        self._send_due(replica)
+
+    def _refused(self, sender: str, exc: Exception) -> None:
+        self._quiet.warn(
+            f"recv:{sender}:{type(exc).__name__}",
+            "%s: sync message from %s refused: %s",
+            self._name,
+            sender[:10],
+            exc,
+        )
+
+    def _queue_push(self, replica: Replica, sender: str, push: Push) -> None:
+        """Pushes are applied in groups (group commit): those that arrive while the
+        loop is busy go to disk together, in one transaction, on the loop's next turn."""
+        queued = self._pushes.setdefault(replica.name, [])
+        queued.append((sender, push))
+        if len(queued) == 1:
+            asyncio.get_running_loop().call_soon(self._apply_pushes, replica.name)
+
+    def _apply_pushes(self, name: str) -> None:
+        queued = self._pushes.pop(name, None)
+        if not queued:
+            return
+        try:
+            replica = self.stores.get(name)
+            outcome = replica.receive_pushes(queued)
+        except StoreError as exc:  # the store's file failed: each sender will resend
+            for sender, _push in queued:
+                self._refused(sender, exc)
+            return
+        for sender, error in outcome.errors:
+            self._refused(sender, error)
+        for sender, reply in outcome.replies:
             self._send(sender, replica, reply)
         self._send_due(replica)
 

@@ -381,14 +381,30 @@ class Store:
         raws: list[bytes] | None = None,
     ) -> list[Change]:
         """Apply consecutive whole batches of one origin in one transaction."""
-        changes: list[Change] = []
+        return self._commit_batches(
+            [(batch, leaves, ns) for batch, leaves in batches], local, raws
+        )[batches[0][0].origin]
+
+    def _commit_batches(
+        self,
+        batches: list[tuple[Batch, list[bytes], str]],
+        local: bool = False,
+        raws: list[bytes] | None = None,
+    ) -> dict[str, list[Change]]:
+        """Apply whole batches (of one origin or several, each origin's consecutive
+        and in order) in one transaction: one sync to disk for all. The changes, per
+        origin."""
+        changes: dict[str, list[Change]] = {}
+        last: dict[str, int] = {}
         with self._file.transaction():
-            for batch, leaves in batches:
-                changes += self._write_batch(batch, ns, leaves, local=local, raws=raws)
-            last = batches[-1][0]
-            self._file.set_vv(last.origin, last.seq)
+            for batch, leaves, ns in batches:
+                done = self._write_batch(batch, ns, leaves, local=local, raws=raws)
+                changes.setdefault(batch.origin, []).extend(done)
+                last[batch.origin] = batch.seq
+            for origin, seq in last.items():
+                self._file.set_vv(origin, seq)
             self._file.set_meta("hlc", _hlc_encoder.encode(self._hlc.last))
-        self._vv[last.origin] = last.seq
+        self._vv.update(last)
         return changes
 
     def _write_batch(

@@ -19,6 +19,7 @@ import msgspec
 from accord.clock import Hlc
 from accord.data.limits import (
     DOT_OVERHEAD,
+    MAX_BATCH_BYTES,
     MAX_BATCH_OPS,
     MAX_KEY_BYTES,
     MAX_MESSAGE_BYTES,
@@ -225,14 +226,22 @@ def check_page(page: Page) -> None:
 
 def check_wire_batch(batch: Batch) -> None:
     """The rules every batch obeys, whoever made it: keys once each, bounded size."""
-    keys = set()
-    for op in batch.ops:
-        _check_key(op.key)
-        keys.add(op.key)
-    if len(keys) != len(batch.ops):
+    ops = batch.ops
+    if not ops:
+        raise MalformedSync(f"batch {batch.origin}:{batch.seq} has no operations")
+    if len({op.key for op in ops}) != len(ops):
         raise MalformedSync(f"batch {batch.origin}:{batch.seq} writes a key twice")
+    # Key lengths in characters bound their UTF-8 bytes (at most 4 each): encode only
+    # when the bound alone does not settle a limit.
+    chars = [len(op.key) for op in ops]
+    values = sum(len(op.value) for op in ops if op.value is not None)
+    if max(chars) * 4 > MAX_KEY_BYTES:
+        for op in ops:
+            _check_key(op.key)
+    upper = 4 * sum(chars) + values + ROW_OVERHEAD * len(ops)
+    size = upper if upper <= MAX_BATCH_BYTES else batch_bytes(batch)
     try:
-        check_batch(len(batch.ops), batch_bytes(batch))
+        check_batch(len(ops), size)
     except StoreError as exc:
         raise MalformedSync(f"batch {batch.origin}:{batch.seq}: {exc}") from exc
 

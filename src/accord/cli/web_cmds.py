@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 from pathlib import Path
@@ -22,10 +21,14 @@ def web(
     ),
 ) -> None:
     """Serve the control center on 127.0.0.1 and print its address (with a fresh token)."""
+    import asyncio  # here, not at the top: `accord --help` must start fast
+
     asyncio.run(_serve(home_path(home), port, open_browser))
 
 
 async def _serve(home: Path, port: int, open_browser: bool) -> None:
+    import asyncio
+
     from accord.device.home import SOCKET_NAME
     from accord.web.server import serve
 

@@ -125,14 +125,12 @@ async def run_as(server: RpcServer, me: str, author: str, service: str, method: 
                  params: Any) -> Any:  # fmt: skip
     """Run this device's ``service.method`` with ``author`` as the caller, through the
     same path (allow-lists, decoding, the handler's own caller checks) as a call the
-    author made. RpcServer has no public entry for this yet: the node's RPC owners
-    are asked for ``RpcServer.run_as`` (see the issue note); until then this uses the
-    server's dispatch directly."""
+    author made (``RpcServer.run_as``)."""
     if service == SERVICE:
         raise PermissionDenied("a rule cannot call the rules service")
     req = RpcRequest(secrets.randbits(63), msgspec.Raw(msgspec.msgpack.encode(params)),
                      int(ACT_TIMEOUT_S * 1000))  # fmt: skip
-    result = await server._run(keys.rpc_key(me, service, method), author, req)
+    result = await server.run_as(author, keys.rpc_key(me, service, method), req)
     if not result.ok:
         raise remote_failure("this device", result.error_type, result.error)
     try:

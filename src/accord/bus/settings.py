@@ -21,6 +21,9 @@ class BusSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
     listen: tuple[str, ...] = ()
     connect: tuple[str, ...] = ()
+    # Relay endpoints (``accord relay``): when set, the node is a Zenoh *client* of the
+    # relay and every link goes through it (docs/architecture.md, "Relays").
+    relay: tuple[str, ...] = ()
     multicast: bool = True
     lease_ms: Millis = 1500
     keep_alive: Annotated[int, msgspec.Meta(ge=1, le=100)] = 4
@@ -47,8 +50,8 @@ class BusSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
                     raise TransportError(f"setting {pair!r} names no Zenoh config path")
                 overrides[path] = value
                 continue
-            if name not in fields or name in ("listen", "connect", "zenoh_overrides"):
-                settable = sorted(set(fields) - {"listen", "connect", "zenoh_overrides"})
+            if name not in fields or name in _NOT_SETTABLE:
+                settable = sorted(set(fields) - _NOT_SETTABLE)
                 raise TransportError(
                     f"unknown setting {name!r}; known: {', '.join(settable)}, zenoh.<path>"
                 )
@@ -60,6 +63,9 @@ class BusSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
             raise TransportError(f"invalid setting: {exc}") from exc
 
 
+_NOT_SETTABLE = frozenset({"listen", "connect", "relay", "zenoh_overrides"})
+
+
 def zenoh_config(settings: BusSettings) -> zenoh.Config:
     conf = zenoh.Config()
 
@@ -67,9 +73,17 @@ def zenoh_config(settings: BusSettings) -> zenoh.Config:
         conf.insert_json5(key, json.dumps(value))
 
     try:
-        put("mode", "peer")
-        put("listen/endpoints", list(settings.listen) or ["tcp/[::]:0"])
-        put("connect/endpoints", list(settings.connect))
+        if settings.relay:
+            # A client of the relay: Zenoh 1.x routers do not broker between two peers
+            # that have no link of their own, so peer mode cannot cross sites. A client
+            # listens nowhere and scouts for no other router: the relay is the one way in.
+            put("mode", "client")
+            put("listen/endpoints", [])
+            put("connect/endpoints", [*settings.relay, *settings.connect])
+        else:
+            put("mode", "peer")
+            put("listen/endpoints", list(settings.listen) or ["tcp/[::]:0"])
+            put("connect/endpoints", list(settings.connect))
         put("connect/timeout_ms", settings.connect_timeout_ms)
         put("connect/exit_on_failure", True)
         retry = {
@@ -78,7 +92,7 @@ def zenoh_config(settings: BusSettings) -> zenoh.Config:
             "period_increase_factor": 1.5,
         }
         put("connect/retry", retry)
-        put("scouting/multicast/enabled", settings.multicast)
+        put("scouting/multicast/enabled", settings.multicast and not settings.relay)
         put("transport/link/tx/lease", settings.lease_ms)
         put("transport/link/tx/keep_alive", settings.keep_alive)
         put("transport/shared_memory/enabled", settings.shared_memory)

@@ -24,6 +24,7 @@ from accord.cli import (
     node_cmds,
     notify_cmds,
     permission_cmds,
+    relay_cmds,
     rule_cmds,
     send_cmds,
     sim_cmd,
@@ -55,6 +56,7 @@ clip_cmds.register(app)
 notify_cmds.register(app)
 rule_cmds.register(app)
 web_cmds.register(app)
+relay_cmds.register(app)
 
 err = Console(stderr=True)
 
@@ -101,6 +103,7 @@ _METAVARS = {
     "on": "DEVICE",
     "param": "NAME=VALUE",
     "pin": "PIN",
+    "relay": "ENDPOINT",
     "resolution": "WxH",
     "setting": "NAME=VALUE",
     "timeout": "SECONDS",

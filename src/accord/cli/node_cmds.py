@@ -56,6 +56,13 @@ def up(
     no_multicast: bool = typer.Option(
         False, "--no-multicast", help="No multicast scouting (use --connect)."
     ),
+    relay: list[str] = typer.Option(
+        [],
+        "--relay",
+        "-r",
+        help="Reach the circle through this relay (accord relay): a Zenoh client of it, "
+        "no listening, no multicast.",
+    ),
     setting: list[str] = typer.Option(
         [], "--set", "-s", help="Override a setting, e.g. lease_ms=3000 or zenoh.PATH=JSON5."
     ),
@@ -72,6 +79,8 @@ def up(
 
     if hardware not in ("simulated", "host"):
         raise AccordError(f"--hardware is 'simulated' or 'host', not {hardware!r}")
+    if relay and listen:
+        raise AccordError("--listen has no effect with --relay: a relay's client listens nowhere")
     import asyncio
 
     from accord.bus.settings import BusSettings
@@ -79,7 +88,10 @@ def up(
 
     h = open_home(home_path(home))
     settings = BusSettings(
-        listen=tuple(listen), connect=tuple(connect), multicast=not no_multicast
+        listen=tuple(listen),
+        connect=tuple(connect),
+        relay=tuple(relay),
+        multicast=not no_multicast,
     ).with_overrides(setting)
     asyncio.run(_run(h, settings, hardware))
 

@@ -65,7 +65,8 @@ def sim(
         "--devices",
         "-d",
         metavar="PROFILES",
-        help="Comma-separated built-in profiles.",
+        help="Comma-separated built-in profiles, or a number N: that many devices of "
+        "the default profiles in turn.",
     ),
     folder: Path | None = typer.Option(
         None,
@@ -83,9 +84,15 @@ def sim(
     web: bool = typer.Option(
         False, "--web", help="Also serve the control center (accord web) and print its address."
     ),
+    relay: bool = typer.Option(
+        False,
+        "--relay",
+        help="Run an accord relay too, and connect every device only through it "
+        "(as devices at different sites would).",
+    ),
 ) -> None:
     """Start a simulated household, one real node process per device, and show it live."""
-    profiles = [p.strip() for p in devices.split(",") if p.strip()]
+    profiles = _profiles(devices)
     from accord.profile import builtin_text
     from accord.sim.household import Household
 
@@ -98,11 +105,25 @@ def sim(
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: house.stopping.set())
         try:
+            if relay:
+                endpoint = house.start_relay()
+                if not as_json:
+                    out.print(f"Relay: {endpoint} (every device connects through it)")
             _run(house, len(profiles), duration, as_json, web and not as_json)
         finally:
             house.stop()
     if not as_json:
         out.print("household stopped; no node left running")
+
+
+def _profiles(devices: str) -> list[str]:
+    """The profiles ``--devices`` names: a list, or a count of default ones."""
+    if devices.strip().isdigit():
+        count = int(devices)
+        if not 1 <= count <= 256:  # the member list holds at most 256 devices
+            raise SimError("--devices N takes 1 to 256 devices")
+        return [DEFAULT_DEVICES[i % len(DEFAULT_DEVICES)] for i in range(count)]
+    return [p.strip() for p in devices.split(",") if p.strip()]
 
 
 def _run(house: Household, total: int, duration: float, as_json: bool, web: bool) -> None:

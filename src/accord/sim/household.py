@@ -35,6 +35,15 @@ def free_port() -> int:
         return port
 
 
+def _accepts(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port`` now."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 _LIBC: Any = None
 if sys.platform.startswith("linux"):
     with contextlib.suppress(OSError):
@@ -86,6 +95,7 @@ class Household:
         settings: list[str] | None = None,
         python: str = sys.executable,
         pair: bool = True,
+        relay: str | None = None,
     ) -> None:
         if not profiles:
             raise SimError("a household needs at least one device")
@@ -93,6 +103,8 @@ class Household:
         self.python = python
         self.settings = settings or []
         self.pair = pair
+        self.relay = relay  # every node a client of this relay (accord up --relay)
+        self.relay_proc: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()  # set it (e.g. from a signal handler) to abort start
         self.devices: list[SimDevice] = []
         counts: dict[str, int] = {}
@@ -122,12 +134,16 @@ class Household:
             self._spawn(dev, [d.endpoint for d in self.devices[:i]])
             self._wait_ready(dev)
             if self.pair and i > 0 and not self.stopping.is_set():
-                self._pair(dev, self.devices[0])
+                self.pair_into(dev, self.devices[0])
             if on_progress is not None:
                 on_progress(dev)
 
+    def pair_into(self, dev: SimDevice, host: SimDevice) -> None:
+        """Pair ``dev`` into ``host``'s circle (``host`` may be of another household,
+        e.g. at another site behind a relay), as a person would with the PIN."""
+        self._pair(dev, host)
+
     def _pair(self, dev: SimDevice, host: SimDevice) -> None:
-        """Pair ``dev`` into ``host``'s circle, as a person would with the PIN."""
         members = host.client.call("trust_list")["members"]
         if any(m["device_id"] == dev.device_id for m in members):
             return  # a reused home that is already a member
@@ -146,9 +162,12 @@ class Household:
 
     def _spawn(self, dev: SimDevice, connect: list[str]) -> None:
         cmd = [self.python, "-m", "accord", "up", "--home", str(dev.home), "--no-multicast"]
-        cmd += ["--listen", dev.endpoint]
-        for ep in connect:
-            cmd += ["--connect", ep]
+        if self.relay is not None:
+            cmd += ["--relay", self.relay]  # listens nowhere: the relay is its one link
+        else:
+            cmd += ["--listen", dev.endpoint]
+            for ep in connect:
+                cmd += ["--connect", ep]
         for s in self.settings:
             cmd += ["--set", s]
         with open(dev.home / "node.log", "ab") as log:  # the child keeps its own copy
@@ -175,6 +194,31 @@ class Household:
             return
         raise SimError(f"{dev.profile} was not ready within {READY_TIMEOUT:g} s")
 
+    def start_relay(self) -> str:
+        """Run ``accord relay`` on a free loopback port as a child that the household
+        stops with its nodes; every node started after this connects through it."""
+        endpoint = f"tcp/127.0.0.1:{free_port()}"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "relay.log", "ab") as log:
+            self.relay_proc = subprocess.Popen(
+                [self.python, "-m", "accord", "relay", "--listen", endpoint],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
+            )
+        host, port = endpoint.removeprefix("tcp/").rsplit(":", 1)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not _accepts(host, int(port)):
+            if self.relay_proc.poll() is not None:
+                raise SimError(f"the relay exited at start; see {self.folder / 'relay.log'}")
+            if time.monotonic() > deadline:
+                raise SimError(f"the relay was not listening within {READY_TIMEOUT:g} s")
+            time.sleep(0.02)
+        self.relay = endpoint
+        return endpoint
+
     def restart(self, dev: SimDevice) -> None:
         """Start a stopped device again, connecting to every other running one."""
         others = [d.endpoint for d in self.devices if d is not dev and d.running]
@@ -199,6 +243,13 @@ class Household:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(dev.proc.pid, signal.SIGKILL)
                 dev.proc.wait()
+        if self.relay_proc is not None:  # last: the nodes leave cleanly through it
+            self.relay_proc.terminate()
+            try:
+                self.relay_proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.relay_proc.kill()
+                self.relay_proc.wait()
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Each device's process state and what its node sees."""

@@ -1,0 +1,152 @@
+"""A relay: a Zenoh router that carries Accord's traffic between sites, and nothing else.
+
+Nodes that cannot reach each other directly (two homes, a phone on mobile data)
+connect to one relay as Zenoh clients (``accord up --relay ENDPOINT``). The relay is
+a Python Zenoh session in router mode: no ``zenohd`` binary, no storage plugins.
+
+What it may carry is fixed by Zenoh's access control, checked on every message in
+both directions: only key expressions under ``accord/v1/`` pass, so a stranger
+cannot use the relay as a general-purpose broker. What it can read is fixed by
+Accord's sealing: member traffic is sealed end to end (docs/protocol.md, "Sealed
+frames"), so the relay sees public announcements, pairing handshakes (built to be
+safe to observe), who talks to whom, and volume; never a call, a value or a key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import zenoh
+
+from accord.bus.keys import ROOT
+from accord.errors import TransportError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN: Final = "tcp/[::]:7447"  # Zenoh's usual router port
+ALLOWED_KEYS: Final = (f"{ROOT}/**",)
+
+# Every kind of message Zenoh's access control can filter (zenoh 1.x). A kind left
+# out here would fall to the default, "deny", so an omission fails closed.
+_MESSAGES: Final = (
+    "put",
+    "delete",
+    "declare_subscriber",
+    "query",
+    "reply",
+    "declare_queryable",
+    "liveliness_token",
+    "liveliness_query",
+    "declare_liveliness_subscriber",
+)
+
+
+def access_control() -> dict[str, object]:
+    """Zenoh's ``access_control`` section: Accord's key space passes, nothing else."""
+    return {
+        "enabled": True,
+        "default_permission": "deny",
+        "rules": [
+            {
+                "id": "accord-keys",
+                "messages": list(_MESSAGES),
+                "flows": ["ingress", "egress"],
+                "permission": "allow",
+                "key_exprs": list(ALLOWED_KEYS),
+            }
+        ],
+        "subjects": [{"id": "anyone"}],  # no attribute: matches every link
+        "policies": [{"id": "accord-only", "rules": ["accord-keys"], "subjects": ["anyone"]}],
+    }
+
+
+def relay_config(
+    listen: Sequence[str] = (),
+    *,
+    connect: Sequence[str] = (),
+    tls: tuple[Path, Path] | None = None,
+    lease_ms: int = 1500,
+) -> zenoh.Config:
+    """The Zenoh config of a relay listening on ``listen`` (default: tcp port 7447 on
+    every address). ``tls`` is (certificate, private key) in PEM for ``tls/`` endpoints;
+    ``connect`` links this relay to other relays (routers route between each other)."""
+    conf = zenoh.Config()
+
+    def put(key: str, value: object) -> None:
+        conf.insert_json5(key, json.dumps(value))
+
+    try:
+        put("mode", "router")
+        put("listen/endpoints", list(listen) or [DEFAULT_LISTEN])
+        put("connect/endpoints", list(connect))
+        # A relay is reached by address: it neither answers nor sends multicast
+        # scouting, so it never joins a LAN's peer mesh by itself.
+        put("scouting/multicast/enabled", False)
+        put("transport/link/tx/lease", lease_ms)
+        put("transport/link/tx/keep_alive", 4)
+        if tls is not None:
+            cert, key = tls
+            for path in (cert, key):
+                if not path.is_file():
+                    raise TransportError(f"--tls: {path} is not a readable file")
+            put("transport/link/tls/listen_certificate", str(cert))
+            put("transport/link/tls/listen_private_key", str(key))
+        put("access_control", access_control())
+    except zenoh.ZError as exc:
+        raise TransportError(f"invalid relay setting: {exc}") from exc
+    return conf
+
+
+class Relay:
+    """A running relay. ``with Relay(...)`` opens it; leaving the block closes it."""
+
+    def __init__(
+        self,
+        listen: Sequence[str] = (),
+        *,
+        connect: Sequence[str] = (),
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        self._conf = relay_config(listen, connect=connect, tls=tls)
+        self.listen = tuple(listen) or (DEFAULT_LISTEN,)
+        self._session: zenoh.Session | None = None
+
+    def open(self) -> None:
+        try:
+            self._session = zenoh.open(self._conf)
+        except zenoh.ZError as exc:
+            text = str(exc).split(" at /")[0]
+            raise TransportError(
+                f"cannot start the relay on {', '.join(self.listen)}: {text} "
+                "(is the port in use? choose another --listen)"
+            ) from exc
+        log.info("relay %s listening on %s", self.zid, ", ".join(self.listen))
+
+    @property
+    def zid(self) -> str:
+        return "" if self._session is None else str(self._session.zid())
+
+    def clients(self) -> int:
+        """How many sessions have a link to this relay now (clients and peers)."""
+        if self._session is None:
+            return 0
+        try:
+            return len(self._session.info.peers_zid()) + len(self._session.info.routers_zid())
+        except zenoh.ZError:
+            return 0
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()  # type: ignore[no-untyped-call]
+            self._session = None
+
+    def __enter__(self) -> Relay:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,131 @@
+"""``accord relay``: its Zenoh config, its access control against strangers (a real
+relay process on 127.0.0.1), and ``accord up --relay``'s client-mode config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+import zenoh
+
+from accord.bus.relay import relay_config
+from accord.bus.settings import BusSettings, zenoh_config
+from accord.sim.household import die_with_parent, free_port
+from tests.helpers import accord, wait_for
+
+
+def _get(conf: zenoh.Config, key: str) -> object:
+    return json.loads(conf.get_json(key))
+
+
+def test_relay_is_a_router_that_denies_all_but_accords_keys() -> None:
+    conf = relay_config(["tcp/127.0.0.1:7447"])
+    assert _get(conf, "mode") == "router"
+    assert _get(conf, "scouting/multicast/enabled") is False
+    acl = _get(conf, "access_control")
+    assert isinstance(acl, dict)
+    assert acl["enabled"] is True
+    assert acl["default_permission"] == "deny"
+    assert [r["key_exprs"] for r in acl["rules"]] == [["accord/v1/**"]]
+    assert all(r["permission"] == "allow" for r in acl["rules"])
+
+
+def test_a_node_with_a_relay_is_its_client_and_listens_nowhere() -> None:
+    relay = "tcp/127.0.0.1:7447"
+    conf = zenoh_config(BusSettings(relay=(relay,), listen=("tcp/127.0.0.1:1",)))
+    assert _get(conf, "mode") == "client"
+    assert _get(conf, "connect/endpoints") == [relay]
+    assert _get(conf, "listen/endpoints") == []
+    assert _get(conf, "scouting/multicast/enabled") is False
+    assert _get(zenoh_config(BusSettings()), "mode") == "peer"  # unchanged without one
+
+
+def test_up_refuses_listen_with_relay() -> None:
+    proc = accord("up", "--relay", "tcp/127.0.0.1:1", "--listen", "tcp/127.0.0.1:2")
+    assert proc.returncode == 1
+    assert "--listen has no effect with --relay" in proc.stderr
+
+
+@pytest.fixture
+def relay_process() -> Iterator[str]:
+    """A real ``accord relay`` on a free loopback port; its endpoint."""
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "accord", "relay", "--listen", endpoint],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=die_with_parent(),
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once it listens
+        assert line.startswith("accord relay listening on"), line
+        yield endpoint
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _client(endpoint: str) -> zenoh.Session:
+    conf = zenoh.Config()
+    conf.insert_json5("mode", '"client"')
+    conf.insert_json5("connect/endpoints", json.dumps([endpoint]))
+    conf.insert_json5("scouting/multicast/enabled", "false")
+    return zenoh.open(conf)
+
+
+def test_a_stranger_cannot_use_the_relay_as_a_general_broker(relay_process: str) -> None:
+    sender, receiver = _client(relay_process), _client(relay_process)
+    got: list[str] = []
+    lock = threading.Lock()
+
+    def record(sample: zenoh.Sample) -> None:
+        with lock:
+            got.append(str(sample.key_expr))
+
+    def answer(query: zenoh.Query) -> None:
+        query.reply(str(query.key_expr), b"answer")
+
+    entities: list[zenoh.Subscriber[None] | zenoh.Queryable[None]] = [
+        receiver.declare_subscriber("other/**", zenoh.handlers.Callback(record, indirect=False)),
+        receiver.declare_subscriber(
+            "accord/v1/**", zenoh.handlers.Callback(record, indirect=False)
+        ),
+        receiver.declare_queryable("other/q", zenoh.handlers.Callback(answer, indirect=False)),
+        receiver.declare_queryable("accord/v1/q", zenoh.handlers.Callback(answer, indirect=False)),
+    ]
+    try:
+        # Each put is retried until the Accord one arrives (subscriptions take a moment
+        # to propagate). Puts from one session through one relay arrive in order, so
+        # once "accord/v1/probe" is in, an allowed "other/x" sent before it would be too.
+        def probe_arrived() -> bool:
+            sender.put("other/x", b"not for the relay")
+            sender.put("accord/v1/probe", b"sealed in real life")
+            with lock:
+                return "accord/v1/probe" in got
+
+        wait_for(probe_arrived, 10, "a put under accord/v1 to cross the relay")
+        with lock:
+            assert "other/x" not in got
+        assert [r.ok is not None for r in sender.get("accord/v1/q", timeout=5)] == [True]
+        assert list(sender.get("other/q", timeout=1)) == []
+    finally:
+        for entity in entities:
+            entity.undeclare()  # type: ignore[no-untyped-call]
+        sender.close()  # type: ignore[no-untyped-call]
+        receiver.close()  # type: ignore[no-untyped-call]
+
+
+def test_a_relay_on_a_busy_port_says_so(relay_process: str) -> None:
+    proc = accord("relay", "--listen", relay_process, timeout=20)
+    assert proc.returncode == 1
+    assert "cannot start the relay" in proc.stderr

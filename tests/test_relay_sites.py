@@ -1,7 +1,10 @@
 """Two sites through one relay, as real node processes on 127.0.0.1: devices at "home"
-and "away" (Zenoh clients of the relay, listening nowhere, so the relay is their only
-route) pair, call and sync; a snooper on the relay itself sees only announcements,
-handshakes and sealed frames; and after the relay restarts, the nodes come back."""
+and "away" (Zenoh clients that listen nowhere, so a relay is their only route) pair,
+call and sync. The away devices use the shared relay directly; the home devices use a
+relay of their own at home, linked to the shared one (routers route between each
+other), so their traffic with each other stays at home. A snooper on the shared relay
+sees only announcements, handshakes and sealed frames; while it is down the home
+devices keep working together, and after it restarts every node comes back."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 import zenoh
 
-from accord.bus.relay import relay_config
+from accord.bus.relay import Relay, relay_config
 from accord.control.client import ControlClient
 from accord.device.home import SOCKET_NAME
 from accord.errors import AccordError
@@ -91,11 +94,18 @@ def relay() -> Iterator[SnoopingRelay]:
 
 
 @pytest.fixture(scope="module")
+def home_relay(relay: SnoopingRelay) -> Iterator[Relay]:
+    """The home's own relay (on the LAN in real life), linked to the shared one."""
+    with Relay([f"tcp/127.0.0.1:{free_port()}"], connect=[relay.endpoint]) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def sites(
-    relay: SnoopingRelay, shared_processes: SharedProcesses
+    relay: SnoopingRelay, home_relay: Relay, shared_processes: SharedProcesses
 ) -> Iterator[tuple[Household, Household]]:
     folder = Path(tempfile.mkdtemp(prefix="acc-rly-"))  # short: Unix socket paths
-    home = Household(["nokia-x60", "tablet"], folder / "home", relay=relay.endpoint)
+    home = Household(["nokia-x60", "tablet"], folder / "home", relay=home_relay.listen[0])
     away = Household(["laptop", "tv"], folder / "away", relay=relay.endpoint, pair=False)
     with supervised(home, shared_processes):
         home.start()
@@ -186,14 +196,17 @@ def test_nodes_come_back_after_the_relay_restarts(
     relay: SnoopingRelay, sites: tuple[Household, Household]
 ) -> None:
     home, away = sites
-    phone, tv = home.devices[0], away.devices[1]
+    phone, tablet, tv = home.devices[0], home.devices[1], away.devices[1]
     relay.close()
     wait_for(
         lambda: tv.device_id not in _online(phone),
         10,
         "the phone to see the tv gone with the relay",
     )
-    relay.open()  # same endpoint: the nodes redial it
+    # The home devices still reach each other, through their own relay.
+    assert tablet.device_id in _online(phone)
+    assert _call_when_ready(phone, tablet, "still home")["text"] == "still home"
+    relay.open()  # same endpoint: the away nodes and the home relay redial it
     everyone = {d.device_id for d in [*home.devices, *away.devices]}
     for dev in [*home.devices, *away.devices]:
         wait_sees_all(dev.home, everyone, timeout=15)

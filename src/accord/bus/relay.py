@@ -83,6 +83,10 @@ def relay_config(
         put("mode", "router")
         put("listen/endpoints", list(listen) or [DEFAULT_LISTEN])
         put("connect/endpoints", list(connect))
+        # Another relay that restarts is redialled within a second; a relay starts
+        # even if the one it links to is not up yet (it keeps trying meanwhile).
+        put("connect/retry", {"period_init_ms": 100, "period_max_ms": 1000})
+        put("connect/exit_on_failure", False)
         # A relay is reached by address: it neither answers nor sends multicast
         # scouting, so it never joins a LAN's peer mesh by itself.
         put("scouting/multicast/enabled", False)

@@ -1,0 +1,420 @@
+"""Scale benchmark: a circle of 10, 50 and 100 devices through one relay.
+
+For each size N: one ``accord relay`` process on 127.0.0.1, an in-process host
+:class:`accord.node.Node` (the circle's founder, and the observer) and N - 1 real
+``accord up --relay`` processes (profile ``tablet``), every one a Zenoh client of the
+relay. In the same run, per size:
+
+* **pairing**: each process joins the host's circle in turn with a PIN, as a person
+  would (``pair_window`` on the host, ``pair_join`` over the joiner's control socket);
+  a join is timed from opening the window to the joiner's return. Then the time until
+  every node counts N members.
+* **kv put to all**: a put on one process node, until every other node holds it
+  (polled over their control sockets): first the store's first put (channels open
+  lazily), then a warm one.
+* **RPC**: ``display.current`` from the host to a process node, sealed on their pairwise
+  channel, against the floor: raw Zenoh queries from a raw client of the same relay to
+  a raw echo process (another client of it), alternating in blocks.
+* **crash -> offline**: SIGKILL a node; until the host sees it offline.
+* **idle**: CPU of all node processes over a quiet window (% of one core), and their
+  RSS. Usage::
+
+    .venv/bin/python benchmarks/scale.py [--nodes 10,50,100] [--calls 300] [--json-out PATH]
+    .venv/bin/python benchmarks/scale.py --quick      # 10 nodes, fewer calls
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import zenoh
+from rich.console import Console
+from rich.table import Table
+
+from accord.bus.settings import BusSettings, zenoh_config
+from accord.device.home import init_home
+from accord.errors import AccordError
+from accord.node import Node
+from accord.sim.household import die_with_parent, free_port
+from common import (
+    BenchError,
+    BenchParser,
+    control_client,
+    endpoint,
+    fmt,
+    fmt_x,
+    machine,
+    new_table,
+    ratio,
+    result_header,
+    run_main,
+    sees,
+    signal_group,
+    verdict,
+    wait_until,
+    write_results,
+)
+
+START_BATCH = 8  # processes started at once: a cold start is ~1 s of CPU each
+READY_TIMEOUT_S = 60.0
+PAIR_TIMEOUT_S = 60.0
+CONVERGE_TIMEOUT_S = 120.0
+PUT_TIMEOUT_S = 30.0
+ECHO_KEY = "accord/v1/bench/echo"  # under accord/v1: the relay passes nothing else
+
+# A raw Zenoh client of the relay that answers every query with its payload.
+ECHO_CHILD = """
+import json, signal, sys, threading, zenoh
+conf = zenoh.Config()
+conf.insert_json5("mode", '"client"')
+conf.insert_json5("connect/endpoints", json.dumps([sys.argv[1]]))
+conf.insert_json5("scouting/multicast/enabled", "false")
+session = zenoh.open(conf)
+def echo(query):
+    query.reply(query.key_expr, query.payload.to_bytes() if query.payload else b"")
+queryable = session.declare_queryable(sys.argv[2], zenoh.handlers.Callback(echo, indirect=False))
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+print("ready", flush=True)
+stop.wait()
+queryable.undeclare()
+session.close()
+"""
+
+
+def spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGKILL),
+        )
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+class Circle:
+    """One size's relay, host node and process nodes."""
+
+    def __init__(self, root: Path, size: int) -> None:
+        self.root = root
+        self.size = size
+        self.relay = endpoint(free_port())
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.homes: list[Path] = []
+        self.ids: list[str] = []
+        self.host: Node | None = None
+
+    async def start(self) -> None:
+        relay = spawn(
+            [sys.executable, "-m", "accord", "relay", "--listen", self.relay],
+            self.root / "relay.log",
+        )
+        self.procs.append(relay)
+        host_home = init_home(self.root / "host", profile_name="laptop")
+        settings = BusSettings(relay=(self.relay,), multicast=False)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while self.host is None:  # the relay takes a moment to listen
+            node = Node(host_home, settings)
+            try:
+                await node.start()
+            except AccordError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+            else:
+                self.host = node
+        for first in range(0, self.size - 1, START_BATCH):
+            batch = range(first, min(first + START_BATCH, self.size - 1))
+            for i in batch:
+                home = init_home(self.root / f"n{i}", profile_name="tablet")
+                self.homes.append(home.path)
+                self.ids.append(home.device_id)
+                cmd = [sys.executable, "-m", "accord", "up", "--home", str(home.path)]
+                self.procs.append(spawn([*cmd, "--relay", self.relay], home.path / "node.log"))
+            for i in batch:
+                await self._ready(i)
+
+    async def _ready(self, i: int) -> None:
+        client = control_client(self.homes[i], 2.0)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                await asyncio.to_thread(client.call, "status")
+                return
+            except AccordError:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"node {i} not ready; see {self.homes[i]}/node.log") from None
+                await asyncio.sleep(0.1)
+
+    async def pair_all(self) -> list[float]:
+        """Each process node joins in turn; the seconds each join took."""
+        host = self.host
+        assert host is not None
+        joins = []
+        for i, device_id in enumerate(self.ids):
+
+            def seen(d: str = device_id) -> bool:
+                return sees(host, d)
+
+            await wait_until(seen, PAIR_TIMEOUT_S, "a joiner")
+            began = time.monotonic()
+            pin = (await host.trust.pair_window({"timeout": 60}))["pin"]
+            client = control_client(self.homes[i], PAIR_TIMEOUT_S)
+            await asyncio.to_thread(client.call, "pair_join", device=host.home.device_id, pin=pin)
+            joins.append(time.monotonic() - began)
+        return joins
+
+    async def members_everywhere(self) -> None:
+        pending = set(range(len(self.homes)))
+        deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+        while pending:
+            for i in list(pending):
+                with contextlib.suppress(AccordError):
+                    status = await asyncio.to_thread(
+                        control_client(self.homes[i], 5).call, "status"
+                    )
+                    if status["circle_members"] == self.size:
+                        pending.discard(i)
+            if time.monotonic() > deadline:
+                raise BenchError(f"{len(pending)} nodes never counted {self.size} members")
+            await asyncio.sleep(0.05)
+
+    async def put_reaches_all(self, key: str) -> float:
+        """Put on node 0; seconds until every other process node holds the value."""
+        writer = control_client(self.homes[0], 10)
+        began = time.monotonic()
+        await asyncio.to_thread(writer.call, "kv_put", store="scale", key=key, value=key)
+        pending = set(range(1, len(self.homes)))
+        while pending:
+            for i in list(pending):
+                with contextlib.suppress(AccordError):
+                    got = await asyncio.to_thread(
+                        control_client(self.homes[i], 5).call, "kv_get", store="scale", key=key
+                    )
+                    if got.get("text") == key:
+                        pending.discard(i)
+            if time.monotonic() - began > PUT_TIMEOUT_S:
+                raise BenchError(f"a put did not reach {len(pending)} nodes")
+        return time.monotonic() - began
+
+    def idle(self, seconds: float) -> dict[str, float]:
+        nodes = [psutil.Process(p.pid) for p in self.procs[1:]]
+        relay = psutil.Process(self.procs[0].pid)
+
+        def cpu() -> tuple[float, float]:
+            total = sum(sum(p.cpu_times()[:2]) for p in nodes)
+            return total, sum(relay.cpu_times()[:2])
+
+        a, ra = cpu()
+        time.sleep(seconds)
+        b, rb = cpu()
+        rss = [p.memory_info().rss / 2**20 for p in nodes]
+        return {
+            "cpu_pct_all_nodes": round(100 * (b - a) / seconds, 2),
+            "cpu_pct_relay": round(100 * (rb - ra) / seconds, 2),
+            "rss_mb_per_node": round(statistics.mean(rss), 1),
+            "rss_mb_relay": round(relay.memory_info().rss / 2**20, 1),
+        }
+
+    async def crash_to_offline(self) -> float:
+        host = self.host
+        assert host is not None
+        victim = len(self.homes) - 1
+        began = time.monotonic()
+        signal_group(self.procs[victim + 1].pid, signal.SIGKILL)
+        await wait_until(lambda: not sees(host, self.ids[victim]), 10, "the crash to be seen")
+        return time.monotonic() - began
+
+    async def close(self) -> None:
+        if self.host is not None:
+            await self.host.stop()
+        stop_all(self.procs[1:])
+        stop_all(self.procs[:1])
+
+
+def start_echo(relay: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", ECHO_CHILD, relay, ECHO_KEY],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=die_with_parent(signal.SIGKILL),
+    )
+
+
+async def rpc_vs_raw(circle: Circle, calls: int) -> dict[str, Any]:
+    """p50 of sealed calls host -> node 0 against raw queries through the same relay."""
+    host = circle.host
+    assert host is not None
+    echo = start_echo(circle.relay)
+    raw = zenoh.open(zenoh_config(BusSettings(relay=(circle.relay,), multicast=False)))
+    try:
+        assert echo.stdout is not None
+        if echo.stdout.readline().strip() != b"ready":
+            raise BenchError("the raw echo process did not start")
+        callee = circle.ids[0]
+        payload = b"x" * 200  # about what the sealed request carries
+        accord_ms: list[float] = []
+        raw_ms: list[float] = []
+        for _ in range(3):  # warm-up: channel, routes
+            await host.rpc.call(callee, "display", "current", None, timeout=10)
+            list(raw.get(ECHO_KEY, payload=payload, timeout=10))
+        for block in range(10):
+            for _ in range(max(1, calls // 10)):
+                began = time.perf_counter()
+                await host.rpc.call(callee, "display", "current", None, timeout=10)
+                accord_ms.append((time.perf_counter() - began) * 1e3)
+            for _ in range(max(1, calls // 10)):
+                began = time.perf_counter()
+                replies = list(raw.get(ECHO_KEY, payload=payload, timeout=10))
+                raw_ms.append((time.perf_counter() - began) * 1e3)
+                if not replies or replies[0].ok is None:
+                    raise BenchError(f"raw echo failed in block {block}")
+        a, r = statistics.median(accord_ms), statistics.median(raw_ms)
+        return {"accord_p50_ms": round(a, 3), "raw_p50_ms": round(r, 3), "ratio": ratio(a, r)}
+    finally:
+        raw.close()  # type: ignore[no-untyped-call]
+        stop_all([echo])
+        if echo.stdout is not None:
+            echo.stdout.close()
+
+
+async def one_size(root: Path, size: int, args: argparse.Namespace, console: Console) -> Any:
+    circle = Circle(root / f"c{size}", size)
+    circle.root.mkdir(parents=True)
+    try:
+        began = time.monotonic()
+        await circle.start()
+        console.print(f"{size}: {size - 1} nodes up in {time.monotonic() - began:.1f} s")
+        began = time.monotonic()
+        joins = await circle.pair_all()
+        await circle.members_everywhere()
+        pair_all_s = time.monotonic() - began
+        console.print(f"{size}: paired in {pair_all_s:.1f} s")
+        first_put = await circle.put_reaches_all("first")
+        warm = [await circle.put_reaches_all(f"warm{i}") for i in range(3)]
+        rpc = await rpc_vs_raw(circle, args.calls)
+        idle = await asyncio.to_thread(circle.idle, args.idle_s)
+        crash = await circle.crash_to_offline()
+        tail = joins[-max(1, len(joins) // 5) :]
+        return {
+            "nodes": size,
+            "pair_all_s": round(pair_all_s, 2),
+            "join_mean_s": round(statistics.mean(joins), 3),
+            "join_last_fifth_mean_s": round(statistics.mean(tail), 3),
+            "joins_s": [round(j, 3) for j in joins],
+            "first_put_to_all_s": round(first_put, 3),
+            "warm_put_to_all_s": round(statistics.median(warm), 3),
+            "rpc": rpc,
+            "crash_to_offline_s": round(crash, 3),
+            **idle,
+        }
+    finally:
+        await circle.close()
+
+
+def table(rows: list[dict[str, Any]]) -> Table:
+    t = new_table(
+        "Circle through one relay (host in-process, other nodes real processes)",
+        ["metric", *[f"{r['nodes']} nodes" for r in rows]],
+        left=["metric"],
+    )
+    lines: list[tuple[str, Any]] = [
+        ("pair all, until every node counts N (s)", lambda r: fmt(r["pair_all_s"], 1)),
+        ("per join, mean (s)", lambda r: fmt(r["join_mean_s"], 3)),
+        ("per join, last fifth (s)", lambda r: fmt(r["join_last_fifth_mean_s"], 3)),
+        ("first kv put reaches all (s)", lambda r: fmt(r["first_put_to_all_s"], 3)),
+        ("warm kv put reaches all, p50 of 3 (s)", lambda r: fmt(r["warm_put_to_all_s"], 3)),
+        ("RPC p50 through relay (ms)", lambda r: fmt(r["rpc"]["accord_p50_ms"], 2)),
+        ("raw Zenoh query p50 through relay (ms)", lambda r: fmt(r["rpc"]["raw_p50_ms"], 2)),
+        ("RPC / raw", lambda r: fmt_x(r["rpc"]["ratio"])),
+        ("crash -> offline (s)", lambda r: fmt(r["crash_to_offline_s"], 3)),
+        ("idle CPU, all nodes (% of one core)", lambda r: fmt(r["cpu_pct_all_nodes"], 1)),
+        ("idle CPU, relay (% of one core)", lambda r: fmt(r["cpu_pct_relay"], 1)),
+        ("RSS per node (MB)", lambda r: fmt(r["rss_mb_per_node"], 0)),
+        ("RSS of the relay (MB)", lambda r: fmt(r["rss_mb_relay"], 0)),
+    ]
+    for label, cell in lines:
+        t.add_row(label, *[cell(r) for r in rows])
+    return t
+
+
+def goals(rows: list[dict[str, Any]]) -> dict[str, bool | None]:
+    """The issue's goals, judged on the largest and smallest sizes that ran."""
+    small, big = rows[0], rows[-1]
+    return {
+        "join_cost_largest_at_most_2x_smallest": (
+            big["join_mean_s"] <= 2 * small["join_mean_s"] if big is not small else None
+        ),
+        "warm_put_reaches_all_within_1s": big["warm_put_to_all_s"] <= 1.0,
+        "idle_cpu_all_nodes_under_10pct": big["cpu_pct_all_nodes"] < 10.0,
+        "rpc_at_most_1_5x_raw": all((r["rpc"]["ratio"] or 99) <= 1.5 for r in rows),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = BenchParser("scale", __doc__)
+    parser.add_argument("--nodes", default=None, help="circle sizes, comma-separated (10,50,100)")
+    parser.count("--calls", "RPC and raw calls per size", 300, 60)
+    parser.add_argument("--idle-s", type=float, default=None, help="idle window, s (10)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 10 nodes")
+    parser.add_argument("--json-out", type=Path, default=None, help="where to write the JSON")
+    args = parser.parse(argv)
+    args.idle_s = args.idle_s or (3.0 if args.quick else 10.0)
+    sizes = args.nodes or ("10" if args.quick else "10,50,100")
+    try:
+        args.sizes = sorted({int(n) for n in sizes.split(",")})
+    except ValueError:
+        parser.error("--nodes is a comma-separated list of numbers")
+    if args.sizes[0] < 3 or args.sizes[-1] > 256:
+        parser.error("circle sizes go from 3 to 256")
+    return args
+
+
+async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
+    began = time.monotonic()
+    info = machine("psutil")
+    rows = []
+    for size in args.sizes:
+        rows.append(await one_size(root, size, args, console))
+        console.print(table(rows))
+    judged = goals(rows)
+    for name, ok in judged.items():
+        console.print(f"{name}: {'-' if ok is None else verdict(ok)}")
+    data = {**result_header("scale", info, args.argv), "sizes": rows, "goals": judged}
+    write_results(args.json_out, data, console, time.monotonic() - began, one_line_numbers=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_main(lambda console, root: run(args, console, root), prefix="accscale-", width=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

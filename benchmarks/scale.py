@@ -70,7 +70,8 @@ READY_TIMEOUT_S = 60.0
 PAIR_TIMEOUT_S = 60.0
 CONVERGE_TIMEOUT_S = 120.0
 PUT_TIMEOUT_S = 30.0
-ECHO_KEY = "accord/v1/bench/echo"  # under accord/v1: the relay passes nothing else
+# On an RPC key of a made-up device: the relay passes only Accord's key layout.
+ECHO_KEY = "accord/v1/rpc/benchbenchbenchbenchbenchbe/bench/echo"
 
 # A raw Zenoh client of the relay that answers every query with its payload.
 ECHO_CHILD = """

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 import zenoh
 
-from accord.bus.relay import relay_config
+from accord.bus import keys
+from accord.bus.relay import ALLOWED_KEYS, relay_config
 from accord.bus.settings import BusSettings, zenoh_config
 from accord.sim.household import die_with_parent, free_port
 from tests.helpers import accord, wait_for
@@ -30,8 +31,34 @@ def test_relay_is_a_router_that_denies_all_but_accords_keys() -> None:
     assert isinstance(acl, dict)
     assert acl["enabled"] is True
     assert acl["default_permission"] == "deny"
-    assert [r["key_exprs"] for r in acl["rules"]] == [["accord/v1/**"]]
     assert all(r["permission"] == "allow" for r in acl["rules"])
+    allowed = [zenoh.KeyExpr(k) for r in acl["rules"] for k in r["key_exprs"]]
+    assert not any(k.intersects(zenoh.KeyExpr("accord/v1/x")) for k in allowed)
+
+
+def _every_key_accord_uses() -> list[str]:
+    """Every key and key expression bus/keys.py builds, for one device id."""
+    device = "a" * 26
+    built = [
+        value
+        for name, value in vars(keys).items()
+        if isinstance(value, str) and name.isupper() and "/" in value
+    ]
+    for name, fn in vars(keys).items():
+        if callable(fn) and name.endswith(("_key", "_all")) and fn.__module__ == keys.__name__:
+            args = (device, "service", "method") if name == "rpc_key" else (device,)
+            built.append(fn(*args))
+    return built
+
+
+def test_every_key_accord_uses_passes_the_relay() -> None:
+    allowed = [zenoh.KeyExpr(k) for k in ALLOWED_KEYS]
+    prefixes = {"accord/v1", "accord/v1/presence", "accord/v1/announce", "accord/v1/details",
+                "accord/v1/pair", "accord/v1/rpc"}  # fmt: skip
+    for key in _every_key_accord_uses():
+        if key in prefixes:
+            continue  # a prefix the builders extend, never used as a key itself
+        assert any(a.includes(zenoh.KeyExpr(key)) for a in allowed), key
 
 
 def test_a_node_with_a_relay_is_its_client_and_listens_nowhere() -> None:
@@ -95,29 +122,33 @@ def test_a_stranger_cannot_use_the_relay_as_a_general_broker(relay_process: str)
     def answer(query: zenoh.Query) -> None:
         query.reply(str(query.key_expr), b"answer")
 
+    member_key = f"accord/v1/data/{'a' * 26}"
     entities: list[zenoh.Subscriber[None] | zenoh.Queryable[None]] = [
-        receiver.declare_subscriber("other/**", zenoh.handlers.Callback(record, indirect=False)),
-        receiver.declare_subscriber(
-            "accord/v1/**", zenoh.handlers.Callback(record, indirect=False)
-        ),
-        receiver.declare_queryable("other/q", zenoh.handlers.Callback(answer, indirect=False)),
-        receiver.declare_queryable("accord/v1/q", zenoh.handlers.Callback(answer, indirect=False)),
+        receiver.declare_subscriber(key, zenoh.handlers.Callback(record, indirect=False))
+        for key in ("other/**", "accord/v1/mailbox/**", member_key)
+    ]
+    entities += [
+        receiver.declare_queryable(key, zenoh.handlers.Callback(answer, indirect=False))
+        for key in ("other/q", "accord/v1/mailbox/q", f"accord/v1/rpc/{'a' * 26}/s/m")
     ]
     try:
         # Each put is retried until the Accord one arrives (subscriptions take a moment
         # to propagate). Puts from one session through one relay arrive in order, so
-        # once "accord/v1/probe" is in, an allowed "other/x" sent before it would be too.
+        # once the member key's put is in, an allowed put sent before it would be too.
         def probe_arrived() -> bool:
             sender.put("other/x", b"not for the relay")
-            sender.put("accord/v1/probe", b"sealed in real life")
+            sender.put("accord/v1/mailbox/x", b"not in Accord's layout")
+            sender.put(member_key, b"sealed in real life")
             with lock:
-                return "accord/v1/probe" in got
+                return member_key in got
 
-        wait_for(probe_arrived, 10, "a put under accord/v1 to cross the relay")
+        wait_for(probe_arrived, 10, "a put on an Accord key to cross the relay")
         with lock:
-            assert "other/x" not in got
-        assert [r.ok is not None for r in sender.get("accord/v1/q", timeout=5)] == [True]
+            assert set(got) == {member_key}
+        rpc = f"accord/v1/rpc/{'a' * 26}/s/m"
+        assert [r.ok is not None for r in sender.get(rpc, timeout=5)] == [True]
         assert list(sender.get("other/q", timeout=1)) == []
+        assert list(sender.get("accord/v1/mailbox/q", timeout=1)) == []
     finally:
         for entity in entities:
             entity.undeclare()  # type: ignore[no-untyped-call]

@@ -5,7 +5,7 @@ connect to one relay as Zenoh clients (``accord up --relay ENDPOINT``). The rela
 a Python Zenoh session in router mode: no ``zenohd`` binary, no storage plugins.
 
 What it may carry is fixed by Zenoh's access control, checked on every message in
-both directions: only key expressions under ``accord/v1/`` pass, so a stranger
+both directions: only the key expressions of Accord's layout pass, so a stranger
 cannot use the relay as a general-purpose broker. What it can read is fixed by
 Accord's sealing: member traffic is sealed end to end (docs/protocol.md, "Sealed
 frames"), so the relay sees public announcements, pairing handshakes (built to be
@@ -22,13 +22,29 @@ from typing import Final
 
 import zenoh
 
-from accord.bus.keys import ROOT
+from accord.bus import keys
 from accord.errors import TransportError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN: Final = "tcp/[::]:7447"  # Zenoh's usual router port
-ALLOWED_KEYS: Final = (f"{ROOT}/**",)
+# The key-expression layout of docs/protocol.md, and nothing more of accord/v1/: a
+# stranger cannot even use a made-up key under Accord's root as a mailbox. A key added
+# to bus/keys.py must be added here (tests/test_relay.py checks every builder).
+ALLOWED_KEYS: Final = (
+    keys.PRESENCE_ALL,
+    keys.ANNOUNCE_ALL,
+    f"{keys.PAIR_PREFIX}/*",
+    f"{keys.DETAILS_PREFIX}/*",
+    keys.MEMBERS_KEY,
+    f"{keys.ROOT}/session/*",
+    f"{keys.ROOT}/rekey/*",
+    f"{keys.RPC_PREFIX}/*/*/*",
+    f"{keys.ROOT}/rpc-cancel/*",
+    f"{keys.ROOT}/rpc-credit/*",
+    f"{keys.ROOT}/channel/*",
+    f"{keys.ROOT}/data/*",
+)
 
 # Every kind of message Zenoh's access control can filter (zenoh 1.x). A kind left
 # out here would fall to the default, "deny", so an omission fails closed.
@@ -46,7 +62,7 @@ _MESSAGES: Final = (
 
 
 def access_control() -> dict[str, object]:
-    """Zenoh's ``access_control`` section: Accord's key space passes, nothing else."""
+    """Zenoh's ``access_control`` section: Accord's keys pass, nothing else."""
     return {
         "enabled": True,
         "default_permission": "deny",

@@ -33,6 +33,8 @@ def _parse(argv: list[str]) -> Any:
         return cmd
     while hasattr(cmd, "resolve_command"):  # a group: go on into its subcommand
         rest = [*ctx._protected_args, *ctx.args]
+        if not rest and cmd.invoke_without_command:  # a group that acts alone
+            return cmd
         name, cmd, args = cmd.resolve_command(ctx, rest)
         ctx = cmd.make_context(name, args, parent=ctx)
     return cmd
@@ -40,9 +42,11 @@ def _parse(argv: list[str]) -> Any:
 
 def _readme_commands() -> list[list[str]]:
     text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"^```\n(.*?)^```", text, re.MULTILINE | re.DOTALL)  # shell blocks
+    # Every fenced block, so a fence's language tag cannot shift the pairing; the
+    # untagged ones are shell.
+    fenced = re.findall(r"^```(\w*)\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
     found = []
-    for block in blocks:
+    for block in (body for language, body in fenced if not language):
         for line in block.splitlines():
             words = shlex.split(line, comments=True)
             if words and words[0] == "accord":

@@ -1,19 +1,27 @@
 """``accord relay``: its Zenoh config, its access control against strangers (a real
-relay process on 127.0.0.1), and ``accord up --relay``'s client-mode config."""
+relay process on 127.0.0.1), TLS, and ``accord up --relay``'s client-mode config."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import zenoh
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 
 from accord.bus import keys
-from accord.bus.relay import ALLOWED_KEYS, relay_config
+from accord.bus.relay import ALLOWED_KEYS, Relay, relay_config
 from accord.bus.settings import BusSettings, zenoh_config
 from accord.sim.household import die_with_parent, free_port
 from tests.helpers import accord, wait_for
@@ -160,3 +168,70 @@ def test_a_relay_on_a_busy_port_says_so(relay_process: str) -> None:
     proc = accord("relay", "--listen", relay_process, timeout=20)
     assert proc.returncode == 1
     assert "cannot start the relay" in proc.stderr
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a relay certificate it signed for localhost: (ca, cert, key)."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def build(subject: str, issuer: str, public: Any) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+        )
+
+    ca_key, relay_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca = build("accord test ca", "accord test ca", ca_key.public_key()).add_extension(
+        x509.BasicConstraints(ca=True, path_length=None), critical=True
+    )
+    cert = build("localhost", "accord test ca", relay_key.public_key()).add_extension(
+        x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+    )
+    paths = folder / "ca.pem", folder / "relay.pem", folder / "relay.key"
+    paths[0].write_bytes(ca.sign(ca_key, hashes.SHA256()).public_bytes(Encoding.PEM))
+    paths[1].write_bytes(cert.sign(ca_key, hashes.SHA256()).public_bytes(Encoding.PEM))
+    paths[2].write_bytes(relay_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return paths
+
+
+def test_a_tls_relay_carries_nodes_that_trust_its_ca_only(short_tmp: Path) -> None:
+    ca, cert, key = _certificates(short_tmp)
+    relay = f"tls/localhost:{free_port()}"
+    trusting = BusSettings(relay=(relay,)).with_overrides(
+        [f"zenoh.transport.link.tls.root_ca_certificate={json.dumps(str(ca))}"]
+    )
+    member_key = f"accord/v1/data/{'a' * 26}"
+    with Relay([relay], tls=(cert, key)):
+        with pytest.raises(zenoh.ZError):  # the system's CAs do not know the relay
+            zenoh.open(zenoh_config(BusSettings(relay=(relay,))))
+        sender, receiver = zenoh.open(zenoh_config(trusting)), zenoh.open(zenoh_config(trusting))
+        got: list[bytes] = []
+
+        def record(sample: zenoh.Sample) -> None:
+            got.append(sample.payload.to_bytes())
+
+        sub = receiver.declare_subscriber(
+            member_key, zenoh.handlers.Callback(record, indirect=False)
+        )
+        try:
+
+            def arrived() -> bool:
+                sender.put(member_key, b"over tls")
+                return bool(got)
+
+            wait_for(arrived, 10, "a put to cross the TLS relay")
+        finally:
+            sub.undeclare()  # type: ignore[no-untyped-call]
+            sender.close()  # type: ignore[no-untyped-call]
+            receiver.close()  # type: ignore[no-untyped-call]

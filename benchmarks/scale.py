@@ -10,14 +10,14 @@ relay. In the same run, per size:
   a join is timed from opening the window to the joiner's return. Then the time until
   every node counts N members.
 * **kv put to all**: a put on one process node, until every other node holds it
-  (polled over their control sockets): first the store's first put (channels open
-  lazily), then a warm one.
-* **RPC**: ``display.current`` from the host to a process node, sealed on their pairwise
-  channel, against the floor: raw Zenoh queries from a raw client of the same relay to
-  a raw echo process (another client of it), alternating in blocks.
+  (polled in rounds over their control sockets, so an upper bound): the store's
+  first put (channels open lazily), then warm ones.
+* **RPC**: ``display.current`` from the host to a process node, sealed on their
+  channel, against raw Zenoh queries from a raw client of the same relay to a raw
+  echo process (another client of it), alternating in blocks.
 * **crash -> offline**: SIGKILL a node; until the host sees it offline.
-* **idle**: CPU of all node processes over a quiet window (% of one core), and their
-  RSS. Usage::
+* **idle**: CPU (% of one core) and RSS of the node processes over a quiet window;
+  the floor: N - 1 raw Zenoh clients of the relay with Accord's Zenoh config. Usage::
 
     .venv/bin/python benchmarks/scale.py [--nodes 10,50,100] [--calls 300] [--json-out PATH]
     .venv/bin/python benchmarks/scale.py --quick      # 10 nodes, fewer calls
@@ -75,12 +75,9 @@ ECHO_KEY = "accord/v1/rpc/benchbenchbenchbenchbenchbe/bench/echo"
 
 # A raw Zenoh client of the relay that answers every query with its payload.
 ECHO_CHILD = """
-import json, signal, sys, threading, zenoh
-conf = zenoh.Config()
-conf.insert_json5("mode", '"client"')
-conf.insert_json5("connect/endpoints", json.dumps([sys.argv[1]]))
-conf.insert_json5("scouting/multicast/enabled", "false")
-session = zenoh.open(conf)
+import signal, sys, threading, zenoh
+from accord.bus.settings import BusSettings, zenoh_config
+session = zenoh.open(zenoh_config(BusSettings(relay=(sys.argv[1],), multicast=False)))
 def echo(query):
     query.reply(query.key_expr, query.payload.to_bytes() if query.payload else b"")
 queryable = session.declare_queryable(sys.argv[2], zenoh.handlers.Callback(echo, indirect=False))
@@ -91,6 +88,38 @@ stop.wait()
 queryable.undeclare()
 session.close()
 """
+# What the interpreter and Accord's imports alone hold, before any node runs.
+IMPORTS_CHILD = "import accord.node, psutil; print(psutil.Process().memory_info().rss)"
+
+
+def idle_cpu_pct(procs: list[psutil.Process], seconds: float) -> float:
+    """CPU time of ``procs`` over ``seconds`` of wall time, in % of one core."""
+    before = sum(sum(p.cpu_times()[:2]) for p in procs)
+    time.sleep(seconds)
+    return 100 * (sum(sum(p.cpu_times()[:2]) for p in procs) - before) / seconds
+
+
+def raw_floor(relay: str, count: int, seconds: float) -> dict[str, float]:
+    """Idle CPU and RSS of ``count`` raw Zenoh clients of the relay (Accord's Zenoh
+    config, one queryable each), and the RSS of an interpreter with Accord imported."""
+    echoes = [start_echo(relay) for _ in range(count)]
+    try:
+        for echo in echoes:
+            assert echo.stdout is not None
+            echo.stdout.readline()
+        procs = [psutil.Process(e.pid) for e in echoes]
+        cpu = idle_cpu_pct(procs, seconds)
+        rss = statistics.mean(p.memory_info().rss for p in procs) / 2**20
+    finally:
+        stop_all(echoes)
+    imports = subprocess.run(
+        [sys.executable, "-c", IMPORTS_CHILD], capture_output=True, text=True, check=True
+    )
+    return {
+        "raw_cpu_pct_all_clients": round(cpu, 2),
+        "raw_rss_mb_per_client": round(rss, 1),
+        "imports_rss_mb": round(int(imports.stdout) / 2**20, 1),
+    }
 
 
 def spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -116,6 +145,8 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 class Circle:
@@ -226,18 +257,13 @@ class Circle:
     def idle(self, seconds: float) -> dict[str, float]:
         nodes = [psutil.Process(p.pid) for p in self.procs[1:]]
         relay = psutil.Process(self.procs[0].pid)
-
-        def cpu() -> tuple[float, float]:
-            total = sum(sum(p.cpu_times()[:2]) for p in nodes)
-            return total, sum(relay.cpu_times()[:2])
-
-        a, ra = cpu()
-        time.sleep(seconds)
-        b, rb = cpu()
+        relay_before = sum(relay.cpu_times()[:2])
+        cpu = idle_cpu_pct(nodes, seconds)
+        relay_cpu = 100 * (sum(relay.cpu_times()[:2]) - relay_before) / seconds
         rss = [p.memory_info().rss / 2**20 for p in nodes]
         return {
-            "cpu_pct_all_nodes": round(100 * (b - a) / seconds, 2),
-            "cpu_pct_relay": round(100 * (rb - ra) / seconds, 2),
+            "cpu_pct_all_nodes": round(cpu, 2),
+            "cpu_pct_relay": round(relay_cpu, 2),
             "rss_mb_per_node": round(statistics.mean(rss), 1),
             "rss_mb_relay": round(relay.memory_info().rss / 2**20, 1),
         }
@@ -301,8 +327,6 @@ async def rpc_vs_raw(circle: Circle, calls: int) -> dict[str, Any]:
     finally:
         raw.close()  # type: ignore[no-untyped-call]
         stop_all([echo])
-        if echo.stdout is not None:
-            echo.stdout.close()
 
 
 async def one_size(root: Path, size: int, args: argparse.Namespace, console: Console) -> Any:
@@ -322,6 +346,7 @@ async def one_size(root: Path, size: int, args: argparse.Namespace, console: Con
         rpc = await rpc_vs_raw(circle, args.calls)
         idle = await asyncio.to_thread(circle.idle, args.idle_s)
         crash = await circle.crash_to_offline()
+        floor = await asyncio.to_thread(raw_floor, circle.relay, size - 1, args.idle_s)
         tail = joins[-max(1, len(joins) // 5) :]
         return {
             "nodes": size,
@@ -334,6 +359,7 @@ async def one_size(root: Path, size: int, args: argparse.Namespace, console: Con
             "rpc": rpc,
             "crash_to_offline_s": round(crash, 3),
             **idle,
+            **floor,
         }
     finally:
         await circle.close()
@@ -357,7 +383,10 @@ def table(rows: list[dict[str, Any]]) -> Table:
         ("crash -> offline (s)", lambda r: fmt(r["crash_to_offline_s"], 3)),
         ("idle CPU, all nodes (% of one core)", lambda r: fmt(r["cpu_pct_all_nodes"], 1)),
         ("idle CPU, relay (% of one core)", lambda r: fmt(r["cpu_pct_relay"], 1)),
+        ("idle CPU, N-1 raw Zenoh clients (%)", lambda r: fmt(r["raw_cpu_pct_all_clients"], 1)),
         ("RSS per node (MB)", lambda r: fmt(r["rss_mb_per_node"], 0)),
+        ("RSS per raw Zenoh client (MB)", lambda r: fmt(r["raw_rss_mb_per_client"], 0)),
+        ("RSS, interpreter + accord imports (MB)", lambda r: fmt(r["imports_rss_mb"], 0)),
         ("RSS of the relay (MB)", lambda r: fmt(r["rss_mb_relay"], 0)),
     ]
     for label, cell in lines:
@@ -366,7 +395,6 @@ def table(rows: list[dict[str, Any]]) -> Table:
 
 
 def goals(rows: list[dict[str, Any]]) -> dict[str, bool | None]:
-    """The issue's goals, judged on the largest and smallest sizes that ran."""
     small, big = rows[0], rows[-1]
     return {
         "join_cost_largest_at_most_2x_smallest": (

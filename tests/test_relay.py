@@ -235,3 +235,17 @@ def test_a_tls_relay_carries_nodes_that_trust_its_ca_only(short_tmp: Path) -> No
             sub.undeclare()  # type: ignore[no-untyped-call]
             sender.close()  # type: ignore[no-untyped-call]
             receiver.close()  # type: ignore[no-untyped-call]
+
+
+def test_sim_builds_a_household_that_reaches_itself_only_through_a_relay(
+    short_tmp: Path,
+) -> None:
+    folder = short_tmp / "house"
+    proc = accord("sim", "--devices", "3", "--relay", "--dir", str(folder), "--json", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["profile"] for r in rows] == ["nokia-x60", "tablet", "laptop"]
+    assert all(r["seen_by"] == 2 and r["circle_members"] == 3 and r["summary"] for r in rows)
+    assert "accord relay listening on tcp/127.0.0.1:" in (folder / "relay.log").read_text()
+    for name in ("nokia-x60", "tablet", "laptop"):
+        assert not list((folder / name / "run").glob("*.sock")), "a node still runs"

@@ -23,7 +23,7 @@ def relay(
     ),
 ) -> None:
     """Run a relay until Ctrl-C or SIGTERM: nodes at different sites reach each other
-    through it (accord up --relay ENDPOINT). Only Accord's key space passes, and
+    through it (accord up --relay ENDPOINT). Only the keys of Accord pass, and
     member traffic stays sealed end to end: the relay cannot read it."""
     import signal
     import threading

@@ -1,23 +1,19 @@
 """Scale benchmark: a circle of 10, 50 and 100 devices through one relay.
 
-For each size N: one ``accord relay`` process on 127.0.0.1, an in-process host
-:class:`accord.node.Node` (the circle's founder, and the observer) and N - 1 real
-``accord up --relay`` processes (profile ``tablet``), every one a Zenoh client of the
-relay. In the same run, per size:
+Per size N, on 127.0.0.1: an ``accord relay`` process, an in-process host
+:class:`accord.node.Node` (founder and observer) and N - 1 ``accord up --relay``
+processes (profile ``tablet``), all Zenoh clients of the relay. Measured in one run:
 
 * **pairing**: each process joins the host's circle in turn with a PIN, as a person
-  would (``pair_window`` on the host, ``pair_join`` over the joiner's control socket);
-  a join is timed from opening the window to the joiner's return. Then the time until
-  every node counts N members.
-* **kv put to all**: a put on one process node, until every other node holds it
-  (polled in rounds over their control sockets, so an upper bound): the store's
-  first put (channels open lazily), then warm ones.
-* **RPC**: ``display.current`` from the host to a process node, sealed on their
-  channel, against raw Zenoh queries from a raw client of the same relay to a raw
-  echo process (another client of it), alternating in blocks.
+  would; timed from opening the window to ``pair_join``'s return, and on until the
+  joiner holds every member's details; then until every node counts N members.
+* **kv put to all**: a put on one node, until every other holds it (polled over the
+  control sockets: an upper bound); the store's first put, then warm ones.
+* **RPC**: ``display.current`` host -> a node, sealed on their channel, against raw
+  Zenoh queries between two raw clients of the same relay, alternating in blocks.
 * **crash -> offline**: SIGKILL a node; until the host sees it offline.
-* **idle**: CPU (% of one core) and RSS of the node processes over a quiet window;
-  the floor: N - 1 raw Zenoh clients of the relay with Accord's Zenoh config. Usage::
+* **idle**: CPU (% of one core) and RSS of the nodes over a quiet window; the floor:
+  N - 1 raw Zenoh clients of the relay with Accord's Zenoh config. Usage::
 
     .venv/bin/python benchmarks/scale.py [--nodes 10,50,100] [--calls 300] [--json-out PATH]
     .venv/bin/python benchmarks/scale.py --quick      # 10 nodes, fewer calls
@@ -33,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +63,7 @@ from common import (
 )
 
 START_BATCH = 8  # processes started at once: a cold start is ~1 s of CPU each
-READY_TIMEOUT_S = 60.0
-PAIR_TIMEOUT_S = 60.0
-CONVERGE_TIMEOUT_S = 120.0
-PUT_TIMEOUT_S = 30.0
+TIMEOUT_S = 60.0  # any one step: a start, a join, a put reaching a node
 # On an RPC key of a made-up device: the relay passes only Accord's key layout.
 ECHO_KEY = "accord/v1/rpc/benchbenchbenchbenchbenchbe/bench/echo"
 
@@ -149,6 +143,21 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.stdout.close()
 
 
+async def until(
+    home: Path, method: str, check: Callable[[Any], bool], timeout: float, what: str, **params: Any
+) -> None:
+    """Call ``method`` on the node of ``home`` until ``check`` of its answer is true."""
+    client = control_client(home, 5.0)
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(AccordError):
+            if check(await asyncio.to_thread(client.call, method, **params)):
+                return
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out waiting for {what}; see {home}/node.log")
+        await asyncio.sleep(0.005)
+
+
 class Circle:
     """One size's relay, host node and process nodes."""
 
@@ -169,7 +178,7 @@ class Circle:
         self.procs.append(relay)
         host_home = init_home(self.root / "host", profile_name="laptop")
         settings = BusSettings(relay=(self.relay,), multicast=False)
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + TIMEOUT_S
         while self.host is None:  # the relay takes a moment to listen
             node = Node(host_home, settings)
             try:
@@ -189,69 +198,54 @@ class Circle:
                 cmd = [sys.executable, "-m", "accord", "up", "--home", str(home.path)]
                 self.procs.append(spawn([*cmd, "--relay", self.relay], home.path / "node.log"))
             for i in batch:
-                await self._ready(i)
+                await until(self.homes[i], "status", bool, TIMEOUT_S, f"node {i} to start")
 
-    async def _ready(self, i: int) -> None:
-        client = control_client(self.homes[i], 2.0)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            try:
-                await asyncio.to_thread(client.call, "status")
-                return
-            except AccordError:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"node {i} not ready; see {self.homes[i]}/node.log") from None
-                await asyncio.sleep(0.1)
-
-    async def pair_all(self) -> list[float]:
-        """Each process node joins in turn; the seconds each join took."""
+    async def pair_all(self) -> tuple[list[float], list[float]]:
+        """Each process node joins in turn: the seconds each ``pair_join`` took, and
+        each until the joiner also held every member's details (the O(N) part)."""
         host = self.host
         assert host is not None
-        joins = []
+        joins, settled = [], []
         for i, device_id in enumerate(self.ids):
 
             def seen(d: str = device_id) -> bool:
                 return sees(host, d)
 
-            await wait_until(seen, PAIR_TIMEOUT_S, "a joiner")
+            await wait_until(seen, TIMEOUT_S, "a joiner")
             began = time.monotonic()
             pin = (await host.trust.pair_window({"timeout": 60}))["pin"]
-            client = control_client(self.homes[i], PAIR_TIMEOUT_S)
+            client = control_client(self.homes[i], TIMEOUT_S)
             await asyncio.to_thread(client.call, "pair_join", device=host.home.device_id, pin=pin)
             joins.append(time.monotonic() - began)
-        return joins
+
+            def detailed(rows: list[dict[str, Any]], members: int = i + 2) -> bool:
+                """It holds its own, the host's and every earlier joiner's details."""
+                return sum(1 for r in rows if r["online"] and r["summary"]) >= members
+
+            await until(self.homes[i], "devices", detailed, TIMEOUT_S, f"joiner {i}")
+            settled.append(time.monotonic() - began)
+        return joins, settled
 
     async def members_everywhere(self) -> None:
-        pending = set(range(len(self.homes)))
-        deadline = time.monotonic() + CONVERGE_TIMEOUT_S
-        while pending:
-            for i in list(pending):
-                with contextlib.suppress(AccordError):
-                    status = await asyncio.to_thread(
-                        control_client(self.homes[i], 5).call, "status"
-                    )
-                    if status["circle_members"] == self.size:
-                        pending.discard(i)
-            if time.monotonic() > deadline:
-                raise BenchError(f"{len(pending)} nodes never counted {self.size} members")
-            await asyncio.sleep(0.05)
+        for i, home in enumerate(self.homes):
+
+            def counts_all(status: dict[str, Any]) -> bool:
+                return bool(status["circle_members"] == self.size)
+
+            await until(home, "status", counts_all, 2 * TIMEOUT_S, f"node {i} to count all")
 
     async def put_reaches_all(self, key: str) -> float:
         """Put on node 0; seconds until every other process node holds the value."""
         writer = control_client(self.homes[0], 10)
         began = time.monotonic()
         await asyncio.to_thread(writer.call, "kv_put", store="scale", key=key, value=key)
-        pending = set(range(1, len(self.homes)))
-        while pending:
-            for i in list(pending):
-                with contextlib.suppress(AccordError):
-                    got = await asyncio.to_thread(
-                        control_client(self.homes[i], 5).call, "kv_get", store="scale", key=key
-                    )
-                    if got.get("text") == key:
-                        pending.discard(i)
-            if time.monotonic() - began > PUT_TIMEOUT_S:
-                raise BenchError(f"a put did not reach {len(pending)} nodes")
+
+        def holds(got: dict[str, Any]) -> bool:
+            return got.get("text") == key
+
+        waits = [until(h, "kv_get", holds, TIMEOUT_S, "the put", store="scale", key=key)
+                 for h in self.homes[1:]]  # fmt: skip
+        await asyncio.gather(*waits)
         return time.monotonic() - began
 
     def idle(self, seconds: float) -> dict[str, float]:
@@ -337,7 +331,7 @@ async def one_size(root: Path, size: int, args: argparse.Namespace, console: Con
         await circle.start()
         console.print(f"{size}: {size - 1} nodes up in {time.monotonic() - began:.1f} s")
         began = time.monotonic()
-        joins = await circle.pair_all()
+        joins, settled = await circle.pair_all()
         await circle.members_everywhere()
         pair_all_s = time.monotonic() - began
         console.print(f"{size}: paired in {pair_all_s:.1f} s")
@@ -347,13 +341,16 @@ async def one_size(root: Path, size: int, args: argparse.Namespace, console: Con
         idle = await asyncio.to_thread(circle.idle, args.idle_s)
         crash = await circle.crash_to_offline()
         floor = await asyncio.to_thread(raw_floor, circle.relay, size - 1, args.idle_s)
-        tail = joins[-max(1, len(joins) // 5) :]
+        fifth = max(1, len(joins) // 5)
         return {
             "nodes": size,
             "pair_all_s": round(pair_all_s, 2),
             "join_mean_s": round(statistics.mean(joins), 3),
-            "join_last_fifth_mean_s": round(statistics.mean(tail), 3),
+            "join_last_fifth_mean_s": round(statistics.mean(joins[-fifth:]), 3),
+            "settled_mean_s": round(statistics.mean(settled), 3),
+            "settled_last_fifth_mean_s": round(statistics.mean(settled[-fifth:]), 3),
             "joins_s": [round(j, 3) for j in joins],
+            "settled_s": [round(j, 3) for j in settled],
             "first_put_to_all_s": round(first_put, 3),
             "warm_put_to_all_s": round(statistics.median(warm), 3),
             "rpc": rpc,
@@ -375,6 +372,8 @@ def table(rows: list[dict[str, Any]]) -> Table:
         ("pair all, until every node counts N (s)", lambda r: fmt(r["pair_all_s"], 1)),
         ("per join, mean (s)", lambda r: fmt(r["join_mean_s"], 3)),
         ("per join, last fifth (s)", lambda r: fmt(r["join_last_fifth_mean_s"], 3)),
+        ("join until joiner holds all details (s)", lambda r: fmt(r["settled_mean_s"], 3)),
+        ("  the same, last fifth (s)", lambda r: fmt(r["settled_last_fifth_mean_s"], 3)),
         ("first kv put reaches all (s)", lambda r: fmt(r["first_put_to_all_s"], 3)),
         ("warm kv put reaches all, p50 of 3 (s)", lambda r: fmt(r["warm_put_to_all_s"], 3)),
         ("RPC p50 through relay (ms)", lambda r: fmt(r["rpc"]["accord_p50_ms"], 2)),

@@ -475,3 +475,58 @@ def test_pages_come_ahead_while_the_puller_stores_them() -> None:
         assert b.scan() == a.scan()
     finally:
         trio.close()
+
+
+def test_a_waiting_source_is_skipped_only_for_news_it_gave_while_waiting() -> None:
+    """The one-source rule skips a waiting member whose acknowledgement shows nothing
+    more, but only an acknowledgement newer than its wait: an older one (say from
+    before it left the circle) may predate what it has now."""
+    trio = Trio()
+    try:
+        a, b, c = trio.r[A], trio.r[B], trio.r[C]
+        a.receive(C, c.summary())  # C's last word: nothing
+        c.put("late", b"news")  # ...then C writes, and A has not heard
+        b.put("k", b"v")
+        first = a.want_from(B)
+        assert first is not None
+        assert a.want_from(C) is None  # waits its turn
+        replies = a.receive(B, b.receive(A, first)[0])
+        assert replies == [a.summary()]  # the catch-up from B is done...
+        ((peer, pull_c),) = a.take_pulls()  # ...and C's old word does not skip its turn
+        assert peer == C
+        deliver_all(trio.r, [(A, C, pull_c)])
+        assert a.get("late") == b"news"
+        # News given while waiting does count: B says it has nothing more, so its turn
+        # is skipped.
+        b.put("k2", b"v")
+        c.put("later", b"x")
+        assert a.want_from(C) is not None
+        assert a.want_from(B) is None
+        a.receive(B, msgspec.structs.replace(b.summary(), vv=a.version_vector()))
+        deliver_all(trio.r, [(A, C, a.pull_from(C))])
+        assert a.take_pulls() == []
+        assert a.get("k2") is None  # B said it had nothing more: not asked (yet)
+    finally:
+        trio.close()
+
+
+def test_a_summary_that_asks_is_answered_by_a_member_that_has_more() -> None:
+    """A store newly open on A asks the others what they have: B, which has more,
+    answers with its own summary (which asks nothing), and A pulls; C, which has
+    nothing more, stays silent."""
+    trio = Trio()
+    try:
+        a, b, c = trio.r[A], trio.r[B], trio.r[C]
+        b.put("k", b"v")
+        asking = a.summary(ask=True)
+        assert c.receive(A, asking) == []
+        (answer,) = b.receive(A, asking)
+        assert isinstance(answer, Summary)
+        assert not answer.ask
+        (pull_b,) = a.receive(B, answer)
+        assert isinstance(pull_b, Pull)
+        assert b.receive(A, b.summary()) == []  # a summary that asks nothing gets none
+        deliver_all(trio.r, [(A, B, pull_b)])
+        assert a.get("k") == b"v"
+    finally:
+        trio.close()

@@ -163,13 +163,16 @@ class Page(msgspec.Struct, frozen=True, tag="page", tag_field="t"):
     more: bool = False  # the next page follows without a pull (see Pull.ahead)
 
 
-class Summary(msgspec.Struct, frozen=True, tag="summary", tag_field="t"):
+class Summary(msgspec.Struct, frozen=True, tag="summary", tag_field="t", omit_defaults=True):
     """What the sender has applied: an acknowledgement (for tombstone collection)
-    and an invitation to pull if it has more than the receiver."""
+    and an invitation to pull if it has more than the receiver. With ``ask``, also a
+    question: a receiver that has what the sender lacks answers with its own summary
+    (which asks nothing), so the sender pulls from it."""
 
     v: int
     store: StoreName
     vv: VersionVector
+    ask: bool = False
 
 
 SyncMessage = Push | Pull | Page | Summary

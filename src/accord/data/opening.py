@@ -81,7 +81,7 @@ class StoreOpening(StoreIdentity):
         self._opened(replica, pull=False)
         return replica
 
-    def _opened(self, replica: Replica, *, pull: bool) -> DataStore:
+    def _opened(self, replica: Replica, *, pull: bool, source: str | None = None) -> DataStore:
         """The facade of an open replica; a store new to the service is declared in
         the catalog and (``pull``) offered to the online members."""
         facade = self._facades.get(replica.name)
@@ -92,19 +92,21 @@ class StoreOpening(StoreIdentity):
             self._declare(replica)
             self._recheck()
             if pull:
-                self._offer(replica)
+                self._offer(replica, source)
         return facade
 
-    def _offer(self, replica: Replica) -> None:
-        """A store newly open here: catch up from the members that declared it (one at
-        a time); to the others, a summary, so they pull what it has if it is new to
-        them (a pull from them would only race the pushes they are about to send)."""
-        holders = {c.by for c in self._claims.get(replica.name, ())}
+    def _offer(self, replica: Replica, source: str | None) -> None:
+        """A store newly open here: catch up from ``source`` (the member that synced
+        it to us) and the members that declared it (one at a time); to the others, a
+        summary that asks: they pull what it has if it is new to them, and answer
+        with theirs if they have more, so it pulls from them in turn (a pull from each
+        would only race the pushes they are about to send)."""
+        holders = {c.by for c in self._claims.get(replica.name, ())} | {source}
         for peer in sorted(self._online):
             if peer in holders:
                 self._pull(replica, peer)
             elif replica.may_share(peer):
-                self._send(peer, replica, replica.summary())
+                self._send(peer, replica, replica.summary(ask=True))
 
     def facades(self) -> list[DataStore]:
         return [self._facades[n] for n in sorted(self._facades)]
@@ -224,14 +226,14 @@ class StoreOpening(StoreIdentity):
         log.info("%s: store %s: opening the circle's (%s)", self._name, store,
                  settings.describe())  # fmt: skip
         replica = self.stores.open(store, kind=settings.kind, label=settings.label, merge=merge)
-        self._opened(replica, pull=True)
+        self._opened(replica, pull=True, source=circle.by)
 
     def _open_synced(self, store: str, asked: Settings, sender: str) -> Replica:
         merge = BUILTIN_MERGES.get(asked.merge) if asked.merge else None
         log.info("%s: store %s (%s, %s) first synced by %s", self._name, store, asked.kind,
                  asked.label, sender[:10])  # fmt: skip
         replica = self.stores.open(store, kind=asked.kind, label=asked.label, merge=merge)
-        self._opened(replica, pull=True)
+        self._opened(replica, pull=True, source=sender)
         return replica
 
     def _same(self, replica: Replica, asked: Settings, sender: str) -> Replica | None:

@@ -57,7 +57,7 @@ class CatchingUp(SharedStore):
         # heard from it or asked it, and the members waiting their turn, in order.
         self._active: str | None = None
         self._asked_ms = 0
-        self._deferred: dict[str, None] = {}
+        self._deferred: dict[str, int] = {}  # waiting member -> the event it began at
         self._outgoing: list[tuple[str, SyncMessage]] = []
         self._verified: dict[tuple[bytes, bytes], bool] = {}  # batch signatures checked
         self._leftovers = True  # staged rows of finished catch-ups may wait for removal
@@ -77,7 +77,7 @@ class CatchingUp(SharedStore):
                 self._file.set_meta("session", str(self._next_session).encode())
             self._sessions[peer] = session
         if self._active not in (None, peer):
-            self._deferred[self._active] = None
+            self._wait(self._active)
         self._active = peer
         self._deferred.pop(peer, None)
         self._asked_ms = self._hlc.monotonic_ms()
@@ -101,7 +101,7 @@ class CatchingUp(SharedStore):
         if self._active is None or (self._active == peer and self._stalled()):
             return self.pull_from(peer)
         if self._active != peer:
-            self._deferred[peer] = None
+            self._wait(peer)
         return None
 
     def take_pulls(self) -> list[tuple[str, SyncMessage]]:
@@ -130,7 +130,7 @@ class CatchingUp(SharedStore):
         stalled = self._active
         self._active = None
         if self._deferred:
-            self._deferred[stalled] = None
+            self._wait(stalled)
             self._next_source()
         elif self.may_share(stalled):
             self._outgoing.append((stalled, self.pull_from(stalled)))
@@ -147,13 +147,21 @@ class CatchingUp(SharedStore):
         we do (as far as its last acknowledgement tells)."""
         while self._deferred and self._active is None:
             peer = next(iter(self._deferred))
-            del self._deferred[peer]
+            since = self._deferred.pop(peer)
             if not self.may_share(peer):
                 continue
             known = self._acks.get(peer)
-            if known is not None and not self._lacks(known) and peer not in self._sessions:
-                continue
+            fresh = self._acked_at.get(peer, -1) > since
+            has_more = known is None or self._lacks(known) or peer in self._sessions
+            if fresh and not has_more:
+                continue  # it told us, after it began to wait, that it has nothing more
             self._outgoing.append((peer, self.pull_from(peer)))
+
+    def _wait(self, peer: str) -> None:
+        """``peer`` waits its turn (keeping its place if it already waits)."""
+        if peer not in self._deferred:
+            self._events += 1
+            self._deferred[peer] = self._events
 
     def _on_page(self, sender: str, page: Page) -> list[SyncMessage]:
         check_page(page)  # decode() did, but a caller may hand us a message object

@@ -205,9 +205,12 @@ class Replica(CatchingUp):
 
     def _on_summary(self, sender: str, summary: Summary) -> list[SyncMessage]:
         self._record_ack(sender, summary.vv)
+        answer: list[SyncMessage] = []
+        if summary.ask and any(seq > summary.vv.get(o, 0) for o, seq in self._vv.items()):
+            answer.append(self.summary())  # it lacks what we have: tell it
         if self._lacks(summary.vv):
             pull = self.want_from(sender)
-            return [] if pull is None else [pull]
+            return answer if pull is None else [pull, *answer]
         if sender in self._sessions:  # nothing left to fetch from it
             with self._file.transaction():
                 self._file.drop_session(sender)
@@ -216,7 +219,7 @@ class Replica(CatchingUp):
         if self._active == sender:
             self._active = None
             self._next_source()
-        return []
+        return answer
 
     def collect_garbage(self) -> int:
         """Drop tombstones every participant has acknowledged (and that are older than

@@ -25,6 +25,11 @@ class SharedStore(Store):
         # (see CatchingUp._finish): asking again for it would only bring the same
         # answer, so summaries claiming no more than this do not start another pull.
         self._unprovable: dict[str, int] = {}
+        # When each peer's last acknowledgement came, on a counter of sync events: a
+        # waiting catch-up source is skipped only for an acknowledgement newer than
+        # its wait (an older one may predate what it has now, e.g. before it left).
+        self._events = 0
+        self._acked_at: dict[str, int] = {}
 
     def may_share(self, peer: str) -> bool:
         """True if this store may go to and come from ``peer``: another current member
@@ -71,11 +76,14 @@ class SharedStore(Store):
         )
 
     def _record_ack(self, peer: str, vv: Mapping[str, int]) -> None:
+        self._events += 1
+        self._acked_at[peer] = self._events
         known = self._acks.setdefault(peer, {})
         for origin, seq in vv.items():
             if seq > known.get(origin, 0):
                 known[origin] = seq
 
-    def summary(self) -> Summary:
-        """What this replica has: send to every sharing peer on an interval."""
-        return Summary(DATA_VERSION, self.name, dict(self._vv))
+    def summary(self, *, ask: bool = False) -> Summary:
+        """What this replica has: send to every sharing peer on an interval (``ask``:
+        and ask the peer for its own if it has more, see :class:`Summary`)."""
+        return Summary(DATA_VERSION, self.name, dict(self._vv), ask)

@@ -6,8 +6,10 @@ moves their messages is :class:`accord.data.service.DataService`, built on this.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from typing import Final
 
 from accord.data import Merge, Replica
 from accord.data import catalog as cat
@@ -31,6 +33,8 @@ from accord.errors import (
 from accord.trust.levels import DataLabel, may_receive
 
 log = logging.getLogger(__name__)
+
+ASK_AFTER_S: Final = 1.5  # a new store asks the members what they have this long after
 
 
 class StoreOpening(StoreIdentity):
@@ -98,15 +102,26 @@ class StoreOpening(StoreIdentity):
     def _offer(self, replica: Replica, source: str | None) -> None:
         """A store newly open here: catch up from ``source`` (the member that synced
         it to us) and the members that declared it (one at a time); to the others, a
-        summary that asks: they pull what it has if it is new to them, and answer
-        with theirs if they have more, so it pulls from them in turn (a pull from each
-        would only race the pushes they are about to send)."""
+        summary, so they pull what it has if it is new to them. A pull from each would
+        only race the pushes they are about to send; instead, a little later, every
+        member is asked (a summary with ``ask``) and those that still have more answer,
+        so they are pulled from in turn: what pushes did not bring (they went out
+        before the store was open here, or come from a member that writes no more)."""
         holders = {c.by for c in self._claims.get(replica.name, ())} | {source}
         for peer in sorted(self._online):
             if peer in holders:
                 self._pull(replica, peer)
             elif replica.may_share(peer):
-                self._send(peer, replica, replica.summary(ask=True))
+                self._send(peer, replica, replica.summary())
+        self._spawn(self._ask_later(replica.name))
+
+    async def _ask_later(self, name: str) -> None:
+        await asyncio.sleep(ASK_AFTER_S)
+        with contextlib.suppress(UnknownStore):
+            replica = self.stores.get(name)
+            for peer in sorted(self._online):
+                if replica.may_share(peer):
+                    self._send(peer, replica, replica.summary(ask=True))
 
     def facades(self) -> list[DataStore]:
         return [self._facades[n] for n in sorted(self._facades)]

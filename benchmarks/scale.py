@@ -202,12 +202,12 @@ class Circle:
         host = self.host
         assert host is not None
         joins, settled = [], []
-        for i, device_id in enumerate(self.ids):
+        for i in range(len(self.ids)):
 
-            def seen(d: str = device_id) -> bool:
-                return sees(host, d)
+            def sees_host(rows: list[dict[str, Any]]) -> bool:
+                return any(r["device_id"] == host.home.device_id and r["online"] for r in rows)
 
-            await wait_until(seen, TIMEOUT_S, "a joiner")
+            await until(self.homes[i], "devices", sees_host, TIMEOUT_S, f"joiner {i} to see")
             began = time.monotonic()
             pin = (await host.trust.pair_window({"timeout": 60}))["pin"]
             client = control_client(self.homes[i], TIMEOUT_S)
@@ -429,14 +429,14 @@ async def run(args: argparse.Namespace, console: Console, root: Path) -> int:
     began = time.monotonic()
     info = machine("psutil")
     rows = []
-    for size in args.sizes:
+    for size in args.sizes:  # written after each size: a larger one may not finish
         rows.append(await one_size(root, size, args, console))
         console.print(table(rows))
-    judged = goals(rows)
+        judged = goals(rows)
+        data = {**result_header("scale", info, args.argv), "sizes": rows, "goals": judged}
+        write_results(args.json_out, data, console, time.monotonic() - began, one_line_numbers=True)
     for name, ok in judged.items():
         console.print(f"{name}: {'-' if ok is None else verdict(ok)}")
-    data = {**result_header("scale", info, args.argv), "sizes": rows, "goals": judged}
-    write_results(args.json_out, data, console, time.monotonic() - began, one_line_numbers=True)
     return 0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from accord.clock import HybridClock, ManualClock
 from accord.data import Replica, StaticPeers
@@ -18,7 +19,16 @@ from accord.data.loopback import pull
 from accord.device.identity import Identity
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema1"
-IDS = {name: Identity.load(FIXTURE / f"{name}.key") for name in ("phone", "fridge", "tablet")}
+
+
+def _identity(name: str) -> Identity:
+    # git keeps no file modes but the executable bit, and Identity.load refuses a key
+    # others may read: read the fixture's raw key directly.
+    raw = (FIXTURE / f"{name}.key").read_bytes()
+    return Identity(Ed25519PrivateKey.from_private_bytes(raw))
+
+
+IDS = {name: _identity(name) for name in ("phone", "fridge", "tablet")}
 P, F, T = (IDS[n].device_id for n in ("phone", "fridge", "tablet"))
 PEERS = StaticPeers(
     [i.device_id for i in IDS.values()], keys={i.device_id: i.public_bytes for i in IDS.values()}

@@ -47,7 +47,7 @@ from accord.data.identity import (
     Traffic,
     settings_of,
 )
-from accord.data.model import Push, SyncMessage
+from accord.data.model import DATA_VERSION, Pull, Push, Summary, SyncMessage
 from accord.data.opening import StoreOpening
 from accord.errors import (
     SealError,
@@ -132,11 +132,14 @@ class DataService(StoreOpening):
 
     def _send(self, peer: str, replica: Replica, message: SyncMessage) -> None:
         merge = replica.merge.name if replica.merge else ""
-        env = Envelope(replica.kind, replica.label, merge, encode_sync(message))
+        self._send_env(peer, replica.name, Envelope(replica.kind, replica.label, merge,
+                                                    encode_sync(message)))  # fmt: skip
+
+    def _send_env(self, peer: str, store: str, env: Envelope) -> None:
         outbox = self._outboxes.get(peer)
         if outbox is None:
             outbox = self._outboxes[peer] = Outbox()
-        outbox.queue.put_nowait((replica.name, msgspec.msgpack.encode(env)))
+        outbox.queue.put_nowait((store, msgspec.msgpack.encode(env)))
         if outbox.task is None or outbox.task.done():
             outbox.task = asyncio.get_running_loop().create_task(self._drain(peer, outbox))
 
@@ -181,6 +184,8 @@ class DataService(StoreOpening):
             message = decode_sync(env.message)
             replica = self._for_message(env, message.store, sender)
             if replica is None:
+                if isinstance(message, Pull):
+                    self._not_held(sender, env, message)
                 return
             if isinstance(message, Push):
                 self._queue_push(replica, sender, message)
@@ -193,6 +198,13 @@ class DataService(StoreOpening):
         for reply in replies:
             self._send(sender, replica, reply)
         self._send_due(replica)
+
+    def _not_held(self, sender: str, env: Envelope, pull: Pull) -> None:
+        """A pull for a store this device does not hold with the sender's settings (yet):
+        an empty summary in those settings tells the puller at once, so its catch-up
+        goes on to the next member instead of waiting out a silent one."""
+        empty = Summary(DATA_VERSION, pull.store, {})
+        self._send_env(sender, pull.store, msgspec.structs.replace(env, message=encode_sync(empty)))
 
     def _refused(self, sender: str, exc: Exception) -> None:
         self._quiet.warn(

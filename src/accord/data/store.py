@@ -103,7 +103,7 @@ class Store:
         page_bytes: int = DEFAULT_PAGE_BYTES,
         tombstone_grace_s: float = TOMBSTONE_GRACE_S,
         signer: Signer | None = None,
-        catchup_stall_ms: int = 5000,
+        catchup_stall_ms: int = 2000,
     ) -> None:
         """``catchup_stall_ms``: a catch-up source silent this long hands its turn on.
         ``signer`` (this device's identity key) turns provenance on: local batches
@@ -165,7 +165,7 @@ class Store:
         page_bytes: int = DEFAULT_PAGE_BYTES,
         tombstone_grace_s: float = TOMBSTONE_GRACE_S,
         signer: Signer | None = None,
-        catchup_stall_ms: int = 5000,
+        catchup_stall_ms: int = 2000,
     ) -> Self:
         """Open (or create) the store file at ``path`` (None: in memory)."""
         file = StoreFile(path, synchronous=synchronous)

@@ -213,3 +213,19 @@ async def test_a_nodes_stores_sync_every_commit_to_disk(mesh: Mesh) -> None:
     await node.data.open("notes").put("k", b"v")
     for name in ("notes", "accord.apps"):
         assert durability_of(node.data.stores.get(name)._file) == ("wal", "FULL"), name
+
+
+async def test_a_member_that_does_not_hold_a_store_answers_a_pull_at_once(
+    home: dict[str, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull to a member that does not hold the store (here: its catalog lags, so it
+    waits for the declaration) gets an empty summary at once, so the puller's
+    one-at-a-time catch-up passes its turn on instead of waiting out a silence."""
+    phone, tablet = home["phone"], home["tablet"]
+    monkeypatch.setattr(tablet.data, "_sender_declared", lambda *_args: False)
+    await phone.data.open("diary").put("k", b"v")
+    replica = phone.data.stores.get("diary")
+    replica._stall_ms = 600_000  # a silent member would hold the turn for ten minutes
+    phone.data._send(tablet.home.device_id, replica, replica.pull_from(tablet.home.device_id))
+    assert replica.catching_up() == tablet.home.device_id
+    await wait_until(lambda: replica.catching_up() is None, WAIT, "the turn to pass on")

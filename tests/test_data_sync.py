@@ -530,3 +530,16 @@ def test_a_summary_that_asks_is_answered_by_a_member_that_has_more() -> None:
         assert a.get("k") == b"v"
     finally:
         trio.close()
+
+
+def test_batches_no_row_needs_any_more_are_forgotten_by_collection() -> None:
+    trio = Trio()
+    try:
+        a = trio.r[A]
+        a.put("k", b"1")
+        a.put("k", b"2")  # batch 1 has no row left
+        a.collect_garbage()  # the first round sweeps
+        rows = a._file._db.execute("SELECT origin, seq FROM batches").fetchall()
+        assert rows == [(A, 2)]
+    finally:
+        trio.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Final
 
 from accord.data import catchup
 from accord.data.model import (
@@ -40,6 +41,8 @@ from accord.errors import MalformedSync, PeerNotAllowed, SyncError
 
 log = logging.getLogger(__name__)
 
+BATCH_SWEEP: Final = 20  # collection rounds between passes that forget unused batches
+
 
 @dataclass
 class PushOutcome:
@@ -57,6 +60,7 @@ class Replica(CatchingUp):
         # Pages promised beyond the first (Pull.ahead), per puller: the pull, where
         # the next page starts, and how many more may go.
         self._serving: dict[str, tuple[Pull, int, int]] = {}
+        self._gc_rounds = 0
 
     # -- sync ---------------------------------------------------------------------
 
@@ -236,8 +240,14 @@ class Replica(CatchingUp):
                 for lseq, origin, seq in self._file.tombstones(cutoff)
                 if seq <= stable.get(origin, 0)
             ]
-        with self._file.transaction():
-            for lseq in victims:
-                self._file.delete_row(lseq)
-            self._file.drop_unused_batches()
+        # Forgetting unused batches passes over every row: every BATCH_SWEEP-th round
+        # only (on the node's 30 s interval, every 10 minutes), and on the first.
+        sweep = self._gc_rounds % BATCH_SWEEP == 0
+        self._gc_rounds += 1
+        if victims or sweep:
+            with self._file.transaction():
+                for lseq in victims:
+                    self._file.delete_row(lseq)
+                if sweep:
+                    self._file.drop_unused_batches()
         return len(victims)

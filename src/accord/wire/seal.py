@@ -47,6 +47,7 @@ MAX_FRAME = 16 * 1024 * 1024 + OVERHEAD
 MAX_COUNTER = 2**64 - 1
 REPLAY_WINDOW = 1024
 MAX_TRACKED_STREAMS = 4096
+VIEW_FROM = 64 * 1024  # frames at least this big are opened without copying the body
 
 
 class Kind(IntEnum):
@@ -196,8 +197,12 @@ class Opener:
         aead = self._aead(sid, root)
         header = frame[:HEADER_SIZE]
         nonce = b"\0\0\0\0" + header[26:34]
+        # A big frame's ciphertext is read through a view: slicing would copy it (a
+        # fresh 4 MiB allocation per big stream item and its page faults, ~2.7 ms).
+        # A small one is sliced: the AEAD takes bytes faster than a view (~1.5 us).
+        body = frame[HEADER_SIZE:] if len(frame) < VIEW_FROM else memoryview(frame)[HEADER_SIZE:]
         try:
-            return aead.decrypt(nonce, frame[HEADER_SIZE:], header + key_expr.encode())
+            return aead.decrypt(nonce, body, header + key_expr.encode())
         except InvalidTag:
             raise TamperedFrame("authentication failed") from None
 

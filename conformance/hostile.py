@@ -1,0 +1,89 @@
+"""Malformed frames and revocation (docs/protocol.md, "Sealed frames", "Remote
+calls", "Revocation notice")."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from conformance.crypto import KIND_PAIRWISE, header
+from conformance.messages import ProtocolViolation, check_proof, parse_notice, unpack
+from conformance.report import Skipped, StepFailed
+from conformance.steps import Options, State, alive
+
+
+def malformed(st: State, opt: Options) -> str:
+    m = st.need_member()
+    assert m.channel is not None
+    rpc = m.rpc_key("device.info")
+    ch = m.channel
+    good_head = header(KIND_PAIRWISE, ch.sender, ch.number, ch.stream, ch.counter + 1000)
+    silent_cases = {
+        "10 random bytes": os.urandom(10),
+        "49 bytes (one short of a frame)": os.urandom(49),
+        "our channel's header, random ciphertext": good_head + os.urandom(40),
+        "version 9": bytes([9]) + good_head[1:] + os.urandom(40),
+        "kind 7": good_head[:1] + bytes([7]) + good_head[2:] + os.urandom(40),
+        "counter 0": good_head[:26] + bytes(8) + os.urandom(40),
+    }
+    for what, frame in silent_cases.items():
+        out = m.sealed_query(rpc, frame, timeout=opt.timeout)
+        if out.opened or out.other:
+            raise StepFailed(f"{what}: answered with a frame (expected silence)")
+        if out.no_channel:
+            raise StepFailed(f"{what}: answered 'no channel' (expected silence)")
+    # other keys: garbage must not crash the node; pairing answers in words or not at all
+    st.link.get(f"accord/v1/pair/{st.host}", os.urandom(64), timeout=opt.timeout)
+    st.link.get(f"accord/v1/channel/{st.host}", os.urandom(148), timeout=opt.timeout)
+    st.link.get(f"accord/v1/details/{st.host}", os.urandom(70), timeout=opt.timeout)
+    st.link.put(f"accord/v1/data/{st.host}", os.urandom(80))
+    st.link.put("accord/v1/circle/members", os.urandom(80))
+    alive(st, opt)
+    return (
+        f"{len(silent_cases)} malformed RPC frames: silence; garbage on 5 keys; node answers after"
+    )
+
+
+def revocation(st: State, opt: Options) -> str:
+    m = st.need_member()
+    if opt.revoke is None:
+        raise Skipped("no way to ask the node to revoke us (--revoke-cmd)")
+    opt.revoke(st.me.device_id)
+    deadline = time.monotonic() + opt.revoke_wait
+    # the node sends NOTICE to our channel key; meanwhile, calls must be refused
+    refused = ""
+    while time.monotonic() < deadline:
+        out = m.call("device.info", None, opt.timeout)
+        if out.opened and out.opened[0].get("ok"):
+            if m.notice_seen.wait(0.05):
+                raise StepFailed("a call still runs after the revocation NOTICE")
+            continue  # the revocation has not landed yet
+        refused = "no channel" if out.no_channel else "silence"
+        break
+    if not refused:
+        raise StepFailed(f"calls still answered {opt.revoke_wait:g} s after the revocation")
+    offer = m.offer(timeout=opt.timeout)
+    if offer.channel is not None:
+        raise StepFailed("a new channel OFFER from the revoked client was answered")
+    notices = list(m.notices) + ([offer.notice] if offer.notice else [])
+    if not notices and not m.notice_seen.wait(max(0.0, deadline - time.monotonic())):
+        raise StepFailed("no revocation NOTICE (neither pushed nor in answer to an OFFER)")
+    notices = list(m.notices) + ([offer.notice] if offer.notice else [])
+    circle = st.joined.members.get("circle_id") if st.joined else None
+    for raw in notices:
+        try:
+            notice = parse_notice(raw)
+        except ProtocolViolation as exc:
+            raise StepFailed(f"NOTICE: {exc}") from exc
+        proof = notice.get("proof")
+        if not isinstance(proof, dict) or proof.get("device_id") != st.me.device_id:
+            raise StepFailed(f"NOTICE proof names another device: {proof!r:.200}")
+        if circle is not None and notice.get("circle_id") != circle:
+            raise StepFailed("NOTICE names another circle")
+        if not check_proof(proof, m.keys):
+            raise StepFailed("NOTICE proof does not verify")
+    how = "pushed" if m.notices else "answered to our OFFER"
+    return f"call refused ({refused}); signed NOTICE {how}; new OFFER unanswered as a channel"
+
+
+__all__ = ["malformed", "revocation", "unpack"]

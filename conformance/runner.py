@@ -1,0 +1,38 @@
+"""Run every step in order against one node."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from conformance import hostile, kvsteps, steps
+from conformance.link import Link
+from conformance.report import Report
+from conformance.steps import Options, State
+
+
+def run(opt: Options) -> Report:
+    report = Report(node=", ".join(opt.connect))
+    link = Link(opt.connect)
+    try:
+        st = State(link)
+        plan = [
+            ("discover", steps.discover),
+            ("pair", steps.do_pair),
+            ("details", steps.details),
+            ("call", steps.call),
+            ("stream", steps.stream),
+            ("typed errors", steps.typed_errors),
+            ("kv read", kvsteps.kv_read),
+            ("kv write", kvsteps.kv_write),
+            ("replay", steps.replay),
+            ("forgery", steps.forged),
+            ("malformed", hostile.malformed),
+            ("revocation", hostile.revocation),
+        ]
+        for name, step in plan:
+            report.run(name, partial(step, st, opt))
+        if st.host:
+            report.node = f"{st.host} at {report.node}"
+    finally:
+        link.close()
+    return report

@@ -1,0 +1,259 @@
+"""The conformance steps, in order; each returns why it passed or raises StepFailed."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from conformance.crypto import Identity, raw_id
+from conformance.link import Link
+from conformance.messages import ProtocolViolation, check_announcement, unpack_map
+from conformance.pairing import Joined, PairingFailed, pair
+from conformance.peer import TYPE, Member
+from conformance.report import Skipped, StepFailed
+from conformance.streams import check_order, run_stream
+
+ID_RE = re.compile(r"^[a-z2-7]{26}$")
+
+
+@dataclass
+class Options:
+    connect: list[str]
+    pin: str | None = None
+    device: str | None = None
+    timeout: float = 3.0
+    stream: str | None = None  # "service.method" (default: chosen from device.info)
+    revoke: Callable[[str], None] | None = None  # asks the node to revoke us
+    revoke_wait: float = 15.0
+    expect_kv: list[str] = field(default_factory=list)  # STORE/KEY=VALUE the node holds
+
+
+@dataclass
+class State:
+    link: Link
+    me: Identity = field(default_factory=Identity)
+    host: str = ""
+    announcement: dict[str, Any] = field(default_factory=dict)
+    joined: Joined | None = None
+    member: Member | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    replayable: tuple[str, bytes] | None = None
+    sync: Any = None  # conformance.datasync.Sync, made on first use
+
+    def need_member(self) -> Member:
+        if self.member is None or self.member.channel is None:
+            raise Skipped("needs a paired client with a channel (an earlier step failed)")
+        return self.member
+
+
+def discover(st: State, opt: Options) -> str:
+    deadline = time.monotonic() + opt.timeout * 2
+    while True:
+        ids = [k.rsplit("/", 1)[-1] for k in st.link.alive("accord/v1/presence/*", opt.timeout)]
+        ids = [i for i in ids if ID_RE.match(i) and (opt.device in (None, i))]
+        if ids or time.monotonic() > deadline:
+            break
+    if not ids:
+        raise StepFailed("no presence token under accord/v1/presence/*")
+    errors, found = [], []
+    for dev in ids:
+        answer = st.link.get(f"accord/v1/announce/{dev}", timeout=opt.timeout)
+        for r in answer.replies[:4]:
+            try:
+                found.append(check_announcement(r.payload))
+            except ProtocolViolation as exc:
+                errors.append(f"{dev}: {exc}")
+    if not found:
+        raise StepFailed("no valid announcement: " + "; ".join(errors or ["no replies"]))
+    # with a PIN, the device whose window is open; else the first (highest seq of each)
+    pick = [a for a in found if a.get("pairing")] if opt.pin else found
+    if not pick:
+        raise StepFailed("no device announces an open pairing window (pairing: true)")
+    st.announcement = max(pick, key=lambda a: int(a.get("seq", 0)))
+    st.host = st.announcement["device_id"]
+    return f"{len(ids)} device(s); {st.host} {st.announcement['name']!r} signature verifies"
+
+
+def do_pair(st: State, opt: Options) -> str:
+    if not opt.pin:
+        raise Skipped("no --pin given")
+    if not st.host:
+        raise Skipped("no device discovered")
+    info = {
+        "public_key": st.me.public_key,
+        "name": "conformance client",
+        "type": TYPE,
+        "security_level": "SL1",
+    }
+    try:
+        st.joined = pair(st.link, st.me, st.host, opt.pin, info, timeout=opt.timeout * 2)
+    except PairingFailed as exc:
+        raise StepFailed(str(exc)) from exc
+    st.member = Member(st.link, st.me, st.host, st.announcement["public_key"])
+    for m in st.joined.members.get("members", []):
+        if isinstance(m, dict) and isinstance(m.get("public_key"), bytes):
+            st.member.keys.setdefault(str(m.get("device_id")), m["public_key"])
+    listed = st.me.device_id in st.member.keys
+    st.member.show_up()
+    return (
+        f"joined as {st.me.device_id}, epoch {st.joined.epoch}, code {st.joined.code}"
+        f"{'' if listed else ' (the list in Credentials does not name us yet)'}"
+    )
+
+
+def details(st: State, opt: Options) -> str:
+    if st.member is None:
+        raise Skipped("not paired")
+    m = st.member
+    m.open_channel()
+    key = f"accord/v1/details/{st.host}"
+    assert m.channel is not None
+    out = m.sealed_query(key, m.channel.seal(key, b""), timeout=opt.timeout)
+    if not out.opened:
+        raise StepFailed(
+            f"no authentic Details ({out.no_channel} 'no channel', {out.other} other replies)"
+        )
+    d = out.opened[0]
+    if not isinstance(d, dict) or not isinstance(d.get("announcement"), bytes):
+        raise StepFailed(f"Details is not {{announcement: bin, members}}: {d!r:.200}")
+    ann = unpack_map(d["announcement"], "Announcement")
+    if ann.get("device_id") != st.host or ann.get("public_key") != m.host_key:
+        raise StepFailed("the sealed Announcement names another device or key")
+    profile = ann.get("profile")
+    if not isinstance(profile, dict) or "security_level" not in profile:
+        raise StepFailed(f"Announcement.profile is not a Profile: {profile!r:.200}")
+    caps = ann.get("capabilities")
+    return f"sealed Details: {ann.get('name')!r}, {profile.get('type')}, caps {caps}"
+
+
+def call(st: State, opt: Options) -> str:
+    m = st.need_member()
+    out = m.call("device.info", None, opt.timeout)
+    if not out.opened:
+        raise StepFailed(f"no authentic reply ({out.no_channel} 'no channel', {out.other} other)")
+    res = out.opened[0]
+    if not isinstance(res, dict) or res.get("ok") is not True:
+        raise StepFailed(f"device.info failed: {res!r:.300}")
+    value = res.get("value")
+    if not isinstance(value, dict) or value.get("device_id") != st.host:
+        raise StepFailed(f"device.info names another device: {value!r:.200}")
+    st.info = value
+    assert m.channel is not None
+    key = m.rpc_key("device.info")
+    st.replayable = (key, m.channel.seal(key, m.request(None, int(opt.timeout * 1000))))
+    return f"device.info → {value.get('name')!r}, services {value.get('services')!r:.120}"
+
+
+def pick_stream(st: State, opt: Options) -> tuple[str, Any, int]:
+    """(target, params, items to take before cancelling; 0 = read to the end)."""
+    if opt.stream:
+        return opt.stream, None, 3
+    services = str(st.info.get("services", ""))
+    if "camera" in services:
+        return "camera.capture", {"width": 64, "height": 48}, 0
+    if "sensors" in services:
+        return "sensors.watch", {"interval_s": 0.05, "changes_only": False}, 3
+    raise Skipped(f"the node serves no stream this client knows: {services:.120}")
+
+
+def stream(st: State, opt: Options) -> str:
+    m = st.need_member()
+    target, params, take = pick_stream(st, opt)
+    out = run_stream(m, target, params, window=2, max_items=take, timeout=opt.timeout * 2)
+    bad = check_order(out)
+    if bad:
+        raise StepFailed(f"{target}: {bad}")
+    if take:
+        if len(out.items) < take:
+            raise StepFailed(f"{target}: {len(out.items)} items before the query ended")
+        return f"{target}: {len(out.items)} items, credit {out.credits}x, cancelled"
+    end = out.end
+    if end is None:
+        raise StepFailed(f"{target}: no end frame after {len(out.items)} items")
+    if end.get("error_type"):
+        raise StepFailed(f"{target} ended with {end.get('error_type')}: {end.get('error')}")
+    n, seq = len(out.items), end["seq"]
+    return f"{target}: {n} items in order, end at seq {seq}, {out.credits} credit(s)"
+
+
+def typed_errors(st: State, opt: Options) -> str:
+    m = st.need_member()
+    assert m.channel is not None
+    seen = []
+    out = m.call("nosuch.method", None, opt.timeout)
+    _expect_error(out.opened, "UnknownMethod", "an unknown method")
+    seen.append("UnknownMethod")
+    key = m.rpc_key("device.info")
+    garbage = m.sealed_query(key, m.channel.seal(key, b"\xc1 not msgpack"), timeout=opt.timeout)
+    _expect_error(garbage.opened, "InvalidRequest", "a sealed frame that is not an RpcRequest")
+    seen.append("InvalidRequest")
+    wrong = run_stream(m, "device.info", None, window=2, timeout=opt.timeout)
+    end = wrong.end
+    if end is None or end.get("seq") != 0 or end.get("error_type") != "WrongCallKind":
+        raise StepFailed(f"a call method called as a stream: {wrong.frames!r:.200}")
+    seen.append("WrongCallKind")
+    return "typed errors: " + ", ".join(seen)
+
+
+def _expect_error(opened: list[Any], error_type: str, what: str) -> None:
+    if not opened:
+        raise StepFailed(f"{what}: no authentic reply (expected {error_type})")
+    res = opened[0]
+    if not isinstance(res, dict) or res.get("ok") is not False:
+        raise StepFailed(f"{what}: {res!r:.200}")
+    if res.get("error_type") != error_type:
+        raise StepFailed(f"{what}: error_type {res.get('error_type')!r}, not {error_type}")
+
+
+def alive(st: State, opt: Options) -> None:
+    """The node still answers an authentic call (it did not crash or wedge)."""
+    m = st.need_member()
+    out = m.call("device.info", None, opt.timeout)
+    if not out.opened or not out.opened[0].get("ok"):
+        raise StepFailed("the node no longer answers device.info after the hostile frames")
+
+
+def replay(st: State, opt: Options) -> str:
+    m = st.need_member()
+    if st.replayable is None:
+        raise Skipped("no frame to replay")
+    key, frame = st.replayable
+    first = m.sealed_query(key, frame, timeout=opt.timeout)
+    if not first.opened:
+        raise StepFailed("the fresh frame got no authentic reply")
+    again = m.sealed_query(key, frame, timeout=opt.timeout)
+    if not again.silent:
+        raise StepFailed(
+            f"the replayed frame was answered: {len(again.opened)} results,"
+            f" {again.no_channel} 'no channel', {again.other} other"
+        )
+    alive(st, opt)
+    return f"replayed frame: no reply (query ended in {again.seconds:.2f} s); node answers after"
+
+
+def forged(st: State, opt: Options) -> str:
+    m = st.need_member()
+    assert m.channel is not None
+    others = [d for d in m.keys if d != st.me.device_id]
+    victim = next((d for d in others if d != st.host), st.host)
+    key = m.rpc_key("device.info")
+    real_sender = m.channel.sender
+    m.channel.sender = raw_id(victim)  # our channel's key, another member's name
+    try:
+        frame = m.channel.seal(key, m.request(None, int(opt.timeout * 1000)))
+    finally:
+        m.channel.sender = real_sender
+    out = m.sealed_query(key, frame, timeout=opt.timeout)
+    if out.opened or out.other or out.no_channel != 1:
+        raise StepFailed(
+            f"a frame naming {victim} as sender: {len(out.opened)} results, "
+            f"{out.no_channel} 'no channel', {out.other} other (expected one 'no channel')"
+        )
+    offer = m.offer(claimed_id=victim, timeout=opt.timeout)
+    if offer.channel is not None:
+        raise StepFailed(f"an OFFER naming {victim}, signed by us, was answered")
+    alive(st, opt)
+    return f"frame under {victim}'s name: one empty 'no channel' reply; forged OFFER unanswered"

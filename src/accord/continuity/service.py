@@ -17,6 +17,7 @@ from accord.continuity.notify.control import NotifyControl
 from accord.continuity.notify.service import NotifyService
 from accord.continuity.settings import SettingsStore
 from accord.continuity.transfer.control import TransferControl
+from accord.continuity.transfer.hashcache import HashCache
 from accord.continuity.transfer.receiver import Receiver
 from accord.continuity.transfer.sender import Sender
 from accord.control.server import ControlServer
@@ -24,6 +25,8 @@ from accord.errors import ControlError
 from accord.rpc import RpcClient, RpcServer
 from accord.trust.circle import Circle
 from accord.trust.members import Member
+
+HASH_CACHE_DIR = "hash-cache"  # under HOME/data: the sender's block hashes of files it sent
 
 
 class Continuity:
@@ -44,7 +47,7 @@ class Continuity:
         self.settings = SettingsStore(home, data_dir)
         self._circle = circle
         self._resolve = resolve
-        self.sender = Sender(rpc, name)
+        self.sender = Sender(rpc, name, HashCache(data_dir / HASH_CACHE_DIR))
         self.receiver = Receiver(rpc, self.settings, name, self._name_of)
         self.clip = ClipService(
             rpc, circle, directory, self.settings, clock, me, clipboard_driver(drivers)

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 from accord.continuity.errors import TransferRefused
+from accord.continuity.transfer.hashcache import HashCache, Stat
 from accord.continuity.transfer.messages import FileEntry
 
 MIN_BLOCK: Final = 128 * 1024
@@ -50,25 +51,41 @@ def hash_file(path: Path, name: str) -> FileEntry:
     return hash_files([(path, name)])[0]
 
 
-def hash_files(files: list[tuple[Path, str]]) -> list[FileEntry]:
+def hash_files(files: list[tuple[Path, str]], cache: HashCache | None = None) -> list[FileEntry]:
     """Describe each ``(path, name)`` for an offer (blocking: run in a thread). Runs of
     blocks are hashed on HASH_THREADS threads at once (hashlib lets go of the GIL):
-    this is the one step of a send that nothing else overlaps. An OSError names its
-    file."""
+    this is the one step of a send that nothing else overlaps, so a file ``cache``
+    holds unchanged is not read at all. An OSError names its file."""
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="accord-hash") as pool:
-        return [_hash_one(pool, path, name) for path, name in files]
+        return [_hash_one(pool, path, name, cache) for path, name in files]
 
 
-def _hash_one(pool: ThreadPoolExecutor, path: Path, name: str) -> FileEntry:
+def _hash_one(
+    pool: ThreadPoolExecutor, path: Path, name: str, cache: HashCache | None
+) -> FileEntry:
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
-            return _describe(pool, fd, name)
+            if cache is None:
+                return _describe(pool, fd, name)
+            return _describe_cached(pool, fd, name, cache)
         finally:
             os.close(fd)
     except OSError as exc:
         exc.filename = exc.filename or str(path)
         raise
+
+
+def _describe_cached(pool: ThreadPoolExecutor, fd: int, name: str, cache: HashCache) -> FileEntry:
+    before = Stat.of(os.fstat(fd))
+    bs = block_size(before.size)
+    hashes = cache.lookup(before, bs)
+    if hashes is not None:
+        return FileEntry(name, before.size, bs, hashes)
+    started = cache.now_ns()
+    entry = _describe(pool, fd, name)
+    cache.store(before, Stat.of(os.fstat(fd)), started, entry.block_size, entry.hashes)
+    return entry
 
 
 def _describe(pool: ThreadPoolExecutor, fd: int, name: str) -> FileEntry:

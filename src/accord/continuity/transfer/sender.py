@@ -20,6 +20,7 @@ import msgspec
 
 from accord.continuity.errors import TransferError, TransferRefused
 from accord.continuity.transfer.blocks import block_count, block_span, hash_files
+from accord.continuity.transfer.hashcache import HashCache
 from accord.continuity.transfer.messages import (
     ITEM_BYTES,
     ITEM_PIECES,
@@ -51,9 +52,10 @@ class Outgoing:
 
 
 class Sender:
-    def __init__(self, rpc: RpcClient, name: str) -> None:
+    def __init__(self, rpc: RpcClient, name: str, cache: HashCache | None = None) -> None:
         self._rpc = rpc
         self._name = name
+        self.cache = cache  # block hashes of files sent before (None: always hash)
         self._outgoing: dict[str, Outgoing] = {}
 
     def register(self, server: RpcServer) -> None:
@@ -91,7 +93,7 @@ class Sender:
         and a final ``done`` with what was saved where."""
         started = time.monotonic()
         found = await asyncio.to_thread(scan, paths)
-        entries = await asyncio.to_thread(_hash_all, found)
+        entries = await asyncio.to_thread(_hash_all, found, self.cache)
         total = sum(e.size for e in entries)
         yield {"kind": "start", "files": [e.name for e in entries], "bytes_total": total}
         saved: list[str] = []
@@ -120,6 +122,12 @@ class Sender:
                     f"the link to {to_name} was interrupted after {(sent + out.sent) / 1e6:.1f} "
                     f"of {total / 1e6:.1f} MB; send again to resume (only missing blocks move)"
                 ) from None
+            except Exception:
+                # Refused, or blocks that failed the receiver's check (a file changed
+                # behind a cached hash list): the next send hashes these files afresh.
+                if self.cache is not None:
+                    await asyncio.to_thread(_forget_all, self.cache, out.paths)
+                raise
             finally:
                 del self._outgoing[tid]
                 sent += out.sent
@@ -170,11 +178,16 @@ def scan(paths: list[Path]) -> list[tuple[Path, str]]:
     return found
 
 
-def _hash_all(found: list[tuple[Path, str]]) -> list[FileEntry]:
+def _hash_all(found: list[tuple[Path, str]], cache: HashCache | None) -> list[FileEntry]:
     try:
-        return hash_files(found)
+        return hash_files(found, cache)
     except OSError as exc:
         raise TransferError(f"cannot read {exc.filename}: {exc.strerror or exc}") from None
+
+
+def _forget_all(cache: HashCache, paths: list[Path]) -> None:
+    for path in paths:
+        cache.forget(path)
 
 
 def _batches(entries: list[FileEntry]) -> list[tuple[int, int]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -27,13 +27,20 @@ MAX_ITEM: Final = 4 * 1024 * 1024 + 64 * 1024
 DEFAULT_WINDOW: Final = 8  # stream items in flight before the caller grants more
 MAX_WINDOW: Final = 64
 NIL: Final = msgspec.Raw(b"\xc0")  # msgpack nil
+EMPTY_MAP: Final = b"\x80"  # msgpack {}: taken as nil by a method with no params
+
+
+CallId = Annotated[int, msgspec.Meta(ge=0)]  # MessagePack ints end at 2**64 - 1
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class RpcRequest(msgspec.Struct, frozen=True, omit_defaults=True):
-    call_id: int
+    """Bounds are checked on decode: a request out of them is ``InvalidRequest``."""
+
+    call_id: CallId
     params: msgspec.Raw
-    timeout_ms: int
-    window: int = 0  # 0: a unary call; > 0: open a stream with this much initial credit
+    timeout_ms: NonNegative  # the callee clamps it to 1 ms .. MAX_TIMEOUT_S
+    window: NonNegative = 0  # 0: a unary call; > 0: a stream with this much initial credit
 
 
 class RpcResult(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -14,6 +14,7 @@ from accord.bus import keys
 from accord.bus.session import Bus, Replier, Undo
 from accord.errors import AccordError, SealError, UnknownSender
 from accord.rpc.messages import (
+    EMPTY_MAP,
     MAX_ITEM,
     MAX_RESULT,
     MAX_TIMEOUT_S,
@@ -31,6 +32,7 @@ from accord.rpc.messages import (
 )
 from accord.trust.channel_service import ChannelService
 from accord.wire.messages import DECODE_ERRORS
+from accord.wire.quiet import QuietLog
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class RpcServer:
         self._flows: dict[tuple[str, int], _Flow] = {}
         self._restricted: dict[str, frozenset[str]] = {}
         self._undo: list[Undo] = []
+        self._quiet = QuietLog(log)
 
     def register(
         self,
@@ -174,18 +177,29 @@ class RpcServer:
         another member. A frame on a channel we do not hold (we restarted, or a
         frame under the circle key) naming a member as sender gets an empty reply,
         which tells a real member to open a new channel and retry; the request did
-        not run. Strangers get nothing."""
+        not run. Strangers get nothing. (docs/protocol.md, "Remote calls": the order
+        of these checks and each answer.) Every refusal is logged, once per kind of
+        fault (and caller, once it is known) at warning level, then at debug."""
         try:
             sender, plain = self._channels.open(key, payload)
-        except UnknownSender:
+        except UnknownSender as exc:
             if self._channels.stale_member(payload):
+                self._quiet.warn("no-channel", "%s: RPC on a channel we do not hold; "
+                                 "answered 'no channel': %s", self._label, exc)  # fmt: skip
                 await reply(NO_CHANNEL)
+                return
+            self._quiet.warn("stranger", "%s: dropped an RPC query from no member: %s",
+                             self._label, exc)  # fmt: skip
             return
-        except SealError:
-            return  # tampered, replayed or malformed: nothing
+        except SealError as exc:  # tampered, replayed or malformed: unauthenticated, so silent
+            self._quiet.warn("seal:" + type(exc).__name__, "%s: dropped an RPC query: %s",
+                             self._label, exc)  # fmt: skip
+            return
         try:
             req = request_decoder.decode(plain)
         except DECODE_ERRORS as exc:
+            self._quiet.warn("InvalidRequest:" + sender, "%s: refused an RPC request from %s "
+                             "(InvalidRequest): %s", self._label, sender[:10], exc)  # fmt: skip
             result = _error("InvalidRequest", f"the request does not decode: {exc}")
             await self._reply(reply, sender, key, result)
             return
@@ -202,6 +216,14 @@ class RpcServer:
     def _resolve(
         self, key: str, sender: str, req: RpcRequest, streams: bool
     ) -> tuple[_Method, Any]:
+        try:
+            return self._check(key, sender, req, streams)
+        except _Refused as exc:
+            self._quiet.warn(f"{exc.kind}:{sender}", "%s: refused %s from %s (%s): %s",
+                             self._label, key, sender[:10], exc.kind, exc)  # fmt: skip
+            raise
+
+    def _check(self, key: str, sender: str, req: RpcRequest, streams: bool) -> tuple[_Method, Any]:
         parts = key.split("/")
         service, method = parts[-2], parts[-1]
         entry = self._methods.get((service, method))
@@ -216,6 +238,8 @@ class RpcServer:
         if entry.streams != streams:
             how = "a stream: iterate it with stream()" if entry.streams else "not a stream: call it"
             raise _Refused("WrongCallKind", f"{service}.{method} is {how}")
+        if entry.params is type(None) and bytes(req.params) == EMPTY_MAP:
+            return entry, None  # "no params" sent as {}: taken as nil (docs/protocol.md)
         try:
             return entry, msgspec.msgpack.decode(req.params, type=entry.params)
         except DECODE_ERRORS as exc:

@@ -1,0 +1,138 @@
+"""Errors on the wire (docs/protocol.md, "Errors on the wire" and "Remote calls"):
+a member's malformed or refused request gets a typed, sealed answer and a log line;
+unauthenticated junk gets silence and a log line, never a crash.
+
+Two real nodes in-process on 127.0.0.1; the requests are sealed by hand on the
+caller's channel so they can break the rules Accord's own client keeps."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from accord.bus import keys
+from accord.node import Node
+from accord.rpc.messages import RpcResult, result_decoder
+from tests.nodes import Mesh, detailed, pair, wait_until
+
+
+@pytest.fixture
+async def pair_of_nodes(short_tmp: Path) -> AsyncIterator[tuple[Node, Node]]:
+    async with AsyncExitStack() as stack:
+        mesh = Mesh(short_tmp, stack)
+        laptop = await mesh.start("laptop", "laptop")
+        phone = await mesh.start("phone", "nokia-x60")
+        await pair(laptop, phone)
+        await wait_until(detailed(laptop, phone), 5, "details")
+        yield laptop, phone
+
+
+async def _ask(caller: Node, callee: Node, target: str, plaintext: bytes) -> list[bytes]:
+    """Seal ``plaintext`` on the caller's channel to ``target`` (service/method) and
+    return every raw reply."""
+    channels, bus = caller._channels, caller._bus
+    assert channels is not None
+    assert bus is not None
+    peer = callee.home.device_id
+    assert await channels.ensure(peer)
+    key = keys.rpc_key(peer, *target.split("/"))
+    frame = channels.seal(peer, key, plaintext)
+    assert frame is not None
+    return [payload for _, payload in await bus.get(key, 2.0, frame)]
+
+
+def _result(caller: Node, callee: Node, target: str, reply: bytes) -> RpcResult:
+    assert caller._channels is not None
+    key = keys.rpc_key(callee.home.device_id, *target.split("/"))
+    sender, plain = caller._channels.open(key, reply)
+    assert sender == callee.home.device_id  # sealed by the callee: only we can read it
+    return result_decoder.decode(plain)
+
+
+def _request(**fields: Any) -> bytes:
+    return msgspec.msgpack.encode(fields)
+
+
+async def test_no_params_may_be_nil_or_an_empty_map(pair_of_nodes: tuple[Node, Node]) -> None:
+    laptop, phone = pair_of_nodes
+    params: dict[str, Any] | None
+    for params in (None, {}):
+        (reply,) = await _ask(laptop, phone, "device/info",
+                              _request(call_id=1, params=params, timeout_ms=2000))  # fmt: skip
+        result = _result(laptop, phone, "device/info", reply)
+        assert result.ok, result.error
+    # Through the client too.
+    info = await laptop.rpc.call(phone.home.device_id, "device", "info", {}, dict)
+    assert info["name"] == "phone"
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ({"call_id": -1, "params": None, "timeout_ms": 2000}, "call_id"),
+        ({"call_id": 1.5, "params": None, "timeout_ms": 2000}, "call_id"),
+        ({"call_id": 1, "params": None, "timeout_ms": -5}, "timeout_ms"),
+        ({"call_id": 1, "params": None, "timeout_ms": 2000, "window": -1}, "window"),
+        ({"call_id": 1, "timeout_ms": 2000}, "params"),
+        ({"call_id": "1", "params": None, "timeout_ms": 2000}, "call_id"),
+    ],
+)
+async def test_a_malformed_request_gets_invalid_request_and_a_log_line(
+    pair_of_nodes: tuple[Node, Node],
+    caplog: pytest.LogCaptureFixture,
+    fields: dict[str, Any],
+    why: str,
+) -> None:
+    laptop, phone = pair_of_nodes
+    caplog.set_level(logging.WARNING, logger="accord.rpc.server")
+    (reply,) = await _ask(laptop, phone, "device/info", _request(**fields))
+    result = _result(laptop, phone, "device/info", reply)
+    assert (result.ok, result.error_type) == (False, "InvalidRequest")
+    assert why in result.error
+    assert any("InvalidRequest" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_request_that_is_not_msgpack_gets_invalid_request(
+    pair_of_nodes: tuple[Node, Node],
+) -> None:
+    laptop, phone = pair_of_nodes
+    (reply,) = await _ask(laptop, phone, "device/info", b"\xc1 not msgpack")
+    assert _result(laptop, phone, "device/info", reply).error_type == "InvalidRequest"
+
+
+async def test_refusals_are_typed_and_logged(
+    pair_of_nodes: tuple[Node, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    laptop, phone = pair_of_nodes
+    caplog.set_level(logging.WARNING, logger="accord.rpc.server")
+    request = _request(call_id=3, params={"x": 1}, timeout_ms=2000)
+    (reply,) = await _ask(laptop, phone, "device/info", request)
+    assert _result(laptop, phone, "device/info", reply).error_type == "InvalidParams"
+    (reply,) = await _ask(laptop, phone, "device/nothing", request)
+    assert _result(laptop, phone, "device/nothing", reply).error_type == "UnknownMethod"
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "(InvalidParams)" in logged
+    assert "(UnknownMethod)" in logged
+
+
+async def test_unauthenticated_junk_gets_silence_and_a_log_line(
+    pair_of_nodes: tuple[Node, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    laptop, phone = pair_of_nodes
+    caplog.set_level(logging.WARNING, logger="accord.rpc.server")
+    assert laptop._bus is not None
+    key = keys.rpc_key(phone.home.device_id, "device", "info")
+    # Too short to be a frame; then a frame-shaped one from a sender nobody knows.
+    for junk in (b"\x01\x01short", b"\x01\x01" + b"\x07" * 16 + b"\x00" * 40):
+        assert await laptop._bus.get(key, 1.0, junk) == []
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "dropped an RPC query" in logged
+    assert "from no member" in logged
+    # The callee is unharmed.
+    assert (await laptop.rpc.call(phone.home.device_id, "device", "info", None, dict))["name"]

@@ -19,12 +19,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from spake2 import SPAKE2_A, SPAKE2_B
 
+from accord.apps.authority import grant_bytes, sign_grant
+from accord.apps.bundle import signed_message as bundle_signed_message
 from accord.clock import Hlc
 from accord.data import model, provenance
 from accord.data.identity import ENVELOPE_DECODER, Envelope
 from accord.device.identity import Identity, device_id_for, fingerprint, id_from_raw, raw_id
 from accord.errors import MalformedFrame, ReplayedFrame, TamperedFrame
 from accord.rpc import messages as rpc
+from accord.rules.records import RuleRecord, sign_record
+from accord.rules.records import signed_bytes as rule_signed_bytes
 from accord.trust import members as ml
 from accord.trust import pairing, pake, session
 from accord.trust.channel_service import NOTICE_PREFIX, RevocationNotice, decode_notice
@@ -371,3 +375,26 @@ def test_data_sync() -> None:
     assert msgspec.msgpack.encode(env).hex() == v["envelope"]["encoded"]
     assert isinstance(env, Envelope)
     assert builtins(env) == v["envelope"]["fields"]
+
+
+def test_signatures() -> None:
+    a = identity_of("A")
+    v = {x["name"]: x for x in load("signatures")["vectors"]}
+    name, source, author, written_at, enabled, deleted = v["rule record"]["fields"]
+    record = RuleRecord(
+        name=name,
+        source=source,
+        author=author,
+        written_at=written_at,
+        enabled=enabled,
+        deleted=deleted,
+    )
+    assert rule_signed_bytes(record).hex() == v["rule record"]["signed_bytes"]
+    assert sign_record(record, a.sign).signature.hex() == v["rule record"]["signature"]
+    app_id, content_hash, by, at = v["app grant"]["fields"]
+    grant = sign_grant(a, app_id, content_hash, at)
+    assert (grant.by, grant_bytes(grant).hex()) == (by, v["app grant"]["signed_bytes"])
+    assert grant.signature.hex() == v["app grant"]["signature"]
+    bundle = bundle_signed_message(*v["app bundle"]["fields"])
+    assert bundle.hex() == v["app bundle"]["signed_bytes"]
+    assert a.sign(bundle).hex() == v["app bundle"]["signature"]

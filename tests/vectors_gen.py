@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -779,6 +780,44 @@ def data() -> Vectors:
     }
 
 
+def signatures() -> Vectors:
+    rule = ["porch light", '[trigger]\nat = "18:00"\n', A.id, T0 + 42.5, True, False]
+    rule_signed = b"accord.rules.record.v1\x00" + _mp(rule)
+    content_hash = hashlib.sha256(b"an app zip").hexdigest()
+    grant = ["notes", content_hash, A.id, T0 + 7.25]
+    grant_signed = b"accord/v1/app-grant" + _mp(grant)
+    bundle_signed = b"accord/v1/app-bundle"
+    for part in (content_hash.encode(), b"notes", b"1.2.0"):
+        bundle_signed += len(part).to_bytes(4, "big") + part
+    bundle_signed += struct.pack(">d", T0 + 9.5)
+    return {
+        "description": "Signatures by device A over the signed bytes of a rule record "
+        "(name, source, author, written_at, enabled, deleted), an app grant (app_id, "
+        "content_hash, by, at) and an app bundle (content_hash, app_id, version with u32 "
+        "big-endian lengths, then built_at as a big-endian IEEE 754 double).",
+        "vectors": [
+            {
+                "name": "rule record",
+                "fields": rule,
+                "signed_bytes": rule_signed.hex(),
+                "signature": A.sign(rule_signed).hex(),
+            },
+            {
+                "name": "app grant",
+                "fields": grant,
+                "signed_bytes": grant_signed.hex(),
+                "signature": A.sign(grant_signed).hex(),
+            },
+            {
+                "name": "app bundle",
+                "fields": [content_hash, "notes", "1.2.0", T0 + 9.5],
+                "signed_bytes": bundle_signed.hex(),
+                "signature": A.sign(bundle_signed).hex(),
+            },
+        ],
+    }
+
+
 FILES = {
     "identity": identity,
     "announcement": announcement,
@@ -790,6 +829,7 @@ FILES = {
     "rpc": rpc,
     "details": details,
     "data": data,
+    "signatures": signatures,
 }
 
 

@@ -33,8 +33,8 @@ test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples conformance
+	$(BIN)/ruff format --check src tests benchmarks examples conformance
 	$(BIN)/mypy
 
 BENCH_STAMP := $(VENV)/.bench-stamp

@@ -6,6 +6,7 @@ import argparse
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 from conformance.runner import run
 from conformance.steps import Options
@@ -29,12 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--timeout", type=float, default=3.0, help="per-query timeout (s)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--self-test", action="store_true", help="check crypto against docs/vectors")
+    p.add_argument("--self-test", action="store_true", help="check crypto against test vectors")
+    p.add_argument("--vectors", help="the vectors folder for --self-test (default: docs/vectors)")
     args = p.parse_args(argv)
     if args.self_test:
         from conformance.selftest import self_test
 
-        report = self_test()
+        report = self_test(Path(args.vectors) if args.vectors else None)
     else:
         if not args.connect:
             p.error("--connect is required")
@@ -44,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
 
             def revoke(device_id: str) -> None:
                 cmd = shlex.split(template.replace("{id}", device_id))
-                subprocess.run(cmd, check=True, timeout=30, stdin=subprocess.DEVNULL)
+                # its words go to stderr: stdout is the report (JSON with --json)
+                subprocess.run(
+                    cmd, check=True, timeout=30, stdin=subprocess.DEVNULL, stdout=sys.stderr
+                )
 
         opt = Options(
             connect=args.connect,

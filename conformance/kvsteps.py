@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conformance.datasync import CATALOG, CATALOG_SETTINGS, Page, Sync
+from conformance.datasync import CATALOG, CATALOG_SETTINGS, Page, Sync, make_batch
 from conformance.messages import ProtocolViolation, pack, unpack
 from conformance.report import StepFailed
-from conformance.steps import Options, State
+from conformance.steps import Options, State, alive
 
 WRITE_STORE = "conformance"
 WRITE_SETTINGS = ("shared", "S1", "")
@@ -98,3 +98,29 @@ def kv_write(st: State, opt: Options) -> str:
         "pushed a signed batch; pulled it back with a valid relay proof"
         f" (vv[us]=1, {tries} pull(s))"
     )
+
+
+def kv_forged(st: State, opt: Options) -> str:
+    """A batch pushed by us that claims another member as its origin (signed by us):
+    the spec says it is refused (ForgedOrigin) and nothing of it is applied."""
+    sync = _sync(st)
+    m = st.need_member()
+    victim = next((d for d in m.keys if d not in (st.me.device_id,)), st.host)
+    ops: list[list[Any]] = [["conformance/forged", b"not from " + victim.encode()]]
+    hlc = [int(time.time() * 1000), 0]
+    forged = make_batch(st.me, WRITE_STORE, False, 1, hlc, ops)
+    forged[0] = victim  # the origin claimed; the signature stays ours
+    sync.send(WRITE_SETTINGS, {"t": "push", "v": 2, "store": WRITE_STORE, "batches": [forged]})
+    # then a genuine batch of ours: once it is back, the forged one was handled before it
+    seq = sync.push(WRITE_STORE, WRITE_SETTINGS, [["conformance/after-forgery", b"ok"]])
+    deadline = time.monotonic() + opt.timeout * 3
+    while True:
+        page = _pull(sync, WRITE_STORE, WRITE_SETTINGS, opt)
+        if page.vv.get(st.me.device_id, 0) >= seq or time.monotonic() > deadline:
+            break
+    if ("", "conformance/forged") in page.rows:
+        raise StepFailed(f"a batch claiming {victim} as origin was applied")
+    if page.vv.get(st.me.device_id, 0) < seq:
+        raise StepFailed("our genuine batch after the forged one never came back")
+    alive(st, opt)
+    return f"a batch claiming {victim} as origin, signed by us: not applied; node answers after"

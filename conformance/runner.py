@@ -26,6 +26,7 @@ def run(opt: Options) -> Report:
             ("kv write", kvsteps.kv_write),
             ("replay", steps.replay),
             ("forgery", steps.forged),
+            ("forged batch", kvsteps.kv_forged),
             ("malformed", hostile.malformed),
             ("revocation", hostile.revocation),
         ]

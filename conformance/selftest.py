@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -322,6 +323,34 @@ def check_data(d: dict[str, Any], vdir: Path) -> str:
     return "leaves, root, batch signature, push/pull/summary/page, multiproof, envelope"
 
 
+def _bundle_bytes(content_hash: str, app_id: str, version: str, built_at: float) -> bytes:
+    out = b"accord/v1/app-bundle"
+    for part in (content_hash, app_id, version):
+        raw = part.encode()
+        out += struct.pack(">I", len(raw)) + raw
+    return out + struct.pack(">d", built_at)
+
+
+SIGNED_BYTES: dict[str, Callable[[list[Any]], bytes]] = {
+    "rule record": lambda f: b"accord.rules.record.v1\x00" + pack(f),
+    "app grant": lambda f: b"accord/v1/app-grant" + pack(f),
+    "app bundle": lambda f: _bundle_bytes(*f),
+}
+
+
+def check_signatures(d: dict[str, Any], vdir: Path) -> str:
+    """Rule records, app grants and app bundles, signed by device A."""
+    signer = identities(vdir)["A"]
+    for v in d["vectors"]:
+        build = SIGNED_BYTES.get(v["name"])
+        if build is None:
+            raise StepFailed(f"no rule in this client for signed bytes of {v['name']!r}")
+        signed = build(v["fields"])
+        same(f"{v['name']} signed bytes", signed, h(v["signed_bytes"]))
+        same(f"{v['name']} signature", signer.sign(signed), h(v["signature"]))
+    return f"{len(d['vectors'])} signatures: " + ", ".join(v["name"] for v in d["vectors"])
+
+
 CHECKS: dict[str, Callable[[dict[str, Any], Path], str]] = {
     "identity": check_identity,
     "announcement": check_announcement_vectors,
@@ -333,6 +362,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], Path], str]] = {
     "members": check_members,
     "details": check_details,
     "data": check_data,
+    "signatures": check_signatures,
 }
 
 

@@ -29,6 +29,9 @@ def copy(
     text: str | None = typer.Argument(None, help="Text to copy."),
     file: Path | None = typer.Option(None, "--file", help="Copy a file (PNG/JPEG: an image)."),
     stdin: bool = typer.Option(False, "--stdin", help="Copy what comes on standard input."),
+    host: bool = typer.Option(
+        False, "--host", help="Copy what this computer's own clipboard holds (text or image)."
+    ),
     sensitive: bool = typer.Option(
         False, "--sensitive", help="Label it S3: only devices that may hold S3 ever see it."
     ),
@@ -36,13 +39,15 @@ def copy(
     as_json: bool = JsonOpt,
 ) -> None:
     """Copy text, an image or a file; the circle hears of it, the bytes move on paste."""
-    if (text is not None) + (file is not None) + stdin != 1:
-        raise AccordError("copy exactly one of TEXT, --file FILE or --stdin")
+    if (text is not None) + (file is not None) + stdin + host != 1:
+        raise AccordError("copy exactly one of TEXT, --file FILE, --stdin or --host")
     client = control_client(home, 30.0)
     params: dict[str, Any] = {"sensitive": sensitive}
     spill: Path | None = None
     if text is not None:
         params["text"] = text
+    elif host:
+        params["host"] = True
     elif file is not None:
         if not file.is_file():
             raise AccordError(f"no such file: {file}")
@@ -70,6 +75,8 @@ def copy(
     item, to = result["item"], result["announced_to"]
     where = ", ".join(to) if to else "no other device"
     out.print(f"copied {item['kind']} ({item['size']} bytes); announced to {where}", markup=False)
+    if result.get("warning"):
+        Console(stderr=True).print(f"warning: {result['warning']}", markup=False)
 
 
 @app.command("paste")

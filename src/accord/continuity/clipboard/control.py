@@ -48,6 +48,11 @@ class ClipControl:
                 raise ClipboardError("data_b64 is not base64") from None
             kind = _kind(data)
             name = "clipboard.bin" if kind == "file" else ""
+        elif params.get("host") is True:
+            data, name = (await self._clip.from_host())[1], ""
+            kind = _kind(data)
+            if kind == "file":  # the host offered text or an image; this is neither
+                raise ClipboardError("the host's clipboard holds bytes that are no text or image")
         else:
             raise ClipboardError("copy text, a file or data")
         return await self._clip.copy(data, kind, name, sensitive)

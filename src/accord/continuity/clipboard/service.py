@@ -19,7 +19,7 @@ from typing import Any, Final
 from accord.bus.directory import DeviceDirectory
 from accord.clock import Clock
 from accord.continuity.clipboard.board import ClipBoard
-from accord.continuity.clipboard.driver import HostClipboard, SimClipboard
+from accord.continuity.clipboard.driver import HostClipboard, HostClipboardError, SimClipboard
 from accord.continuity.clipboard.messages import (
     CHUNK,
     MAX_CLIP,
@@ -88,12 +88,28 @@ class ClipService:
             len(data), self._clock.wall(), ttl, "S3" if sensitive else "S1", name,
         )  # fmt: skip
         self.board.put_local(item, data, self._clock.monotonic())
-        await self.driver.set(kind, data)
+        warning = await self._to_host(kind, data)
         self._notify("copied", item)
         taken: list[str] = []
         if self._settings.current.clip_send:
             taken = await self._announce_to_circle(item)
-        return {"item": _item_json(item, self._name), "announced_to": taken}
+        out: dict[str, Any] = {"item": _item_json(item, self._name), "announced_to": taken}
+        if warning:
+            out["warning"] = warning
+        return out
+
+    async def _to_host(self, kind: str, data: bytes) -> str:
+        """Put the item on this device's own clipboard; a failing host tool costs a
+        warning (the node falls back to its simulated clipboard), never the item."""
+        try:
+            await self.driver.set(kind, data)
+        except HostClipboardError as exc:
+            return f"{exc}; this device now uses its simulated clipboard"
+        return ""
+
+    async def from_host(self) -> tuple[str, bytes]:
+        """What this device's own clipboard holds (the host's, where it has one)."""
+        return await self.driver.get()
 
     async def _announce_to_circle(self, item: ClipItem) -> list[str]:
         online = self._directory.online_ids()
@@ -166,7 +182,7 @@ class ClipService:
                 yield chunk
         if len(got) != item.size:
             raise ClipboardError("the paste ended early; paste again")
-        await self.driver.set(item.kind, bytes(got))
+        await self._to_host(item.kind, bytes(got))  # (a failure is logged by the driver)
 
     def watch(self) -> tuple[asyncio.Queue[dict[str, Any]], Callable[[], None]]:
         if len(self._watchers) >= WATCHERS:

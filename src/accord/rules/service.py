@@ -203,9 +203,11 @@ class RulesService:
         while not self._closed:
             now = self.clock.wall()
             wakes = [w for e in self._engines.values() if (w := e.next_wake(now)) is not None]
-            timeout = min([MAX_WAKE_S, *(w - now for w in wakes)])
+            # With no rule running here there is nothing to look at the clock for: an
+            # idle node sleeps until something arrives (an assignment, an event).
+            timeout = min([MAX_WAKE_S, *(w - now for w in wakes)]) if self._engines else None
             try:
-                async with asyncio.timeout(max(timeout, 0.0)):
+                async with asyncio.timeout(None if timeout is None else max(timeout, 0.0)):
                     item = await self._inbox.get()
             except TimeoutError:
                 item = ("tick",)

@@ -6,6 +6,7 @@ Every change is saved to the home before it takes effect on the wire.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -47,6 +48,7 @@ class Circle:
         self._listeners: list[Callable[[], None]] = []
         self._view_of: ml.MemberList | None = None
         self._view_cache: tuple[frozenset[str], dict[str, ml.Member]] = (frozenset(), {})
+        self._signed: tuple[ml.MemberList, ml.SignedList] | None = None
 
     # -- membership ------------------------------------------------------
 
@@ -153,10 +155,23 @@ class Circle:
                 log.exception("circle listener failed")
 
     def signed_list(self) -> ml.SignedList:
-        return ml.sign(self.state.members, self._home.identity)
+        """Our member list, signed; made once per list (every details reply carries
+        it, and Ed25519 signatures are deterministic, so a cached one is the same)."""
+        members = self.state.members
+        if self._signed is None or self._signed[0] is not members:
+            self._signed = (members, ml.sign(members, self._home.identity))
+        return self._signed[1]
+
+    def key_id(self) -> bytes:
+        """A short digest of the current circle key: members compare theirs to see
+        whether one of them missed a rotation (it says nothing about the key)."""
+        return hashlib.blake2b(self.state.circle_key, digest_size=8,
+                               person=b"accord/v1/key-id").digest()  # fmt: skip
 
     def accept_list(self, signed: ml.SignedList) -> bool:
         """Merge a copy received from a member; True if anything changed."""
+        if signed.body == self.signed_list().body:
+            return False  # the very list we hold (the common case): nothing to verify
         merged = ml.accept(signed, self.state.members)
         if merged == self.state.members:
             return False

@@ -1,59 +1,73 @@
 """What circle members exchange beyond the public announcement, always sealed:
 
-- ``accord/v1/details/<id>``: a member asks a device for its full details (profile)
-  and its copy of the member list; the reply comes sealed under the circle key.
+- ``accord/v1/details/<id>``: a member asks a device for its full details (profile),
+  its copy of the member list and which circle key it holds; the query carries the
+  asker's own (so one exchange teaches both sides), and both travel on the pair's
+  pairwise channel, the one the data layer and RPC use too.
 - ``accord/v1/circle/members``: a member publishes its signed member list after it
   changes (a new member paired, a device revoked); others verify and merge it.
 - A revoked device is told so (a signed revocation notice, see
   :mod:`accord.trust.channel_service`): sent to it when a member learns of the
   revocation, and given in answer to its details queries and session offers.
+
+Cost of a join (a circle of N): the newcomer asks each member for its details at
+once, :data:`FETCH_CONCURRENCY` at a time (one channel handshake and one query per
+member); each member learns the newcomer's details from that query, and asks the
+newcomer itself only if it has not after a random wait that grows with the circle
+(:func:`reaction_delay`), so N - 1 members do not land on the newcomer in the same
+second. A member pushes its circle key only to a member whose details show an older
+key (see :mod:`accord.trust.keypush`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from functools import partial
+from typing import Final
 
 import msgspec
 
 from accord.bus import keys
-from accord.bus.directory import DeviceDirectory
+from accord.bus.directory import DeviceDirectory, DirectoryEvent
 from accord.bus.session import Bus, Undo
-from accord.device.identity import Identity, id_from_raw, raw_id
+from accord.device.identity import Identity
 from accord.errors import SealError, TrustError, UnknownSender, WireError
-from accord.trust import session
 from accord.trust.channel_service import NO_CHANNEL, ChannelService
 from accord.trust.circle import Circle
+from accord.trust.keypush import KeyPush, KeyUpdate
 from accord.trust.members import SignedList
-from accord.trust.sessions import SessionTable, session_number
 from accord.wire.messages import DECODE_ERRORS, Announcement, decode_announcement, encode
 from accord.wire.quiet import QuietLog
-from accord.wire.seal import Kind, Opener, Sealer, StreamId
 
 log = logging.getLogger(__name__)
 
-
-class KeyUpdate(msgspec.Struct, frozen=True):
-    """A circle key and the member list it goes with, sent on a pairwise session."""
-
-    members: SignedList
-    epoch: int
-    key: bytes
-    issuer: str
+__all__ = ["CircleSync", "Details", "KeyUpdate", "reaction_delay"]
 
 
 class Details(msgspec.Struct, frozen=True):
     announcement: bytes  # an encoded Announcement (validated with decode_announcement)
     members: SignedList
+    epoch: int = 0  # the sender's circle key epoch (0: a node that does not say)
+    key_id: bytes = b""  # Circle.key_id() of that key
 
 
 _details = msgspec.msgpack.Decoder(Details)
 _signed = msgspec.msgpack.Decoder(SignedList)
-_key_update = msgspec.msgpack.Decoder(KeyUpdate)
 FETCH_RETRIES = (0.0, 0.1, 0.3, 0.6, 1.2)
 MAX_DETAILS_REPLIES = 4
 NOTICE_RETRIES = (0.0, 0.5, 2.0)  # sending a revoked device its notice
+FETCH_CONCURRENCY: Final = 6  # details fetches in flight at once
+REACT_AFTER_S: Final = 0.5  # a member waits this long before asking a newcomer itself ...
+SPREAD_PER_MEMBER_S: Final = 0.02  # ... plus up to this much per member, at random
+
+
+def reaction_delay(members: int, base: float, rng: random.Random) -> float:
+    """How long to wait before asking a device that appeared for its details: the
+    reactions of a whole circle are spread over ``SPREAD_PER_MEMBER_S`` per member
+    (2 s at 100), instead of landing on the device in the same second."""
+    return base + rng.uniform(0.0, SPREAD_PER_MEMBER_S * max(1, members))
 
 
 class CircleSync:
@@ -67,6 +81,7 @@ class CircleSync:
         *,
         channels: ChannelService,
         query_timeout: float,
+        rng: random.Random | None = None,
     ) -> None:
         self._bus = bus
         self._channels = channels
@@ -76,24 +91,27 @@ class CircleSync:
         self._me = details.device_id
         self._name = details.name
         self._timeout = query_timeout
-        self._identity = identity
-        self._sessions = SessionTable()
-        self._pairwise = Opener(self._sessions.root_for)
-        self._boot = circle.boot
+        self._keys = KeyPush(bus, circle, identity, channels, name=details.name,
+                             query_timeout=query_timeout)  # fmt: skip
         self._last_epoch = circle.state.epoch
+        self._last_circle = (circle.members.circle_id, circle.membership())
         self._revoked = set(circle.members.revoked)
         self._undo: list[Undo] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pushes: set[asyncio.Task[bool]] = set()
         self._notices: dict[str, asyncio.Task[bool]] = {}
+        self._learned: set[str] = set()  # members whose details we took since they appeared
+        self._fetching = asyncio.Semaphore(FETCH_CONCURRENCY)
+        self._rng = rng or random.Random()  # noqa: S311 (timing jitter, not a secret)
         self._quiet = QuietLog(log)
 
     async def start(self) -> None:
         self._undo.append(self._bus.serve(keys.details_key(self._me), self._serve_details))
         self._undo.append(self._bus.subscribe(keys.MEMBERS_KEY, self._on_members))
-        self._undo.append(self._bus.serve(keys.session_key(self._me), self._serve_session))
-        self._undo.append(self._bus.serve(keys.rekey_key(self._me), self._serve_rekey))
+        self._undo.append(self._bus.serve(keys.session_key(self._me), self._keys.serve_session))
+        self._undo.append(self._bus.serve(keys.rekey_key(self._me), self._keys.serve_rekey))
         self._undo.append(self._circle.on_change(self._circle_changed))
+        self._undo.append(self._directory.subscribe(self._on_directory))
 
     async def stop(self) -> None:
         for undo in reversed(self._undo):
@@ -106,13 +124,20 @@ class CircleSync:
 
     # -- serving -----------------------------------------------------------
 
+    def _my_details(self) -> bytes:
+        state = self._circle.state
+        details = Details(self._details_bytes, self._circle.signed_list(), state.epoch,
+                          self._circle.key_id())  # fmt: skip
+        return encode(details)
+
     async def _serve_details(self, key: str, payload: bytes) -> bytes | None:
         """Details go to members only, on the asker's pairwise channel: the asker
         learns them from this device and no other (a member cannot answer in another
         member's name). A query on a channel we do not hold gets the empty "no
-        channel" reply, so the asker opens a new one."""
+        channel" reply, so the asker opens a new one. A query that carries the
+        asker's details teaches us them (they are its own: the channel proves it)."""
         try:
-            sender, _ = self._channels.open(key, payload)
+            sender, plain = self._channels.open(key, payload)
         except UnknownSender as exc:
             log.debug("%s: details query on no channel: %s", self._name, exc)
             notice = self._channels.notice_for_frame(payload)
@@ -124,9 +149,10 @@ class CircleSync:
                 "details:" + type(exc).__name__, "%s: refused details query: %s", self._name, exc
             )
             return None
-        details = Details(self._details_bytes, self._circle.signed_list())
+        if plain:
+            self._take_quietly(sender, plain)
         log.debug("%s: details for %s", self._name, sender)
-        return self._channels.seal(sender, key, encode(details))
+        return self._channels.seal(sender, key, self._my_details())
 
     def publish_members(self) -> None:
         """Tell every member about our member list (after it changed)."""
@@ -151,17 +177,26 @@ class CircleSync:
     # -- fetching ----------------------------------------------------------
 
     def on_present(self, device_id: str) -> None:
-        """Presence saw a device: if it is a member, make sure it holds our circle key
-        (it may have been away during a rotation) and learn its details."""
-        if self._circle.is_member(device_id):
-            self._spawn_push(device_id)
+        """Presence saw a device: if it is a member, learn its details (and so whether
+        it holds our circle key: it may have been away during a rotation), after a
+        short random wait unless it teaches us them first."""
+        self._want(device_id, reaction_delay(self._members(), 0.0, self._rng))
+
+    def _members(self) -> int:
+        return len(self._circle.members.active())
+
+    def _want(self, device_id: str, delay: float) -> None:
         if self._circle.is_member(device_id) and device_id not in self._tasks:
-            task = asyncio.get_running_loop().create_task(self._fetch(device_id))
+            task = asyncio.get_running_loop().create_task(self._fetch(device_id, delay))
             self._tasks[device_id] = task
             task.add_done_callback(partial(self._done, device_id))
 
     def _done(self, device_id: str, _task: asyncio.Task[None]) -> None:
         self._tasks.pop(device_id, None)
+
+    def _on_directory(self, event: DirectoryEvent) -> None:
+        if event.kind == "left":  # when it is back, its details may have changed
+            self._learned.discard(event.device.device_id)
 
     def _circle_changed(self) -> None:
         state = self._circle.state
@@ -171,42 +206,78 @@ class CircleSync:
             self._pushes.add(task)
             task.add_done_callback(self._pushes.discard)
         self._last_epoch = state.epoch
+        circle = (state.members.circle_id, self._circle.membership())
+        we_joined = circle != self._last_circle and circle[1] == "member"
+        self._last_circle = circle
         revoked = set(state.members.revoked)
         for device_id in sorted(revoked - self._revoked):
             self._spawn_notice(device_id)
         self._revoked = revoked
+        members = self._members()
         for record in self._directory.records():
             self._directory.set_standing(record.device_id, self._circle.standing(record.device_id))
             if record.online and record.profile is None:
-                self.on_present(record.device_id)
+                # We just joined: ask every member now (a few at a time). Someone else
+                # joined: it asks us, so wait a little before asking it ourselves.
+                delay = 0.0 if we_joined else reaction_delay(members, REACT_AFTER_S, self._rng)
+                self._want(record.device_id, delay)
 
-    def _read_details(self, key: str, device_id: str, payload: bytes) -> Announcement:
-        sender, plain = self._channels.open(key, payload)
-        if sender != device_id:
-            raise TrustError(f"details for {device_id} sealed by {sender}")
-        details = _details.decode(plain)
+    def _take_quietly(self, sender: str, plain: bytes) -> None:
+        try:
+            self._take(sender, _details.decode(plain))
+        except (TrustError, WireError, *DECODE_ERRORS) as exc:
+            self._quiet.warn(
+                "take:" + sender, "%s: bad details from %s: %s", self._name, sender[:10], exc
+            )
+
+    def _take(self, device_id: str, details: Details) -> None:
+        """Details ``device_id`` sent us on its pairwise channel: its announcement, its
+        member list, and which circle key it holds (an older one: push it ours)."""
         ann = decode_announcement(details.announcement)
         if ann.device_id != device_id:
             raise TrustError("details of another device")
         self._circle.accept_list(details.members)
-        return ann
+        member = self._circle.member(device_id)
+        if member is None or not self._circle.is_member(device_id):
+            return
+        if member.name != ann.name:
+            # A member is shown under the name its host signed at admission.
+            ann = msgspec.structs.replace(ann, name=member.name)
+        record = self._directory.get(device_id)
+        if record is not None and record.online:  # presence alone says who is online
+            self._directory.seen(ann, standing=self._circle.standing(device_id))
+        self._learned.add(device_id)
+        if self._holds_older_key(details):
+            self._spawn_push(device_id)
 
-    async def _fetch(self, device_id: str) -> None:
-        """Ask a member for its details; retry briefly, since a device that has just
-        paired may not hold the circle key yet when we first ask."""
-        for delay in FETCH_RETRIES:
-            if delay:
-                await asyncio.sleep(delay)
-            if not self._circle.is_member(device_id):
+    def _holds_older_key(self, details: Details) -> bool:
+        """Does a member whose details these are need our key? Yes if it holds an
+        older epoch (or does not say), or another key of ours: then both push and
+        :meth:`Circle.install_key` keeps the winner."""
+        epoch = self._circle.state.epoch
+        if details.epoch != epoch:
+            return details.epoch < epoch
+        return bool(details.key_id) and details.key_id != self._circle.key_id()
+
+    async def _fetch(self, device_id: str, delay: float) -> None:
+        """Ask a member for its details (unless it told us first); retry briefly,
+        since a device that has just paired may not be a member everywhere yet."""
+        if delay:
+            await asyncio.sleep(delay)
+        for retry in FETCH_RETRIES:
+            if retry:
+                await asyncio.sleep(retry)
+            if not self._circle.is_member(device_id) or device_id in self._learned:
                 return
-            if await self._try_fetch(device_id):
-                return
+            async with self._fetching:
+                if await self._try_fetch(device_id):
+                    return
 
     async def _try_fetch(self, device_id: str) -> bool:
         key = keys.details_key(device_id)
         if not await self._channels.ensure(device_id):
             return False
-        query = self._channels.seal(device_id, key, b"")
+        query = self._channels.seal(device_id, key, self._my_details())
         if query is None:
             return False
         try:
@@ -221,55 +292,22 @@ class CircleSync:
                 self._channels.forget(device_id)
                 continue
             try:
-                ann = self._read_details(key, device_id, payload)
+                self._read_reply(key, device_id, payload)
             except (SealError, TrustError, WireError, *DECODE_ERRORS) as exc:
                 self._quiet.warn(
                     "fetch:" + device_id, "%s: bad details from %s: %s", self._name, device_id, exc
                 )
                 continue
-            member = self._circle.member(device_id)
-            if member is not None and member.name != ann.name:
-                # A member is shown under the name its host signed at admission.
-                ann = msgspec.structs.replace(ann, name=member.name)
-            record = self._directory.get(device_id)
-            if record is not None and record.online:  # presence alone says who is online
-                self._directory.seen(ann, standing=self._circle.standing(device_id))
             return True
         return False
 
+    def _read_reply(self, key: str, device_id: str, payload: bytes) -> None:
+        sender, plain = self._channels.open(key, payload)
+        if sender != device_id:
+            raise TrustError(f"details for {device_id} sealed by {sender}")
+        self._take(device_id, _details.decode(plain))
+
     # -- circle keys on pairwise sessions --------------------------------
-
-    async def _serve_session(self, _key: str, offer: bytes) -> bytes | None:
-        keys_of = {m.device_id: m.public_key for m in self._circle.members.active()}
-        try:
-            initiator, answer, secret = session.respond(self._identity, offer, keys_of)
-        except TrustError as exc:
-            log.debug("%s: refused session offer: %s", self._name, exc)
-            return self._channels.notice_for_offer(offer)
-        self._sessions.remember(initiator, session_number(offer), secret)
-        return answer
-
-    def _read_key_update(self, key: str, frame: bytes) -> tuple[str, KeyUpdate]:
-        sid, plain = self._pairwise.open(key, frame)
-        sender = id_from_raw(sid.sender)
-        if not self._circle.is_member(sender):
-            raise TrustError(f"key update from {sender[:10]}, who is not a member")
-        return sender, _key_update.decode(plain)
-
-    async def _serve_rekey(self, key: str, frame: bytes) -> bytes | None:
-        try:
-            sender, update = self._read_key_update(key, frame)
-            self._circle.accept_list(update.members)
-            if self._circle.is_member(sender) and self._circle.install_key(
-                update.epoch, update.key, update.issuer
-            ):
-                log.info("%s: circle key epoch %d from %s", self._name, update.epoch, sender[:10])
-        except (SealError, TrustError, *DECODE_ERRORS) as exc:
-            self._quiet.warn(
-                "rekey:" + type(exc).__name__, "%s: ignored key update: %s", self._name, exc
-            )
-            return None
-        return b"ok"
 
     def _spawn_push(self, device_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self.push_key(device_id))
@@ -279,35 +317,7 @@ class CircleSync:
     async def push_key(self, device_id: str) -> bool:
         """Send our circle key and member list to one member on a fresh pairwise
         session. False if it did not answer."""
-        member = self._circle.member(device_id)
-        if member is None:
-            return False
-        initiator = session.Initiator(self._identity, device_id)
-        offer = initiator.offer()
-        try:
-            replies = await self._bus.get(keys.session_key(device_id), self._timeout, offer)
-            answers = [a for _, a in replies if not self._channels.heard_notice(a)]
-            if not answers:
-                return False
-            secret = initiator.on_answer(answers[0], member.public_key)
-            if not self._circle.is_member(device_id):
-                return False  # revoked while we were talking: it gets no key
-            state = self._circle.state
-            update = KeyUpdate(
-                self._circle.signed_list(),
-                state.epoch,
-                state.circle_key,
-                state.key_issuer or self._me,
-            )
-            sid = StreamId(Kind.PAIRWISE, raw_id(self._me), session_number(offer), self._boot)
-            key = keys.rekey_key(device_id)
-            frame = Sealer(secret, sid).seal(key, encode(update))
-            return bool(await self._bus.get(key, self._timeout, frame))
-        except TrustError as exc:
-            log.warning(
-                "%s: could not send the circle key to %s: %s", self._name, device_id[:10], exc
-            )
-            return False
+        return await self._keys.push(device_id)
 
     # -- telling a revoked device ------------------------------------------------
 
@@ -364,6 +374,6 @@ class CircleSync:
             for m in self._circle.members.active()
             if m.device_id != self._me and m.device_id in online
         ]
-        results = await asyncio.gather(*(self.push_key(t) for t in targets))
+        results = await self._keys.push_all(targets)
         self.publish_members()
-        return dict(zip(targets, results, strict=True))
+        return results

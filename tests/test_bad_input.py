@@ -195,11 +195,26 @@ def test_peer_garbage_never_crashes_the_node(running: tuple[Path, int]) -> None:
             session.get(f"{keys.ROOT}/announce/**", payload=b"\xff" * 10000, timeout=2.0)
         )
         assert replies, "the node should still answer announcement queries"
+        first = replies[0].ok
+        assert first is not None
+        node_id = str(first.key_expr).rsplit("/", 1)[1]
+        # 5. junk on its members-only keys gets silence; on its pairing key, a typed
+        # refusal (docs/protocol.md, "Errors on the wire")
+        for key in (keys.rpc_key(node_id, "device", "info"), keys.details_key(node_id),
+                    keys.channel_key(node_id), keys.session_key(node_id)):  # fmt: skip
+            assert list(session.get(key, payload=b"\x01\x01junk", timeout=1.0)) == [], key
+        (refusal,) = list(session.get(keys.pair_key(node_id), payload=b"\xc1", timeout=2.0))
+        assert refusal.ok is not None
+        assert msgspec.msgpack.decode(refusal.ok.payload.to_bytes()) == {
+            "ok": False,
+            "error": "malformed pairing request",
+        }
         log = home / "node.log"
         for warning in (
             "malformed presence key",
             "bad announcement",
             "does not match its public key",
+            "dropped an RPC query",
         ):
             wait_for(partial(_contains, log, warning), 5.0, f"warning {warning!r}")
         seen = online_ids(home)

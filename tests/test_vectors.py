@@ -22,6 +22,9 @@ from spake2 import SPAKE2_A, SPAKE2_B
 from accord.apps.authority import grant_bytes, sign_grant
 from accord.apps.bundle import signed_message as bundle_signed_message
 from accord.clock import Hlc
+from accord.continuity.clipboard.messages import Announced, ClipItem
+from accord.continuity.notify.messages import Notification, PostParams
+from accord.continuity.transfer.messages import Offer, Piece, PullParams, ReceiveEvent
 from accord.data import model, provenance
 from accord.data.identity import ENVELOPE_DECODER, Envelope
 from accord.device.identity import Identity, device_id_for, fingerprint, id_from_raw, raw_id
@@ -398,3 +401,23 @@ def test_signatures() -> None:
     bundle = bundle_signed_message(*v["app bundle"]["fields"])
     assert bundle.hex() == v["app bundle"]["signed_bytes"]
     assert a.sign(bundle).hex() == v["app bundle"]["signature"]
+
+
+SERVICE_TYPES: dict[str, Any] = {
+    "Offer": Offer,
+    "PullParams": PullParams,
+    "list[Piece]": list[Piece],
+    "ReceiveEvent": ReceiveEvent,
+    "ClipItem": ClipItem,
+    "Announced": Announced,
+    "PostParams": PostParams,
+    "Notification": Notification,
+}
+
+
+def test_continuity_messages() -> None:
+    for m in load("services")["vectors"]:
+        raw = h(m["encoded"])
+        decoded = msgspec.msgpack.decode(raw, type=SERVICE_TYPES[m["type"]])
+        assert msgspec.msgpack.encode(decoded) == raw, m["name"]
+        assert builtins(decoded) == m["fields"], m["name"]

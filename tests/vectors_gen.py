@@ -818,6 +818,71 @@ def signatures() -> Vectors:
     }
 
 
+def services() -> Vectors:
+    block = b"x" * 1000
+    offer = {
+        "transfer": "00ff",
+        "files": [["notes/today.txt", 1000, 131072, hashlib.sha256(block).digest()]],
+    }
+    messages: list[tuple[str, str, Any]] = [
+        ("files.receive params", "Offer", offer),
+        ("outbox.blocks params", "PullParams", {"transfer": "00ff", "runs": [[0, 0, 1]]}),
+        ("outbox.blocks item", "list[Piece]", [[0, 0, block[:16]]]),
+        ("files.receive item: accepted", "ReceiveEvent", {"kind": "accepted", "need_bytes": 1000}),
+        (
+            "files.receive item: done",
+            "ReceiveEvent",
+            {"kind": "done", "saved": ["notes/today.txt"]},
+        ),
+        (
+            "clip.announce params",
+            "ClipItem",
+            {
+                "id": f"{A.id}:7",
+                "origin": A.id,
+                "kind": "text",
+                "size": 5,
+                "created": T0 + 1.5,
+                "ttl_s": 120.0,
+                "label": "S1",
+                "name": "",
+            },
+        ),
+        ("clip.announce result", "Announced", {"taken": True, "reason": ""}),
+        (
+            "notify.post params",
+            "PostParams",
+            {
+                "title": "Door open",
+                "body": "the fridge door is open",
+                "app": "fridge",
+                "mirror": True,
+            },
+        ),
+        (
+            "notify.mirror params",
+            "Notification",
+            {
+                "id": f"{A.id}:3",
+                "origin": A.id,
+                "sender": B.id,
+                "title": "Door open",
+                "body": "",
+                "app": "fridge",
+                "created": T0 + 2.0,
+            },
+        ),
+    ]
+    return {
+        "description": "Continuity messages (RPC params, results and stream items): file "
+        "send (FileEntry, Run and Piece are arrays), clipboard and notifications.",
+        "vectors": [
+            {"name": name, "type": kind, "fields": _hex(fields), "encoded": _mp(fields).hex()}
+            for name, kind, fields in messages
+        ],
+    }
+
+
 FILES = {
     "identity": identity,
     "announcement": announcement,
@@ -830,6 +895,7 @@ FILES = {
     "details": details,
     "data": data,
     "signatures": signatures,
+    "services": services,
 }
 
 

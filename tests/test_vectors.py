@@ -19,13 +19,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from spake2 import SPAKE2_A, SPAKE2_B
 
-from accord.apps.authority import grant_bytes, sign_grant
+from accord.apps.authority import checkpoint_bytes, grant_bytes, sign_checkpoint, sign_grant
 from accord.apps.bundle import signed_message as bundle_signed_message
+from accord.apps.messages import Checkpoint
 from accord.clock import Hlc
 from accord.continuity.clipboard.messages import Announced, ClipItem
 from accord.continuity.notify.messages import Notification, PostParams
 from accord.continuity.transfer.messages import Offer, Piece, PullParams, ReceiveEvent
 from accord.data import model, provenance
+from accord.data.catalog import Declaration
 from accord.data.identity import ENVELOPE_DECODER, Envelope
 from accord.device.identity import Identity, device_id_for, fingerprint, id_from_raw, raw_id
 from accord.errors import MalformedFrame, ReplayedFrame, TamperedFrame
@@ -398,6 +400,15 @@ def test_signatures() -> None:
     grant = sign_grant(a, app_id, content_hash, at)
     assert (grant.by, grant_bytes(grant).hex()) == (by, v["app grant"]["signed_bytes"])
     assert grant.signature.hex() == v["app grant"]["signature"]
+    c = v["app checkpoint"]["fields"]
+    ckpt = msgspec.convert(
+        {**c, "grant": {**c["grant"], "signature": h(c["grant"]["signature"])}, "signature": b""},
+        Checkpoint,
+    )
+    assert ckpt.grant is not None
+    assert ckpt.grant.signature == grant.signature
+    assert checkpoint_bytes(ckpt).hex() == v["app checkpoint"]["signed_bytes"]
+    assert sign_checkpoint(ckpt, a).signature.hex() == v["app checkpoint"]["signature"]
     bundle = bundle_signed_message(*v["app bundle"]["fields"])
     assert bundle.hex() == v["app bundle"]["signed_bytes"]
     assert a.sign(bundle).hex() == v["app bundle"]["signature"]
@@ -412,6 +423,7 @@ SERVICE_TYPES: dict[str, Any] = {
     "Announced": Announced,
     "PostParams": PostParams,
     "Notification": Notification,
+    "Declaration": Declaration,
 }
 
 

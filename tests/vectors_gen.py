@@ -790,10 +790,33 @@ def signatures() -> Vectors:
     for part in (content_hash.encode(), b"notes", b"1.2.0"):
         bundle_signed += len(part).to_bytes(4, "big") + part
     bundle_signed += struct.pack(">d", T0 + 9.5)
+    grant_map = {
+        "app_id": "notes",
+        "content_hash": content_hash,
+        "by": A.id,
+        "at": T0 + 7.25,
+        "signature": A.sign(grant_signed),
+    }
+    checkpoint = {
+        "app_id": "notes",
+        "host": A.id,
+        "at": T0 + 60.0,
+        "content_hash": content_hash,
+        "bundle_blob": "blob/notes/" + content_hash + "/0000",
+        "bundle_chunks": 1,
+        "state_blob": "blob/notes/" + hashlib.sha256(b"state").hexdigest() + "/0000",
+        "state_chunks": 1,
+        "requires": ["display"],
+        "state_label": "S1",
+        "grant": grant_map,
+        "signature": b"",
+    }
+    checkpoint_signed = b"accord/v1/app-checkpoint" + _mp(checkpoint)
     return {
         "description": "Signatures by device A over the signed bytes of a rule record "
         "(name, source, author, written_at, enabled, deleted), an app grant (app_id, "
-        "content_hash, by, at) and an app bundle (content_hash, app_id, version with u32 "
+        "content_hash, by, at), an app checkpoint (the map with an empty signature) and "
+        "an app bundle (content_hash, app_id, version with u32 "
         "big-endian lengths, then built_at as a big-endian IEEE 754 double).",
         "vectors": [
             {
@@ -813,6 +836,12 @@ def signatures() -> Vectors:
                 "fields": [content_hash, "notes", "1.2.0", T0 + 9.5],
                 "signed_bytes": bundle_signed.hex(),
                 "signature": A.sign(bundle_signed).hex(),
+            },
+            {
+                "name": "app checkpoint",
+                "fields": _hex(checkpoint),
+                "signed_bytes": checkpoint_signed.hex(),
+                "signature": A.sign(checkpoint_signed).hex(),
             },
         ],
     }
@@ -849,6 +878,7 @@ def services() -> Vectors:
             },
         ),
         ("clip.announce result", "Announced", {"taken": True, "reason": ""}),
+        ("accord.catalog value", "Declaration", ["shared", "S2", "counter", 1733000000123]),
         (
             "notify.post params",
             "PostParams",

@@ -108,11 +108,24 @@ def test_big_frames_keep_the_wire_format(wrap: type) -> None:
     sealer = Sealer(ROOT, _sid(kind=Kind.PAIRWISE))
     frame = sealer.seal(KEY, wrap(payload))
     assert frame == _craft(ROOT, _sid(kind=Kind.PAIRWISE), 1, KEY, payload)
+    in_place = sealer.seal_buffer(KEY, wrap(payload))  # the same format, counter 2
+    assert in_place == _craft(ROOT, _sid(kind=Kind.PAIRWISE), 2, KEY, payload)
     _, plaintext = _opener().open(KEY, frame)
     assert type(plaintext) is bytes
     assert plaintext == payload
     with pytest.raises(TamperedFrame):
         _opener().open(KEY, _with_byte(frame, len(frame) // 2, frame[len(frame) // 2] ^ 1))
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 70_000])
+def test_seal_buffer_and_seal_share_one_counter_and_format(size: int) -> None:
+    payload = os.urandom(size)
+    sealer = Sealer(ROOT, _sid())
+    frames = [sealer.seal(KEY, payload), bytes(sealer.seal_buffer(KEY, payload))]
+    frames.append(sealer.seal(KEY, payload))
+    assert frames == [_craft(ROOT, _sid(), n, KEY, payload) for n in (1, 2, 3)]
+    opener = _opener()
+    assert [opener.open(KEY, f)[1] for f in frames] == [payload] * 3
 
 
 def test_round_trip_pairwise_and_broadcast() -> None:

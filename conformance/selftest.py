@@ -290,10 +290,21 @@ def check_members(d: dict[str, Any], vdir: Path) -> str:
     return f"{len(d['records'])} records, proof, signed list, notice"
 
 
-def check_details(d: dict[str, Any], vdir: Path) -> str:
+def check_encodings(d: dict[str, Any], vdir: Path) -> str:
+    """A file of plain encoding vectors ({name, fields, encoded}): each decodes to its
+    fields and re-encodes to the same bytes."""
     for v in d["vectors"]:
         roundtrip(v["name"], v["encoded"], v["fields"])
-    return f"{len(d['vectors'])} member-traffic messages decode and re-encode"
+    return f"{len(d['vectors'])} messages decode to their fields and re-encode to the bytes"
+
+
+def is_encoding_file(d: dict[str, Any]) -> bool:
+    vectors = d.get("vectors")
+    return (
+        isinstance(vectors, list)
+        and bool(vectors)
+        and all(isinstance(v, dict) and {"name", "fields", "encoded"} <= set(v) for v in vectors)
+    )
 
 
 def check_data(d: dict[str, Any], vdir: Path) -> str:
@@ -331,11 +342,20 @@ def _bundle_bytes(content_hash: str, app_id: str, version: str, built_at: float)
     return out + struct.pack(">d", built_at)
 
 
-SIGNED_BYTES: dict[str, Callable[[list[Any]], bytes]] = {
+SIGNED_BYTES: dict[str, Callable[[Any], bytes]] = {
     "rule record": lambda f: b"accord.rules.record.v1\x00" + pack(f),
     "app grant": lambda f: b"accord/v1/app-grant" + pack(f),
     "app bundle": lambda f: _bundle_bytes(*f),
+    "app checkpoint": lambda f: b"accord/v1/app-checkpoint" + pack(_checkpoint(f)),
 }
+
+
+def _checkpoint(fields: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint map as signed: its `signature` (and its grant's) are bytes."""
+    out = dict(fields, signature=h(fields["signature"]))
+    if isinstance(out.get("grant"), dict):
+        out["grant"] = dict(out["grant"], signature=h(out["grant"]["signature"]))
+    return out
 
 
 def check_signatures(d: dict[str, Any], vdir: Path) -> str:
@@ -360,7 +380,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], Path], str]] = {
     "seal": check_seal,
     "rpc": check_rpc,
     "members": check_members,
-    "details": check_details,
+    "details": check_encodings,
     "data": check_data,
     "signatures": check_signatures,
 }
@@ -373,11 +393,11 @@ def self_test(vdir: Path | None = None) -> Report:
     if not files:
         report.run("vectors", partial(_missing, vdir))
     for path in files:
-        check = CHECKS.get(path.stem)
+        data = json.loads(path.read_text())
+        check = CHECKS.get(path.stem) or (check_encodings if is_encoding_file(data) else None)
         if check is None:
             report.run(f"vectors/{path.name}", partial(_unknown, path))
         else:
-            data = json.loads(path.read_text())
             report.run(f"vectors/{path.name}", partial(check, data, vdir))
     return report
 

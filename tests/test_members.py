@@ -22,6 +22,7 @@ from accord.trust.members import (
     accept,
     add,
     adopt,
+    level_rank,
     merge,
     new_circle,
     raise_level,
@@ -302,3 +303,29 @@ def test_a_device_may_always_leave_and_a_bad_proof_is_never_kept() -> None:
     merged = accept(sign(evil, IDS[2]), base)
     assert merged.is_member(IDS[1].device_id)
     assert merged.revocations == ()
+
+
+def _member_by_definition(ml: MemberList, device_id: str) -> Member | None:
+    """A device's current record as the module docstring defines it (O(records))."""
+    if ml.revoked_for_good(device_id):
+        return None
+    since = ml.revoked_at(device_id)
+    alive = [
+        m for m in ml.members if m.device_id == device_id and (since is None or m.added_at > since)
+    ]
+    return min(alive, key=lambda m: (-level_rank(m.security_level), m.added_at, m.added_by,
+                                     m.signature)) if alive else None  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(ops, ops)
+def test_who_is_a_member_is_derived_once_per_list_and_matches_the_definition(
+    a: list[tuple[str, int, float]], b: list[tuple[str, int, float]]
+) -> None:
+    for ml in (_apply(circle(), a), merge(_apply(circle(), a), _apply(circle(), b))):
+        ids = sorted({m.device_id for m in ml.members} | {IDS[5].device_id})
+        expected = {d: _member_by_definition(ml, d) for d in ids}
+        assert {d: ml.member(d) for d in ids} == expected
+        assert {d: ml.is_member(d) for d in ids} == {d: r is not None for d, r in expected.items()}
+        assert ml.active() == tuple(r for d, r in expected.items() if r is not None)
+        assert ml.active() is ml.active()  # derived once, not per call

@@ -35,6 +35,8 @@ merge stays commutative, associative and idempotent.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Annotated, Final
 
 import msgspec
@@ -177,18 +179,49 @@ class MemberList(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def member(self, device_id: str) -> Member | None:
         """The device's current record (of its latest incarnation: the highest level,
         then the earliest), or None if it is not an active member."""
-        if self.revoked_for_good(device_id):
-            return None
-        since = self.revoked_at(device_id)
-        alive = [m for m in self.members if m.device_id == device_id and _after(m, since)]
-        return min(alive, key=_order) if alive else None
+        return _view(self)[0].get(device_id)
 
     def active(self) -> tuple[Member, ...]:
-        ids = sorted({m.device_id for m in self.members})
-        return tuple(m for m in map(self.member, ids) if m is not None)
+        """Every active member's current record, by device id."""
+        return _view(self)[1]
 
     def is_member(self, device_id: str) -> bool:
-        return self.member(device_id) is not None
+        return device_id in _view(self)[0]
+
+
+_View = tuple[dict[str, Member], tuple[Member, ...]]
+_VIEWS: OrderedDict[int, tuple[MemberList, _View]] = OrderedDict()
+_VIEWS_KEPT = 16
+_views_lock = threading.Lock()
+
+
+def _view(ml: MemberList) -> _View:
+    """(current record by device id, active records by id) of ``ml``, derived once per
+    list: every sealed frame and every data message asks who is a member, and deriving
+    it from records and revocations costs O(records) per device, O(N^2) for a list.
+    Lists are immutable, so the few most recent ones are kept, looked up by identity."""
+    with _views_lock:
+        hit = _VIEWS.get(id(ml))
+        if hit is not None and hit[0] is ml:
+            _VIEWS.move_to_end(id(ml))
+            return hit[1]
+    revoked_at: dict[str, float] = {}
+    for proof in ml.revocations:
+        revoked_at[proof.device_id] = max(proof.at, revoked_at.get(proof.device_id, proof.at))
+    for_good = {d for d in ml.revoked if d not in revoked_at}
+    current: dict[str, Member] = {}
+    for m in ml.members:
+        if m.device_id in for_good or not _after(m, revoked_at.get(m.device_id)):
+            continue
+        held = current.get(m.device_id)
+        if held is None or _order(m) < _order(held):
+            current[m.device_id] = m
+    view = (current, tuple(current[d] for d in sorted(current)))
+    with _views_lock:
+        _VIEWS[id(ml)] = (ml, view)
+        while len(_VIEWS) > _VIEWS_KEPT:
+            _VIEWS.popitem(last=False)
+    return view
 
 
 def _after(m: Member, since: float | None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,10 @@ def test_a_partial_file_resumes_and_drops_damaged_blocks(tmp_path: Path) -> None
     with pytest.raises(TransferError, match="does not match its hash"):
         part.write_block(1, bytes(128 * KIB))
     part.close()
+    # What was received, and which blocks of it, stays private to this user.
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == {"k.part": 0o600, "k.state": 0o600}
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     with open(folder / "k.part", "r+b") as f:  # damage block 3 behind the state's back
         f.seek(3 * 128 * KIB)
         f.write(b"garbage")

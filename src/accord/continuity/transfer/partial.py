@@ -123,7 +123,9 @@ class PartialFile:
             self.sender, e.name, e.size, e.block_size, bytes(self.have), time.time()
         )
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_bytes(msgspec.msgpack.encode(state))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # as private as the data
+        with os.fdopen(fd, "wb") as f:
+            f.write(msgspec.msgpack.encode(state))
         os.replace(tmp, self.state_path)
         self._dirty = False
         self._saved_at = now

@@ -32,16 +32,40 @@ def malformed(st: State, opt: Options) -> str:
             raise StepFailed(f"{what}: answered with a frame (expected silence)")
         if out.no_channel:
             raise StepFailed(f"{what}: answered 'no channel' (expected silence)")
-    # other keys: garbage must not crash the node; pairing answers in words or not at all
-    st.link.get(f"accord/v1/pair/{st.host}", os.urandom(64), timeout=opt.timeout)
-    st.link.get(f"accord/v1/channel/{st.host}", os.urandom(148), timeout=opt.timeout)
-    st.link.get(f"accord/v1/details/{st.host}", os.urandom(70), timeout=opt.timeout)
+    # other keys, each with its documented answer ("Errors on the wire")
+    pair = st.link.get(f"accord/v1/pair/{st.host}", b"\x93not a map", timeout=opt.timeout)
+    words = [_pair_refusal(r.payload) for r in pair.replies]
+    if not words or not all(words):
+        raise StepFailed(f"a malformed PairRequest: {pair.replies!r:.200} (expected ok: false)")
+    junk_offer = b"x" * 148  # right length, addressed to nobody, no valid signature
+    for key, body in (
+        (f"accord/v1/channel/{st.host}", junk_offer),
+        (f"accord/v1/session/{st.host}", os.urandom(147)),
+        (f"accord/v1/details/{st.host}", os.urandom(10)),
+        (f"accord/v1/details/{st.host}", good_head + os.urandom(40)),
+    ):
+        got = st.link.get(key, body, timeout=opt.timeout)
+        if got.replies:
+            raise StepFailed(f"garbage on {key} was answered (expected silence)")
     st.link.put(f"accord/v1/data/{st.host}", os.urandom(80))
     st.link.put("accord/v1/circle/members", os.urandom(80))
+    st.link.put(f"accord/v1/rpc-credit/{st.host}", good_head + os.urandom(40))
     alive(st, opt)
     return (
-        f"{len(silent_cases)} malformed RPC frames: silence; garbage on 5 keys; node answers after"
+        f"{len(silent_cases)} malformed RPC frames, OFFERs, details queries: silence;"
+        f" malformed PairRequest: ok false ({words[0]!r}); 3 bad publications; node answers"
     )
+
+
+def _pair_refusal(payload: bytes) -> str:
+    """The `error` of a PairReply{ok: false}, or '' if it is not one."""
+    try:
+        reply = unpack(payload)
+    except ProtocolViolation:
+        return ""
+    if not isinstance(reply, dict) or reply.get("ok") is not False:
+        return ""
+    return str(reply.get("error") or "refused")
 
 
 def revocation(st: State, opt: Options) -> str:
@@ -84,6 +108,3 @@ def revocation(st: State, opt: Options) -> str:
             raise StepFailed("NOTICE proof does not verify")
     how = "pushed" if m.notices else "answered to our OFFER"
     return f"call refused ({refused}); signed NOTICE {how}; new OFFER unanswered as a channel"
-
-
-__all__ = ["malformed", "revocation", "unpack"]

@@ -154,8 +154,19 @@ def finish_offer(offer: Offer, answer: bytes, peer_key: bytes) -> bytes:
     head = offer.data[: 2 * ID_LEN + 32]
     if not verify(peer_key, sig, SESSION_DOMAIN + head + eph_b):
         raise ProtocolViolation("ANSWER signature does not verify with the peer's key")
-    shared = offer.eph.exchange(X25519PublicKey.from_public_bytes(eph_b))
+    shared = _exchange(offer.eph, eph_b)
     return hkdf(shared, SESSION_DOMAIN + head + eph_b)
+
+
+def _exchange(eph: X25519PrivateKey, peer: bytes) -> bytes:
+    """X25519, refusing the all-zero result of a low-order point (MUST)."""
+    try:
+        shared = eph.exchange(X25519PublicKey.from_public_bytes(peer))
+    except ValueError as exc:  # cryptography refuses all-zero results itself
+        raise ProtocolViolation("low-order X25519 key") from exc
+    if shared == bytes(32):
+        raise ProtocolViolation("low-order X25519 key")
+    return shared
 
 
 def new_call_id() -> int:
@@ -209,8 +220,11 @@ def answer_offer(
         return None
     eph = eph or X25519PrivateKey.generate()
     eph_b = eph.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    eph_a = X25519PublicKey.from_public_bytes(offer[2 * ID_LEN : 2 * ID_LEN + 32])
-    secret = hkdf(eph.exchange(eph_a), SESSION_DOMAIN + head + eph_b)
+    try:
+        shared = _exchange(eph, offer[2 * ID_LEN : 2 * ID_LEN + 32])
+    except ProtocolViolation:
+        return None
+    secret = hkdf(shared, SESSION_DOMAIN + head + eph_b)
     return a_id, eph_b + me.sign(SESSION_DOMAIN + head + eph_b), secret
 
 

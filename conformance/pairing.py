@@ -141,11 +141,11 @@ def _confirm(
             creds = unpack(aead.decrypt(_nonce(2), data, CREDENTIALS_AAD))
         except (InvalidTag, ProtocolViolation):
             continue  # not sealed under our session: someone else's answer
-        return _adopt(creds, host, keys.code)
+        return _adopt(creds, host, keys.code, me.device_id)
     raise PairingFailed("; ".join(errors) or "no Credentials that open under the session")
 
 
-def _adopt(creds: Any, host: str, code: str) -> Joined:
+def _adopt(creds: Any, host: str, code: str, joiner: str | None = None) -> Joined:
     if not isinstance(creds, dict):
         raise PairingFailed("Credentials is not a map")
     host_key = creds.get("host_public_key")
@@ -155,9 +155,14 @@ def _adopt(creds: Any, host: str, code: str) -> Joined:
         body = check_signed_list(creds.get("members"), host_key)
     except ProtocolViolation as exc:
         raise PairingFailed(f"member list: {exc}") from exc
-    if not any(m.get("device_id") == host for m in body.get("members", [])):
+    listed = {m.get("device_id") for m in body.get("members", []) if isinstance(m, dict)}
+    if host not in listed:
         raise PairingFailed("the member list does not list the host")
+    if joiner is not None and joiner not in listed:
+        raise PairingFailed("the member list does not list the joiner")
     epoch, circle_key = creds.get("epoch"), creds.get("circle_key")
-    if not isinstance(epoch, int) or not isinstance(circle_key, bytes) or len(circle_key) != 32:
-        raise PairingFailed("epoch or circle_key malformed")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 1 <= epoch <= 2**32 - 2:
+        raise PairingFailed(f"epoch {epoch!r} is not in 1 .. 2^32 - 2")
+    if not isinstance(circle_key, bytes) or len(circle_key) != 32:
+        raise PairingFailed("circle_key is not 32 bytes")
     return Joined(host_key, body, creds.get("members"), epoch, circle_key, code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -10,13 +11,19 @@ from typing import Any
 
 from conformance.crypto import Identity, raw_id
 from conformance.link import Link
-from conformance.messages import ProtocolViolation, check_announcement, unpack_map
+from conformance.messages import (
+    ProtocolViolation,
+    check_announcement,
+    check_signed_list,
+    unpack_map,
+)
 from conformance.pairing import Joined, PairingFailed, pair
 from conformance.peer import TYPE, Member
 from conformance.report import Skipped, StepFailed
 from conformance.streams import check_order, run_stream
 
 ID_RE = re.compile(r"^[a-z2-7]{26}$")
+KEY_ID_PERSON = b"accord/v1/key-id"  # BLAKE2b personalization, 16 bytes
 
 
 @dataclass
@@ -125,8 +132,34 @@ def details(st: State, opt: Options) -> str:
     profile = ann.get("profile")
     if not isinstance(profile, dict) or "security_level" not in profile:
         raise StepFailed(f"Announcement.profile is not a Profile: {profile!r:.200}")
+    keyed = _check_details_list(st, d)
     caps = ann.get("capabilities")
-    return f"sealed Details: {ann.get('name')!r}, {profile.get('type')}, caps {caps}"
+    return f"sealed Details: {ann.get('name')!r}, {profile.get('type')}, caps {caps}{keyed}"
+
+
+def _check_details_list(st: State, d: dict[str, Any]) -> str:
+    """The Details' SignedList verifies and is of our circle; its key_id (if the
+    epoch is ours) names the circle key we hold."""
+    assert st.member is not None
+    assert st.joined is not None
+    signed = d.get("members")
+    signer = signed.get("signer") if isinstance(signed, dict) else None
+    key = st.member.keys.get(str(signer))
+    if key is None:
+        raise StepFailed(f"Details.members is signed by {signer!r}, not a member we know")
+    try:
+        body = check_signed_list(signed, key)
+    except ProtocolViolation as exc:
+        raise StepFailed(f"Details.members: {exc}") from exc
+    if body.get("circle_id") != st.joined.members.get("circle_id"):
+        raise StepFailed("Details.members is another circle's list")
+    epoch, key_id = d.get("epoch", 0), d.get("key_id", b"")
+    if epoch == st.joined.epoch and key_id:
+        want = hashlib.blake2b(st.joined.circle_key, digest_size=8, person=KEY_ID_PERSON)
+        if key_id != want.digest():
+            raise StepFailed("Details.key_id does not name the circle key we were given")
+        return f"; list verifies, key_id matches epoch {epoch}"
+    return f"; list verifies (epoch {epoch})"
 
 
 def call(st: State, opt: Options) -> str:
@@ -195,7 +228,15 @@ def typed_errors(st: State, opt: Options) -> str:
     if end is None or end.get("seq") != 0 or end.get("error_type") != "WrongCallKind":
         raise StepFailed(f"a call method called as a stream: {wrong.frames!r:.200}")
     seen.append("WrongCallKind")
-    return "typed errors: " + ", ".join(seen)
+    bad = m.call("device.info", 5, opt.timeout)
+    _expect_error(bad.opened, "InvalidParams", "params 5 to a method that takes none")
+    seen.append("InvalidParams")
+    empty = m.call("device.info", {}, opt.timeout)
+    if not empty.opened or empty.opened[0].get("ok") is not True:
+        raise StepFailed(
+            f"params {{}} to a method that takes none (MUST be nil): {empty.opened!r:.200}"
+        )
+    return "typed errors: " + ", ".join(seen) + "; {} taken as nil"
 
 
 def _expect_error(opened: list[Any], error_type: str, what: str) -> None:

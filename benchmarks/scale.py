@@ -67,6 +67,10 @@ from common import (
 START_BATCH = 8  # processes started at once: a cold start is ~1 s of CPU each
 TIMEOUT_S = 60.0  # any one step: a start, a join, a put reaching a node
 SETTLE_S = 10.0  # a joiner that holds not every member's details by then never will
+QUIET_JOINS = 3  # the last joins wait until the circle is quiet (their cost alone)
+QUIET_PCT = 25.0  # quiet: all processes together use less than this % of one core ...
+QUIET_WINDOW_S = 0.5  # ... over this long
+QUIET_WAIT_S = 20.0  # waited at most
 # On an RPC key of a made-up device: the relay passes only Accord's key layout.
 ECHO_KEY = "accord/v1/rpc/benchbenchbenchbenchbenchbe/bench/echo"
 
@@ -173,6 +177,8 @@ class Circle:
         self.unsettled = 0  # joiners that never held every member's details
         self.failed_joins: list[str] = []  # joiners that did not get in (why)
         self.join_retries = 0
+        self.quiet_joins: list[float] = []  # pair_join of the last joiners, once quiet
+        self.quiet_waits: list[list[float]] = []  # [s waited, % of a core then]
         self.arrivals: dict[str, list[float]] = {}  # put key -> when each node held it (s)
 
     async def start(self) -> None:
@@ -207,34 +213,56 @@ class Circle:
 
     async def pair_all(self) -> tuple[list[float], list[float]]:
         """Each process node joins in turn: the seconds each ``pair_join`` took, and
-        each until the joiner also held every member's details (the O(N) part)."""
+        each until the joiner also held every member's details (the O(N) part). The
+        last QUIET_JOINS join only once the circle is quiet again (see ``quiet``):
+        their times go to ``quiet_joins``, apart."""
         host = self.host
         assert host is not None
-        joins, settled = [], []
+        joins: list[float] = []
+        settled: list[float] = []
         for i in range(len(self.ids)):
 
             def sees_host(rows: list[dict[str, Any]]) -> bool:
                 return any(r["device_id"] == host.home.device_id and r["online"] for r in rows)
 
+            quiet = i >= len(self.ids) - QUIET_JOINS
             try:  # a joiner that cannot join is counted, and the others go on
                 await until(self.homes[i], "devices", sees_host, TIMEOUT_S, f"joiner {i} to see")
+                if quiet:
+                    self.quiet_waits.append(await asyncio.to_thread(self.quiet))
                 began = time.monotonic()
                 await self._join(i)
             except (BenchError, AccordError) as exc:
                 self.failed_joins.append(f"joiner {i}: {exc}")
                 continue
-            joins.append(time.monotonic() - began)
+            (self.quiet_joins if quiet else joins).append(time.monotonic() - began)
+            members = i + 2 - len(self.failed_joins)
 
-            def detailed(rows: list[dict[str, Any]], members: int = i + 2) -> bool:
+            def detailed(rows: list[dict[str, Any]], members: int = members) -> bool:
                 """It holds its own, the host's and every earlier joiner's details."""
                 return sum(1 for r in rows if r["online"] and r["summary"]) >= members
 
             try:  # a joiner that misses a member's details is counted, not waited on
                 await until(self.homes[i], "devices", detailed, SETTLE_S, f"joiner {i}")
-                settled.append(time.monotonic() - began)
+                if not quiet:
+                    settled.append(time.monotonic() - began)
             except BenchError:
                 self.unsettled += 1
         return joins, settled
+
+    def quiet(self) -> list[float]:
+        """Wait until the node processes (and this one, the host) use less than
+        QUIET_PCT of a core over QUIET_WINDOW_S, at most QUIET_WAIT_S; returns [seconds
+        waited, % of a core in the last window] (the % is above QUIET_PCT if it never
+        got that quiet)."""
+        procs = [psutil.Process(p.pid) for p in self.procs[1:] if p.poll() is None]
+        procs.append(psutil.Process())
+        began = time.monotonic()
+        while True:
+            with contextlib.suppress(psutil.Error):
+                pct = idle_cpu_pct(procs, QUIET_WINDOW_S)
+                if pct < QUIET_PCT or time.monotonic() - began > QUIET_WAIT_S:
+                    return [round(time.monotonic() - began, 1), round(pct, 1)]
 
     async def _join(self, i: int) -> None:
         """Joiner ``i`` pairs with the host by PIN; a PIN refused because the host was
@@ -413,6 +441,11 @@ async def one_size(root: Path, size: int, args: argparse.Namespace, console: Con
             "unsettled_joiners": circle.unsettled,
             "failed_joins": circle.failed_joins,
             "join_retries": circle.join_retries,
+            "join_quiet_mean_s": (
+                round(statistics.mean(circle.quiet_joins), 3) if circle.quiet_joins else None
+            ),
+            "joins_quiet_s": [round(j, 3) for j in circle.quiet_joins],
+            "quiet_waits": circle.quiet_waits,
             "nodes_counting_all": counted,
         })  # fmt: skip
         first = await step("first_put", lambda: circle.put_reaches_all("first"))
@@ -449,6 +482,7 @@ def table(rows: list[dict[str, Any]]) -> Table:
         ("pair all, until every node counts N (s)", lambda r: fmt(r["pair_all_s"], 1)),
         ("per join, mean (s)", lambda r: fmt(r["join_mean_s"], 3)),
         ("per join, last fifth (s)", lambda r: fmt(r["join_last_fifth_mean_s"], 3)),
+        ("per join on a quiet circle, last 3 (s)", lambda r: fmt(r["join_quiet_mean_s"], 3)),
         ("join until joiner holds all details (s)", lambda r: fmt(r["settled_mean_s"], 3)),
         ("  the same, last fifth (s)", lambda r: fmt(r["settled_last_fifth_mean_s"], 3)),
         ("  joiners missing details after 10 s", lambda r: str(r["unsettled_joiners"])),
@@ -487,6 +521,14 @@ def goals(rows: list[dict[str, Any]]) -> dict[str, bool | None]:
     return {
         "join_cost_largest_at_most_2x_smallest": (
             at_most(join_big, None if join_small is None else 2 * join_small)
+            if big is not small
+            else None
+        ),
+        "quiet_join_cost_largest_at_most_2x_smallest": (
+            at_most(
+                big.get("join_quiet_mean_s"),
+                None if small.get("join_quiet_mean_s") is None else 2 * small["join_quiet_mean_s"],
+            )
             if big is not small
             else None
         ),

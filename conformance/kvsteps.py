@@ -105,7 +105,7 @@ def kv_forged(st: State, opt: Options) -> str:
     the spec says it is refused (ForgedOrigin) and nothing of it is applied."""
     sync = _sync(st)
     m = st.need_member()
-    victim = next((d for d in m.keys if d not in (st.me.device_id,)), st.host)
+    victim = next((d for d in m.keys if d not in (st.me.device_id, *m.revoked)), st.host)
     ops: list[list[Any]] = [["conformance/forged", b"not from " + victim.encode()]]
     hlc = [int(time.time() * 1000), 0]
     forged = make_batch(st.me, WRITE_STORE, False, 1, hlc, ops)

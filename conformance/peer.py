@@ -60,6 +60,7 @@ class Member:
         self.keys: dict[str, bytes] = {host: host_key, me.device_id: me.public_key}
         self.channel: Channel | None = None
         self.answered: dict[int, Channel] = {}  # channels the node opened to us
+        self.revoked: set[str] = set()  # ids the member list holds as revoked now
         self.notices: list[bytes] = []
         self.notice_seen = threading.Event()
         self.seq = 0

@@ -103,6 +103,7 @@ def do_pair(st: State, opt: Options) -> str:
     for m in st.joined.members.get("members", []):
         if isinstance(m, dict) and isinstance(m.get("public_key"), bytes):
             st.member.keys.setdefault(str(m.get("device_id")), m["public_key"])
+    st.member.revoked = {str(d) for d in st.joined.members.get("revoked", [])}
     listed = st.me.device_id in st.member.keys
     st.member.show_up()
     return (
@@ -282,7 +283,7 @@ def forged(st: State, opt: Options) -> str:
     silence is accepted too."""
     m = st.need_member()
     assert m.channel is not None
-    others = [d for d in m.keys if d not in (st.me.device_id, st.host)]
+    others = [d for d in m.keys if d not in (st.me.device_id, st.host, *m.revoked)]
     victim = others[0] if others else st.host
     key = m.rpc_key("device.info")
     real_sender = m.channel.sender

@@ -44,7 +44,7 @@ async def _ask(caller: Node, callee: Node, target: str, plaintext: bytes) -> lis
     key = keys.rpc_key(peer, *target.split("/"))
     frame = channels.seal(peer, key, plaintext)
     assert frame is not None
-    return [payload for _, payload in await bus.get(key, 2.0, frame)]
+    return [payload for _, payload in await bus.get(key, 5.0, frame)]
 
 
 def _result(caller: Node, callee: Node, target: str, reply: bytes) -> RpcResult:

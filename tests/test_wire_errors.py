@@ -72,29 +72,26 @@ async def test_no_params_may_be_nil_or_an_empty_map(pair_of_nodes: tuple[Node, N
     assert info["name"] == "phone"
 
 
-@pytest.mark.parametrize(
-    ("fields", "why"),
-    [
-        ({"call_id": -1, "params": None, "timeout_ms": 2000}, "call_id"),
-        ({"call_id": 1.5, "params": None, "timeout_ms": 2000}, "call_id"),
-        ({"call_id": 1, "params": None, "timeout_ms": -5}, "timeout_ms"),
-        ({"call_id": 1, "params": None, "timeout_ms": 2000, "window": -1}, "window"),
-        ({"call_id": 1, "timeout_ms": 2000}, "params"),
-        ({"call_id": "1", "params": None, "timeout_ms": 2000}, "call_id"),
-    ],
-)
+MALFORMED: list[tuple[dict[str, Any], str]] = [
+    ({"call_id": -1, "params": None, "timeout_ms": 2000}, "call_id"),
+    ({"call_id": 1.5, "params": None, "timeout_ms": 2000}, "call_id"),
+    ({"call_id": 1, "params": None, "timeout_ms": -5}, "timeout_ms"),
+    ({"call_id": 1, "params": None, "timeout_ms": 2000, "window": -1}, "window"),
+    ({"call_id": 1, "timeout_ms": 2000}, "params"),
+    ({"call_id": "1", "params": None, "timeout_ms": 2000}, "call_id"),
+]
+
+
 async def test_a_malformed_request_gets_invalid_request_and_a_log_line(
-    pair_of_nodes: tuple[Node, Node],
-    caplog: pytest.LogCaptureFixture,
-    fields: dict[str, Any],
-    why: str,
+    pair_of_nodes: tuple[Node, Node], caplog: pytest.LogCaptureFixture
 ) -> None:
     laptop, phone = pair_of_nodes
     caplog.set_level(logging.WARNING, logger="accord.rpc.server")
-    (reply,) = await _ask(laptop, phone, "device/info", _request(**fields))
-    result = _result(laptop, phone, "device/info", reply)
-    assert (result.ok, result.error_type) == (False, "InvalidRequest")
-    assert why in result.error
+    for fields, why in MALFORMED:
+        (reply,) = await _ask(laptop, phone, "device/info", _request(**fields))
+        result = _result(laptop, phone, "device/info", reply)
+        assert (result.ok, result.error_type) == (False, "InvalidRequest"), fields
+        assert why in result.error, (fields, result.error)
     assert any("InvalidRequest" in r.getMessage() for r in caplog.records)
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conformance.runner import run
+from conformance.runner import NAMES, run
 from conformance.steps import Options
 
 
@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="STORE/KEY=VALUE the node holds (checked by the kv read step)",
     )
+    p.add_argument(
+        "--only",
+        help=f"comma-separated steps to run (discover always runs): {', '.join(NAMES)}",
+    )
     p.add_argument("--timeout", type=float, default=3.0, help="per-query timeout (s)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--self-test", action="store_true", help="check crypto against test vectors")
@@ -40,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if not args.connect:
             p.error("--connect is required")
+        only = [s.strip() for s in args.only.split(",")] if args.only else []
+        unknown = set(only) - set(NAMES)
+        if unknown:
+            p.error(f"unknown steps {sorted(unknown)}; steps: {', '.join(NAMES)}")
         revoke = None
         if args.revoke_cmd:
             template = str(args.revoke_cmd)
@@ -59,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             stream=args.stream,
             revoke=revoke,
             expect_kv=args.expect_kv,
+            only=only,
         )
         report = run(opt)
     if args.json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from conformance import hostile, kvsteps, steps
@@ -9,28 +10,37 @@ from conformance.link import Link
 from conformance.report import Report
 from conformance.steps import Options, State
 
+Step = Callable[[State, Options], str]
+
+
+PLAN: list[tuple[str, Step]] = [
+    ("discover", steps.discover),
+    ("pair", steps.do_pair),
+    ("details", steps.details),
+    ("call", steps.call),
+    ("stream", steps.stream),
+    ("typed errors", steps.typed_errors),
+    ("kv read", kvsteps.kv_read),
+    ("kv write", kvsteps.kv_write),
+    ("replay", steps.replay),
+    ("forgery", steps.forged),
+    ("forged batch", kvsteps.kv_forged),
+    ("malformed", hostile.malformed),
+    ("revocation", hostile.revocation),
+]
+NAMES = [name for name, _ in PLAN]
+
 
 def run(opt: Options) -> Report:
+    """Run the plan (only ``opt.only`` if given: discover always runs, the others in
+    plan order) and report each step."""
     report = Report(node=", ".join(opt.connect))
     link = Link(opt.connect)
     try:
         st = State(link)
-        plan = [
-            ("discover", steps.discover),
-            ("pair", steps.do_pair),
-            ("details", steps.details),
-            ("call", steps.call),
-            ("stream", steps.stream),
-            ("typed errors", steps.typed_errors),
-            ("kv read", kvsteps.kv_read),
-            ("kv write", kvsteps.kv_write),
-            ("replay", steps.replay),
-            ("forgery", steps.forged),
-            ("forged batch", kvsteps.kv_forged),
-            ("malformed", hostile.malformed),
-            ("revocation", hostile.revocation),
-        ]
-        for name, step in plan:
+        for name, step in PLAN:
+            if opt.only and name != "discover" and name not in opt.only:
+                continue
             report.run(name, partial(step, st, opt))
         if st.host:
             report.node = f"{st.host} at {report.node}"

@@ -36,6 +36,7 @@ class Options:
     revoke: Callable[[str], None] | None = None  # asks the node to revoke us
     revoke_wait: float = 15.0
     expect_kv: list[str] = field(default_factory=list)  # STORE/KEY=VALUE the node holds
+    only: list[str] = field(default_factory=list)  # step names to run (default: all)
 
 
 @dataclass

@@ -153,6 +153,25 @@ class ChurnNet:
                 continue
             for reply in replies:
                 self.send(dst, src, reply)
+            self.send_due(dst, message.store)
+
+    def send_due(self, device: str, name: str) -> None:
+        """What the node's service sends after every message and tick: pulls due to
+        other members (the next source's turn) and pages promised ahead."""
+        replica = self.r[device][name]
+        for peer, message in replica.take_pulls():
+            self.send(device, peer, message)
+        while replica.serving():
+            for peer, page in replica.more_pages():
+                self.send(device, peer, page)
+
+    def tick(self, among: list[str]) -> None:
+        """A second passes: the node's once-a-second tick on every replica."""
+        self.clock.now_ms += 1000
+        for device in among:
+            for name, replica in self.r[device].items():
+                replica.tick()
+                self.send_due(device, name)
 
     def drain(self) -> None:
         start = self.log.sent
@@ -263,6 +282,8 @@ class ChurnNet:
                     self.pull_both_ways(a, b)
             self.drain()
             self.summaries(members)
+            self.drain()
+            self.tick(members)
             self.drain()
             if rounds >= 2 and not self.disagreement():
                 return rounds

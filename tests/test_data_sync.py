@@ -13,6 +13,7 @@ from accord.data import COUNTER, ChangeSet, Page, Pull, Push, Replica, StaticPee
 from accord.data.loopback import deliver_all, device_id, pull
 from accord.data.merge import Merge
 from accord.data.model import DATA_VERSION, PULL_AHEAD, MergeRow, decode, encode
+from accord.data.receiving import ARRIVING_MS
 from accord.data.rules import StoreKind
 from accord.errors import MalformedSync, PeerNotAllowed
 from accord.trust.levels import DataLabel
@@ -541,5 +542,75 @@ def test_batches_no_row_needs_any_more_are_forgotten_by_collection() -> None:
         a.collect_garbage()  # the first round sweeps
         rows = a._file._db.execute("SELECT origin, seq FROM batches").fetchall()
         assert rows == [(A, 2)]
+    finally:
+        trio.close()
+
+
+def test_a_member_ahead_only_on_rows_pushes_bring_is_not_pulled_from() -> None:
+    """During a fan-in every member's summary shows rows whose pushes are on their way:
+    pulling would fetch them twice. A's pushes to C are arriving, so C does not pull
+    from A when A's summary shows one more batch; once no push of A's came for
+    ARRIVING_MS, C's tick pulls from A after all (the push was lost)."""
+    trio = Trio()
+    try:
+        a, c = trio.r[A], trio.r[C]
+        a.put("k1", b"v1")
+        trio.push(A, C)  # arriving
+        a.put("k2", b"v2")
+        a.take_pushes()  # lost on the way to C
+        assert c.receive(A, a.summary()) == []
+        assert c.take_pulls() == []
+        trio.clock.advance(ARRIVING_MS / 1000 - 0.1)
+        c.tick()
+        assert c.take_pulls() == []  # still arriving
+        trio.clock.advance(0.2)
+        c.tick()
+        ((peer, pull_a),) = c.take_pulls()
+        assert peer == A
+        assert isinstance(pull_a, Pull)
+        deliver_all(trio.r, [(C, A, pull_a)])
+        assert c.get("k2") == b"v2"
+    finally:
+        trio.close()
+
+
+def test_a_gap_is_pulled_for_at_once_even_while_pushes_arrive() -> None:
+    """Pushes do not fill a gap: a push whose seq skips one is pulled for at once."""
+    trio = Trio()
+    try:
+        a, c = trio.r[A], trio.r[C]
+        a.put("k1", b"v1")
+        trio.push(A, C)
+        a.put("k2", b"v2")
+        a.take_pushes()  # lost
+        a.put("k3", b"v3")
+        (push3,) = a.take_pushes()
+        (pull_a,) = c.receive(A, push3)
+        assert isinstance(pull_a, Pull)
+        deliver_all(trio.r, [(C, A, pull_a)])
+        assert (c.get("k2"), c.get("k3")) == (b"v2", b"v3")
+    finally:
+        trio.close()
+
+
+def test_a_waiting_member_we_know_nothing_of_is_asked_not_pulled_from() -> None:
+    """When its turn comes, a member whose state we do not know is asked (a summary
+    with ``ask``): it answers only if it has more, so a catch-up from another source
+    is not fetched a second time from it."""
+    trio = Trio()
+    try:
+        a, b, c = trio.r[A], trio.r[B], trio.r[C]
+        b.put("k", b"v")
+        c.receive(B, b.take_pushes()[0])  # C holds what B has
+        first = a.want_from(B)
+        assert first is not None
+        assert a.want_from(C) is None  # waits; A knows nothing of C
+        traffic = deliver_all(trio.r, [(A, B, first)])
+        # Pull, page, A's summary to B; then A's ask to C, which has nothing A lacks
+        # now, so it stays silent: no second pull, no second page.
+        assert traffic.messages == 4
+        assert a.get("k") == b"v"
+        asked = a.summary(ask=True)
+        assert c.receive(A, asked) == []
     finally:
         trio.close()

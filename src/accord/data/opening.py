@@ -100,19 +100,20 @@ class StoreOpening(StoreIdentity):
         return facade
 
     def _offer(self, replica: Replica, source: str | None) -> None:
-        """A store newly open here: catch up from ``source`` (the member that synced
-        it to us) and the members that declared it (one at a time); to the others, a
-        summary, so they pull what it has if it is new to them. A pull from each would
-        only race the pushes they are about to send; instead, a little later, every
-        member is asked (a summary with ``ask``) and those that still have more answer,
-        so they are pulled from in turn: what pushes did not bring (they went out
-        before the store was open here, or come from a member that writes no more)."""
+        """A store newly open here: ask ``source`` (the member that synced it to us)
+        and the members that declared it what they have (a summary with ``ask``; those
+        with more answer and are pulled from, one at a time); to the others, a
+        summary, so they pull what it has if it is new to them. A pull from each at
+        once would race the pushes they are about to send; instead, a little later,
+        every member is asked and those that still have more answer, so they are
+        pulled from in turn: what pushes did not bring (they went out before the store
+        was open here, or come from a member that writes no more)."""
         holders = {c.by for c in self._claims.get(replica.name, ())} | {source}
         for peer in sorted(self._online):
-            if peer in holders:
-                self._pull(replica, peer)
-            elif replica.may_share(peer):
-                self._send(peer, replica, replica.summary())
+            if replica.may_share(peer):
+                # A holder answers with its own summary if it has more, and is pulled
+                # from then, unless what it has more of is arriving in pushes.
+                self._send(peer, replica, replica.summary(ask=peer in holders))
         self._spawn(self._ask_later(replica.name))
 
     async def _ask_later(self, name: str) -> None:

@@ -7,12 +7,19 @@ defers them), and each then sends only what the first did not bring. So a return
 device receives each missing row about once, whatever the size of the household.
 A source that stalls (no page for ``catchup_stall_ms``) hands its turn on; its
 staged pages stay and resume later.
+
+A member whose more is only rows that pushes are bringing right now (every origin
+it is ahead on has had a push applied here within ``ARRIVING_MS``) is not pulled
+from: it waits its turn, and when its turn comes it is pulled from only if it still
+has more. Pulling would fetch the same rows a second time, racing the pushes (a
+household's fan-in, or a store that just opened while everyone writes to it). A gap
+in an origin's pushes is pulled for at once: pushes will not fill it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 import msgspec
@@ -41,6 +48,10 @@ from accord.errors import MalformedSync, PeerNotAllowed
 
 log = logging.getLogger(__name__)
 
+# A push applied from an origin this recently means its rows are arriving: a member
+# ahead only on such origins is not pulled from yet (see the module's docstring).
+ARRIVING_MS: Final = 3000
+
 _staged_decoder: Final = msgspec.msgpack.Decoder(catchup.Staged)
 _staged_encoder: Final = msgspec.msgpack.Encoder()
 
@@ -61,6 +72,7 @@ class CatchingUp(SharedStore):
         self._outgoing: list[tuple[str, SyncMessage]] = []
         self._verified: dict[tuple[bytes, bytes], bool] = {}  # batch signatures checked
         self._leftovers = True  # staged rows of finished catch-ups may wait for removal
+        self._arriving: dict[str, int] = {}  # origin -> when a push of its last advanced vv
 
     def pull_from(self, peer: str) -> Pull:
         """Ask ``peer`` for what we miss now (resuming an unfinished catch-up from it),
@@ -91,13 +103,17 @@ class CatchingUp(SharedStore):
             PULL_AHEAD,
         )
 
-    def want_from(self, peer: str) -> Pull | None:
+    def want_from(self, peer: str, has: Mapping[str, int] | None = None) -> Pull | None:
         """``peer`` has (or may have) what we miss: the Pull to send it now, or None if
         a catch-up from another member is in flight (``peer`` waits its turn, see
         :meth:`take_pulls`) or one from ``peer`` itself is (asking again would only
-        make it build the same page twice)."""
+        make it build the same page twice), or if all it has more of (``has``, its
+        version vector, when known) is what pushes are bringing now (it waits too)."""
         if not self.may_share(peer):
             raise PeerNotAllowed(f"store {self.name!r} ({self.label}) is not shared with {peer}")
+        if has is not None and self._pushes_bring(has):
+            self._wait(peer)
+            return None
         if self._active is None or (self._active == peer and self._stalled()):
             return self.pull_from(peer)
         if self._active != peer:
@@ -125,7 +141,10 @@ class CatchingUp(SharedStore):
             self._leftovers = False
             with self._file.transaction():
                 self._file.drop_leftovers()
-        if self._active is None or not self._stalled():
+        if self._active is None:
+            self._next_source()  # members that waited while pushes were arriving
+            return
+        if not self._stalled():
             return
         stalled = self._active
         self._active = None
@@ -142,20 +161,41 @@ class CatchingUp(SharedStore):
     def _stalled(self) -> bool:
         return self._hlc.monotonic_ms() - self._asked_ms >= self._stall_ms
 
+    def pushed(self, origins: Iterable[str]) -> None:
+        """Pushes of ``origins`` were just applied: their rows are arriving."""
+        now = self._hlc.monotonic_ms()
+        for origin in origins:
+            self._arriving[origin] = now
+
+    def _pushes_bring(self, has: Mapping[str, int]) -> bool:
+        """Is every origin ``has`` is ahead of us on one whose pushes are arriving (so
+        a pull now would fetch their rows twice)? False if it is ahead on none."""
+        now = self._hlc.monotonic_ms()
+        ahead = [o for o, seq in has.items() if seq > self._vv.get(o, 0) and self._counts(o)]
+        return bool(ahead) and all(
+            now - self._arriving.get(o, -ARRIVING_MS) < ARRIVING_MS for o in ahead
+        )
+
     def _next_source(self) -> None:
-        """Start the catch-up from the next waiting member that still has more than
-        we do (as far as its last acknowledgement tells)."""
-        while self._deferred and self._active is None:
-            peer = next(iter(self._deferred))
+        """Start the catch-up from the next waiting member that has more than we do
+        (as far as its last acknowledgement tells), passing over those whose more is
+        still arriving in pushes (they keep their place; see :meth:`tick`). A member
+        we know nothing fresh of is asked what it has (a summary with ``ask``: it
+        answers only if it has more, and is pulled from then), not pulled from: a
+        pull would fetch again what other sources or pushes brought meanwhile."""
+        for peer in list(self._deferred):
+            if self._active is not None:
+                return
+            known = self._acks.get(peer)
+            if known is not None and self._pushes_bring(known):
+                continue
             since = self._deferred.pop(peer)
             if not self.may_share(peer):
                 continue
-            known = self._acks.get(peer)
-            fresh = self._acked_at.get(peer, -1) > since
-            has_more = known is None or self._lacks(known) or peer in self._sessions
-            if fresh and not has_more:
-                continue  # it told us, after it began to wait, that it has nothing more
-            self._outgoing.append((peer, self.pull_from(peer)))
+            if known is not None and self._lacks(known):
+                self._outgoing.append((peer, self.pull_from(peer)))
+            elif known is None or self._acked_at.get(peer, -1) <= since:
+                self._outgoing.append((peer, self.summary(ask=True)))
 
     def _wait(self, peer: str) -> None:
         """``peer`` waits its turn (keeping its place if it already waits)."""

@@ -110,6 +110,7 @@ class Replica(CatchingUp):
             self._hlc.update(max(batch.hlc for batch, _, _ in ready))
             for origin, changes in self._commit_batches(ready).items():
                 self._watchers.notify("push", origin, changes)
+            self.pushed({batch.origin for batch, _, _ in ready})
         return out
 
     def _admit(self, sender: str, message: SyncMessage) -> None:
@@ -156,7 +157,7 @@ class Replica(CatchingUp):
         after = pull.after if pull.epoch == self.epoch else 0
         replies: list[SyncMessage] = [self._page(sender, pull, after, pull.ahead)]
         if sender not in self._sessions and self._lacks(pull.vv):
-            reverse = self.want_from(sender)
+            reverse = self.want_from(sender, pull.vv)
             if reverse is not None:
                 replies.append(reverse)
         return replies
@@ -213,7 +214,7 @@ class Replica(CatchingUp):
         if summary.ask and any(seq > summary.vv.get(o, 0) for o, seq in self._vv.items()):
             answer.append(self.summary())  # it lacks what we have: tell it
         if self._lacks(summary.vv):
-            pull = self.want_from(sender)
+            pull = self.want_from(sender, summary.vv)
             return answer if pull is None else [pull, *answer]
         if sender in self._sessions:  # nothing left to fetch from it
             with self._file.transaction():

@@ -182,21 +182,36 @@ def call(st: State, opt: Options) -> str:
     return f"device.info → {value.get('name')!r}, services {value.get('services')!r:.120}"
 
 
-def pick_stream(st: State, opt: Options) -> tuple[str, Any, int]:
-    """(target, params, items to take before cancelling; 0 = read to the end)."""
+def pick_stream(st: State, opt: Options) -> tuple[str, Any, int] | None:
+    """(target, params, items to take before cancelling; 0 = read to the end), or
+    None if the node serves no data stream this client knows."""
     if opt.stream:
         return opt.stream, None, 3
-    services = str(st.info.get("services", ""))
+    services = st.info.get("services", [])
+    if not isinstance(services, list):
+        raise StepFailed(f"device.info services is not a list of str: {services!r:.120}")
     if "camera" in services:
         return "camera.capture", {"width": 64, "height": 48}, 0
     if "sensors" in services:
         return "sensors.watch", {"interval_s": 0.05, "changes_only": False}, 3
-    raise Skipped(f"the node serves no stream this client knows: {services:.120}")
+    return None
 
 
 def stream(st: State, opt: Options) -> str:
+    """Every node's `clip.fetch` of no live item ends at once (seq 0, ClipboardError);
+    then a data stream the node serves, with credit, to its end or cancelled."""
     m = st.need_member()
-    target, params, take = pick_stream(st, opt)
+    probe = run_stream(m, "clip.fetch", {"id": "conformance:0"}, timeout=opt.timeout * 2)
+    end = probe.end
+    if probe.items or end is None or end.get("seq") != 0:
+        raise StepFailed(f"clip.fetch of no live item: {probe.frames!r:.200}")
+    if end.get("error_type") != "ClipboardError":
+        raise StepFailed(f"clip.fetch of no live item ended with {end.get('error_type')!r}")
+    said = "clip.fetch: end frame seq 0 ClipboardError"
+    picked = pick_stream(st, opt)
+    if picked is None:
+        return said + "; no data stream this client knows is served"
+    target, params, take = picked
     out = run_stream(m, target, params, window=2, max_items=take, timeout=opt.timeout * 2)
     bad = check_order(out)
     if bad:
@@ -204,14 +219,14 @@ def stream(st: State, opt: Options) -> str:
     if take:
         if len(out.items) < take:
             raise StepFailed(f"{target}: {len(out.items)} items before the query ended")
-        return f"{target}: {len(out.items)} items, credit {out.credits}x, cancelled"
+        return f"{said}; {target}: {len(out.items)} items, credit {out.credits}x, cancelled"
     end = out.end
     if end is None:
         raise StepFailed(f"{target}: no end frame after {len(out.items)} items")
     if end.get("error_type"):
         raise StepFailed(f"{target} ended with {end.get('error_type')}: {end.get('error')}")
     n, seq = len(out.items), end["seq"]
-    return f"{target}: {n} items in order, end at seq {seq}, {out.credits} credit(s)"
+    return f"{said}; {target}: {n} items in order, end at seq {seq}, {out.credits} credit(s)"
 
 
 def typed_errors(st: State, opt: Options) -> str:

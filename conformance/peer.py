@@ -61,6 +61,7 @@ class Member:
         self.channel: Channel | None = None
         self.answered: dict[int, Channel] = {}  # channels the node opened to us
         self.revoked: set[str] = set()  # ids the member list holds as revoked now
+        self.last_offer = b""  # the OFFER of our newest channel (to replay it)
         self.notices: list[bytes] = []
         self.notice_seen = threading.Event()
         self.seq = 0
@@ -113,6 +114,7 @@ class Member:
                 continue
             out.channel = Channel(self.host, secret, offer.number, sender=self.me.raw_id)
             out.channel.stream = 1
+            self.last_offer = offer.data
             return out
         return out
 

@@ -85,6 +85,44 @@ def discover(st: State, opt: Options) -> str:
     return f"{len(ids)} device(s); {st.host} {st.announcement['name']!r} signature verifies"
 
 
+def announced(st: State, opt: Options) -> dict[str, Any]:
+    """The node's current public announcement (the valid one with the highest seq)."""
+    best: dict[str, Any] = {}
+    for r in st.link.get(f"accord/v1/announce/{st.host}", timeout=opt.timeout).replies[:4]:
+        try:
+            a = check_announcement(r.payload)
+        except ProtocolViolation:
+            continue
+        if a["device_id"] == st.host and a.get("seq", 0) >= best.get("seq", -1):
+            best = a
+    if not best:
+        raise StepFailed("the node no longer answers its announce key with a valid announcement")
+    return best
+
+
+def wrong_pin(st: State, opt: Options) -> str:
+    """One hello with a wrong PIN: the CHALLENGE's confirm_B does not verify, the client
+    aborts, and the window stays open (one of its 5 attempts used)."""
+    if not opt.pin:
+        raise Skipped("no --pin given")
+    if not st.host:
+        raise Skipped("no device discovered")
+    wrong = f"{(int(opt.pin) + 1) % 10**6:06d}"
+    stranger = Identity()
+    info = {"public_key": stranger.public_key, "name": "wrong pin", "type": TYPE}
+    info["security_level"] = "SL1"
+    try:
+        pair(st.link, stranger, st.host, wrong, info, timeout=opt.timeout * 2)
+    except PairingFailed as exc:
+        if "confirm_B" not in str(exc):
+            raise StepFailed(f"a wrong PIN was refused otherwise: {exc}") from exc
+    else:
+        raise StepFailed("a wrong PIN paired")
+    if not announced(st, opt).get("pairing"):
+        raise StepFailed("one wrong PIN closed the window (it allows 5 attempts)")
+    return "confirm_B does not verify under a wrong PIN; abort sent; the window stays open"
+
+
 def do_pair(st: State, opt: Options) -> str:
     if not opt.pin:
         raise Skipped("no --pin given")
@@ -105,11 +143,18 @@ def do_pair(st: State, opt: Options) -> str:
         if isinstance(m, dict) and isinstance(m.get("public_key"), bytes):
             st.member.keys.setdefault(str(m.get("device_id")), m["public_key"])
     st.member.revoked = {str(d) for d in st.joined.members.get("revoked", [])}
-    listed = st.me.device_id in st.member.keys
     st.member.show_up()
+    # the PIN admits one device: the window closes, and the announcement says so
+    deadline = time.monotonic() + opt.timeout
+    while (now := announced(st, opt)).get("pairing"):
+        if time.monotonic() > deadline:
+            raise StepFailed("the announcement still says pairing: true after a success")
+        time.sleep(0.02)  # polling the node's announcement, with a deadline
+    if now.get("seq", 0) <= st.announcement.get("seq", 0):
+        raise StepFailed("the announcement's seq did not grow when pairing changed")
     return (
-        f"joined as {st.me.device_id}, epoch {st.joined.epoch}, code {st.joined.code}"
-        f"{'' if listed else ' (the list in Credentials does not name us yet)'}"
+        f"joined as {st.me.device_id}, epoch {st.joined.epoch}, code {st.joined.code};"
+        " announcement now pairing: false, seq grew"
     )
 
 
@@ -288,8 +333,17 @@ def replay(st: State, opt: Options) -> str:
             f"the replayed frame was answered: {len(again.opened)} results,"
             f" {again.no_channel} 'no channel', {again.other} other"
         )
+    # our channel's OFFER again: its number is confirmed, so it is refused in silence
+    offer = st.link.get(f"accord/v1/channel/{st.host}", m.last_offer, timeout=opt.timeout)
+    if offer.replies:
+        raise StepFailed(
+            f"a replayed OFFER of a confirmed channel got {len(offer.replies)} replies"
+        )
     alive(st, opt)
-    return f"replayed frame: no reply (query ended in {again.seconds:.2f} s); node answers after"
+    return (
+        f"replayed RPC frame: no reply (query ended in {again.seconds:.2f} s);"
+        " replayed OFFER: no reply; node answers after"
+    )
 
 
 def forged(st: State, opt: Options) -> str:

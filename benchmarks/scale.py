@@ -100,7 +100,8 @@ def idle_cpu_pct(procs: list[psutil.Process], seconds: float) -> float:
     return 100 * (sum(sum(p.cpu_times()[:2]) for p in procs) - before) / seconds
 
 
-IDLE_KEYS = ("cpu_pct_all_nodes", "cpu_pct_relay", "rss_mb_per_node", "rss_mb_relay")
+IDLE_KEYS = ("cpu_pct_all_nodes", "cpu_pct_relay", "rss_mb_per_node", "uss_mb_per_node",
+             "pss_mb_per_node", "rss_mb_relay")  # fmt: skip
 FLOOR_KEYS = ("raw_cpu_pct_all_clients", "raw_rss_mb_per_client", "imports_rss_mb")
 
 
@@ -327,10 +328,15 @@ class Circle:
         cpu = idle_cpu_pct(nodes, seconds)
         relay_cpu = 100 * (sum(relay.cpu_times()[:2]) - relay_before) / seconds
         rss = [p.memory_info().rss / 2**20 for p in nodes]
+        # RSS counts the shared libraries' pages in every process; USS is what a node
+        # holds alone (what one more node costs), PSS its fair share of the rest.
+        full = [p.memory_full_info() for p in nodes[:10]]
         return {
             "cpu_pct_all_nodes": round(cpu, 2),
             "cpu_pct_relay": round(relay_cpu, 2),
             "rss_mb_per_node": round(statistics.mean(rss), 1),
+            "uss_mb_per_node": round(statistics.mean(m.uss for m in full) / 2**20, 1),
+            "pss_mb_per_node": round(statistics.mean(m.pss for m in full) / 2**20, 1),
             "rss_mb_relay": round(relay.memory_info().rss / 2**20, 1),
         }
 
@@ -500,6 +506,10 @@ def table(rows: list[dict[str, Any]]) -> Table:
         ("idle CPU, relay (% of one core)", lambda r: fmt(r["cpu_pct_relay"], 1)),
         ("idle CPU, N-1 raw Zenoh clients (%)", lambda r: fmt(r["raw_cpu_pct_all_clients"], 1)),
         ("RSS per node (MB)", lambda r: fmt(r["rss_mb_per_node"], 0)),
+        (
+            "  of it its own (USS) / fair share (PSS) (MB)",
+            lambda r: f"{fmt(r.get('uss_mb_per_node'), 0)} / {fmt(r.get('pss_mb_per_node'), 0)}",
+        ),
         ("RSS per raw Zenoh client (MB)", lambda r: fmt(r["raw_rss_mb_per_client"], 0)),
         ("RSS, interpreter + accord imports (MB)", lambda r: fmt(r["imports_rss_mb"], 0)),
         ("RSS of the relay (MB)", lambda r: fmt(r["rss_mb_relay"], 0)),

@@ -79,6 +79,17 @@ def test_a_node_with_a_relay_is_its_client_and_listens_nowhere() -> None:
     assert _get(zenoh_config(BusSettings()), "mode") == "peer"  # unchanged without one
 
 
+def test_relay_links_have_a_long_lease_and_lan_links_keep_theirs() -> None:
+    """A client starved of CPU for a second (100 nodes on 2 cores) must not be cut off
+    by its relay, nor the relay by it; a crash still closes the link at once."""
+    relayed = zenoh_config(BusSettings(relay=("tcp/127.0.0.1:7447",), lease_ms=1500))
+    assert _get(relayed, "transport/link/tx/lease") == 10_000
+    custom = BusSettings(relay=("tcp/127.0.0.1:7447",)).with_overrides(["relay_lease_ms=4000"])
+    assert _get(zenoh_config(custom), "transport/link/tx/lease") == 4000
+    assert _get(zenoh_config(BusSettings(lease_ms=1500)), "transport/link/tx/lease") == 1500
+    assert _get(relay_config(["tcp/127.0.0.1:7447"]), "transport/link/tx/lease") == 10_000
+
+
 def test_up_refuses_listen_with_relay() -> None:
     proc = accord("up", "--relay", "tcp/127.0.0.1:1", "--listen", "tcp/127.0.0.1:2")
     assert proc.returncode == 1

@@ -85,7 +85,7 @@ def relay_config(
     *,
     connect: Sequence[str] = (),
     tls: tuple[Path, Path] | None = None,
-    lease_ms: int = 1500,
+    lease_ms: int = 10_000,
 ) -> zenoh.Config:
     """The Zenoh config of a relay listening on ``listen`` (default: tcp port 7447 on
     every address). ``tls`` is (certificate, private key) in PEM for ``tls/`` endpoints;
@@ -106,6 +106,9 @@ def relay_config(
         # A relay is reached by address: it neither answers nor sends multicast
         # scouting, so it never joins a LAN's peer mesh by itself.
         put("scouting/multicast/enabled", False)
+        # The lease the relay announces: its clients drop the link only after this long
+        # without a word from it (a relay that stops closes its links at once; this is
+        # for one that freezes), not when they themselves were starved of CPU a moment.
         put("transport/link/tx/lease", lease_ms)
         put("transport/link/tx/keep_alive", 4)
         if tls is not None:

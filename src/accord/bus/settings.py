@@ -26,6 +26,12 @@ class BusSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     relay: tuple[str, ...] = ()
     multicast: bool = True
     lease_ms: Millis = 1500
+    # The lease of a relay client's link (used instead of ``lease_ms`` with ``relay``).
+    # A crash closes the link, and the relay sees it at once whatever the lease; only a
+    # frozen device or a cut network is noticed this late. Long, because one relay
+    # carries a whole circle: a client starved of CPU for a second or two (100 nodes on
+    # 2 cores) must not be cut off, come back and be fetched again by everyone.
+    relay_lease_ms: Millis = 10_000
     keep_alive: Annotated[int, msgspec.Meta(ge=1, le=100)] = 4
     connect_timeout_ms: Millis = 2000
     retry_init_ms: Millis = 100
@@ -93,7 +99,10 @@ def zenoh_config(settings: BusSettings) -> zenoh.Config:
         }
         put("connect/retry", retry)
         put("scouting/multicast/enabled", settings.multicast and not settings.relay)
-        put("transport/link/tx/lease", settings.lease_ms)
+        put(
+            "transport/link/tx/lease",
+            settings.relay_lease_ms if settings.relay else settings.lease_ms,
+        )
         put("transport/link/tx/keep_alive", settings.keep_alive)
         put("transport/shared_memory/enabled", settings.shared_memory)
         for key, raw in settings.zenoh_overrides.items():

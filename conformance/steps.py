@@ -227,24 +227,11 @@ def call(st: State, opt: Options) -> str:
     return f"device.info → {value.get('name')!r}, services {value.get('services')!r:.120}"
 
 
-def pick_stream(st: State, opt: Options) -> tuple[str, Any, int] | None:
-    """(target, params, items to take before cancelling; 0 = read to the end), or
-    None if the node serves no data stream this client knows."""
-    if opt.stream:
-        return opt.stream, None, 3
-    services = st.info.get("services", [])
-    if not isinstance(services, list):
-        raise StepFailed(f"device.info services is not a list of str: {services!r:.120}")
-    if "camera" in services:
-        return "camera.capture", {"width": 64, "height": 48}, 0
-    if "sensors" in services:
-        return "sensors.watch", {"interval_s": 0.05, "changes_only": False}, 3
-    return None
-
-
 def stream(st: State, opt: Options) -> str:
     """Every node's `clip.fetch` of no live item ends at once (seq 0, ClipboardError);
-    then a data stream the node serves, with credit, to its end or cancelled."""
+    then the data streams the node serves: `camera.capture` read to its end frame;
+    `sensors.watch` held without credit (the callee MUST stop at the window), then
+    credited, then cancelled."""
     m = st.need_member()
     probe = run_stream(m, "clip.fetch", {"id": "conformance:0"}, timeout=opt.timeout * 2)
     end = probe.end
@@ -252,26 +239,51 @@ def stream(st: State, opt: Options) -> str:
         raise StepFailed(f"clip.fetch of no live item: {probe.frames!r:.200}")
     if end.get("error_type") != "ClipboardError":
         raise StepFailed(f"clip.fetch of no live item ended with {end.get('error_type')!r}")
-    said = "clip.fetch: end frame seq 0 ClipboardError"
-    picked = pick_stream(st, opt)
-    if picked is None:
-        return said + "; no data stream this client knows is served"
-    target, params, take = picked
-    out = run_stream(m, target, params, window=2, max_items=take, timeout=opt.timeout * 2)
+    said = ["clip.fetch: end frame seq 0 ClipboardError"]
+    services = st.info.get("services", [])
+    if not isinstance(services, list):
+        raise StepFailed(f"device.info services is not a list of str: {services!r:.120}")
+    if "camera" in services:
+        said.append(_capture(m, opt))
+    if "sensors" in services:
+        said.append(_watch(m, opt))
+    return "; ".join(said)
+
+
+def _capture(m: Member, opt: Options) -> str:
+    params = {"width": 64, "height": 48}
+    out = run_stream(m, "camera.capture", params, window=2, timeout=opt.timeout * 2)
     bad = check_order(out)
     if bad:
-        raise StepFailed(f"{target}: {bad}")
-    if take:
-        if len(out.items) < take:
-            raise StepFailed(f"{target}: {len(out.items)} items before the query ended")
-        return f"{said}; {target}: {len(out.items)} items, credit {out.credits}x, cancelled"
+        raise StepFailed(f"camera.capture: {bad}")
     end = out.end
     if end is None:
-        raise StepFailed(f"{target}: no end frame after {len(out.items)} items")
+        raise StepFailed(f"camera.capture: no end frame after {len(out.items)} items")
     if end.get("error_type"):
-        raise StepFailed(f"{target} ended with {end.get('error_type')}: {end.get('error')}")
-    n, seq = len(out.items), end["seq"]
-    return f"{said}; {target}: {n} items in order, end at seq {seq}, {out.credits} credit(s)"
+        raise StepFailed(f"camera.capture ended with {end['error_type']}: {end.get('error')}")
+    header = out.items[0].get("value") if out.items else None
+    if not isinstance(header, dict) or header.get("type") != "header":
+        raise StepFailed(f"camera.capture's first item is not its header: {header!r:.120}")
+    return f"camera.capture: header + {len(out.items) - 1} chunk(s), end at seq {end['seq']}"
+
+
+def _watch(m: Member, opt: Options) -> str:
+    params = {"interval_s": 0.05, "changes_only": False}
+    hold = 0.5  # ten intervals: a callee that ignored credit would send ~10 items
+    out = run_stream(
+        m, "sensors.watch", params, window=2, max_items=5, hold_s=hold, timeout=opt.timeout * 2
+    )
+    bad = check_order(out)
+    if bad:
+        raise StepFailed(f"sensors.watch: {bad}")
+    if out.over_credit:
+        raise StepFailed(f"sensors.watch sent {out.over_credit} items beyond the granted 2")
+    if len(out.items) < 5 or not out.cancelled:
+        raise StepFailed(f"sensors.watch: {len(out.items)} items before the query ended")
+    return (
+        f"sensors.watch: stopped at the window of 2 for {hold} s, resumed on credit"
+        f" ({out.credits} grants), cancelled after 5"
+    )
 
 
 def typed_errors(st: State, opt: Options) -> str:

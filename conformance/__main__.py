@@ -17,7 +17,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connect", action="append", default=[], help="a node's Zenoh endpoint")
     p.add_argument("--pin", help="the PIN of a pairing window open on the node")
     p.add_argument("--device", help="the device id to test (default: the one discovered)")
-    p.add_argument("--stream", help="stream method to call, service.method")
     p.add_argument(
         "--revoke-cmd",
         help="shell command that makes the node revoke us; {id} is our device id",
@@ -64,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
             pin=args.pin,
             device=args.device,
             timeout=args.timeout,
-            stream=args.stream,
             revoke=revoke,
             expect_kv=args.expect_kv,
             only=only,

@@ -32,7 +32,6 @@ class Options:
     pin: str | None = None
     device: str | None = None
     timeout: float = 3.0
-    stream: str | None = None  # "service.method" (default: chosen from device.info)
     revoke: Callable[[str], None] | None = None  # asks the node to revoke us
     revoke_wait: float = 15.0
     expect_kv: list[str] = field(default_factory=list)  # STORE/KEY=VALUE the node holds

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import time
 
-from conformance.crypto import KIND_PAIRWISE, header
+from conformance.crypto import KIND_PAIRWISE, Channel, Identity, header
 from conformance.messages import (
     NOTICE_PREFIX,
     ProtocolViolation,
     check_proof,
+    make_offer,
     parse_notice,
     unpack,
 )
@@ -72,6 +73,24 @@ def _pair_refusal(payload: bytes) -> str:
     if not isinstance(reply, dict) or reply.get("ok") is not False:
         return ""
     return str(reply.get("error") or "refused")
+
+
+def stranger(st: State, opt: Options) -> str:
+    """Before pairing, as a device the node has never admitted: an OFFER, a sealed RPC
+    frame and a details query naming ourselves get no reply at all."""
+    if not st.host:
+        raise Skipped("no device discovered")
+    me = Identity()
+    offer = make_offer(me, st.host)
+    got = st.link.get(f"accord/v1/channel/{st.host}", offer.data, timeout=opt.timeout)
+    if got.replies:
+        raise StepFailed(f"a stranger's OFFER got {len(got.replies)} replies (expected none)")
+    for key in (f"accord/v1/rpc/{st.host}/device/info", f"accord/v1/details/{st.host}"):
+        frame = Channel(st.host, os.urandom(32), offer.number, sender=me.raw_id).seal(key, b"")
+        got = st.link.get(key, frame, timeout=opt.timeout)
+        if got.replies:
+            raise StepFailed(f"a stranger's frame on {key} got {len(got.replies)} replies")
+    return "a stranger's OFFER, RPC frame and details query: no reply at all"
 
 
 def revocation(st: State, opt: Options) -> str:

@@ -15,6 +15,7 @@ Step = Callable[[State, Options], str]
 
 PLAN: list[tuple[str, Step]] = [
     ("discover", steps.discover),
+    ("stranger", hostile.stranger),
     ("wrong pin", steps.wrong_pin),
     ("pair", steps.do_pair),
     ("details", steps.details),

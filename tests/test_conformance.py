@@ -28,6 +28,7 @@ from tests.helpers import device, running_household
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = [
     "discover",
+    "stranger",
     "wrong pin",
     "pair",
     "details",

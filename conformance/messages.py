@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,3 +231,26 @@ def answer_offer(
 
 def channel_number(offer: bytes) -> int:
     return int.from_bytes(hashlib.sha256(offer).digest()[:4], "big")
+
+
+def own_announcement(me: Identity) -> bytes:
+    """This client's Announcement (members only): a profile of the page's schema."""
+    profile = {
+        "name": "conformance client",
+        "vendor": "Accord",
+        "model": "conformance",
+        "type": "x-accord-conformance",
+        "security_level": "SL1",
+        "power": "mains",
+    }
+    return pack(
+        {
+            "v": 1,
+            "device_id": me.device_id,
+            "name": "conformance client",
+            "public_key": me.public_key,
+            "profile": profile,
+            "started_at": time.time(),
+            "capabilities": [],
+        }
+    )

@@ -15,6 +15,8 @@ from conformance.messages import (
     ProtocolViolation,
     check_announcement,
     check_signed_list,
+    own_announcement,
+    pack,
     unpack_map,
 )
 from conformance.pairing import Joined, PairingFailed, pair
@@ -180,7 +182,26 @@ def details(st: State, opt: Options) -> str:
         raise StepFailed(f"Announcement.profile is not a Profile: {profile!r:.200}")
     keyed = _check_details_list(st, d)
     caps = ann.get("capabilities")
-    return f"sealed Details: {ann.get('name')!r}, {profile.get('type')}, caps {caps}{keyed}"
+    carried = _details_carrying(st, opt, d)
+    return (
+        f"sealed Details: {ann.get('name')!r}, {profile.get('type')}, caps {caps}{keyed}; {carried}"
+    )
+
+
+def _details_carrying(st: State, opt: Options, theirs: dict[str, Any]) -> str:
+    """A details query may carry the asker's own Details; one whose announcement is not
+    the asker's is ignored and the query still answered. Both get the node's Details."""
+    m = st.need_member()
+    assert m.channel is not None
+    key = f"accord/v1/details/{st.host}"
+    ours = dict(theirs, announcement=own_announcement(st.me))
+    foreign = dict(theirs)  # the node's own announcement, as if it were ours
+    for what, body in (("our own Details", ours), ("Details of another device", foreign)):
+        out = m.sealed_query(key, m.channel.seal(key, pack(body)), timeout=opt.timeout)
+        got = out.opened[0] if out.opened else None
+        if not isinstance(got, dict) or not isinstance(got.get("announcement"), bytes):
+            raise StepFailed(f"a details query carrying {what} was not answered with Details")
+    return "queries carrying our Details and a foreign one: both answered"
 
 
 def _check_details_list(st: State, d: dict[str, Any]) -> str:

@@ -5,16 +5,21 @@ process)."""
 from __future__ import annotations
 
 import random
+import secrets
 
 import msgspec
 import pytest
 
 from accord.bus import keys
+from accord.device.identity import raw_id
 from accord.errors import SealError, TrustError
 from accord.node import Node
-from accord.trust.keypush import KeyPush
+from accord.trust import session
+from accord.trust.keypush import KEY_HELD, KEY_REFUSED, KeyPush, KeyUpdate
+from accord.trust.sessions import session_number
 from accord.trust.sync import Details, reaction_delay
 from accord.wire.messages import encode
+from accord.wire.seal import Kind, Sealer, StreamId
 from tests.nodes import Mesh, circle_of, detailed, pair, wait_until
 
 
@@ -108,3 +113,43 @@ async def test_forged_or_replayed_details_are_refused(mesh: Mesh) -> None:
     junk = channels_b.seal(a.home.device_id, key, b"\x93not details")
     assert junk is not None
     assert await a.sync._serve_details(key, junk)
+
+
+async def _send_key(sender: Node, target: Node, epoch: int, key: bytes) -> tuple[bytes, bytes]:
+    """A key update as a member sends one; (the offer used, the target's answer)."""
+    circle = circle_of(sender)
+    target_id = target.home.device_id
+    member = circle.member(target_id)
+    assert member is not None
+    initiator = session.Initiator(sender.home.identity, target_id)
+    offer = initiator.offer()
+    answer = await target.sync._keys.serve_session(keys.session_key(target_id), offer)
+    assert answer is not None
+    secret = initiator.on_answer(answer, member.public_key)
+    update = KeyUpdate(circle.signed_list(), epoch, key, sender.home.device_id)
+    sid = StreamId(Kind.PAIRWISE, raw_id(sender.home.device_id), session_number(offer),
+                   circle.boot)  # fmt: skip
+    rekey = keys.rekey_key(target_id)
+    reply = await target.sync._keys.serve_rekey(
+        rekey, Sealer(secret, sid).seal(rekey, encode(update))
+    )
+    assert reply is not None
+    return offer, reply
+
+
+async def test_a_key_update_is_acknowledged_only_if_taken_and_replayed_offers_get_nothing(
+    mesh: Mesh,
+) -> None:
+    a = await mesh.start("a", "laptop")
+    b = await mesh.start("b", "tablet")
+    await pair(a, b)
+    cb = circle_of(b)
+    # out of what b's member list justifies (no revocation): refused, and said so
+    _, reply = await _send_key(a, b, cb.state.epoch + 5, secrets.token_bytes(32))
+    assert reply == KEY_REFUSED
+    assert cb.state.epoch == 1
+    # the key b holds: acknowledged
+    offer, reply = await _send_key(a, b, cb.state.epoch, cb.state.circle_key)
+    assert reply == KEY_HELD
+    # the same offer again (a replay): no answer, before any crypto
+    assert await b.sync._keys.serve_session(keys.session_key(b.home.device_id), offer) is None

@@ -495,3 +495,16 @@ async def test_two_real_joiners_racing_with_one_pin_only_one_is_admitted(mesh: M
     other = b if admitted == [a] else a
     await pair(host, other)
     assert circle_of(host).is_member(other.home.device_id)
+
+
+def test_a_request_of_another_protocol_version_is_refused_saying_so_and_counts_nothing(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    pin = rig.open()
+    joiner = Joiner(pin, STRANGER, rig.id)
+    reply = rig.send(PairRequest(2, "hello", STRANGER, joiner.hello()))
+    assert not reply.ok
+    assert "version 2" in reply.error
+    assert rig.attempts == 0
+    assert rig.circle.pairing_open()
+    assert any("refused a pairing request" in r.getMessage() for r in caplog.records)

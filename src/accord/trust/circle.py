@@ -143,6 +143,11 @@ class Circle:
     def member(self, device_id: str) -> ml.Member | None:
         return self._view()[1].get(device_id)
 
+    def member_key(self, device_id: str) -> bytes | None:
+        """The identity key of an active member (None for anyone else)."""
+        member = self._view()[1].get(device_id)
+        return None if member is None else member.public_key
+
     def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
+from typing import Final
 
 import msgspec
 
@@ -47,6 +49,9 @@ class KeyUpdate(msgspec.Struct, frozen=True):
 
 
 _key_update = msgspec.msgpack.Decoder(KeyUpdate)
+KEY_HELD: Final = b"ok"  # the answer to a key update: the receiver holds that key now
+KEY_REFUSED: Final = b"refused"  # ... it does not (out of bounds, or it holds a newer one)
+ANSWERED_MEMORY: Final = 64  # session offers remembered per member, to refuse replays
 
 
 class KeyPush:
@@ -71,16 +76,30 @@ class KeyPush:
         self._timeout = query_timeout
         self._sessions = SessionTable()
         self._pairwise = Opener(self._sessions.root_for)
+        self._answered: dict[str, OrderedDict[int, None]] = {}
         self._quiet = QuietLog(log)
 
     async def serve_session(self, _key: str, offer: bytes) -> bytes | None:
-        keys_of = {m.device_id: m.public_key for m in self._circle.members.active()}
+        """Answer a member's session offer. An offer answered before (one of the last
+        ANSWERED_MEMORY per member) is refused before any crypto: a replay could not
+        use the session, but would cost us an X25519 and two signature operations."""
+        number = session_number(offer)
+        claimed = offer[: session.ID_LEN].decode("ascii", "replace")
+        if number in self._answered.get(claimed, ()):
+            log.debug("%s: refused a replayed session offer", self._name)
+            return None
         try:
-            initiator, answer, secret = session.respond(self._identity, offer, keys_of)
+            initiator, answer, secret = session.respond(
+                self._identity, offer, self._circle.member_key
+            )
         except TrustError as exc:
             log.debug("%s: refused session offer: %s", self._name, exc)
             return self._channels.notice_for_offer(offer)
-        self._sessions.remember(initiator, session_number(offer), secret)
+        answered = self._answered.setdefault(initiator, OrderedDict())
+        answered[number] = None
+        while len(answered) > ANSWERED_MEMORY:
+            answered.popitem(last=False)
+        self._sessions.remember(initiator, number, secret)
         return answer
 
     def _read(self, key: str, frame: bytes) -> tuple[str, KeyUpdate]:
@@ -103,7 +122,10 @@ class KeyPush:
                 "rekey:" + type(exc).__name__, "%s: ignored key update: %s", self._name, exc
             )
             return None
-        return b"ok"
+        state = self._circle.state
+        if (state.epoch, state.circle_key) == (update.epoch, update.key):
+            return KEY_HELD  # taken now, or ours already
+        return KEY_REFUSED  # out of what our member list justifies, or lost to a newer key
 
     async def push(self, device_id: str) -> bool:
         """Send our circle key and member list to one member on a fresh pairwise
@@ -132,7 +154,8 @@ class KeyPush:
             sid = StreamId(Kind.PAIRWISE, raw_id(self._me), number, self._circle.boot)
             key = keys.rekey_key(device_id)
             frame = Sealer(secret, sid).seal(key, encode(update))
-            return bool(await self._bus.get(key, self._timeout, frame))
+            replies = await self._bus.get(key, self._timeout, frame)
+            return any(reply == KEY_HELD for _, reply in replies)
         except TrustError as exc:
             log.warning(
                 "%s: could not send the circle key to %s: %s", self._name, device_id[:10], exc

@@ -38,6 +38,7 @@ from accord.trust import members as ml
 from accord.trust.circle import PAIRING_MAX_FAILURES, Circle
 from accord.trust.pake import SIDE_A, SPAKE_MSG, Host, Joiner
 from accord.wire.messages import DECODE_ERRORS, DeviceId
+from accord.wire.quiet import QuietLog
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ PENDING_TTL_S = 30.0
 HELLO_RATE = 10.0  # hellos a second that may cost the host SPAKE2 work (burst 10)
 HELLO_BURST = 10
 HANDSHAKE_ID_BYTES = 16
+PAIR_VERSION = 1  # PairRequest.v: a host refuses any other, saying so
 
 
 class PairRequest(msgspec.Struct, frozen=True):
@@ -149,6 +151,7 @@ class HostWindow:
         self._pending: dict[bytes, _Pending] = {}
         self._budget = float(HELLO_BURST)
         self._budget_at = now()
+        self._quiet = QuietLog(log)
 
     def pending(self) -> int:
         """How many answered handshakes wait for their joiner."""
@@ -159,10 +162,17 @@ class HostWindow:
         try:
             reply = self._step(decode_request(payload))
         except (PairingError, TrustError) as exc:
+            # Anyone may send these: an operator sees a stranger probing, once per kind.
+            self._quiet.warn("pair:" + str(exc)[:48], "refused a pairing request: %s", exc)
             reply = PairReply(False, error=str(exc)[:500])
         return msgspec.msgpack.encode(reply)
 
     def _step(self, req: PairRequest) -> PairReply:
+        if req.v != PAIR_VERSION:
+            raise PairingError(
+                f"unsupported pairing protocol version {req.v} (this device speaks "
+                f"{PAIR_VERSION}); update the older of the two devices"
+            )
         if req.step == "hello":
             self._expire()
             return self._hello(req)
@@ -316,7 +326,8 @@ async def join(
     joiner = Joiner(pin, me, host_id)
 
     async def step(kind: Step, data: bytes, handshake: bytes = b"") -> list[PairReply]:
-        raws = await ask(msgspec.msgpack.encode(PairRequest(1, kind, me, data, handshake)))
+        request = PairRequest(PAIR_VERSION, kind, me, data, handshake)
+        raws = await ask(msgspec.msgpack.encode(request))
         if not raws:
             raise PairingError("the device did not answer; is it online and in range?")
         replies: list[PairReply] = []

@@ -119,3 +119,18 @@ def test_an_answered_offer_replayed_later_is_refused_before_any_crypto(
         with pytest.raises(TrustError, match="replayed"):
             b.respond(offer)
     assert calls == []
+
+
+def test_a_large_frame_sealed_into_one_buffer_opens_like_any_other_and_no_twice() -> None:
+    a, b = _pair()
+    assert a.seal_buffer(B.device_id, "k", b"x") is None  # no channel yet
+    _connect(a, b, B.device_id)
+    payload = bytes(range(256)) * 1024  # 256 KiB
+    frame = a.seal_buffer(B.device_id, "k", payload)
+    assert isinstance(frame, bytearray)
+    assert b.open("k", bytes(frame)) == (A.device_id, payload)
+    with pytest.raises(SealError):
+        b.open("k", bytes(frame))  # a replay
+    follow = a.seal(B.device_id, "k", b"next")  # the counters stay in one sequence
+    assert follow is not None
+    assert b.open("k", follow) == (A.device_id, b"next")

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 Undo = Callable[[], None]
 QueryHandler = Callable[[str, bytes], Awaitable[bytes | None]]
-Replier = Callable[[bytes], Awaitable[None]]
+Replier = Callable[[bytes | bytearray], Awaitable[None]]  # a bytearray: seal_buffer's frame
 StreamingHandler = Callable[[str, bytes, Replier], Awaitable[None]]
 MAX_PENDING_QUERIES = 64
 LARGE_REPLY = 64 * 1024
@@ -150,7 +150,7 @@ class Bus:
             # there; the final drop waits for the last one too.
             sending: asyncio.Future[None] | None = None
 
-            async def reply(data: bytes) -> None:
+            async def reply(data: bytes | bytearray) -> None:
                 nonlocal sending
                 if sending is not None:
                     await asyncio.shield(sending)  # cancelled here: the drop still waits
@@ -305,10 +305,10 @@ class Bus:
             raise TransportError(f"query {selector} failed: {exc}") from exc
         return _once(token.cancel)
 
-    def put(self, key: str, payload: bytes) -> None:
+    def put(self, key: str, payload: bytes | bytearray) -> None:
         self._session.put(key, payload)
 
-    def put_reliably(self, key: str, payload: bytes) -> None:
+    def put_reliably(self, key: str, payload: bytes | bytearray) -> None:
         """Put, waiting for room in Zenoh's queue instead of dropping when it is full.
         It can block: call it off the event loop (e.g. in an executor)."""
         self._session.put(key, payload, congestion_control=zenoh.CongestionControl.BLOCK)

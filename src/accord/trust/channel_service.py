@@ -137,6 +137,11 @@ class ChannelService:
     def seal(self, peer: str, key_expr: str, payload: Plaintext) -> bytes | None:
         return self.channels.seal(peer, key_expr, payload)
 
+    def seal_buffer(self, peer: str, key_expr: str, payload: Plaintext) -> bytearray | None:
+        """:meth:`seal` into one new buffer: for large payloads (64 KiB or more), whose
+        frame then goes to ``Bus.put``/a replier as it is, without another copy."""
+        return self.channels.seal_buffer(peer, key_expr, payload)
+
     def open(self, key_expr: str, frame: bytes) -> tuple[str, bytes]:
         """(sender, plaintext) of a frame a member sealed for us; SealError otherwise."""
         return self.channels.open(key_expr, frame)

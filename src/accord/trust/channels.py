@@ -143,6 +143,14 @@ class Channels:
         # The AEAD reads any buffer: a caller may seal from a reused bytearray.
         return sessions[-1].sealer.seal(key_expr, cast(bytes, payload))
 
+    def seal_buffer(self, peer: str, key_expr: str, payload: Plaintext) -> bytearray | None:
+        """:meth:`seal`, written into one new buffer (no copy of a large payload to
+        join header and ciphertext): the same frame, for payloads of 64 KiB or more."""
+        sessions = self._sessions.get(peer)
+        if not sessions or self._key_of(peer) is None:
+            return None
+        return sessions[-1].sealer.seal_buffer(key_expr, payload)
+
     def open(self, key_expr: str, frame: bytes) -> tuple[str, bytes]:
         """(sender, plaintext) of a frame a member sealed for us; :class:`SealError`
         otherwise (:class:`UnknownSender` also for a session we do not hold)."""

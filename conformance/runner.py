@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from conformance import hostile, kvsteps, steps
+from conformance import hostile, kvsteps, membership, steps
 from conformance.link import Link
 from conformance.report import Report
 from conformance.steps import Options, State
@@ -29,7 +29,11 @@ PLAN: list[tuple[str, Step]] = [
     ("forged batch", kvsteps.kv_forged),
     ("malformed", hostile.malformed),
     ("revocation", hostile.revocation),
+    ("leave", membership.leave),
 ]
+# steps that run only when named in --only (leaving ends the membership that the
+# revocation step needs the node to end)
+ON_REQUEST = {"leave"}
 NAMES = [name for name, _ in PLAN]
 
 
@@ -42,6 +46,8 @@ def run(opt: Options) -> Report:
         st = State(link)
         for name, step in PLAN:
             if opt.only and name != "discover" and name not in opt.only:
+                continue
+            if name in ON_REQUEST and name not in opt.only:
                 continue
             report.run(name, partial(step, st, opt))
         if st.host:

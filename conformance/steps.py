@@ -51,6 +51,7 @@ class State:
     info: dict[str, Any] = field(default_factory=dict)
     replayable: tuple[str, bytes] | None = None
     sync: Any = None  # conformance.datasync.Sync, made on first use
+    list_body: dict[str, Any] | None = None  # the newest member list the node sent
 
     def need_member(self) -> Member:
         if self.member is None or self.member.channel is None:
@@ -218,6 +219,7 @@ def _check_details_list(st: State, d: dict[str, Any]) -> str:
         body = check_signed_list(signed, key)
     except ProtocolViolation as exc:
         raise StepFailed(f"Details.members: {exc}") from exc
+    st.list_body = body
     if body.get("circle_id") != st.joined.members.get("circle_id"):
         raise StepFailed("Details.members is another circle's list")
     epoch, key_id = d.get("epoch", 0), d.get("key_id", b"")

@@ -7,6 +7,7 @@ One node (a phone, SL4), driven through its control socket. A first client run o
 pairs, so the circle holds another member whose name the full run's forgery step can
 forge; the full run then revokes itself through the node's control socket (a small
 ``python -c`` that speaks the socket's JSON lines, so the client stays node-agnostic).
+Another client leaves by publishing a member list it wrote from the page.
 """
 
 from __future__ import annotations
@@ -131,6 +132,24 @@ def test_conformance_client_passes_against_a_real_node(house: Household) -> None
     assert other in {m["device_id"] for m in trust["members"]}
     assert phone.running, "the node died under the hostile steps"
     assert ctl.call("status")["device_id"] == phone.device_id
+
+
+def test_a_member_list_written_from_the_page_is_taken(house: Household) -> None:
+    """The client leaves by publishing a member list it wrote itself (canonical body
+    with circle_id, a proof revoking itself, signed, sealed under the circle key): the
+    node takes it and counts the client as revoked."""
+    phone = device(house, "nokia-x60")
+    endpoint = phone.endpoint
+    code, report, err = conformance(
+        "--connect", endpoint, "--pin", pin(phone), "--only", "pair,leave"
+    )
+
+    assert code == 0, f"{report}\n{err}"
+    assert [s["step"] for s in report["steps"]] == ["discover", "pair", "leave"]
+    gone = joined_id(report)
+    trust = phone.client.call("trust_list")
+    assert gone in trust["revoked"]
+    assert gone not in {m["device_id"] for m in trust["members"]}
 
 
 def test_self_test_checks_every_vector() -> None:

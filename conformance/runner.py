@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from conformance import hostile, kvsteps, membership, steps
+from conformance import detailsteps, hostile, kvsteps, membership, steps
 from conformance.link import Link
 from conformance.report import Report
 from conformance.steps import Options, State
@@ -18,7 +18,7 @@ PLAN: list[tuple[str, Step]] = [
     ("stranger", hostile.stranger),
     ("wrong pin", steps.wrong_pin),
     ("pair", steps.do_pair),
-    ("details", steps.details),
+    ("details", detailsteps.details),
     ("call", steps.call),
     ("stream", steps.stream),
     ("typed errors", steps.typed_errors),

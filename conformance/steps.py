@@ -20,7 +20,6 @@ from conformance.report import Skipped, StepFailed
 from conformance.streams import check_order, run_stream
 
 ID_RE = re.compile(r"^[a-z2-7]{26}$")
-KEY_ID_PERSON = b"accord/v1/key-id"  # BLAKE2b personalization, 16 bytes
 
 
 @dataclass

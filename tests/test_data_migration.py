@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from accord.clock import HybridClock, ManualClock
 from accord.data import Replica, StaticPeers
 from accord.data.loopback import pull
+from accord.data.schema import SCHEMA_VERSION
 from accord.device.identity import Identity
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema1"
@@ -80,7 +81,7 @@ def test_it_is_migrated_once_and_numbers_changes_past_the_old_ones(
     with sqlite3.connect(path) as db:
         (old_top,) = db.execute("SELECT max(lseq) FROM rows").fetchone()
         (version,) = db.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()
-    assert msgspec.msgpack.decode(version) == 2
+    assert msgspec.msgpack.decode(version) == SCHEMA_VERSION
     fridge.put("door", b"closed")
     fridge.close()
     again = _open(path, "fridge")
@@ -105,3 +106,44 @@ def test_its_rows_are_relayed_with_the_proofs_they_were_stored_with(
         assert tablet.version_vector() == {F: 1, P: 3}
     finally:
         tablet.close()
+
+
+def test_a_schema_2_file_with_a_catch_up_in_progress_starts_it_again(
+    fridge: Replica, tmp_path: Path
+) -> None:
+    """Schema 2 staged rows with ids spelled out (``staged_rows``); schema 3 numbers
+    them. A file of schema 2 opens with its rows and versions, and the catch-up it had
+    in progress starts again from nothing (its staged rows and pages are dropped)."""
+    path = tmp_path / "fridge.kv.sqlite"
+    vv = fridge.version_vector()
+    fridge.close()
+    with sqlite3.connect(path) as db:  # make it the file schema-2 code left
+        db.execute("DROP TABLE staged")
+        db.execute("DROP TABLE origins")
+        db.execute(
+            "CREATE TABLE staged_rows (source TEXT NOT NULL, n INTEGER NOT NULL, "
+            "ns TEXT NOT NULL, key BLOB NOT NULL, value BLOB, wall_ms INTEGER NOT NULL, "
+            "counter INTEGER NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL, "
+            "idx INTEGER, PRIMARY KEY (source, n)) WITHOUT ROWID"
+        )
+        db.execute(
+            "INSERT INTO staged_rows VALUES (?, 0, '', ?, ?, 1, 0, ?, 9, 0)",
+            (T, b"stale", b"x", T),
+        )
+        db.execute("INSERT INTO sessions VALUES (?, 7, 'e', 3)", (T,))
+        db.execute("INSERT INTO pages VALUES (?, 0, x'00')", (T,))
+        db.execute("UPDATE meta SET v = ? WHERE k = 'schema'", (msgspec.msgpack.encode(2),))
+    again = _open(path, "fridge")
+    try:
+        assert again.version_vector() == vv
+        assert again.get("stale") is None
+        with sqlite3.connect(path) as db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            assert "staged_rows" not in tables
+            assert {"staged", "origins"} <= tables
+            assert db.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
+            assert db.execute("SELECT count(*) FROM pages").fetchone() == (0,)
+            (version,) = db.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()
+        assert msgspec.msgpack.decode(version) == SCHEMA_VERSION
+    finally:
+        again.close()

@@ -42,7 +42,7 @@ from accord.data.model import (
 from accord.data.rules import check_row, dominated, page_fit
 from accord.data.sharing import SharedStore
 from accord.data.sqlite_store import Flat, Session
-from accord.data.staging import NO_END, Filter
+from accord.data.staging import NO_END, Filter, StagedRow
 from accord.device.identity import verify
 from accord.errors import MalformedSync, PeerNotAllowed
 
@@ -240,12 +240,12 @@ class CatchingUp(SharedStore):
             self._asked_ms = self._hlc.monotonic_ms()
         rest = msgspec.structs.replace(page, groups=())  # merge rows stay in it
         staged = catchup.Staged(rest, tuple(checked.materials))
-        flat = self._flatten(page, checked.groups)
         session = Session(session.session, page.epoch, page.next)
         with self._file.transaction():
             if fit == "restart":
                 self._file.drop_session(sender)
-            self._file.stage(sender, _staged_encoder.encode(staged), flat)
+            rows = self._staged_rows(page, checked.groups, session.session)
+            self._file.stage(sender, _staged_encoder.encode(staged), rows)
             self._file.set_session(sender, session)
         self._sessions[sender] = session
         if page.more and not page.done:
@@ -280,19 +280,26 @@ class CatchingUp(SharedStore):
             self._verified[(msg, sig)] = known
         return known
 
-    def _flatten(self, page: Page, groups: list[Group]) -> list[Flat]:
-        """A page's kept last-writer-wins rows, one tuple each, as staging keeps them."""
+    def _staged_rows(self, page: Page, groups: list[Group], sid: int) -> list[StagedRow]:
+        """A page's kept last-writer-wins rows, one tuple each, as staging keeps them
+        (inside the transaction that stages them: origins get their numbers there)."""
+        if not groups:
+            return []
         ns_of_group = self.kind == "per-device"
-        flat: list[Flat] = []
+        numbers = self._file.origin_numbers(page.ids)
+        n = self._file.next_staged(sid)
+        out: list[StagedRow] = []
         for group in groups:
             origin = page.ids[group.origin]
             ns = origin if ns_of_group else ""
+            number, seq = numbers[group.origin], group.seq
             wall, counter = group.hlc.wall_ms, group.hlc.counter
-            flat += [
-                (ns, op.key.encode(), op.value, wall, counter, origin, group.seq, idx)
-                for op, idx in zip(group.items, catchup.places(group), strict=True)
+            out += [
+                (sid, n + i, ns, op.key.encode(), op.value, wall, counter, number, seq, idx)
+                for i, (op, idx) in enumerate(zip(group.items, catchup.places(group), strict=True))
             ]
-        return flat
+            n += len(group.items)
+        return out
 
     def _finish(self, sender: str, claim: Mapping[str, int]) -> None:
         """Apply a complete catch-up in one transaction and claim the responder's vv.

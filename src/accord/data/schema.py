@@ -17,8 +17,13 @@ Tables:
            (provenance.Material; NULL without provenance)
   sessions catch-ups in progress, per source peer, and their staged pages
   pages    catch-up pages received but not yet applied (checked; encoded without
-           their last-writer-wins rows, which wait in ``staged_rows``, numbered ``n``
-           in the order they came)
+           their last-writer-wins rows, which wait in ``staged``)
+  staged   the last-writer-wins rows of those pages, per session number (``sid``,
+           the session's ``session``), numbered ``n`` in the order they came, with
+           the origin as its number in ``origins``: small rows, so staging a
+           catch-up costs little more than storing it
+  origins  a number per device id, for the tables that would otherwise repeat the
+           26-character id in every row (today: ``staged``)
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 TABLES: Final = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
@@ -72,19 +77,23 @@ CREATE TABLE IF NOT EXISTS pages (
     data   BLOB NOT NULL,
     PRIMARY KEY (source, page)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS staged_rows (
-    source  TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS staged (
+    sid     INTEGER NOT NULL,
     n       INTEGER NOT NULL,
     ns      TEXT NOT NULL,
     key     BLOB NOT NULL,
     value   BLOB,
     wall_ms INTEGER NOT NULL,
     counter INTEGER NOT NULL,
-    origin  TEXT NOT NULL,
+    origin  INTEGER NOT NULL,
     seq     INTEGER NOT NULL,
     idx     INTEGER,
-    PRIMARY KEY (source, n)
-) WITHOUT ROWID
+    PRIMARY KEY (sid, n)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS origins (
+    id     INTEGER PRIMARY KEY,
+    origin TEXT NOT NULL UNIQUE
+)
 """
 
 
@@ -120,6 +129,14 @@ def migrate_from_1(db: sqlite3.Connection) -> None:
         "SELECT origin, seq, min(lseq) FROM rows GROUP BY origin, seq"
     )
     db.execute("DROP TABLE IF EXISTS staging")
+    migrate_from_2(db)
+
+
+def migrate_from_2(db: sqlite3.Connection) -> None:
+    """Schema 2 staged rows with their source's and origin's ids spelled out: catch-ups
+    in progress start again (their staged rows and pages are dropped)."""
+    db.execute("DROP TABLE IF EXISTS staged_rows")
+    db.execute("DELETE FROM pages")
     db.execute("DELETE FROM sessions")
 
 

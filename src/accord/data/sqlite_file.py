@@ -81,6 +81,9 @@ class SqliteFile:
                 if old and (version is None or msgspec.msgpack.decode(version) == 1):
                     schema.migrate_from_1(self._db)
                     version = None
+                elif version is not None and msgspec.msgpack.decode(version) == 2:
+                    schema.migrate_from_2(self._db)
+                    version = None
                 if version is None:
                     self.set_meta("schema", _encoder.encode(schema.SCHEMA_VERSION))
         if version is not None and msgspec.msgpack.decode(version) != schema.SCHEMA_VERSION:

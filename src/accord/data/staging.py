@@ -26,9 +26,13 @@ class Session(msgspec.Struct, frozen=True):
 # origin -> (its rows count above this seq, made at or before this wall_ms)
 Filter = Mapping[str, tuple[int, int]]
 
+# A staged row: (sid, n, ns, key, value, wall_ms, counter, origin number, seq, idx).
+StagedRow = tuple[int, int, str, bytes, bytes | None, int, int, int, int, int | None]
+
 _FILTERED: Final = (
-    "FROM staged_rows AS s JOIN temp.wanted AS w ON w.origin = s.origin "
-    "WHERE s.source = ? AND s.seq > w.above AND s.wall_ms <= w.until"
+    "FROM staged AS s JOIN temp.wanted AS w ON w.id = s.origin "
+    "WHERE s.sid = (SELECT session FROM sessions WHERE source = ?) "
+    "AND s.seq > w.above AND s.wall_ms <= w.until"
 )
 
 
@@ -55,38 +59,57 @@ class Staging(SqliteFile):
         False (a completed catch-up: :meth:`drop_leftovers` removes them later, off the
         path of the transaction that applied them)."""
         with self._mapped("write"):
+            if rows:
+                self._db.execute(
+                    "DELETE FROM staged WHERE sid = "
+                    "(SELECT session FROM sessions WHERE source = ?)",
+                    (source,),
+                )
             self._db.execute("DELETE FROM sessions WHERE source = ?", (source,))
             self._db.execute("DELETE FROM pages WHERE source = ?", (source,))
-            if rows:
-                self._db.execute("DELETE FROM staged_rows WHERE source = ?", (source,))
 
     def drop_leftovers(self) -> None:
         """Remove staged rows no catch-up in progress owns."""
         with self._mapped("delete"):
-            self._db.execute(
-                "DELETE FROM staged_rows WHERE source NOT IN (SELECT source FROM sessions)"
-            )
+            self._db.execute("DELETE FROM staged WHERE sid NOT IN (SELECT session FROM sessions)")
 
-    def stage(self, source: str, page: bytes, rows: Sequence[Flat]) -> None:
+    def origin_numbers(self, origins: Sequence[str]) -> list[int]:
+        """The number of each device id in ``origins`` (new ones get one), in order.
+        Inside the caller's transaction: numbers handed out in one that rolls back
+        are handed out again."""
+        with self._mapped("write"):
+            self._db.executemany(
+                "INSERT OR IGNORE INTO origins (origin) VALUES (?)", [(o,) for o in origins]
+            )
+            # Few rows (one per device the store ever heard of): read them all.
+            found = dict(self._db.execute("SELECT origin, id FROM origins"))
+        return [int(found[o]) for o in origins]
+
+    def next_staged(self, sid: int) -> int:
+        """The number (``n``) the next row staged for session ``sid`` gets."""
+        with self._mapped("read"):
+            (n,) = self._db.execute(
+                "SELECT coalesce(max(n) + 1, 0) FROM staged WHERE sid = ?", (sid,)
+            ).fetchone()
+        return int(n)
+
+    def stage(self, source: str, page: bytes, rows: Sequence[StagedRow]) -> None:
         """Keep one checked page of a catch-up from ``source`` until it completes: its
-        last-writer-wins ``rows``, and the rest of it (``page``, encoded)."""
+        last-writer-wins ``rows`` (numbered from :meth:`next_staged`, their origins
+        from :meth:`origin_numbers`), and the rest of it (``page``, encoded)."""
         with self._mapped("write"):
             self._db.execute(
                 "INSERT INTO pages (source, page, data) VALUES (?, coalesce("
                 "(SELECT max(page) + 1 FROM pages WHERE source = ?), 0), ?)",
                 (source, source, page),
             )
-            if not rows:
-                return
-            (first,) = self._db.execute(
-                "SELECT coalesce(max(n) + 1, 0) FROM staged_rows WHERE source = ?", (source,)
-            ).fetchone()
-            self._db.executemany(
-                "INSERT INTO staged_rows "
-                "(source, n, ns, key, value, wall_ms, counter, origin, seq, idx) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(source, first + i, *row) for i, row in enumerate(rows)],
-            )
+            if rows:
+                self._db.executemany(
+                    "INSERT INTO staged "
+                    "(sid, n, ns, key, value, wall_ms, counter, origin, seq, idx) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
 
     def staged(self, source: str) -> list[bytes]:
         """The pages staged from ``source``, in the order they came."""
@@ -103,20 +126,23 @@ class Staging(SqliteFile):
         with self._mapped("read"):
             return dict(
                 self._db.execute(
-                    "SELECT origin, max(seq) FROM staged_rows WHERE source = ? GROUP BY origin",
+                    "SELECT o.origin, s.top FROM (SELECT origin, max(seq) AS top FROM staged "
+                    "WHERE sid = (SELECT session FROM sessions WHERE source = ?) "
+                    "GROUP BY origin) AS s JOIN origins AS o ON o.id = s.origin",
                     (source,),
                 )
             )
 
     def _want(self, wanted: Filter) -> None:
         self._db.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS wanted "
-            "(origin TEXT PRIMARY KEY, above INTEGER NOT NULL, until INTEGER NOT NULL)"
+            "CREATE TEMP TABLE IF NOT EXISTS wanted (id INTEGER PRIMARY KEY, "
+            "origin TEXT NOT NULL, above INTEGER NOT NULL, until INTEGER NOT NULL)"
         )
         self._db.execute("DELETE FROM temp.wanted")
         self._db.executemany(
-            "INSERT INTO temp.wanted (origin, above, until) VALUES (?, ?, ?)",
-            [(origin, above, until) for origin, (above, until) in wanted.items()],
+            "INSERT INTO temp.wanted (id, origin, above, until) "
+            "SELECT id, origin, ?, ? FROM origins WHERE origin = ?",
+            [(above, until, origin) for origin, (above, until) in wanted.items()],
         )
 
     def staged_newest(self, source: str, wanted: Filter) -> tuple[int, int] | None:
@@ -135,7 +161,7 @@ class Staging(SqliteFile):
             self._want(wanted)
             return list(
                 self._db.execute(
-                    "SELECT s.ns, s.key, s.value, s.wall_ms, s.counter, s.origin, s.seq, "
+                    "SELECT s.ns, s.key, s.value, s.wall_ms, s.counter, w.origin, s.seq, "
                     f"s.idx {_FILTERED} ORDER BY s.n",
                     (source,),
                 )
@@ -147,19 +173,21 @@ class Staging(SqliteFile):
         with self._mapped("write"):
             self._want(wanted)
             (last,) = self._db.execute(
-                "SELECT coalesce(max(n), -1) FROM staged_rows WHERE source = ?", (source,)
+                "SELECT coalesce(max(n), -1) FROM staged "
+                "WHERE sid = (SELECT session FROM sessions WHERE source = ?)",
+                (source,),
             ).fetchone()
             first = self._lseqs(last + 1)
             self._db.execute(
                 "INSERT INTO batches (origin, seq, first_lseq) "
-                f"SELECT s.origin, s.seq, ? + min(s.n) {_FILTERED} GROUP BY s.origin, s.seq "
+                f"SELECT w.origin, s.seq, ? + min(s.n) {_FILTERED} GROUP BY s.origin, s.seq "
                 "ON CONFLICT (origin, seq) DO UPDATE SET "
                 "first_lseq = min(first_lseq, excluded.first_lseq)",
                 (first, source),
             )
             self._db.execute(
                 "INSERT INTO rows (lseq, ns, key, value, wall_ms, counter, origin, seq, idx, dots) "
-                "SELECT ? + s.n, s.ns, s.key, s.value, s.wall_ms, s.counter, s.origin, s.seq, "
+                "SELECT ? + s.n, s.ns, s.key, s.value, s.wall_ms, s.counter, w.origin, s.seq, "
                 f"s.idx, x'' {_FILTERED} ORDER BY s.n {UPSERT_SET}{IF_NEWER}",
                 (first, source),
             )

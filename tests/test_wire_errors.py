@@ -7,6 +7,7 @@ caller's channel so they can break the rules Accord's own client keeps."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -15,10 +16,13 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from accord.bus import keys
 from accord.node import Node
-from accord.rpc.messages import RpcResult, result_decoder
+from accord.rpc.messages import RpcResult, request_decoder, result_decoder
+from accord.wire.messages import DECODE_ERRORS
 from tests.nodes import Mesh, detailed, pair, wait_until
 
 
@@ -133,3 +137,42 @@ async def test_unauthenticated_junk_gets_silence_and_a_log_line(
     assert "from no member" in logged
     # The callee is unharmed.
     assert (await laptop.rpc.call(phone.home.device_id, "device", "info", None, dict))["name"]
+
+
+_leaf = (
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+    | st.text(max_size=8) | st.binary(max_size=8)
+)  # fmt: skip
+_values = st.recursive(
+    _leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                  max_size=5),
+    max_leaves=12,
+)  # fmt: skip
+_requests = st.fixed_dictionaries(
+    {},
+    optional={"call_id": _values, "params": _values, "timeout_ms": _values, "window": _values},
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.one_of(_requests, _values))
+def test_any_plaintext_decodes_to_a_valid_request_or_a_decode_error(value: Any) -> None:
+    """The invariant behind InvalidRequest: whatever a member seals, decoding either
+    gives a request within the documented bounds or raises one of DECODE_ERRORS
+    (which the callee answers with InvalidRequest); nothing else escapes."""
+    raw = msgspec.msgpack.encode(value)
+    try:
+        req = request_decoder.decode(raw)
+    except DECODE_ERRORS:
+        return
+    assert req.call_id >= 0
+    assert req.timeout_ms >= 0
+    assert req.window >= 0
+
+
+@given(st.binary(max_size=64))
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+def test_any_bytes_decode_to_a_request_or_a_decode_error(raw: bytes) -> None:
+    with contextlib.suppress(*DECODE_ERRORS):
+        request_decoder.decode(raw)

@@ -147,6 +147,13 @@ def test_entries_are_private_and_bounded(tmp_path: Path) -> None:
     assert len(kept) == 3
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in kept)
     assert not list(cache.folder.glob("*.tmp"))
+    # Temp files a killed node left: old ones go at the next store, fresh ones stay.
+    old, fresh = cache.folder / "a.1.tmp", cache.folder / "b.2.tmp"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(old, ns=(0, 0))
+    hash_files([(_file(tmp_path, "f5", 200_000), "f5")], cache)
+    assert sorted(p.name for p in cache.folder.glob("*.tmp")) == ["b.2.tmp"]
 
 
 def test_forget_drops_the_entry_and_an_unwritable_folder_costs_only_hashing(

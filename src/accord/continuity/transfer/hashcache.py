@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ VERSION: Final = 1
 MIN_BYTES: Final = 8 * 1024 * 1024  # smaller files hash in < ~5 ms: not worth an entry
 MAX_ENTRIES: Final = 1024  # entries kept; the least recently stored go first
 RACY_S: Final = 2.0
+STALE_TMP_NS: Final = 600 * 10**9  # a temp entry this old was left by a killed writer
 DIGEST: Final = 32
 
 
@@ -117,7 +119,7 @@ class HashCache:
             return False
         body = msgspec.msgpack.encode(Entry(VERSION, before, block_size, hashes))
         path = self._path(before.dev, before.ino)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")  # sends run at once
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -140,9 +142,15 @@ class HashCache:
 
     def _trim(self) -> None:
         try:
-            entries = [e for e in os.scandir(self.folder) if not e.name.endswith(".tmp")]
+            found = list(os.scandir(self.folder))
         except OSError:
             return
+        entries = [e for e in found if not e.name.endswith(".tmp")]
+        stale = self._wall_ns() - STALE_TMP_NS
+        for left in found:  # a temp file a killed node left behind
+            if left.name.endswith(".tmp") and _stored_at(left) < stale:
+                with contextlib.suppress(OSError):
+                    os.unlink(left.path)
         if len(entries) <= self._max_entries:
             return
         entries.sort(key=_stored_at)

@@ -12,10 +12,12 @@ from conformance.messages import (
     ProtocolViolation,
     check_proof,
     make_offer,
+    pack,
     parse_notice,
     unpack,
 )
 from conformance.report import Skipped, StepFailed
+from conformance.spake2_ed25519 import Side
 from conformance.steps import Options, State, alive
 
 
@@ -44,6 +46,14 @@ def malformed(st: State, opt: Options) -> str:
     words = [_pair_refusal(r.payload) for r in pair.replies]
     if not words or not all(words):
         raise StepFailed(f"a malformed PairRequest: {pair.replies!r:.200} (expected ok: false)")
+    # a well-formed hello of another protocol version: refused, saying so
+    other = Identity()
+    hello = Side(b"A", b"000000", other.device_id.encode(), st.host.encode()).message
+    v2 = {"v": 2, "step": "hello", "joiner_id": other.device_id, "data": hello}
+    got = st.link.get(f"accord/v1/pair/{st.host}", pack(v2), timeout=opt.timeout)
+    said = [_pair_refusal(r.payload) for r in got.replies]
+    if not said or not all("version" in w for w in said):
+        raise StepFailed(f"a PairRequest with v 2: {said!r:.200} (expected ok: false naming v)")
     junk_offer = b"x" * 148  # right length, addressed to nobody, no valid signature
     for key, body in (
         (f"accord/v1/channel/{st.host}", junk_offer),
@@ -60,7 +70,8 @@ def malformed(st: State, opt: Options) -> str:
     alive(st, opt)
     return (
         f"{len(silent_cases)} malformed RPC frames, OFFERs, details queries: silence;"
-        f" malformed PairRequest: ok false ({words[0]!r}); 3 bad publications; node answers"
+        f" malformed PairRequest: ok false ({words[0]!r}); v 2: ok false ({said[0][:60]!r});"
+        " 3 bad publications; node answers"
     )
 
 

@@ -171,6 +171,7 @@ class StoreIdentity:
         self._facades: dict[str, DataStore] = {}
         self._outboxes: dict[str, Outbox] = {}
         self._online: set[str] = set()
+        self._round = 0  # anti-entropy rounds and store openings: whose turn (gossip)
         self._dirty: set[str] = set()
         self._pushes: dict[str, list[tuple[str, Push]]] = {}  # per store, to apply together
         self._flush: asyncio.TimerHandle | None = None

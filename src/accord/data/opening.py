@@ -11,7 +11,7 @@ import contextlib
 import logging
 from typing import Final
 
-from accord.data import Merge, Replica
+from accord.data import Merge, Replica, gossip
 from accord.data import catalog as cat
 from accord.data.api import DataStore
 from accord.data.catalog import Settings
@@ -102,27 +102,39 @@ class StoreOpening(StoreIdentity):
     def _offer(self, replica: Replica, source: str | None) -> None:
         """A store newly open here: ask ``source`` (the member that synced it to us)
         and the members that declared it what they have (a summary with ``ask``; those
-        with more answer and are pulled from, one at a time); to the others, a
-        summary, so they pull what it has if it is new to them. A pull from each at
-        once would race the pushes they are about to send; instead, a little later,
-        every member is asked and those that still have more answer, so they are
-        pulled from in turn: what pushes did not bring (they went out before the store
-        was open here, or come from a member that writes no more)."""
-        holders = {c.by for c in self._claims.get(replica.name, ())} | {source}
-        for peer in sorted(self._online):
-            if replica.may_share(peer):
-                # A holder answers with its own summary if it has more, and is pulled
-                # from then, unless what it has more of is arriving in pushes.
-                self._send(peer, replica, replica.summary(ask=peer in holders))
+        with more answer and are pulled from, one at a time); if it has rows of its
+        own, tell the others (a summary: they pull what is new to them). A pull from
+        each at once would race the pushes they are about to send; instead, a little
+        later, the members are asked and those that still have more answer, so they
+        are pulled from in turn: what pushes did not bring (they went out before the
+        store was open here, or come from a member that writes no more). In a big
+        circle each ask goes to a rotating few (:mod:`accord.data.gossip`)."""
+        for peer in self._holders(replica, source):
+            # A holder answers with its own summary if it has more, and is pulled
+            # from then, unless what it has more of is arriving in pushes.
+            self._send(peer, replica, replica.summary(ask=True))
+        if replica.version_vector():  # a store with rows of its own: tell the others
+            for peer in sorted(self._online):
+                if replica.may_share(peer):
+                    self._send(peer, replica, replica.summary())
         self._spawn(self._ask_later(replica.name))
+
+    def _holders(self, replica: Replica, source: str | None) -> list[str]:
+        """The members to ask what they have of a store newly open here: ``source``
+        and the online members that declared it (a rotating few of many: gossip)."""
+        declared = {c.by for c in self._claims.get(replica.name, ())} - {source}
+        others = [p for p in sorted(self._online & declared) if replica.may_share(p)]
+        self._round += 1
+        first = [source] if source in self._online and replica.may_share(source) else []
+        return first + gossip.rotating(others, self._round)
 
     async def _ask_later(self, name: str) -> None:
         await asyncio.sleep(ASK_AFTER_S)
         with contextlib.suppress(UnknownStore):
             replica = self.stores.get(name)
-            for peer in sorted(self._online):
-                if replica.may_share(peer):
-                    self._send(peer, replica, replica.summary(ask=True))
+            everyone = [p for p in sorted(self._online) if replica.may_share(p)]
+            for peer in gossip.rotating(everyone, self._round):
+                self._send(peer, replica, replica.summary(ask=True))
 
     def facades(self) -> list[DataStore]:
         return [self._facades[n] for n in sorted(self._facades)]

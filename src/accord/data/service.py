@@ -36,7 +36,7 @@ import msgspec
 
 from accord.bus import keys
 from accord.bus.directory import DirectoryEvent
-from accord.data import Replica
+from accord.data import Replica, gossip
 from accord.data import decode as decode_sync
 from accord.data import encode as encode_sync
 from accord.data.identity import (
@@ -108,6 +108,13 @@ class DataService(StoreOpening):
                 for push in replica.take_pushes():
                     for peer in peers:
                         self._send(peer, replica, push)
+
+    def _ask(self, replica: Replica, peer: str) -> None:
+        """What does ``peer`` have? It answers only if it has more (and is pulled from
+        then, one source at a time), and pulls from us if we have more: no pull, and
+        no transaction, for a member that came online with nothing new."""
+        if replica.may_share(peer):
+            self._send(peer, replica, replica.summary(ask=True))
 
     def _pull(self, replica: Replica, peer: str) -> None:
         if replica.may_share(peer):
@@ -270,7 +277,7 @@ class DataService(StoreOpening):
                 self._send_due(replica)
         for peer in sorted(appeared):
             for name in self.stores.names():
-                self._pull(self.stores.get(name), peer)
+                self._ask(self.stores.get(name), peer)
 
     async def _ticks(self) -> None:
         """Once a second: a catch-up whose source stalled hands its turn on."""
@@ -287,13 +294,17 @@ class DataService(StoreOpening):
             self.anti_entropy()
 
     def anti_entropy(self) -> None:
-        """Send every store's summary to the online members it goes to, and collect
-        tombstones every participant has acknowledged."""
+        """Send every store's summary to the online members it goes to (all of a small
+        circle; a rotating few of a big one, asking them: see :mod:`accord.data.gossip`),
+        and collect tombstones every participant has acknowledged."""
+        self._round += 1
         for name in self.stores.names():
             replica = self.stores.get(name)
-            for peer in sorted(self._online):
-                if replica.may_share(peer):
-                    self._send(peer, replica, replica.summary())
+            peers = [p for p in sorted(self._online) if replica.may_share(p)]
+            targets = gossip.rotating(peers, self._round)
+            summary = replica.summary(ask=len(targets) < len(peers))
+            for peer in targets:
+                self._send(peer, replica, summary)
             try:
                 replica.collect_garbage()
             except StoreError as exc:

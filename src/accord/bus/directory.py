@@ -57,6 +57,19 @@ class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):
     announce_seq: int = 0
 
 
+_VOLATILE = {"pairing": False, "announce_seq": 0, "last_seen": 0.0}
+
+
+def _same_but_volatile(old: DeviceRecord, new: DeviceRecord) -> bool:
+    """Do two records of an online device differ only in what is not worth a write?
+    (``last_seen`` of an online device is now; a restart starts its count again.)"""
+    return (
+        old.online
+        and new.online
+        and msgspec.structs.replace(old, **_VOLATILE) == msgspec.structs.replace(new, **_VOLATILE)
+    )
+
+
 def is_kept(record: DeviceRecord) -> bool:
     """Whether a record is persisted: this device and its members only."""
     return record.is_self or record.standing in ("self", "member")
@@ -194,8 +207,15 @@ class DeviceDirectory:
             self._strangers[rec.device_id] = None
             self._strangers.move_to_end(rec.device_id)
         # Strangers are never written; a record that stops being kept is written once
-        # more, so the store drops it (see DirectoryDB.save).
-        if self._save is not None and (is_kept(rec) or (old is not None and is_kept(old))):
+        # more, so the store drops it (see DirectoryDB.save). A change only to what
+        # matters while the device is online (its pairing flag and announcement number,
+        # twice per join in a circle) is not written: every member would otherwise write
+        # a row for every window a host opens and closes.
+        if (
+            self._save is not None
+            and (is_kept(rec) or (old is not None and is_kept(old)))
+            and not (old is not None and _same_but_volatile(old, rec))
+        ):
             try:
                 self._save(rec)
             except Exception:

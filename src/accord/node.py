@@ -361,7 +361,7 @@ class Node:
             "uptime_s": round(self.clock.monotonic() - self._started_mono, 3),
             "zenoh_peers": self._bus.peer_count(),
             "devices_online": len(self.directory.online_ids()),
-            "devices_known": len(self.directory.records()),
+            "devices_known": self.directory.count(),
             "listen": list(self.settings.listen),
             "connect": list(self.settings.connect),
             "multicast": self.settings.multicast,

@@ -106,6 +106,16 @@ class DeviceDirectory:
     def get(self, device_id: str) -> DeviceRecord | None:
         return self._records.get(device_id)
 
+    def stored(self) -> list[DeviceRecord]:
+        """All records as held, in no order: for loops that look at every device on
+        every change (no copies, no sort; ``last_seen`` of an online one is when it was
+        last updated). People are shown :meth:`records`."""
+        return list(self._records.values())
+
+    def count(self) -> int:
+        """How many records are held."""
+        return len(self._records)
+
     def records(self) -> list[DeviceRecord]:
         """All records; online ones have ``last_seen`` = now."""
         now = self._clock.wall()

@@ -214,7 +214,7 @@ class CircleSync:
             self._spawn_notice(device_id)
         self._revoked = revoked
         members = self._members()
-        for record in self._directory.records():
+        for record in self._directory.stored():
             self._directory.set_standing(record.device_id, self._circle.standing(record.device_id))
             if record.online and record.profile is None:
                 # We just joined: ask every member now (a few at a time). Someone else
@@ -368,7 +368,7 @@ class CircleSync:
 
     async def rekey_all(self) -> dict[str, bool]:
         """Send the current key to every other active member that is online."""
-        online = {r.device_id for r in self._directory.records() if r.online}
+        online = self._directory.online_ids()
         targets = [
             m.device_id
             for m in self._circle.members.active()

@@ -45,6 +45,7 @@ WL_PASTE = (
     COMMON
     + """
 if [ -n "$FAKE_FAIL" ]; then echo "Failed to connect to a Wayland server" >&2; exit 1; fi
+[ -f "$FAKE_CLIP/type" ] || { echo "No selection" >&2; exit 1; }
 if [ "$1" = "--list-types" ]; then cat "$FAKE_CLIP/type"; echo; exit 0; fi
 if [ "$1 $2" = "--no-newline --type" ] && [ "$3" = "$(cat "$FAKE_CLIP/type")" ]; then
   cat "$FAKE_CLIP/data"; exit 0
@@ -63,6 +64,7 @@ if [ "$3" = "-t" ] && [ "$5" = "-i" ]; then
   exit 0
 fi
 if [ "$3 $4" = "-o -t" ]; then
+  [ -f "$FAKE_CLIP/type" ] || { echo "Error: target $5 not available" >&2; exit 1; }
   if [ "$5" = "TARGETS" ]; then echo TARGETS; cat "$FAKE_CLIP/type"; echo; exit 0; fi
   if [ "$5" = "$(cat "$FAKE_CLIP/type")" ]; then cat "$FAKE_CLIP/data"; exit 0; fi
   echo "Error: target $5 not available" >&2; exit 1
@@ -143,6 +145,19 @@ async def test_a_failing_tool_is_a_typed_error_then_the_simulated_clipboard(
     await board.set("text", b"third")  # no error twice: the simulated clipboard takes it
     assert await board.get() == ("text", b"third")
     assert _held(fakes)[1] == b"first"  # the broken tool is not run again
+
+
+@pytest.mark.parametrize("kind", ["wayland", "x11"])
+async def test_an_empty_host_clipboard_fails_the_copy_not_the_driver(
+    fakes: Path, kind: str
+) -> None:
+    board = HostClipboard(HostTool(kind))
+    with pytest.raises(HostClipboardError, match=r"exit 1\): .*(No selection|not available)"):
+        await board.get()
+    assert board.driver == "host"
+    await board.set("text", b"now there is")
+    assert _held(fakes) == (TEXT_MIME, b"now there is")
+    assert await board.get() == ("text", b"now there is")
 
 
 async def test_a_missing_tool_is_a_typed_error(fakes: Path) -> None:

@@ -33,6 +33,10 @@ class HostClipboardError(ClipboardError):
     """The host's clipboard tool is missing, failed or did not answer in time."""
 
 
+class HostToolMissing(HostClipboardError):
+    """The host's clipboard tool cannot be run at all (gone since it was detected)."""
+
+
 class SimClipboard:
     driver = "simulated"
 
@@ -143,11 +147,14 @@ class HostClipboard:
             raise
 
     async def get(self) -> tuple[str, bytes]:
+        """What the host's clipboard holds. A tool that fails here (an empty
+        clipboard fails ``wl-paste`` and ``xclip -o`` too) only fails this copy; a tool
+        that is gone makes the node fall back."""
         if self.error:
             return await self.fallback.get()
         try:
             return await self.tool.get()
-        except HostClipboardError as exc:
+        except HostToolMissing as exc:
             self._give_up(exc)
             raise
 
@@ -175,7 +182,7 @@ async def _spawn(
             stderr=stderr,  # type: ignore[arg-type]
         )
     except OSError as exc:  # gone since detect(), or not executable
-        raise HostClipboardError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        raise HostToolMissing(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
 
 
 async def _read_bounded(proc: asyncio.subprocess.Process) -> tuple[bytes, bytes]:

@@ -505,6 +505,28 @@ def test_a_request_of_another_protocol_version_is_refused_saying_so_and_counts_n
     reply = rig.send(PairRequest(2, "hello", STRANGER, joiner.hello()))
     assert not reply.ok
     assert "version 2" in reply.error
+    assert reply.error_type == "Unsupported"
     assert rig.attempts == 0
     assert rig.circle.pairing_open()
     assert any("refused a pairing request" in r.getMessage() for r in caplog.records)
+
+
+def test_every_refusal_says_its_kind_for_programs(rig: Rig) -> None:
+    """``error_type`` tells a joiner (or a conformance client) why, without parsing the
+    English of ``error``; a success carries none."""
+    assert rig.send(b"\x00not msgpack").error_type == "Malformed"
+    closed = rig.send(PairRequest(1, "hello", STRANGER, Joiner("123456", STRANGER, rig.id).hello()))
+    assert (closed.ok, closed.error_type) == (False, "WindowClosed")
+    pin = rig.open()
+    assert rig.send(PairRequest(1, "hello", STRANGER, b"short")).error_type == "Malformed"
+    me = rig.send(PairRequest(1, "hello", rig.id, Joiner(pin, rig.id, rig.id).hello()))
+    assert me.error_type == "AlreadyMember"
+    spoof = rig.send(PairRequest(1, "abort", STRANGER, b"", b"\x00" * HANDSHAKE_ID_BYTES))
+    assert spoof.error_type == "NoHandshake"
+    home = rig.new_home()
+    _joiner, answer = rig.hello(home, pin)
+    assert answer.ok
+    assert not answer.error_type
+    forged = PairRequest(1, "confirm", home.device_id, b"\x00" * 64, answer.handshake)
+    assert rig.send(forged).error_type == "WrongPin"  # a confirmation made without the PIN
+    assert set(pairing.REFUSALS) >= {"Unsupported", "Busy", "RevokedForGood", "Refused"}

@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -52,6 +52,26 @@ HELLO_RATE = 10.0  # hellos a second that may cost the host SPAKE2 work (burst 1
 HELLO_BURST = 10
 HANDSHAKE_ID_BYTES = 16
 PAIR_VERSION = 1  # PairRequest.v: a host refuses any other, saying so
+REFUSALS: Final = (
+    "Malformed",  # not a pairing request, or a hello/confirm of the wrong shape
+    "Unsupported",  # another PairRequest.v
+    "WindowClosed",  # not accepting pairing, the window closed, or the handshake is old
+    "AlreadyMember",
+    "RevokedForGood",  # revoked without a proof: it can rejoin only with a new identity
+    "Busy",  # too many handshakes at once, or hellos faster than the host does them
+    "NoHandshake",  # no handshake of that id for that joiner
+    "WrongPin",
+    "BadJoiner",  # its key, level or sealed details do not hold
+    "Refused",  # anything else (e.g. the circle is full)
+)
+
+
+class Refusal(PairingError):
+    """A host's refusal of one pairing request, and its ``kind`` (one of REFUSALS)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class PairRequest(msgspec.Struct, frozen=True):
@@ -65,6 +85,9 @@ class PairRequest(msgspec.Struct, frozen=True):
 class PairReply(msgspec.Struct, frozen=True, omit_defaults=True):
     ok: bool
     error: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+    # Why a request was refused, for programs (``error`` is for people): one of
+    # REFUSALS. Empty on success (and from hosts older than this field).
+    error_type: Annotated[str, msgspec.Meta(max_length=32)] = ""
     data: Annotated[bytes, msgspec.Meta(max_length=1 << 20)] = b""
     handshake: Annotated[bytes, msgspec.Meta(max_length=HANDSHAKE_ID_BYTES)] = b""
 
@@ -160,18 +183,24 @@ class HostWindow:
 
     def handle(self, payload: bytes) -> bytes:
         try:
-            reply = self._step(decode_request(payload))
+            try:
+                req = decode_request(payload)
+            except PairingError as exc:
+                raise Refusal("Malformed", str(exc)) from None
+            reply = self._step(req)
         except (PairingError, TrustError) as exc:
+            kind = exc.kind if isinstance(exc, Refusal) else "Refused"
             # Anyone may send these: an operator sees a stranger probing, once per kind.
-            self._quiet.warn("pair:" + str(exc)[:48], "refused a pairing request: %s", exc)
-            reply = PairReply(False, error=str(exc)[:500])
+            self._quiet.warn("pair:" + kind, "refused a pairing request (%s): %s", kind, exc)
+            reply = PairReply(False, error=str(exc)[:500], error_type=kind)
         return msgspec.msgpack.encode(reply)
 
     def _step(self, req: PairRequest) -> PairReply:
         if req.v != PAIR_VERSION:
-            raise PairingError(
+            raise Refusal(
+                "Unsupported",
                 f"unsupported pairing protocol version {req.v} (this device speaks "
-                f"{PAIR_VERSION}); update the older of the two devices"
+                f"{PAIR_VERSION}); update the older of the two devices",
             )
         if req.step == "hello":
             self._expire()
@@ -180,7 +209,7 @@ class HostWindow:
         # nobody else can abort, confirm or otherwise use up its handshake.
         entry = self._pending.get(req.handshake)
         if entry is None or entry.joiner_id != req.joiner_id:
-            raise PairingError("no pairing handshake in progress for this device")
+            raise Refusal("NoHandshake", "no pairing handshake in progress for this device")
         del self._pending[req.handshake]
         if req.step == "abort":
             log.warning("pairing attempt by %s failed: wrong PIN", req.joiner_id[:10])
@@ -189,26 +218,33 @@ class HostWindow:
 
     def _hello(self, req: PairRequest) -> PairReply:
         if not self._circle.pairing_open():
-            raise PairingError("this device is not accepting pairing (run: accord pair open)")
+            raise Refusal(
+                "WindowClosed", "this device is not accepting pairing (run: accord pair open)"
+            )
         if self._circle.is_member(req.joiner_id) or req.joiner_id == self._identity.device_id:
-            raise PairingError(
+            raise Refusal(
+                "AlreadyMember",
                 "that device is already a member of this circle (if it just left, this "
-                "device has not heard yet: try again in a moment)"
+                "device has not heard yet: try again in a moment)",
             )
         if self._circle.members.revoked_for_good(req.joiner_id):
-            raise PairingError(
+            raise Refusal(
+                "RevokedForGood",
                 "that device was revoked here without a revocation proof, which cannot be "
-                "undone; it can rejoin only with a new identity (accord init --force on it)"
+                "undone; it can rejoin only with a new identity (accord init --force on it)",
             )
         if len(self._pending) >= MAX_PENDING:
-            raise PairingError("too many pairing attempts at once; try again shortly")
+            raise Refusal("Busy", "too many pairing attempts at once; try again shortly")
         if len(req.data) != SPAKE_MSG or req.data[:1] != SIDE_A:
-            raise PairingError("malformed pairing hello")
+            raise Refusal("Malformed", "malformed pairing hello")
         if not self._take_budget():  # each costs the host curve arithmetic: bound them
-            raise PairingError("too many pairing attempts at once; try again shortly")
+            raise Refusal("Busy", "too many pairing attempts at once; try again shortly")
         state = self._circle.state
         host = Host(state.pairing_pin, self._identity.device_id)
-        challenge = host.on_hello(req.joiner_id, req.data)  # malformed: raises, not counted
+        try:  # malformed: refused, not counted
+            challenge = host.on_hello(req.joiner_id, req.data)
+        except PairingError as exc:
+            raise Refusal("Malformed", str(exc)) from None
         # The challenge lets the joiner test one PIN guess, so it is counted (and saved)
         # before it is sent, whether or not the joiner ever confirms or aborts. The
         # fifth closes the window.
@@ -231,25 +267,29 @@ class HostWindow:
 
     def _confirm(self, req: PairRequest, entry: _Pending) -> PairReply:
         if self._now() - entry.started > PENDING_TTL_S:
-            raise PairingError("the pairing handshake timed out; try again")
+            raise Refusal("WindowClosed", "the pairing handshake timed out; try again")
         if not self._same_window(entry):
-            raise PairingError("the pairing window closed before this device confirmed")
+            raise Refusal("WindowClosed", "the pairing window closed before this device confirmed")
         host = entry.host
         if len(req.data) < 32:
-            raise PairingError("malformed pairing confirmation")
+            raise Refusal("Malformed", "malformed pairing confirmation")
         try:
             host.on_confirm(req.data[:32])
-        except PairingError:
+        except PairingError as exc:
             log.warning("pairing attempt by %s failed: wrong PIN", req.joiner_id[:10])
-            raise
+            raise Refusal("WrongPin", str(exc)) from None
         assert host.keys is not None
-        info = _open(host.keys.session, _NONCE_JOINER, req.data[32:], JoinerInfo)
+        try:
+            info = _open(host.keys.session, _NONCE_JOINER, req.data[32:], JoinerInfo)
+        except PairingError as exc:
+            raise Refusal("BadJoiner", str(exc)) from None
         assert isinstance(info, JoinerInfo)
         if device_id_for(info.public_key) != req.joiner_id:
-            raise PairingError("the joining device's key does not match its id")
+            raise Refusal("BadJoiner", "the joining device's key does not match its id")
         if ml.level_rank(info.security_level) == 0:
-            raise PairingError(
-                f"the joining device declares no valid level: {info.security_level!r}"
+            raise Refusal(
+                "BadJoiner",
+                f"the joining device declares no valid level: {info.security_level!r}",
             )
         me = self._circle.member(self._identity.device_id)
         assert me is not None, "a pairing host is a member of its own circle"
@@ -274,7 +314,7 @@ class HostWindow:
         try:
             self._circle.add_member(member)
         except msgspec.ValidationError as exc:
-            raise PairingError(f"invalid joining device: {exc}") from None
+            raise Refusal("BadJoiner", f"invalid joining device: {exc}") from None
         self._circle.pairing_succeeded()  # the PIN is single use: the window closes
         creds = Credentials(
             host_public_key=self._identity.public_bytes,

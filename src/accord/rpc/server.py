@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Any, str], Coroutine[Any, Any, Any]]  # (params, caller id) -> result
 StreamHandler = Callable[[Any, str], AsyncIterator[Any]]  # (params, caller id) -> items
 STALL_S = 30.0  # a stream whose caller grants no credit for this long is ended
+BIG_ITEM = 64 * 1024  # items from this size on are sealed with seal_buffer
 
 
 @dataclass(frozen=True)
@@ -328,7 +329,14 @@ class RpcServer:
                         async with asyncio.timeout(STALL_S):
                             await flow.more.wait()
                     _encode_item(seq, item, buffer)
-                    frame = self._channels.seal(sender, key, buffer)
+                    # A big item is sealed into a fresh buffer of its own (no copy to join
+                    # header and ciphertext); the reply worker then owns it.
+                    seal = (
+                        self._channels.seal_buffer
+                        if len(buffer) >= BIG_ITEM
+                        else self._channels.seal
+                    )
+                    frame = seal(sender, key, buffer)
                     if frame is not None:  # None: the peer was revoked meanwhile
                         await reply(frame)
                     seq += 1

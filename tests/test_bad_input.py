@@ -208,6 +208,7 @@ def test_peer_garbage_never_crashes_the_node(running: tuple[Path, int]) -> None:
         assert msgspec.msgpack.decode(refusal.ok.payload.to_bytes()) == {
             "ok": False,
             "error": "malformed pairing request",
+            "error_type": "Malformed",
         }
         log = home / "node.log"
         for warning in (

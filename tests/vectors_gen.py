@@ -379,7 +379,11 @@ def pairing() -> Vectors:
         "handshake": handshake_id,
     }
     done = {"ok": True, "data": sealed_creds}
-    refused = {"ok": False, "error": "this device is not accepting pairing (run: accord pair open)"}
+    refused = {
+        "ok": False,
+        "error": "this device is not accepting pairing (run: accord pair open)",
+        "error_type": "WindowClosed",
+    }
     abort = {"v": 1, "step": "abort", "joiner_id": C.id, "data": b"", "handshake": handshake_id}
     return {
         "description": "Pairing on the wire: the queries to accord/v1/pair/<host> and their "

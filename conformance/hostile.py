@@ -18,7 +18,7 @@ from conformance.messages import (
 )
 from conformance.report import Skipped, StepFailed
 from conformance.spake2_ed25519 import Side
-from conformance.steps import Options, State, alive
+from conformance.steps import Options, State, alive, announced
 
 
 def malformed(st: State, opt: Options) -> str:
@@ -44,16 +44,17 @@ def malformed(st: State, opt: Options) -> str:
     # other keys, each with its documented answer ("Errors on the wire")
     pair = st.link.get(f"accord/v1/pair/{st.host}", b"\x93not a map", timeout=opt.timeout)
     words = [_pair_refusal(r.payload) for r in pair.replies]
-    if not words or not all(words):
-        raise StepFailed(f"a malformed PairRequest: {pair.replies!r:.200} (expected ok: false)")
+    if not words or not all(w.startswith("Malformed:") for w in words):
+        raise StepFailed(f"a malformed PairRequest: {words!r:.200} (expected Malformed)")
     # a well-formed hello of another protocol version: refused, saying so
     other = Identity()
     hello = Side(b"A", b"000000", other.device_id.encode(), st.host.encode()).message
     v2 = {"v": 2, "step": "hello", "joiner_id": other.device_id, "data": hello}
     got = st.link.get(f"accord/v1/pair/{st.host}", pack(v2), timeout=opt.timeout)
     said = [_pair_refusal(r.payload) for r in got.replies]
-    if not said or not all("version" in w for w in said):
-        raise StepFailed(f"a PairRequest with v 2: {said!r:.200} (expected ok: false naming v)")
+    if not said or not all(w.startswith("Unsupported:") and "version" in w for w in said):
+        raise StepFailed(f"a PairRequest with v 2: {said!r:.200} (expected Unsupported)")
+    closed = _window_closed(st, opt)
     junk_offer = b"x" * 148  # right length, addressed to nobody, no valid signature
     for key, body in (
         (f"accord/v1/channel/{st.host}", junk_offer),
@@ -70,20 +71,35 @@ def malformed(st: State, opt: Options) -> str:
     alive(st, opt)
     return (
         f"{len(silent_cases)} malformed RPC frames, OFFERs, details queries: silence;"
-        f" malformed PairRequest: ok false ({words[0]!r}); v 2: ok false ({said[0][:60]!r});"
+        f" PairRequest: malformed → {words[0][:40]!r}, v 2 → {said[0][:40]!r}{closed};"
         " 3 bad publications; node answers"
     )
 
 
+def _window_closed(st: State, opt: Options) -> str:
+    """With the window closed (our pairing closed it), a hello from a new device is
+    refused as WindowClosed, uncounted."""
+    if announced(st, opt).get("pairing"):
+        return ""  # someone opened a window meanwhile: nothing to check
+    other = Identity()
+    hello = Side(b"A", b"000000", other.device_id.encode(), st.host.encode()).message
+    req = {"v": 1, "step": "hello", "joiner_id": other.device_id, "data": hello}
+    got = st.link.get(f"accord/v1/pair/{st.host}", pack(req), timeout=opt.timeout)
+    said = [_pair_refusal(r.payload) for r in got.replies]
+    if not said or not all(w.startswith("WindowClosed:") for w in said):
+        raise StepFailed(f"a hello with no window open: {said!r:.200} (expected WindowClosed)")
+    return ", hello with the window closed → WindowClosed"
+
+
 def _pair_refusal(payload: bytes) -> str:
-    """The `error` of a PairReply{ok: false}, or '' if it is not one."""
+    """ "error_type: error" of a PairReply{ok: false}, or '' if it is not one."""
     try:
         reply = unpack(payload)
     except ProtocolViolation:
         return ""
     if not isinstance(reply, dict) or reply.get("ok") is not False:
         return ""
-    return str(reply.get("error") or "refused")
+    return f"{reply.get('error_type') or 'Refused'}: {reply.get('error') or 'refused'}"
 
 
 def stranger(st: State, opt: Options) -> str:

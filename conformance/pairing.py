@@ -54,6 +54,13 @@ def derive(spake_key: bytes, script: bytes) -> Keys:
     )
 
 
+def refusal(reply: dict[str, Any]) -> str:
+    """A PairReply{ok: false} in words: its error_type (an unknown or absent one
+    counts as Refused) and its error."""
+    kind = reply.get("error_type") or "Refused"
+    return f"{kind}: {reply.get('error') or 'refused'}"
+
+
 def _nonce(n: int) -> bytes:
     return bytes(11) + bytes([n])
 
@@ -98,7 +105,7 @@ def pair(
     errors = []
     for reply in _replies(link, host, request("hello", me.device_id, hello), timeout):
         if not reply.get("ok"):
-            errors.append(str(reply.get("error", "refused")))
+            errors.append(refusal(reply))
             continue
         data, handshake = reply.get("data"), reply.get("handshake", b"")
         if not isinstance(data, bytes) or len(data) != 65 or not isinstance(handshake, bytes):
@@ -132,7 +139,7 @@ def _confirm(
     errors = []
     for reply in _replies(link, host, payload, timeout):
         if not reply.get("ok"):
-            errors.append(str(reply.get("error", "refused")))
+            errors.append(refusal(reply))
             continue
         data = reply.get("data")
         if not isinstance(data, bytes):

@@ -19,12 +19,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from accord.sim.household import Household, SimDevice
 from tests.helpers import device, running_household
+
+if TYPE_CHECKING:
+    from tests.conftest import SharedProcesses
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = [
@@ -79,9 +82,11 @@ def joined_id(report: dict[str, Any]) -> str:
     return str(by_step(report)["pair"]["reason"].split()[2].rstrip(","))
 
 
-@pytest.fixture
-def house() -> Iterator[Household]:
-    yield from running_household(["nokia-x60"], "acc-conf-")
+@pytest.fixture(scope="module")
+def house(shared_processes: SharedProcesses) -> Iterator[Household]:
+    """One node for the module: each test pairs clients of its own into it (a test's
+    clients never depend on another test's)."""
+    yield from running_household(["nokia-x60"], "acc-conf-", shared=shared_processes)
 
 
 def pin(phone: SimDevice) -> str:

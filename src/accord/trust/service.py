@@ -29,6 +29,7 @@ from accord.trust.sync import CircleSync
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_S = 120.0
+PUBLISH_AFTER_S = 0.1  # after a pairing, the new member list goes to the circle this late
 MAX_WINDOW_S = 3600.0
 
 
@@ -59,6 +60,7 @@ class TrustService:
         self._window = pairing.HostWindow(circle, home.identity, self._on_paired)
         self._undo: Undo | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        self._publish: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         self._undo = self._bus.serve(keys.pair_key(self._home.device_id), self._serve_pair)
@@ -68,6 +70,9 @@ class TrustService:
     async def stop(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+        if self._publish is not None:  # a list not yet sent: send it now, before we go
+            self._publish.cancel()
+            self._publish_now()
         if self._undo is not None:
             self._undo()
             self._undo = None
@@ -81,9 +86,19 @@ class TrustService:
 
     def _on_paired(self, paired: pairing.Paired) -> None:
         log.info("%s: %s joined the circle", self._home.name, paired.name)
-        self._sync.publish_members()
+        # Every member takes the new list (verify, merge, save, tell its services): in a
+        # circle of 100 that is seconds of CPU between them. The joiner first: its
+        # credentials go out with this reply, and the list a moment after, so they do
+        # not compete for the CPU while it installs them.
+        if self._publish is None or self._publish.cancelled():
+            loop = asyncio.get_running_loop()
+            self._publish = loop.call_later(PUBLISH_AFTER_S, self._publish_now)
         if self._paired.qsize() < 8:  # only a waiting `pair open` reads these
             self._paired.put_nowait(paired)
+
+    def _publish_now(self) -> None:
+        self._publish = None
+        self._sync.publish_members()
 
     # -- control methods ---------------------------------------------------
 

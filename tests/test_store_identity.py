@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from functools import partial
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,8 @@ from accord.data import Replica, SyncMessage
 from accord.data import catalog as cat
 from accord.data.catalog import CATALOG, Declaration, Settings
 from accord.data.control import KvControl
+from accord.data.model import DATA_VERSION, Push
+from accord.data.opening import HELD_BYTES
 from accord.errors import StoreConflict, StoreError, StoreNotHeld, UnknownStore
 from accord.node import Node
 from tests.nodes import Mesh, household, pair, wait_until
@@ -289,3 +292,54 @@ async def test_a_hostile_member_cannot_claim_a_name_above_its_level_or_over_a_hi
     # Nor can it write the catalog through the API.
     with pytest.raises(StoreError, match="written by the node only"):
         await fridge.data.open_existing(CATALOG).put("x", b"y")
+
+
+async def test_a_push_that_comes_before_its_declaration_is_applied_when_the_store_opens(
+    home: dict[str, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new store's first push usually reaches a member just before the catalog push
+    that declares it. The member holds that push and applies it once the declaration
+    is in: it need not fetch the same rows again (no page comes for the store)."""
+    phone, tablet = home["phone"], home["tablet"]
+    me = tablet.home.device_id
+    declared = False
+    real = tablet.data._sender_declared
+
+    def late(store: str, sender: str, asked: Settings) -> bool:
+        return (declared or store != "notes") and real(store, sender, asked)
+
+    monkeypatch.setattr(tablet.data, "_sender_declared", late)
+    pages: list[str] = []
+    on_page = Replica._on_page
+
+    def spy(self: Replica, sender: str, page: Any) -> list[SyncMessage]:
+        if self.device_id == me and self.name == "notes":
+            pages.append(sender)
+        return on_page(self, sender, page)
+
+    monkeypatch.setattr(Replica, "_on_page", spy)
+    await phone.data.open("notes").put("milk", b"2 l")
+    await wait_until(lambda: ("notes", phone.home.device_id) in tablet.data._held, WAIT, "held")
+    assert "notes" not in tablet.data.stores.names()
+    declared = True
+    tablet.data._recheck()  # what the catalog push does when it lands
+    await wait_until(lambda: has(tablet, "notes", "milk", b"2 l"), WAIT, "the tablet's copy")
+    await asyncio.sleep(0.3)  # an ask and its answer, had the phone had more
+    assert pages == []
+    assert tablet.data._held == {}
+
+
+async def test_pushes_held_for_undeclared_stores_are_bounded_per_sender(
+    home: dict[str, Node],
+) -> None:
+    """A hostile member that pushes stores it never declares gets only its own share
+    of memory held (HELD_BYTES), and nothing for a store that does not wait for it."""
+    tablet, fridge = home["tablet"], home["fridge"]
+    hostile = fridge.home.device_id
+    push = Push(DATA_VERSION, "junk", ())  # never applied here: only kept
+    assert not tablet.data.hold("junk", hostile, push, 10)  # not waiting for it
+    tablet.data._deferred[("junk", hostile)] = Settings("shared", "S1")
+    assert tablet.data.hold("junk", hostile, push, HELD_BYTES - 10)
+    assert not tablet.data.hold("junk", hostile, push, 11)  # over its share
+    assert tablet.data.hold("junk", hostile, push, 10)
+    assert sum(size for _, size in tablet.data._held[("junk", hostile)]) == HELD_BYTES

@@ -183,6 +183,9 @@ class StoreIdentity:
         self._conflicts: dict[str, str] = {}  # our stores that lost: name -> why
         self._reported: set[tuple[str, str]] = set()  # (store, device) holding another
         self._deferred: dict[tuple[str, str], Settings] = {}  # (store, sender): not declared
+        # Pushes that came for a deferred (store, sender), applied once it opens (bounded).
+        self._held: dict[tuple[str, str], list[tuple[Push, int]]] = {}
+        self._held_bytes: dict[str, int] = {}  # per sender
 
     @property
     def device_id(self) -> str:
@@ -344,6 +347,12 @@ class StoreIdentity:
     # -- implemented by the parts built on this (accord.data.opening, .service) -------
 
     def _pull(self, replica: Replica, peer: str) -> None:
+        raise NotImplementedError
+
+    def _ask(self, replica: Replica, peer: str) -> None:
+        raise NotImplementedError
+
+    def _queue_push(self, replica: Replica, sender: str, push: Push) -> None:
         raise NotImplementedError
 
     def _send(self, peer: str, replica: Replica, message: SyncMessage) -> None:

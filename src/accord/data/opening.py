@@ -24,6 +24,7 @@ from accord.data.identity import (
     settings_of,
 )
 from accord.data.limits import check_store_name
+from accord.data.model import Push
 from accord.data.rules import StoreKind
 from accord.errors import (
     StoreError,
@@ -35,6 +36,7 @@ from accord.trust.levels import DataLabel, may_receive
 log = logging.getLogger(__name__)
 
 ASK_AFTER_S: Final = 1.5  # a new store asks the members what they have this long after
+HELD_BYTES: Final = 4 * 1024 * 1024  # pushes kept per sender for stores awaiting declaration
 
 
 class StoreOpening(StoreIdentity):
@@ -193,11 +195,47 @@ class StoreOpening(StoreIdentity):
         log.debug("%s: store %s from %s waits for its declaration", self._name, store,
                   sender[:10])  # fmt: skip
         if self._catalog is not None and sender in self._online:
-            self._pull(self._catalog, sender)
+            # Its declaration is usually on its way in a catalog push: ask (it answers
+            # only if its catalog has more than ours) rather than pull it again.
+            self._ask(self._catalog, sender)
+
+    def hold(self, store: str, sender: str, push: Push, size: int) -> bool:
+        """Keep a push for a store that waits for its declaration (:meth:`_defer`), to
+        apply when it opens: the first push of a new store usually comes just before
+        the catalog push that declares it. At most HELD_BYTES per sender; False if
+        not kept (the store is not waiting for this sender, or its share is full)."""
+        key = (store, sender)
+        if key not in self._deferred:
+            return False
+        used = self._held_bytes.get(sender, 0)
+        if used + size > HELD_BYTES:
+            return False
+        self._held_bytes[sender] = used + size
+        self._held.setdefault(key, []).append((push, size))
+        return True
+
+    def _replay(self, key: tuple[str, str], asked: Settings) -> None:
+        """The pushes held for ``key``, to the store now open if it is the sender's
+        (the settings it sent them with); checked there like any push."""
+        held = self._held.pop(key, [])
+        store, sender = key
+        left = self._held_bytes.get(sender, 0) - sum(size for _, size in held)
+        if left > 0:
+            self._held_bytes[sender] = left
+        else:
+            self._held_bytes.pop(sender, None)
+        if not held or store not in self._facades:
+            return
+        replica = self._same(self.stores.get(store), asked, sender)
+        if replica is None:
+            return
+        for push, _ in held:
+            self._queue_push(replica, sender, push)
 
     def _open_deferred(self) -> None:
         for key in [k for k in self._deferred if k[0] in self._facades]:
-            del self._deferred[key]  # opened from another member meanwhile
+            # opened from another member meanwhile
+            self._replay(key, self._deferred.pop(key))
         ready = [
             (key, asked)
             for key, asked in self._deferred.items()
@@ -207,8 +245,10 @@ class StoreOpening(StoreIdentity):
             del self._deferred[key]
         for (store, sender), asked in ready:
             if store in self._facades or store in self.stores.on_disk():
+                self._replay((store, sender), asked)
                 continue
             if not self._circle.is_member(sender):
+                self._replay((store, sender), asked)  # dropped: the store did not open
                 continue
             try:
                 if self._circle_allows(store, asked, sender):
@@ -218,6 +258,7 @@ class StoreOpening(StoreIdentity):
             except StoreError as exc:
                 self._quiet.warn("open:" + store, "%s: cannot open store %s: %s", self._name,
                                 store, exc)  # fmt: skip
+            self._replay((store, sender), asked)
 
     def _circle_allows(self, store: str, asked: Settings, sender: str) -> bool:
         """False (logged once) if the circle's store of that name is another store."""

@@ -193,6 +193,8 @@ class DataService(StoreOpening):
             if replica is None:
                 if isinstance(message, Pull):
                     self._not_held(sender, env, message)
+                elif isinstance(message, Push):
+                    self.hold(message.store, sender, message, len(env.message))
                 return
             if isinstance(message, Push):
                 self._queue_push(replica, sender, message)
@@ -262,11 +264,9 @@ class DataService(StoreOpening):
         self._refresh_online()
 
     def _refresh_online(self) -> None:
-        now = {
-            r.device_id
-            for r in self._directory.records()
-            if r.online and self._circle.is_member(r.device_id)
-        }
+        # Once per directory event (N of them as a device joins a circle of N): the
+        # ids alone, no copy or sort of the records.
+        now = {d for d in self._directory.online_ids() if self._circle.is_member(d)}
         appeared, gone = now - self._online, self._online - now
         self._online = now
         for peer in gone:

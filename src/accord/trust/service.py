@@ -23,6 +23,7 @@ from accord.trust import pairing
 from accord.trust.circle import Circle
 from accord.trust.members import Member
 from accord.trust.members import revoke as revoke_list
+from accord.trust.pairing_host import HostWindow
 from accord.trust.pake import new_pin
 from accord.trust.sync import CircleSync
 
@@ -57,7 +58,7 @@ class TrustService:
         self._announce_pairing = announce_pairing
         self._hand_back = hand_back  # (plan, force): the apps runtime's hand_back
         self._paired: asyncio.Queue[pairing.Paired] = asyncio.Queue()
-        self._window = pairing.HostWindow(circle, home.identity, self._on_paired)
+        self._window = HostWindow(circle, home.identity, self._on_paired)
         self._undo: Undo | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._publish: asyncio.TimerHandle | None = None

@@ -183,6 +183,7 @@ class StoreIdentity:
         self._conflicts: dict[str, str] = {}  # our stores that lost: name -> why
         self._reported: set[tuple[str, str]] = set()  # (store, device) holding another
         self._deferred: dict[tuple[str, str], Settings] = {}  # (store, sender): not declared
+        self._recheck_due = False
         # Pushes that came for a deferred (store, sender), applied once it opens (bounded).
         self._held: dict[tuple[str, str], list[tuple[Push, int]]] = {}
         self._held_bytes: dict[str, int] = {}  # per sender
@@ -209,9 +210,29 @@ class StoreIdentity:
             return
         self._catalog = replica
         self._facades[CATALOG] = GuardedStore(replica, self.committed, self._guard)
-        self._undo.append(replica.subscribe(lambda _changes: self._recheck()))
-        self._undo.append(self._circle.on_change(self._recheck))
+        self._undo.append(replica.subscribe(lambda _changes: self._recheck_soon()))
+        self._undo.append(self._circle.on_change(self._recheck_soon))
         self._recheck()
+
+    def _recheck_soon(self) -> None:
+        """:meth:`_recheck` once on the loop's next turn, however many catalog changes
+        and member lists land before it: when a store is new to a big circle, every
+        member declares it and each declaration reaches every member, and a recheck
+        reads the whole catalog (N declarations each, once per turn instead of N)."""
+        if self._recheck_due:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop (a test's direct call): at once
+            self._recheck()
+            return
+        self._recheck_due = True
+
+        def run() -> None:
+            self._recheck_due = False
+            self._recheck()
+
+        loop.call_soon(run)
 
     def _levels(self) -> dict[str, str]:
         return {m.device_id: m.security_level for m in self._circle.members.active()}

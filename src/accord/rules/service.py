@@ -156,7 +156,8 @@ class RulesService:
 
     def candidates(self) -> list[Candidate]:
         out = []
-        for rec in self._directory.records():
+        # Records as held (no copy, no sort): this runs on every directory event.
+        for rec in self._directory.stored():
             if rec.is_self or (rec.online and self._circle.is_member(rec.device_id)):
                 mains = rec.profile is not None and rec.profile.power == "mains"
                 out.append(Candidate(rec.device_id, rec.name, mains))
@@ -276,8 +277,9 @@ class RulesService:
 
     def _assign(self) -> None:
         self._records = {}
-        candidates = self.candidates()
-        for name, record in self.records().items():
+        records = self.records()
+        candidates = self.candidates() if records else []  # no rule: nobody to choose
+        for name, record in records.items():
             chosen = runner_for(name, candidates)
             if (
                 record.deleted

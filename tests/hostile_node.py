@@ -391,8 +391,15 @@ class Hostile:
                 return [page]
             return real_receive(sender, message)
 
+        def summary(*, ask: bool = False) -> Summary:
+            # Every summary it sends claims the forged vector (a member that invites
+            # a pull once, then tells the truth, would be waited out: the target does
+            # not pull while the phone's own pushes are arriving).
+            return Summary(DATA_VERSION, store, vv, ask)
+
         replica.receive = receive  # type: ignore[method-assign]
-        data._send(target, replica, Summary(DATA_VERSION, store, vv))
+        replica.summary = summary  # type: ignore[method-assign]
+        data._send(target, replica, summary())
         return {"armed": True}
 
     async def forge_status(self, _params: dict[str, Any]) -> dict[str, Any]:

@@ -211,3 +211,31 @@ async def test_broken_handlers_answer_with_typed_errors(two: tuple[Node, Node]) 
     with pytest.raises(RemoteError, match="no such sensor") as early:
         await drain(laptop.rpc.stream(phone.home.device_id, "bad", "early"))
     assert early.value.remote_type == "LookupError"
+
+
+async def test_a_stream_request_the_callee_cannot_read_ends_with_its_typed_refusal(
+    two: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A callee that cannot read a request answers with a refused RpcResult (it cannot
+    tell a stream from a call): the stream ends with that typed error at once, not with
+    a protocol error or a timeout."""
+    laptop, phone = two
+
+    async def count(params: Count, caller: str) -> AsyncIterator[int]:
+        for i in range(params.upto):
+            yield i
+
+    phone.services.register_stream("counter", "count", count, Count)
+    real = laptop.rpc._request
+
+    def out_of_bounds(params: object, timeout: float, window: int) -> object:
+        return msgspec.structs.replace(real(params, timeout, window), timeout_ms=-1)
+
+    monkeypatch.setattr(laptop.rpc, "_request", out_of_bounds)
+    stream = laptop.rpc.stream(
+        phone.home.device_id, "counter", "count", Count(3), int, timeout=20.0
+    )
+    with pytest.raises(RemoteError) as refused:
+        async with asyncio.timeout(10):
+            await drain(stream)
+    assert refused.value.remote_type == "InvalidRequest"

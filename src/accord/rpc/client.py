@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -233,8 +234,12 @@ class RpcClient:
         except Exception:
             log.debug("could not publish %s", type(message).__name__)
 
-    def _open_frame(self, key: str, device_id: str, payload: bytes) -> StreamFrame | None:
-        """A stream frame the callee sealed for us; None for anyone else's noise."""
+    def _open_frame(
+        self, key: str, device_id: str, payload: bytes
+    ) -> StreamFrame | RpcResult | None:
+        """A stream frame the callee sealed for us; None for anyone else's noise. A
+        callee that cannot read the request at all answers with a refused RpcResult
+        (it cannot tell a stream from a call then): that is returned too."""
         if len(payload) > MAX_ITEM + FRAME_SLACK:
             return None
         plain = self._authentic(key, device_id, payload)
@@ -243,6 +248,10 @@ class RpcClient:
         try:
             return frame_decoder.decode(plain)
         except DECODE_ERRORS as exc:
+            with contextlib.suppress(*DECODE_ERRORS):
+                refused = result_decoder.decode(plain)
+                if not refused.ok:
+                    return refused
             raise RemoteError("ProtocolError", f"unreadable stream frame: {exc}") from None
 
 
@@ -383,6 +392,9 @@ class RpcStream(Generic[T]):
                     await self._restart()
                 continue
             frame = self._client._open_frame(self._key, self._device, payload)
+            if isinstance(frame, RpcResult):
+                self._close(cancel=False)
+                raise remote_failure(self._name, frame.error_type, frame.error)
             if frame is not None:
                 return frame
 

@@ -268,8 +268,12 @@ def _shown(path: Path) -> str:
 
 
 def _settled(row: dict[str, Any], total: int) -> bool:
-    """Seen by every other node and (when paired) showing its details."""
-    return row["seen_by"] == total - 1 and (row.get("circle_members") != total or row["summary"])
+    """Seen by every other node, knowing the whole circle (the sim pairs them all; a
+    member learns of the last joiner from the member list the host publishes just
+    after the pairing), and showing its details."""
+    return (
+        row["seen_by"] == total - 1 and row.get("circle_members") == total and bool(row["summary"])
+    )
 
 
 def _changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:

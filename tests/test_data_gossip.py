@@ -39,3 +39,12 @@ def test_a_round_costs_n_log_n_messages_not_n_squared() -> None:
 def test_no_peers_and_one_peer() -> None:
     assert gossip.rotating([], 3) == []
     assert gossip.rotating(["only"], 3) == ["only"]
+
+
+def test_an_idle_member_of_a_big_circle_speaks_every_few_rounds() -> None:
+    big = len(PEERS)
+    spoke = [turn for turn in range(1, 13) if not gossip.quiet(big, True, turn)]
+    assert spoke == [4, 8, 12]
+    assert not any(gossip.quiet(big, False, turn) for turn in range(1, 13))  # a change: now
+    small = gossip.ALL_UP_TO
+    assert not any(gossip.quiet(small, True, turn) for turn in range(1, 13))  # as before

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Final
 
 ALL_UP_TO: Final = 8  # circles this small hear every summary, as before
+QUIET_EVERY: Final = 4  # an unchanged member of a big circle gossips every 4th round
 
 
 def fanout(members: int) -> int:
@@ -33,3 +34,9 @@ def rotating(peers: Sequence[str], turn: int) -> list[str]:
         return list(peers)
     start = (turn * k) % len(peers)
     return [peers[(start + i) % len(peers)] for i in range(k)]
+
+
+def quiet(members: int, unchanged: bool, turn: int) -> bool:
+    """Skip this round's summaries of a store? Only in a big circle, only if the
+    store is as it was when last gossiped, and not every QUIET_EVERY-th round."""
+    return members > ALL_UP_TO and unchanged and turn % QUIET_EVERY != 0

@@ -172,6 +172,7 @@ class StoreIdentity:
         self._outboxes: dict[str, Outbox] = {}
         self._online: set[str] = set()
         self._round = 0  # anti-entropy rounds and store openings: whose turn (gossip)
+        self._gossiped: dict[str, dict[str, int]] = {}  # per store, the vv last gossiped
         self._dirty: set[str] = set()
         self._pushes: dict[str, list[tuple[str, Push]]] = {}  # per store, to apply together
         self._flush: asyncio.TimerHandle | None = None

@@ -301,6 +301,10 @@ class DataService(StoreOpening):
         for name in self.stores.names():
             replica = self.stores.get(name)
             peers = [p for p in sorted(self._online) if replica.may_share(p)]
+            vv = replica.version_vector()
+            if gossip.quiet(len(peers), self._gossiped.get(name) == vv, self._round):
+                continue  # collection waits for the next round that speaks
+            self._gossiped[name] = vv
             targets = gossip.rotating(peers, self._round)
             summary = replica.summary(ask=len(targets) < len(peers))
             for peer in targets:

@@ -5,18 +5,8 @@ On the wire (``accord/v1/pair/<host id>``, see docs/protocol.md) each step is a
 query whose payload is a :class:`PairRequest` and whose reply is a
 :class:`PairReply`. After the SPAKE2 handshake (``accord.trust.pake``), the joiner
 sends its identity and the host sends the circle's credentials, both encrypted
-under the handshake's session key.
-
-Anyone may send these requests, so the host's rules are:
-
-- an attempt is counted when the host answers a well-formed hello, since that
-  answer is what lets the joiner test one PIN guess; a hello that tests nothing
-  (malformed, refused) is not counted, and neither confirm nor abort counts;
-- the answer carries a fresh random handshake id, and only a request naming it
-  (which only the joiner that received the answer knows) may confirm or abort
-  that handshake;
-- a handshake confirms only while its window is still open with the same PIN,
-  and success closes the window: one PIN admits one device.
+under the handshake's session key. The rules a host keeps, since anyone may send
+these requests, are in :mod:`accord.trust.pairing_host`.
 """
 
 from __future__ import annotations

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,18 +20,13 @@ from accord.bus import keys
 from accord.node import Node
 from accord.rpc.messages import RpcResult, request_decoder, result_decoder
 from accord.wire.messages import DECODE_ERRORS
-from tests.nodes import Mesh, detailed, pair, wait_until
+from tests.nodes import Mesh, household
 
 
 @pytest.fixture
-async def pair_of_nodes(short_tmp: Path) -> AsyncIterator[tuple[Node, Node]]:
-    async with AsyncExitStack() as stack:
-        mesh = Mesh(short_tmp, stack)
-        laptop = await mesh.start("laptop", "laptop")
-        phone = await mesh.start("phone", "nokia-x60")
-        await pair(laptop, phone)
-        await wait_until(detailed(laptop, phone), 5, "details")
-        yield laptop, phone
+async def pair_of_nodes(mesh: Mesh) -> tuple[Node, Node]:
+    laptop, phone = await household(mesh, ("laptop", "laptop"), ("phone", "nokia-x60"))
+    return laptop, phone
 
 
 async def _ask(caller: Node, callee: Node, target: str, plaintext: bytes) -> list[bytes]:

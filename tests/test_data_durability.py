@@ -137,10 +137,10 @@ class Faults:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, file: StoreFile) -> None:
         self._real: Callable[..., int] = file.write_row
-        self._real_flat: Callable[..., int] = file.put_flat
+        self._real_upsert: Callable[..., None] = file.upsert
         self._left: int | None = None
         monkeypatch.setattr(file, "write_row", self._write)
-        monkeypatch.setattr(file, "put_flat", self._put_flat)
+        monkeypatch.setattr(file, "upsert", self._upsert)
         self._real_apply: Callable[..., None] = file.apply_staged
         monkeypatch.setattr(file, "apply_staged", self._apply_staged)
 
@@ -163,15 +163,15 @@ class Faults:
             self._left = None
             raise SimulatedCrash("killed mid-transaction")
 
-    def _put_flat(self, rows: Any, **options: Any) -> int:
+    def _upsert(self, params: Any, *, newer_only: bool) -> None:
         """A set-based write: the first rows go in, then the process dies."""
-        if self._left is not None and self._left <= len(rows):
-            self._real_flat(rows[: self._left - 1], **options)
+        if self._left is not None and self._left <= len(params):
+            self._real_upsert(params[: self._left - 1], newer_only=newer_only)
             self._left = None
             raise SimulatedCrash("killed mid-transaction")
         if self._left is not None:
-            self._left -= len(rows)
-        return self._real_flat(rows, **options)
+            self._left -= len(params)
+        self._real_upsert(params, newer_only=newer_only)
 
 
 @pytest.fixture

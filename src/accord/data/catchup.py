@@ -278,7 +278,7 @@ def _leaves(group: Group, ns: str) -> dict[int, bytes] | None:
     positions = list(proof.index) or list(range(proof.n))
     if len(positions) != len(group.items) or len(set(positions)) != len(positions):
         return None
-    return {p: pv.leaf(ns, op.key, op.value) for p, op in zip(positions, group.items, strict=True)}
+    return dict(zip(positions, pv.leaves(ns, group.items), strict=True))
 
 
 def merge_rows(page: Page) -> Iterable[Row]:

@@ -124,7 +124,7 @@ class _Device:
 
     def _arm(self, file: StoreFile) -> None:
         """Make some writes die mid-transaction, as a killed process would."""
-        write_row, put_flat = file.write_row, file.put_flat
+        write_row, upsert = file.write_row, file.upsert
         rng, rate = self.net.rng, self.net.config.crash_mid_write
 
         def faulty(row: Any, old_lseq: int | None) -> int:
@@ -132,12 +132,12 @@ class _Device:
                 raise SimulatedCrash(self.id)
             return write_row(row, old_lseq)
 
-        def faulty_flat(rows: Any, **options: Any) -> int:
-            for i in range(len(rows)):
+        def faulty_upsert(params: Any, *, newer_only: bool) -> None:
+            for i in range(len(params)):
                 if self.net.lossy and rng.random() < rate:
-                    put_flat(rows[:i], **options)  # some rows went in, then the process died
+                    upsert(params[:i], newer_only=newer_only)  # some rows went in, then it died
                     raise SimulatedCrash(self.id)
-            return put_flat(rows, **options)
+            upsert(params, newer_only=newer_only)
 
         apply_staged = file.apply_staged
 
@@ -147,7 +147,7 @@ class _Device:
                 raise SimulatedCrash(self.id)
 
         setattr(file, "write_row", faulty)  # noqa: B010 - an instance-level fault hook
-        setattr(file, "put_flat", faulty_flat)  # noqa: B010
+        setattr(file, "upsert", faulty_upsert)  # noqa: B010
         setattr(file, "apply_staged", faulty_apply)  # noqa: B010
 
     def stop(self) -> None:

@@ -288,7 +288,7 @@ class Store:
         sig = b""
         leaves: list[bytes] = []
         if self._signer is not None:
-            leaves = [provenance.leaf(self._own_ns, op.key, op.value) for op in final]
+            leaves = provenance.leaves(self._own_ns, final)
             sig = self._signer(
                 provenance.message(
                     self.name, self.device_id, seq, hlc, len(final), provenance.root(leaves)
@@ -438,12 +438,13 @@ class Store:
         seen); a peer's rows replace only rows they win over, which SQLite decides.
         Only when someone watches are the stored rows read, to report the changes."""
         hlc, origin, seq = batch.hlc, batch.origin, batch.seq
+        if not self._watchers.active:
+            put = self._file.put_batch
+            return [], put(ns, keys, batch.ops, hlc, origin, seq, newer_only=not local)
         rows: list[Flat] = [
             (ns, key, op.value, hlc.wall_ms, hlc.counter, origin, seq, i)
             for i, (op, key) in enumerate(zip(batch.ops, keys, strict=True))
         ]
-        if not self._watchers.active:
-            return [], self._file.put_flat(rows, newer_only=not local)
         found = self._file.winners(ns, keys)
         won: list[Flat] = []
         changes: list[Change] = []
@@ -462,7 +463,7 @@ class Store:
         whole. Merge stores keep no proof, but their batches are checked too."""
         if self._signer is None:
             return []
-        leaves = [provenance.leaf(ns, op.key, op.value) for op in batch.ops]
+        leaves = provenance.leaves(ns, batch.ops)
         key = self._peers.public_key(batch.origin)
         msg = provenance.message(
             self.name, batch.origin, batch.seq, batch.hlc, len(leaves), provenance.root(leaves)

@@ -21,6 +21,7 @@ from accord.data import provenance
 from accord.data.changes import Change, Entry, Listener, Watchers
 from accord.data.limits import (
     DEFAULT_PAGE_BYTES,
+    MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
     ROW_OVERHEAD,
     check_batch,
@@ -305,16 +306,23 @@ class Store:
     def _last_writes(self, ops: Iterable[Op]) -> tuple[tuple[Op, ...], list[bytes]]:
         """A last-writer-wins batch's ops, checked, a key written twice keeping its last
         write; and each key's UTF-8 bytes."""
-        latest: dict[str, Op] = {}
-        for op in ops:
-            latest[op.key] = op
+        latest = {op.key: op for op in ops}
         final = tuple(latest.values())
-        raws = [key_bytes(op.key) for op in final]
-        size = len(final) * ROW_OVERHEAD + sum(len(raw) for raw in raws)
+        # Per row only what the common case needs; a key or value that may break a
+        # rule goes through the full check, which raises the typed error.
+        try:
+            raws = [key.encode() for key in latest]
+        except UnicodeEncodeError:
+            raws = [key_bytes(key) for key in latest]
+        if raws and (not all(raws) or max(map(len, raws)) > MAX_KEY_BYTES):
+            raws = [key_bytes(key) for key in latest]
+        size = len(final) * ROW_OVERHEAD + sum(map(len, raws))
         for op in final:
-            if op.value is not None:
-                check_value(op.value)
-                size += len(op.value)
+            value = op.value
+            if value is not None:
+                if type(value) is not bytes or len(value) > MAX_VALUE_BYTES:
+                    check_value(value)
+                size += len(value)
         check_batch(len(final), size)
         return final, raws
 

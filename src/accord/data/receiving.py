@@ -41,6 +41,7 @@ from accord.data.model import (
 )
 from accord.data.rules import check_row, dominated, page_fit
 from accord.data.sharing import SharedStore
+from accord.data.sqlite_file import blob
 from accord.data.sqlite_store import Flat, Session
 from accord.data.staging import NO_END, Filter, StagedRow
 from accord.device.identity import verify
@@ -295,10 +296,12 @@ class CatchingUp(SharedStore):
             ns = origin if ns_of_group else ""
             number, seq = numbers[group.origin], group.seq
             wall, counter = group.hlc.wall_ms, group.hlc.counter
+            places = catchup.places(group)
             out += [
-                (sid, n + i, ns, op.key.encode(), op.value, wall, counter, number, seq, idx)
-                for i, (op, idx) in enumerate(zip(group.items, catchup.places(group), strict=True))
-            ]
+                (sid, n + i, ns, bytearray(op.key, "utf-8"), blob(op.value), wall, counter,
+                 number, seq, idx)
+                for i, (op, idx) in enumerate(zip(group.items, places, strict=True))
+            ]  # fmt: skip
             n += len(group.items)
         return out
 

@@ -17,7 +17,7 @@ import msgspec
 from accord.clock import Hlc
 from accord.data.model import Op, Row
 from accord.data.provenance import Proof
-from accord.data.sqlite_file import IF_NEWER, UPSERT_SET, Flat, Synchronous
+from accord.data.sqlite_file import IF_NEWER, UPSERT_SET, Flat, Synchronous, blob
 from accord.data.staging import Session, Staging
 
 __all__ = ["Flat", "RawRow", "Session", "StoreFile", "Synchronous", "Winner"]
@@ -78,7 +78,7 @@ class StoreFile(Staging):
         (hlc, origin)): last-writer-wins resolved by SQLite, set-based, with no read."""
         first = self._lseqs(len(rows))
         params = [
-            (first + i, ns, bytearray(key), _blob(value), wall_ms, counter, origin, seq, idx)
+            (first + i, ns, bytearray(key), blob(value), wall_ms, counter, origin, seq, idx)
             for i, (ns, key, value, wall_ms, counter, origin, seq, idx) in enumerate(rows)
         ]
         self.upsert(params, newer_only=newer_only)
@@ -94,7 +94,7 @@ class StoreFile(Staging):
         first = self._lseqs(len(ops))
         wall_ms, counter = at.wall_ms, at.counter
         params = [
-            (first + i, ns, bytearray(key), _blob(op.value), wall_ms, counter, origin, seq, i)
+            (first + i, ns, bytearray(key), blob(op.value), wall_ms, counter, origin, seq, i)
             for i, (key, op) in enumerate(zip(keys, ops, strict=True))
         ]
         self.upsert(params, newer_only=newer_only)
@@ -262,13 +262,6 @@ def _row(found: tuple[Any, ...]) -> Row:
         _dots_decoder.decode(dots) if dots else {origin: seq},
         None if proof is None else _proof_decoder.decode(proof),
     )
-
-
-def _blob(value: bytes | None) -> bytearray | None:
-    # Keys and values are bound as bytearray: the sqlite3 module binds bytes (and
-    # None) only after a failed adapter lookup per parameter, which costs more than
-    # SQLite's own insert of the row; a bytearray binds directly, as the same BLOB.
-    return None if value is None else bytearray(value)
 
 
 def _prefix_end(prefix: bytes) -> bytes | None:

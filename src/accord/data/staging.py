@@ -27,7 +27,7 @@ class Session(msgspec.Struct, frozen=True):
 Filter = Mapping[str, tuple[int, int]]
 
 # A staged row: (sid, n, ns, key, value, wall_ms, counter, origin number, seq, idx).
-StagedRow = tuple[int, int, str, bytes, bytes | None, int, int, int, int, int | None]
+StagedRow = tuple[int, int, str, bytearray | None, bytearray | None, int, int, int, int, int | None]
 
 _FILTERED: Final = (
     "FROM staged AS s JOIN temp.wanted AS w ON w.id = s.origin "

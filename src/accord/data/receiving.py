@@ -206,7 +206,7 @@ class CatchingUp(SharedStore):
             self._deferred[peer] = self._events
 
     def _on_page(self, sender: str, page: Page) -> list[SyncMessage]:
-        check_page(page)  # decode() did, but a caller may hand us a message object
+        check_page(page)
         ns_of_group = self.kind == "per-device"
         if self.merge is None and page.rows:
             raise MalformedSync("a last-writer-wins store's page carries merge rows")

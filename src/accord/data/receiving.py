@@ -40,7 +40,7 @@ from accord.data.model import (
 )
 from accord.data.rules import check_row, dominated, page_fit
 from accord.data.sharing import SharedStore
-from accord.data.sqlite_store import Flat, GroupRows, Session
+from accord.data.sqlite_store import Flat, Session
 from accord.data.staging import NO_END, Filter
 from accord.device.identity import verify
 from accord.errors import MalformedSync, PeerNotAllowed
@@ -72,7 +72,6 @@ class CatchingUp(SharedStore):
         self._outgoing: list[tuple[str, SyncMessage]] = []
         self._verified: dict[tuple[bytes, bytes], bool] = {}  # batch signatures checked
         self._arriving: dict[str, int] = {}  # origin -> when a push of its last advanced vv
-        self._leftovers = True  # pages of finished catch-ups may wait for removal
 
     def pull_from(self, peer: str) -> Pull:
         """Ask ``peer`` for what we miss now (resuming an unfinished catch-up from it),
@@ -138,10 +137,6 @@ class CatchingUp(SharedStore):
     def tick(self) -> None:
         """Call every second or so: a source that stalled hands its turn on (or, if
         no one else waits, is asked again)."""
-        if self._leftovers:
-            self._leftovers = False
-            with self._file.transaction():
-                self._file.drop_leftovers()
         if self._active is None:
             self._next_source()  # members that waited while pushes were arriving
             return
@@ -322,9 +317,8 @@ class CatchingUp(SharedStore):
                 self._file.record_batches([(o, s, NO_END, m) for o, s, m in materials])
             for origin, seq in advanced.items():
                 self._file.set_vv(origin, seq)
-            self._file.drop_session(sender, pages=False)
+            self._file.drop_session(sender)
             self._file.set_meta("hlc", msgspec.msgpack.encode(self._hlc.last))
-        self._leftovers = True
         self._vv.update(advanced)
         del self._sessions[sender]
         self._watchers.notify("catch-up", sender, changes)
@@ -355,42 +349,45 @@ class CatchingUp(SharedStore):
         changes reported and every staged page's proof material."""
         materials: list[tuple[str, int, bytes]] = []
         watched: list[Flat] = []
-        newest: Hlc | None = None
+        newest: tuple[int, int] | None = None
         for data in self._file.staged(sender):
             item = _staged_decoder.decode(data)
             materials += item.materials
-            groups = self._wanted_groups(item.page, wanted)
-            if not groups:
-                continue
-            top = max(group[3] for group in groups)
-            newest = top if newest is None else max(newest, top)
+            flat, starts = self._wanted_rows(item.page, wanted)
+            if flat:
+                top = max((row[3], row[4]) for row in flat)
+                newest = top if newest is None else max(newest, top)
             if self._watchers.active:
-                watched += [
-                    (ns, op.key.encode(), op.value, at.wall_ms, at.counter, origin, seq, idx)
-                    for ns, origin, seq, at, ops, places in groups
-                    for op, idx in zip(ops, places, strict=True)
-                ]
-                continue
-            starts = self._file.put_groups(groups)
-            self._file.record_batches(
-                [(g[1], g[2], start, None) for g, start in zip(groups, starts, strict=True)]
-            )
+                watched += flat
+            elif flat:
+                first = self._file.put_flat(flat, newer_only=True)
+                self._file.record_batches([(o, s, first + at, None) for o, s, at in starts])
         if newest is not None:
-            self._hlc.update(newest)  # ClockSkew: rolled back, retried later
+            self._hlc.update(Hlc(*newest))  # ClockSkew: rolled back, retried later
         return (self._put_watched(watched) if watched else []), materials
 
-    def _wanted_groups(self, page: Page, wanted: Filter) -> list[GroupRows]:
-        """The groups of a staged page that ``wanted`` takes."""
+    def _wanted_rows(
+        self, page: Page, wanted: Filter
+    ) -> tuple[list[Flat], list[tuple[str, int, int]]]:
+        """A staged page's rows that ``wanted`` takes, and where each group of them
+        starts among those rows, ``(origin, seq, offset)``."""
         ns_of_group = self.kind == "per-device"
-        out: list[GroupRows] = []
+        flat: list[Flat] = []
+        starts: list[tuple[str, int, int]] = []
         for group in page.groups:
             origin = page.ids[group.origin]
             window = wanted.get(origin)
-            if window is None or group.seq <= window[0] or group.hlc.wall_ms > window[1]:
+            seq, wall, counter = group.seq, group.hlc.wall_ms, group.hlc.counter
+            if window is None or seq <= window[0] or wall > window[1]:
                 continue
             ns = origin if ns_of_group else ""
-            out.append((ns, origin, group.seq, group.hlc, group.items, catchup.places(group)))
-        return out
+            starts.append((origin, seq, len(flat)))
+            places = catchup.places(group)
+            flat += [
+                (ns, op.key.encode(), op.value, wall, counter, origin, seq, idx)
+                for op, idx in zip(group.items, places, strict=True)
+            ]
+        return flat, starts
 
     def _put_watched(self, flat: list[Flat]) -> list[Change]:
         """Rows of a catch-up into a store someone watches: the stored rows are read

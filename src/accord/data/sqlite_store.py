@@ -20,15 +20,12 @@ from accord.data.provenance import Proof
 from accord.data.sqlite_file import IF_NEWER, UPSERT_SET, Flat, Synchronous, blob
 from accord.data.staging import Session, Staging
 
-__all__ = ["Flat", "GroupRows", "RawRow", "Session", "StoreFile", "Synchronous", "Winner"]
+__all__ = ["Flat", "RawRow", "Session", "StoreFile", "Synchronous", "Winner"]
 
 log = logging.getLogger(__name__)
 
 # What a row read for resolution holds: (wall_ms, counter, origin, is a tombstone).
 Winner = tuple[int, int, str, bool]
-# Rows of one batch that a catch-up brings: (ns, origin, seq, hlc, ops, each op's
-# place in its batch or None).
-GroupRows = tuple[str, str, int, Hlc, Sequence[Op], Sequence[int | None]]
 # A stored row as the page builder reads it.
 RawRow = tuple[int, str, bytes, bytes | None, int, int, str, int, bytes, bytes | None, int | None]
 
@@ -102,25 +99,6 @@ class StoreFile(Staging):
         ]
         self.upsert(params, newer_only=newer_only)
         return first
-
-    def put_groups(self, groups: Sequence[GroupRows]) -> list[int]:
-        """Rows of (parts of) batches, a catch-up page's groups, each replacing the row
-        of its key only if it wins over it: one statement, parameters built in one
-        pass. The first lseq of each group, in order."""
-        first = self._lseqs(sum(len(group[4]) for group in groups))
-        params: list[tuple[Any, ...]] = []
-        starts: list[int] = []
-        for ns, origin, seq, at, ops, places in groups:
-            start = first + len(params)
-            starts.append(start)
-            wall_ms, counter = at.wall_ms, at.counter
-            params += [
-                (start + i, ns, bytearray(op.key, "utf-8"), blob(op.value), wall_ms, counter,
-                 origin, seq, idx)
-                for i, (op, idx) in enumerate(zip(ops, places, strict=True))
-            ]  # fmt: skip
-        self.upsert(params, newer_only=True)
-        return starts
 
     def upsert(self, params: list[tuple[Any, ...]], *, newer_only: bool) -> None:
         """The one statement one-dot rows go in by: (lseq, ns, key, value, wall_ms,

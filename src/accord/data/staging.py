@@ -50,20 +50,11 @@ class Staging(SqliteFile):
                 (source, session.session, session.epoch, session.cursor),
             )
 
-    def drop_session(self, source: str, *, pages: bool = True) -> None:
-        """Forget the catch-up from ``source``, and the pages staged for it unless
-        ``pages`` is False (a completed catch-up: :meth:`drop_leftovers` removes them
-        later, off the path of the transaction that applied them; a new session from
-        ``source`` drops them first)."""
+    def drop_session(self, source: str) -> None:
+        """Forget the catch-up from ``source`` and the pages staged for it."""
         with self._mapped("write"):
             self._db.execute("DELETE FROM sessions WHERE source = ?", (source,))
-            if pages:
-                self._db.execute("DELETE FROM pages WHERE source = ?", (source,))
-
-    def drop_leftovers(self) -> None:
-        """Remove the pages no catch-up in progress owns."""
-        with self._mapped("delete"):
-            self._db.execute("DELETE FROM pages WHERE source NOT IN (SELECT source FROM sessions)")
+            self._db.execute("DELETE FROM pages WHERE source = ?", (source,))
 
     def stage(self, source: str, page: bytes) -> None:
         """Keep one checked page of a catch-up from ``source`` (encoded) until it

@@ -141,6 +141,8 @@ class Faults:
         self._left: int | None = None
         monkeypatch.setattr(file, "write_row", self._write)
         monkeypatch.setattr(file, "upsert", self._upsert)
+        self._real_apply: Callable[..., None] = file.apply_staged
+        monkeypatch.setattr(file, "apply_staged", self._apply_staged)
 
     def arm(self, nth: int) -> None:
         self._left = nth
@@ -152,6 +154,14 @@ class Faults:
                 self._left = None
                 raise SimulatedCrash("killed mid-transaction")
         return self._real(row, old_lseq)
+
+    def _apply_staged(self, source: str, wanted: Any) -> None:
+        """A catch-up's rows move in one statement: it runs, then the process dies
+        before the commit (the armed count is spent at once)."""
+        self._real_apply(source, wanted)
+        if self._left is not None:
+            self._left = None
+            raise SimulatedCrash("killed mid-transaction")
 
     def _upsert(self, params: Any, *, newer_only: bool) -> None:
         """A set-based write: the first rows go in, then the process dies."""

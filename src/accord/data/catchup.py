@@ -9,7 +9,7 @@ with their dots. See docs/protocol.md for the exact format.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -199,33 +199,11 @@ def build(
 
 
 class Staged(msgspec.Struct, frozen=True, array_like=True):
-    """A checked page as a replica keeps it until its catch-up completes: per origin
-    the highest seq among its kept groups (``tops``, first, so :class:`StagedTops`
-    reads it without the rest), the page with only the groups it kept, and what
-    proves their rows, ``(origin, seq, encoded Material)``."""
+    """A checked page as a replica keeps it until its catch-up completes, with what
+    proves its groups' rows, ``(origin, seq, encoded Material)``."""
 
-    tops: dict[str, int]
     page: Page
     materials: tuple[tuple[str, int, bytes], ...] = ()
-
-
-class StagedTops(msgspec.Struct, frozen=True, array_like=True):
-    """The head of a :class:`Staged`: decoding it skips the page (a msgpack array's
-    trailing elements beyond a struct's fields are passed over, not built)."""
-
-    tops: dict[str, int]
-
-
-def staged(
-    page: Page, groups: Sequence[Group], materials: Sequence[tuple[str, int, bytes]]
-) -> Staged:
-    """The page as staging keeps it, with only the ``groups`` it checked and kept."""
-    tops: dict[str, int] = {}
-    for group in groups:
-        origin = page.ids[group.origin]
-        tops[origin] = max(tops.get(origin, 0), group.seq)
-    kept = msgspec.structs.replace(page, groups=tuple(groups))
-    return Staged(tops, kept, tuple(materials))
 
 
 @dataclass

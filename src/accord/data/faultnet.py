@@ -139,8 +139,16 @@ class _Device:
                     raise SimulatedCrash(self.id)
             upsert(params, newer_only=newer_only)
 
+        apply_staged = file.apply_staged
+
+        def faulty_apply(source: str, wanted: Any) -> None:
+            apply_staged(source, wanted)  # one statement; the process dies before commit
+            if self.net.lossy and rng.random() < rate * 20:
+                raise SimulatedCrash(self.id)
+
         setattr(file, "write_row", faulty)  # noqa: B010 - an instance-level fault hook
         setattr(file, "upsert", faulty_upsert)  # noqa: B010
+        setattr(file, "apply_staged", faulty_apply)  # noqa: B010
 
     def stop(self) -> None:
         for replica in self.stores.values():

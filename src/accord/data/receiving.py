@@ -32,6 +32,7 @@ from accord.data.merge import lww_wins
 from accord.data.model import (
     DATA_VERSION,
     PULL_AHEAD,
+    Group,
     Page,
     Pull,
     Row,
@@ -40,8 +41,9 @@ from accord.data.model import (
 )
 from accord.data.rules import check_row, dominated, page_fit
 from accord.data.sharing import SharedStore
+from accord.data.sqlite_file import blob
 from accord.data.sqlite_store import Flat, Session
-from accord.data.staging import NO_END, Filter
+from accord.data.staging import NO_END, Filter, StagedRow
 from accord.device.identity import verify
 from accord.errors import MalformedSync, PeerNotAllowed
 
@@ -52,7 +54,6 @@ log = logging.getLogger(__name__)
 ARRIVING_MS: Final = 3000
 
 _staged_decoder: Final = msgspec.msgpack.Decoder(catchup.Staged)
-_tops_decoder: Final = msgspec.msgpack.Decoder(catchup.StagedTops)
 _staged_encoder: Final = msgspec.msgpack.Encoder()
 
 
@@ -71,6 +72,7 @@ class CatchingUp(SharedStore):
         self._deferred: dict[str, int] = {}  # waiting member -> the event it began at
         self._outgoing: list[tuple[str, SyncMessage]] = []
         self._verified: dict[tuple[bytes, bytes], bool] = {}  # batch signatures checked
+        self._leftovers = True  # staged rows of finished catch-ups may wait for removal
         self._arriving: dict[str, int] = {}  # origin -> when a push of its last advanced vv
 
     def pull_from(self, peer: str) -> Pull:
@@ -83,7 +85,7 @@ class CatchingUp(SharedStore):
             session = Session(self._next_session, "", 0)
             self._next_session += 1
             with self._file.transaction():
-                self._file.drop_session(peer)  # pages a broken-off catch-up left behind
+                self._file.drop_session(peer)  # rows a finished catch-up left behind
                 self._file.set_session(peer, session)
                 self._file.set_meta("session", str(self._next_session).encode())
             self._sessions[peer] = session
@@ -137,6 +139,10 @@ class CatchingUp(SharedStore):
     def tick(self) -> None:
         """Call every second or so: a source that stalled hands its turn on (or, if
         no one else waits, is asked again)."""
+        if self._leftovers:
+            self._leftovers = False
+            with self._file.transaction():
+                self._file.drop_leftovers()
         if self._active is None:
             self._next_source()  # members that waited while pushes were arriving
             return
@@ -234,12 +240,14 @@ class CatchingUp(SharedStore):
             return []
         if sender == self._active:
             self._asked_ms = self._hlc.monotonic_ms()
-        staged = catchup.staged(page, checked.groups, checked.materials)
+        rest = msgspec.structs.replace(page, groups=())  # merge rows stay in it
+        staged = catchup.Staged(rest, tuple(checked.materials))
         session = Session(session.session, page.epoch, page.next)
         with self._file.transaction():
             if fit == "restart":
                 self._file.drop_session(sender)
-            self._file.stage(sender, _staged_encoder.encode(staged))
+            rows = self._staged_rows(page, checked.groups, session.session)
+            self._file.stage(sender, _staged_encoder.encode(staged), rows)
             self._file.set_session(sender, session)
         self._sessions[sender] = session
         if page.more and not page.done:
@@ -274,6 +282,29 @@ class CatchingUp(SharedStore):
             self._verified[(msg, sig)] = known
         return known
 
+    def _staged_rows(self, page: Page, groups: list[Group], sid: int) -> list[StagedRow]:
+        """A page's kept last-writer-wins rows, one tuple each, as staging keeps them
+        (inside the transaction that stages them: origins get their numbers there)."""
+        if not groups:
+            return []
+        ns_of_group = self.kind == "per-device"
+        numbers = self._file.origin_numbers(page.ids)
+        n = self._file.next_staged(sid)
+        out: list[StagedRow] = []
+        for group in groups:
+            origin = page.ids[group.origin]
+            ns = origin if ns_of_group else ""
+            number, seq = numbers[group.origin], group.seq
+            wall, counter = group.hlc.wall_ms, group.hlc.counter
+            places = catchup.places(group)
+            out += [
+                (sid, n + i, ns, bytearray(op.key, "utf-8"), blob(op.value), wall, counter,
+                 number, seq, idx)
+                for i, (op, idx) in enumerate(zip(group.items, places, strict=True))
+            ]  # fmt: skip
+            n += len(group.items)
+        return out
+
     def _finish(self, sender: str, claim: Mapping[str, int]) -> None:
         """Apply a complete catch-up in one transaction and claim the responder's vv.
 
@@ -281,21 +312,23 @@ class CatchingUp(SharedStore):
         only as far as the proven rows of that origin in this catch-up reach: a
         member cannot advance another's version in our vector (which would make us
         ignore that member's real writes). The origin's own claim is believed."""
-        seen: dict[str, int] = {}  # per origin, the highest seq this catch-up brings
+        staged = [_staged_decoder.decode(blob) for blob in self._file.staged(sender)]
+        seen = self._file.staged_origins(sender)
+        wanted = self._wanted_origins(seen)
         merged: dict[tuple[str, str], Row] = {}
-        for data in self._file.staged(sender):
-            if self.merge is None:  # only the head: the rows are read as they go in
-                for origin, top in _tops_decoder.decode(data).tops.items():
-                    seen[origin] = max(seen.get(origin, 0), top)
-                continue
-            for row in catchup.merge_rows(_staged_decoder.decode(data).page):
+        materials: list[tuple[str, int, bytes]] = []
+        for item in staged:  # a later page's version of a row supersedes an earlier one
+            materials += item.materials
+            for row in catchup.merge_rows(item.page):
                 for origin, seq in row.dots.items():
                     seen[origin] = max(seen.get(origin, 0), seq)
-                merged[(row.ns, row.key)] = row  # a later page's version supersedes
-        wanted = self._wanted_origins(seen) if self.merge is None else {}
+                merged[(row.ns, row.key)] = row
         rows = [row for row in merged.values() if self._wanted(row)]
-        if rows:
-            self._hlc.update(max(row.hlc for row in rows))  # ClockSkew: staged, retried later
+        newest = [row.hlc for row in rows]
+        if wanted and (found := self._file.staged_newest(sender, wanted)) is not None:
+            newest.append(Hlc(*found))
+        if newest:
+            self._hlc.update(max(newest))  # ClockSkew: staged, retried later
         if self._signer is not None and self.merge is None:
             believed = {
                 origin: seq if origin == sender else min(seq, seen.get(origin, 0))
@@ -311,14 +344,15 @@ class CatchingUp(SharedStore):
             if seq > self._vv.get(origin, 0) and self._counts(origin)
         }
         with self._file.transaction():
-            changes, materials = self._put_caught_up(sender, wanted)
+            changes = self._put_caught_up(sender, wanted)
             changes += [change for row in rows if (change := self._store_row(row))]
             if materials:  # their batches' rows are in (or were): keep the lowest lseq
                 self._file.record_batches([(o, s, NO_END, m) for o, s, m in materials])
             for origin, seq in advanced.items():
                 self._file.set_vv(origin, seq)
-            self._file.drop_session(sender)
+            self._file.drop_session(sender, rows=False)
             self._file.set_meta("hlc", msgspec.msgpack.encode(self._hlc.last))
+        self._leftovers = True
         self._vv.update(advanced)
         del self._sessions[sender]
         self._watchers.notify("catch-up", sender, changes)
@@ -339,59 +373,16 @@ class CatchingUp(SharedStore):
             out[origin] = (above, NO_END if ended is None else int(ended * 1000))
         return out
 
-    def _put_caught_up(
-        self, sender: str, wanted: Filter
-    ) -> tuple[list[Change], list[tuple[str, int, bytes]]]:
-        """The staged last-writer-wins rows ``wanted`` takes, into the store, page by
-        page in the order they came: SQLite keeps each that wins over the stored row
-        (a later page's version of a key over an earlier one's too). Only when someone
-        watches are the stored rows read first, to report the changes. Returns the
-        changes reported and every staged page's proof material."""
-        materials: list[tuple[str, int, bytes]] = []
-        watched: list[Flat] = []
-        newest: tuple[int, int] | None = None
-        for data in self._file.staged(sender):
-            item = _staged_decoder.decode(data)
-            materials += item.materials
-            flat, starts = self._wanted_rows(item.page, wanted)
-            if flat:
-                top = max((row[3], row[4]) for row in flat)
-                newest = top if newest is None else max(newest, top)
-            if self._watchers.active:
-                watched += flat
-            elif flat:
-                first = self._file.put_flat(flat, newer_only=True)
-                self._file.record_batches([(o, s, first + at, None) for o, s, at in starts])
-        if newest is not None:
-            self._hlc.update(Hlc(*newest))  # ClockSkew: rolled back, retried later
-        return (self._put_watched(watched) if watched else []), materials
-
-    def _wanted_rows(
-        self, page: Page, wanted: Filter
-    ) -> tuple[list[Flat], list[tuple[str, int, int]]]:
-        """A staged page's rows that ``wanted`` takes, and where each group of them
-        starts among those rows, ``(origin, seq, offset)``."""
-        ns_of_group = self.kind == "per-device"
-        flat: list[Flat] = []
-        starts: list[tuple[str, int, int]] = []
-        for group in page.groups:
-            origin = page.ids[group.origin]
-            window = wanted.get(origin)
-            seq, wall, counter = group.seq, group.hlc.wall_ms, group.hlc.counter
-            if window is None or seq <= window[0] or wall > window[1]:
-                continue
-            ns = origin if ns_of_group else ""
-            starts.append((origin, seq, len(flat)))
-            places = catchup.places(group)
-            flat += [
-                (ns, op.key.encode(), op.value, wall, counter, origin, seq, idx)
-                for op, idx in zip(group.items, places, strict=True)
-            ]
-        return flat, starts
-
-    def _put_watched(self, flat: list[Flat]) -> list[Change]:
-        """Rows of a catch-up into a store someone watches: the stored rows are read
-        first, to tell the changes."""
+    def _put_caught_up(self, sender: str, wanted: Filter) -> list[Change]:
+        """The staged last-writer-wins rows ``wanted`` takes, into the store: SQLite
+        keeps each that wins over the stored row, in one statement. Only when someone
+        watches are the stored rows read first, to report the changes."""
+        if not wanted:
+            return []
+        if not self._watchers.active:
+            self._file.apply_staged(sender, wanted)
+            return []
+        flat = self._file.staged_rows(sender, wanted)
         latest = {(row[0], row[1]): row for row in flat}  # the last version of each key
         by_ns: dict[str, list[Flat]] = {}
         for row in latest.values():

@@ -15,10 +15,15 @@ Tables:
            had when written (so "rows beyond this version vector" starts its scan
            there: no per-row index on origin), and what proves its rows
            (provenance.Material; NULL without provenance)
-  sessions catch-ups in progress, per source peer
-  pages    their pages received but not yet applied: each as checked, encoded
-           whole (accord.data.catchup.Staged: the groups it kept, merge rows and
-           proofs), one row per page
+  sessions catch-ups in progress, per source peer, and their staged pages
+  pages    catch-up pages received but not yet applied (checked; encoded without
+           their last-writer-wins rows, which wait in ``staged``)
+  staged   the last-writer-wins rows of those pages, per session number (``sid``,
+           the session's ``session``), numbered ``n`` in the order they came, with
+           the origin as its number in ``origins``: small rows, so staging a
+           catch-up costs little more than storing it
+  origins  a number per device id, for the tables that would otherwise repeat the
+           26-character id in every row (today: ``staged``)
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 3
 
 TABLES: Final = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
@@ -72,6 +77,23 @@ CREATE TABLE IF NOT EXISTS pages (
     data   BLOB NOT NULL,
     PRIMARY KEY (source, page)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS staged (
+    sid     INTEGER NOT NULL,
+    n       INTEGER NOT NULL,
+    ns      TEXT NOT NULL,
+    key     BLOB NOT NULL,
+    value   BLOB,
+    wall_ms INTEGER NOT NULL,
+    counter INTEGER NOT NULL,
+    origin  INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    idx     INTEGER,
+    PRIMARY KEY (sid, n)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS origins (
+    id     INTEGER PRIMARY KEY,
+    origin TEXT NOT NULL UNIQUE
+)
 """
 
 
@@ -114,15 +136,6 @@ def migrate_from_2(db: sqlite3.Connection) -> None:
     """Schema 2 staged rows with their source's and origin's ids spelled out: catch-ups
     in progress start again (their staged rows and pages are dropped)."""
     db.execute("DROP TABLE IF EXISTS staged_rows")
-    migrate_from_3(db)
-
-
-def migrate_from_3(db: sqlite3.Connection) -> None:
-    """Schema 3 staged a catch-up's rows one by one (``staged``, with origins numbered
-    in ``origins``); schema 4 keeps each page whole. Catch-ups in progress start
-    again (their pages and staged rows are dropped)."""
-    db.execute("DROP TABLE IF EXISTS staged")
-    db.execute("DROP TABLE IF EXISTS origins")
     db.execute("DELETE FROM pages")
     db.execute("DELETE FROM sessions")
 

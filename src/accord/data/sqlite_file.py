@@ -93,9 +93,6 @@ class SqliteFile:
                 elif version is not None and msgspec.msgpack.decode(version) == 2:
                     schema.migrate_from_2(self._db)
                     version = None
-                elif version is not None and msgspec.msgpack.decode(version) == 3:
-                    schema.migrate_from_3(self._db)
-                    version = None
                 if version is None:
                     self.set_meta("schema", _encoder.encode(schema.SCHEMA_VERSION))
         if version is not None and msgspec.msgpack.decode(version) != schema.SCHEMA_VERSION:

@@ -119,6 +119,38 @@ def test_a_commit_is_synced_to_disk_before_it_returns(tmp_path: Path) -> None:
         fast.close()
 
 
+def _fail_inside(file: StoreFile) -> None:
+    with file.transaction(durable=False):
+        file.set_meta("y", b"2")
+        raise RuntimeError("the process fails mid-page")
+
+
+def test_only_a_staged_catch_up_page_commits_without_waiting_for_the_disk(
+    tmp_path: Path,
+) -> None:
+    """A staged page may be lost to a power cut (it is fetched again: the session's
+    cursor goes back with it, in the same transaction), so its commit does not wait
+    for a fsync; every other commit still does, and a failed relaxed transaction
+    leaves nothing behind and the file back at FULL."""
+    file = StoreFile(tmp_path / "s.kv.sqlite")
+    seen: list[str] = []
+    try:
+        with file.transaction(durable=False):
+            seen.append(durability_of(file)[1])
+            file.set_meta("x", b"1")
+        assert durability_of(file) == ("wal", "FULL")
+        with pytest.raises(RuntimeError):
+            _fail_inside(file)
+        assert file.get_meta("x") == b"1"
+        assert file.get_meta("y") is None
+        assert durability_of(file) == ("wal", "FULL")
+        with file.transaction():
+            seen.append(durability_of(file)[1])
+    finally:
+        file.close()
+    assert seen == ["NORMAL", "FULL"]
+
+
 def test_a_nodes_stores_are_synced_to_disk(tmp_path: Path) -> None:
     """The node's stores come from :class:`Stores` with its defaults: FULL as well."""
     stores = Stores(

@@ -243,7 +243,7 @@ class CatchingUp(SharedStore):
         rest = msgspec.structs.replace(page, groups=())  # merge rows stay in it
         staged = catchup.Staged(rest, tuple(checked.materials))
         session = Session(session.session, page.epoch, page.next)
-        with self._file.transaction():
+        with self._file.transaction(durable=False):  # a page lost to a power cut is re-fetched
             if fit == "restart":
                 self._file.drop_session(sender)
             rows = self._staged_rows(page, checked.groups, session.session)

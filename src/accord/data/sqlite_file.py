@@ -74,6 +74,7 @@ class SqliteFile:
             raise StoreError(f"cannot open store file {path}: {exc}") from exc
         self._next_lseq = self._saved_lseq = 1
         try:
+            self._synchronous = synchronous
             self._setup(synchronous)
         except BaseException:
             self._db.close()
@@ -126,8 +127,26 @@ class SqliteFile:
             raise StoreError(f"store file {self.path}: {what} failed: {exc}") from exc
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """All or nothing: any exception inside rolls every change back."""
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
+        """All or nothing: any exception inside rolls every change back.
+
+        ``durable`` False: this commit need not survive a power cut (a catch-up's
+        staged page, which is fetched again if it is lost), so it does not wait for
+        the disk; it is still atomic, and the next durable commit syncs it too."""
+        relaxed = not durable and self._synchronous == "FULL"
+        if relaxed:  # SQLite refuses to change it inside a transaction
+            with self._mapped("begin"):
+                self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._transaction():
+                yield
+        finally:
+            if relaxed:
+                with self._mapped("commit"):
+                    self._db.execute("PRAGMA synchronous=FULL")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
         with self._mapped("begin"):
             self._db.execute("BEGIN IMMEDIATE")
         try:

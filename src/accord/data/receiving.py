@@ -113,8 +113,7 @@ class CatchingUp(SharedStore):
         if not self.may_share(peer):
             raise PeerNotAllowed(f"store {self.name!r} ({self.label}) is not shared with {peer}")
         if has is not None and self._pushes_bring(has):
-            if self._active != peer:  # the source in flight needs no place in line
-                self._wait(peer)
+            self._wait(peer)
             return None
         if self._active is None or (self._active == peer and self._stalled()):
             return self.pull_from(peer)

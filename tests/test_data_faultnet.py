@@ -1,7 +1,8 @@
 """Five replicas on a seeded faulty network converge, and lose no acknowledged write.
 
 Each seed replays exactly: rerun one with ``ACCORD_FAULTNET_SEEDS=<first>:<last>``
-(default ``0:29``), or call :func:`accord.data.faultnet.run_seed` from a benchmark.
+(default ``0:29`` and the seeds that once failed), or call
+:func:`accord.data.faultnet.run_seed` from a benchmark.
 """
 
 from __future__ import annotations
@@ -13,11 +14,17 @@ import pytest
 
 from accord.data.faultnet import FaultConfig, run_seed
 
+# Seeds beyond the default range that once failed, run every time: 903 never
+# converged when the catch-up source in flight was left out of line (e0c81e8).
+ONCE_FAILED = (903,)
 
-def _seeds() -> range:
-    spec = os.environ.get("ACCORD_FAULTNET_SEEDS", "0:29")
+
+def _seeds() -> list[int]:
+    spec = os.environ.get("ACCORD_FAULTNET_SEEDS")
+    if spec is None:
+        return [*range(30), *ONCE_FAILED]
     first, _, last = spec.partition(":")
-    return range(int(first), int(last or first) + 1)
+    return list(range(int(first), int(last or first) + 1))
 
 
 @pytest.mark.parametrize("seed", _seeds())

@@ -75,7 +75,10 @@ def up(
     ),
 ) -> None:
     """Run this device in the foreground until Ctrl-C or SIGTERM."""
+    from accord.data import sqlite_process
     from accord.errors import AccordError
+
+    sqlite_process.tune()  # before any store opens: see the module
 
     if hardware not in ("simulated", "host"):
         raise AccordError(f"--hardware is 'simulated' or 'host', not {hardware!r}")

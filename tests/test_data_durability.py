@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -187,10 +188,10 @@ class Faults:
                 raise SimulatedCrash("killed mid-transaction")
         return self._real(row, old_lseq)
 
-    def _apply_staged(self, source: str, wanted: Any) -> None:
+    def _apply_staged(self, source: str, wanted: Any, starts: Any) -> None:
         """A catch-up's rows move in one statement: it runs, then the process dies
         before the commit (the armed count is spent at once)."""
-        self._real_apply(source, wanted)
+        self._real_apply(source, wanted, starts)
         if self._left is not None:
             self._left = None
             raise SimulatedCrash("killed mid-transaction")
@@ -314,3 +315,60 @@ def test_a_restart_in_the_middle_of_a_catch_up_resumes_from_disk(tmp_path: Path)
     finally:
         a.close()
         b.close()
+
+
+def _catch_up_across_a_restart(tmp_path: Path, *, old_pages: bool) -> list[tuple[str, int, int]]:
+    """B catches up from A page by page, restarts after the first, and finishes; with
+    ``old_pages`` its staged page is first rewritten as an older Accord staged it
+    (without the notes of where each batch's rows start). B's batches after."""
+    tmp_path.mkdir()
+    peers = StaticPeers([A, B])
+    clock = ManualClock()
+
+    def open_b() -> Replica:
+        return Replica.open(
+            tmp_path / "b.db", name="s", device_id=B, hlc=HybridClock(clock), peers=peers,
+            synchronous="NORMAL",
+        )  # fmt: skip
+
+    a = Replica.open(
+        None, name="s", device_id=A, hlc=HybridClock(clock), peers=peers, page_bytes=512
+    )
+    b = open_b()
+    try:
+        for i in range(12):
+            with a.batch() as batch:
+                for j in range(3):
+                    batch.put(f"k{i:02}-{j}", bytes(40))
+        one_page = msgspec.structs.replace(b.pull_from(A), ahead=0)
+        b.receive(A, a.receive(B, one_page)[0])
+        b.close()
+        if old_pages:
+            with sqlite3.connect(tmp_path / "b.db") as db:
+                for source, page, data in db.execute("SELECT * FROM pages").fetchall():
+                    fields = msgspec.msgpack.decode(data)
+                    assert fields[2] is not None  # this Accord notes the starts
+                    old = msgspec.msgpack.encode(fields[:2])
+                    db.execute("UPDATE pages SET data = ? WHERE source = ? AND page = ?",
+                               (old, source, page))  # fmt: skip
+        b = open_b()
+        deliver_all({A: a, B: b}, [(B, A, b.pull_from(A))])
+        assert b.scan() == a.scan()
+        return b._file._db.execute(
+            "SELECT origin, seq, first_lseq FROM batches ORDER BY origin, seq"
+        ).fetchall()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_catch_up_staged_by_an_older_accord_finds_its_batches_the_same(
+    tmp_path: Path,
+) -> None:
+    """Staging notes where each batch's rows start, so applying needs no pass over the
+    staged rows to record the batches; pages staged before those notes existed are
+    applied with that pass instead, and record the very same batches."""
+    noted = _catch_up_across_a_restart(tmp_path / "new", old_pages=False)
+    found = _catch_up_across_a_restart(tmp_path / "old", old_pages=True)
+    assert len(noted) == 12
+    assert noted == found

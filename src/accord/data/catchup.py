@@ -200,10 +200,13 @@ def build(
 
 class Staged(msgspec.Struct, frozen=True, array_like=True):
     """A checked page as a replica keeps it until its catch-up completes, with what
-    proves its groups' rows, ``(origin, seq, encoded Material)``."""
+    proves its groups' rows, ``(origin, seq, encoded Material)``, and where each
+    group's rows start among the staged rows, ``(origin, seq, wall_ms, n)`` (None in
+    pages staged before this was kept: the batches are then found by a query)."""
 
     page: Page
     materials: tuple[tuple[str, int, bytes], ...] = ()
+    starts: tuple[tuple[str, int, int, int], ...] | None = None
 
 
 @dataclass

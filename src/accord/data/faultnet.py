@@ -141,8 +141,8 @@ class _Device:
 
         apply_staged = file.apply_staged
 
-        def faulty_apply(source: str, wanted: Any) -> None:
-            apply_staged(source, wanted)  # one statement; the process dies before commit
+        def faulty_apply(source: str, wanted: Any, starts: Any) -> None:
+            apply_staged(source, wanted, starts)  # the process dies before commit
             if self.net.lossy and rng.random() < rate * 20:
                 raise SimulatedCrash(self.id)
 

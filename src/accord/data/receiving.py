@@ -240,12 +240,12 @@ class CatchingUp(SharedStore):
         if sender == self._active:
             self._asked_ms = self._hlc.monotonic_ms()
         rest = msgspec.structs.replace(page, groups=())  # merge rows stay in it
-        staged = catchup.Staged(rest, tuple(checked.materials))
         session = Session(session.session, page.epoch, page.next)
         with self._file.transaction(durable=False):  # a page lost to a power cut is re-fetched
             if fit == "restart":
                 self._file.drop_session(sender)
-            rows = self._staged_rows(page, checked.groups, session.session)
+            rows, starts = self._staged_rows(page, checked.groups, session.session)
+            staged = catchup.Staged(rest, tuple(checked.materials), starts)
             self._file.stage(sender, _staged_encoder.encode(staged), rows)
             self._file.set_session(sender, session)
         self._sessions[sender] = session
@@ -281,20 +281,25 @@ class CatchingUp(SharedStore):
             self._verified[(msg, sig)] = known
         return known
 
-    def _staged_rows(self, page: Page, groups: list[Group], sid: int) -> list[StagedRow]:
+    def _staged_rows(
+        self, page: Page, groups: list[Group], sid: int
+    ) -> tuple[list[StagedRow], tuple[tuple[str, int, int, int], ...]]:
         """A page's kept last-writer-wins rows, one tuple each, as staging keeps them
-        (inside the transaction that stages them: origins get their numbers there)."""
+        (inside the transaction that stages them: origins get their numbers there),
+        and where each group's rows start, ``(origin, seq, wall_ms, n)``."""
         if not groups:
-            return []
+            return [], ()
         ns_of_group = self.kind == "per-device"
         numbers = self._file.origin_numbers(page.ids)
         n = self._file.next_staged(sid)
         out: list[StagedRow] = []
+        starts: list[tuple[str, int, int, int]] = []
         for group in groups:
             origin = page.ids[group.origin]
             ns = origin if ns_of_group else ""
             number, seq = numbers[group.origin], group.seq
             wall, counter = group.hlc.wall_ms, group.hlc.counter
+            starts.append((origin, seq, wall, n))
             places = catchup.places(group)
             out += [
                 (sid, n + i, ns, bytearray(op.key, "utf-8"), blob(op.value), wall, counter,
@@ -302,7 +307,7 @@ class CatchingUp(SharedStore):
                 for i, (op, idx) in enumerate(zip(group.items, places, strict=True))
             ]  # fmt: skip
             n += len(group.items)
-        return out
+        return out, tuple(starts)
 
     def _finish(self, sender: str, claim: Mapping[str, int]) -> None:
         """Apply a complete catch-up in one transaction and claim the responder's vv.
@@ -343,7 +348,7 @@ class CatchingUp(SharedStore):
             if seq > self._vv.get(origin, 0) and self._counts(origin)
         }
         with self._file.transaction():
-            changes = self._put_caught_up(sender, wanted)
+            changes = self._put_caught_up(sender, wanted, _batch_starts(staged, wanted))
             changes += [change for row in rows if (change := self._store_row(row))]
             if materials:  # their batches' rows are in (or were): keep the lowest lseq
                 self._file.record_batches([(o, s, NO_END, m) for o, s, m in materials])
@@ -372,14 +377,16 @@ class CatchingUp(SharedStore):
             out[origin] = (above, NO_END if ended is None else int(ended * 1000))
         return out
 
-    def _put_caught_up(self, sender: str, wanted: Filter) -> list[Change]:
+    def _put_caught_up(
+        self, sender: str, wanted: Filter, starts: dict[tuple[str, int], int] | None
+    ) -> list[Change]:
         """The staged last-writer-wins rows ``wanted`` takes, into the store: SQLite
         keeps each that wins over the stored row, in one statement. Only when someone
         watches are the stored rows read first, to report the changes."""
         if not wanted:
             return []
         if not self._watchers.active:
-            self._file.apply_staged(sender, wanted)
+            self._file.apply_staged(sender, wanted, starts)
             return []
         flat = self._file.staged_rows(sender, wanted)
         latest = {(row[0], row[1]): row for row in flat}  # the last version of each key
@@ -423,3 +430,21 @@ class CatchingUp(SharedStore):
                 )  # fmt: skip
                 return False
         return True
+
+
+def _batch_starts(
+    staged: list[catchup.Staged], wanted: Filter
+) -> dict[tuple[str, int], int] | None:
+    """Per batch that ``wanted`` takes rows of, the number of its first staged row:
+    from what staging noted, so applying needs no pass over the rows to find them.
+    None if a page was staged without those notes (by an older Accord)."""
+    out: dict[tuple[str, int], int] = {}
+    for item in staged:
+        if item.starts is None:
+            return None
+        for origin, seq, wall_ms, n in item.starts:
+            window = wanted.get(origin)
+            if window is None or seq <= window[0] or wall_ms > window[1]:
+                continue
+            out[(origin, seq)] = min(n, out.get((origin, seq), n))
+    return out

@@ -29,6 +29,13 @@ Filter = Mapping[str, tuple[int, int]]
 # A staged row: (sid, n, ns, key, value, wall_ms, counter, origin number, seq, idx).
 StagedRow = tuple[int, int, str, bytearray | None, bytearray | None, int, int, int, int, int | None]
 
+_LOWEST_LSEQ: Final = (
+    "ON CONFLICT (origin, seq) DO UPDATE SET first_lseq = min(first_lseq, excluded.first_lseq)"
+)
+_NOTE_BATCH: Final = (
+    "INSERT INTO batches (origin, seq, first_lseq) VALUES (?, ?, ?) "
+    "ON CONFLICT (origin, seq) DO UPDATE SET first_lseq = min(first_lseq, excluded.first_lseq)"
+)
 _FILTERED: Final = (
     "FROM staged AS s JOIN temp.wanted AS w ON w.id = s.origin "
     "WHERE s.sid = (SELECT session FROM sessions WHERE source = ?) "
@@ -167,9 +174,13 @@ class Staging(SqliteFile):
                 )
             )
 
-    def apply_staged(self, source: str, wanted: Filter) -> None:
+    def apply_staged(
+        self, source: str, wanted: Filter, starts: Mapping[tuple[str, int], int] | None
+    ) -> None:
         """Move the staged rows that ``wanted`` takes into ``rows``, each replacing the
-        stored row of its key only if it wins over it: one statement, in SQLite."""
+        stored row of its key only if it wins over it: one statement, in SQLite.
+        ``starts``: the number of each taken batch's first staged row, as staging noted
+        it (None: found here, with a pass over the staged rows)."""
         with self._mapped("write"):
             self._want(wanted)
             (last,) = self._db.execute(
@@ -178,13 +189,17 @@ class Staging(SqliteFile):
                 (source,),
             ).fetchone()
             first = self._lseqs(last + 1)
-            self._db.execute(
-                "INSERT INTO batches (origin, seq, first_lseq) "
-                f"SELECT w.origin, s.seq, ? + min(s.n) {_FILTERED} GROUP BY s.origin, s.seq "
-                "ON CONFLICT (origin, seq) DO UPDATE SET "
-                "first_lseq = min(first_lseq, excluded.first_lseq)",
-                (first, source),
-            )
+            if starts is None:
+                self._db.execute(
+                    "INSERT INTO batches (origin, seq, first_lseq) "
+                    f"SELECT w.origin, s.seq, ? + min(s.n) {_FILTERED} GROUP BY s.origin, s.seq "
+                    f"{_LOWEST_LSEQ}",
+                    (first, source),
+                )
+            else:
+                self._db.executemany(
+                    _NOTE_BATCH, [(origin, seq, first + n) for (origin, seq), n in starts.items()]
+                )
             self._db.execute(
                 "INSERT INTO rows (lseq, ns, key, value, wall_ms, counter, origin, seq, idx, dots) "
                 "SELECT ? + s.n, s.ns, s.key, s.value, s.wall_ms, s.counter, w.origin, s.seq, "

@@ -347,13 +347,14 @@ def _catch_up_across_a_restart(tmp_path: Path, *, old_pages: bool) -> list[tuple
             with sqlite3.connect(tmp_path / "b.db") as db:
                 for source, page, data in db.execute("SELECT * FROM pages").fetchall():
                     fields = msgspec.msgpack.decode(data)
-                    assert fields[2] is not None  # this Accord notes the starts
+                    assert fields[2] is not None  # this Accord notes where groups start
                     old = msgspec.msgpack.encode(fields[:2])
                     db.execute("UPDATE pages SET data = ? WHERE source = ? AND page = ?",
                                (old, source, page))  # fmt: skip
         b = open_b()
         deliver_all({A: a, B: b}, [(B, A, b.pull_from(A))])
         assert b.scan() == a.scan()
+        assert b.version_vector() == a.version_vector()
         return b._file._db.execute(
             "SELECT origin, seq, first_lseq FROM batches ORDER BY origin, seq"
         ).fetchall()
@@ -365,9 +366,10 @@ def _catch_up_across_a_restart(tmp_path: Path, *, old_pages: bool) -> list[tuple
 def test_a_catch_up_staged_by_an_older_accord_finds_its_batches_the_same(
     tmp_path: Path,
 ) -> None:
-    """Staging notes where each batch's rows start, so applying needs no pass over the
-    staged rows to record the batches; pages staged before those notes existed are
-    applied with that pass instead, and record the very same batches."""
+    """Staging notes each group's batch, time and first row, so finishing needs no
+    pass over the staged rows (for their origins' tops, the newest time, where each
+    batch starts); pages staged before those notes existed take those passes
+    instead, and end the same: same rows, versions and batches."""
     noted = _catch_up_across_a_restart(tmp_path / "new", old_pages=False)
     found = _catch_up_across_a_restart(tmp_path / "old", old_pages=True)
     assert len(noted) == 12

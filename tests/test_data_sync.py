@@ -134,6 +134,30 @@ def test_local_write_wins_over_everything_seen_even_with_a_slow_clock() -> None:
         b.close()
 
 
+def test_a_write_after_a_catch_up_is_newer_than_every_row_it_brought() -> None:
+    """The clock moves past the newest row a catch-up brings (not only its first):
+    a write made here afterwards wins everywhere, even over the newest of them."""
+    fast = ManualClock(1_700_000_030.0)
+    peers = StaticPeers([A, B])
+    a = Replica.open(None, name="s", device_id=A, hlc=HybridClock(fast), peers=peers,
+                     page_bytes=512)  # fmt: skip
+    b = Replica.open(None, name="s", device_id=B, hlc=HybridClock(ManualClock()), peers=peers)
+    try:
+        for i in range(12):
+            fast.advance(1.0)  # each batch later than the one before, all ahead of b's clock
+            a.put(f"k{i:02}", bytes(60))
+        a.take_pushes()
+        pull({A: a, B: b}, B, A)  # several pages
+        assert b.version_vector() == a.version_vector()
+        b.put("k11", b"b-after-the-catch-up")
+        a.receive(B, b.take_pushes()[0])
+        assert a.get("k11") == b.get("k11") == b"b-after-the-catch-up"
+        assert a.row("k11") == b.row("k11")
+    finally:
+        a.close()
+        b.close()
+
+
 def test_watchers_see_remote_changes_with_their_origin(trio: Trio) -> None:
     seen: list[ChangeSet] = []
     trio.r[B].subscribe(seen.append)

@@ -200,13 +200,14 @@ def build(
 
 class Staged(msgspec.Struct, frozen=True, array_like=True):
     """A checked page as a replica keeps it until its catch-up completes, with what
-    proves its groups' rows, ``(origin, seq, encoded Material)``, and where each
-    group's rows start among the staged rows, ``(origin, seq, wall_ms, n)`` (None in
-    pages staged before this was kept: the batches are then found by a query)."""
+    proves its groups' rows, ``(origin, seq, encoded Material)``, and of each group
+    its batch, time and where its rows start among the staged rows, ``(origin, seq,
+    wall_ms, counter, n)``: finishing reads them here, not in a pass over the staged
+    rows (None in pages an older Accord staged: then it does)."""
 
     page: Page
     materials: tuple[tuple[str, int, bytes], ...] = ()
-    starts: tuple[tuple[str, int, int, int], ...] | None = None
+    starts: tuple[tuple[str, int, int, int, int], ...] | None = None
 
 
 @dataclass

@@ -283,23 +283,23 @@ class CatchingUp(SharedStore):
 
     def _staged_rows(
         self, page: Page, groups: list[Group], sid: int
-    ) -> tuple[list[StagedRow], tuple[tuple[str, int, int, int], ...]]:
+    ) -> tuple[list[StagedRow], tuple[Start, ...]]:
         """A page's kept last-writer-wins rows, one tuple each, as staging keeps them
         (inside the transaction that stages them: origins get their numbers there),
-        and where each group's rows start, ``(origin, seq, wall_ms, n)``."""
+        and each group's :data:`Start`."""
         if not groups:
             return [], ()
         ns_of_group = self.kind == "per-device"
         numbers = self._file.origin_numbers(page.ids)
         n = self._file.next_staged(sid)
         out: list[StagedRow] = []
-        starts: list[tuple[str, int, int, int]] = []
+        starts: list[Start] = []
         for group in groups:
             origin = page.ids[group.origin]
             ns = origin if ns_of_group else ""
             number, seq = numbers[group.origin], group.seq
             wall, counter = group.hlc.wall_ms, group.hlc.counter
-            starts.append((origin, seq, wall, n))
+            starts.append((origin, seq, wall, counter, n))
             places = catchup.places(group)
             out += [
                 (sid, n + i, ns, bytearray(op.key, "utf-8"), blob(op.value), wall, counter,
@@ -317,7 +317,8 @@ class CatchingUp(SharedStore):
         member cannot advance another's version in our vector (which would make us
         ignore that member's real writes). The origin's own claim is believed."""
         staged = [_staged_decoder.decode(blob) for blob in self._file.staged(sender)]
-        seen = self._file.staged_origins(sender)
+        starts = _starts(staged)  # None: pages an older Accord staged; ask the rows
+        seen = self._file.staged_origins(sender) if starts is None else _tops(starts)
         wanted = self._wanted_origins(seen)
         merged: dict[tuple[str, str], Row] = {}
         materials: list[tuple[str, int, bytes]] = []
@@ -329,8 +330,14 @@ class CatchingUp(SharedStore):
                 merged[(row.ns, row.key)] = row
         rows = [row for row in merged.values() if self._wanted(row)]
         newest = [row.hlc for row in rows]
-        if wanted and (found := self._file.staged_newest(sender, wanted)) is not None:
-            newest.append(Hlc(*found))
+        if wanted:
+            found = (
+                self._file.staged_newest(sender, wanted)
+                if starts is None
+                else max((s[2:4] for s in _taken(starts, wanted)), default=None)
+            )
+            if found is not None:
+                newest.append(Hlc(*found))
         if newest:
             self._hlc.update(max(newest))  # ClockSkew: staged, retried later
         if self._signer is not None and self.merge is None:
@@ -348,7 +355,8 @@ class CatchingUp(SharedStore):
             if seq > self._vv.get(origin, 0) and self._counts(origin)
         }
         with self._file.transaction():
-            changes = self._put_caught_up(sender, wanted, _batch_starts(staged, wanted))
+            firsts = None if starts is None else _batch_starts(starts, wanted)
+            changes = self._put_caught_up(sender, wanted, firsts)
             changes += [change for row in rows if (change := self._store_row(row))]
             if materials:  # their batches' rows are in (or were): keep the lowest lseq
                 self._file.record_batches([(o, s, NO_END, m) for o, s, m in materials])
@@ -432,19 +440,41 @@ class CatchingUp(SharedStore):
         return True
 
 
-def _batch_starts(
-    staged: list[catchup.Staged], wanted: Filter
-) -> dict[tuple[str, int], int] | None:
-    """Per batch that ``wanted`` takes rows of, the number of its first staged row:
-    from what staging noted, so applying needs no pass over the rows to find them.
-    None if a page was staged without those notes (by an older Accord)."""
-    out: dict[tuple[str, int], int] = {}
+# What staging notes of a group: its batch (origin, seq), its time (wall_ms,
+# counter), and the number of its first staged row.
+Start = tuple[str, int, int, int, int]
+
+
+def _starts(staged: list[catchup.Staged]) -> list[Start] | None:
+    """What staging noted of every group of a catch-up, in order; None if a page was
+    staged without those notes (by an older Accord)."""
+    out: list[Start] = []
     for item in staged:
         if item.starts is None:
             return None
-        for origin, seq, wall_ms, n in item.starts:
-            window = wanted.get(origin)
-            if window is None or seq <= window[0] or wall_ms > window[1]:
-                continue
-            out[(origin, seq)] = min(n, out.get((origin, seq), n))
+        out += item.starts
+    return out
+
+
+def _tops(starts: list[Start]) -> dict[str, int]:
+    """Per origin, the highest seq among the staged rows."""
+    out: dict[str, int] = {}
+    for origin, seq, *_ in starts:
+        out[origin] = max(seq, out.get(origin, 0))
+    return out
+
+
+def _taken(starts: list[Start], wanted: Filter) -> Iterable[Start]:
+    """The groups whose rows ``wanted`` takes."""
+    for start in starts:
+        window = wanted.get(start[0])
+        if window is not None and window[0] < start[1] and start[2] <= window[1]:
+            yield start
+
+
+def _batch_starts(starts: list[Start], wanted: Filter) -> dict[tuple[str, int], int]:
+    """Per batch that ``wanted`` takes rows of, the number of its first staged row."""
+    out: dict[tuple[str, int], int] = {}
+    for origin, seq, _wall, _counter, n in _taken(starts, wanted):
+        out[(origin, seq)] = min(n, out.get((origin, seq), n))
     return out

@@ -73,6 +73,7 @@ class SqliteFile:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store file {path}: {exc}") from exc
         self._next_lseq = self._saved_lseq = 1
+        self._at_commit: dict[str, bytes] = {}  # meta written as the transaction commits
         try:
             self._synchronous = synchronous
             self._setup(synchronous)
@@ -153,15 +154,18 @@ class SqliteFile:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._at_commit.clear()
             self._load_lseq()
             raise
         with self._mapped("commit"):
             if self._next_lseq != self._saved_lseq:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO meta (k, v) VALUES ('lseq', ?)",
-                    (str(self._next_lseq - 1).encode(),),
-                )
+                self._at_commit["lseq"] = str(self._next_lseq - 1).encode()
                 self._saved_lseq = self._next_lseq
+            if self._at_commit:  # one statement for them all: a batch's commit is short
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", self._at_commit.items()
+                )
+                self._at_commit.clear()
             self._db.execute("COMMIT")
 
     def close(self) -> None:
@@ -173,6 +177,11 @@ class SqliteFile:
         with self._mapped("read"):
             row = self._db.execute("SELECT v FROM meta WHERE k = ?", (k,)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def set_meta_at_commit(self, k: str, v: bytes) -> None:
+        """:meth:`set_meta`, written with the current transaction's commit (together
+        with the other meta it writes then), not now."""
+        self._at_commit[k] = v
 
     def set_meta(self, k: str, v: bytes) -> None:
         with self._mapped("write"):

@@ -411,7 +411,7 @@ class Store:
                 last[batch.origin] = batch.seq
             for origin, seq in last.items():
                 self._file.set_vv(origin, seq)
-            self._file.set_meta("hlc", _hlc_encoder.encode(self._hlc.last))
+            self._file.set_meta_at_commit("hlc", _hlc_encoder.encode(self._hlc.last))
         self._vv.update(last)
         return changes
 

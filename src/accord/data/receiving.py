@@ -63,8 +63,8 @@ class CatchingUp(SharedStore):
     def _loaded(self) -> None:
         super()._loaded()
         self._sessions = self._file.sessions()
-        blob = self._file.get_meta("session")
-        self._next_session = int(blob.decode()) if blob else 1
+        saved = self._file.get_meta("session")
+        self._next_session = int(saved.decode()) if saved else 1
         # One catch-up at a time (soft state): the source in flight, when we last
         # heard from it or asked it, and the members waiting their turn, in order.
         self._active: str | None = None
@@ -316,7 +316,7 @@ class CatchingUp(SharedStore):
         only as far as the proven rows of that origin in this catch-up reach: a
         member cannot advance another's version in our vector (which would make us
         ignore that member's real writes). The origin's own claim is believed."""
-        staged = [_staged_decoder.decode(blob) for blob in self._file.staged(sender)]
+        staged = [_staged_decoder.decode(data) for data in self._file.staged(sender)]
         starts = _starts(staged)  # None: pages an older Accord staged; ask the rows
         seen = self._file.staged_origins(sender) if starts is None else _tops(starts)
         wanted = self._wanted_origins(seen)

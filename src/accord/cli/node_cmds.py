@@ -101,14 +101,12 @@ def up(
 
 async def _run(h: Any, settings: Any, hardware: Any) -> None:
     import asyncio
-    import signal
 
+    from accord.cli.stopping import stop_on_signals
     from accord.node import Node
 
     node = Node(h, settings, drivers=hardware)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, node.stopping.set)
+    stop_on_signals(asyncio.get_running_loop(), node.stopping.set)
     async with node:
         err.print(f"[bold]{h.name}[/] is up as {h.device_id}; Ctrl-C to leave", highlight=False)
         await node.run_until_stopped()

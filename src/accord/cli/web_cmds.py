@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ def web(
 async def _serve(home: Path, port: int, open_browser: bool) -> None:
     import asyncio
 
+    from accord.cli.stopping import stop_on_signals
     from accord.device.home import SOCKET_NAME
     from accord.web.server import serve
 
@@ -43,9 +43,7 @@ async def _serve(home: Path, port: int, open_browser: bool) -> None:
 
             webbrowser.open(served.url)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop_on_signals(asyncio.get_running_loop(), stop.set)
         await stop.wait()
     finally:
         await served.close()

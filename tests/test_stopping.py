@@ -20,7 +20,7 @@ async def main(way):
     if way == "asyncio":
         loop.add_signal_handler(signal.SIGTERM, stopped.set)
     else:
-        stop_on_signals(loop, stopped.set)
+        restore = stop_on_signals(loop, stopped.set)
     wakeup = loop._csock  # the loop's own end of its self-pipe
     wakeup.setblocking(False)
     try:
@@ -33,6 +33,9 @@ async def main(way):
         await asyncio.wait_for(stopped.wait(), 5)
     except TimeoutError:
         sys.exit(1)
+    if way != "asyncio":
+        restore()  # the handlers from before are back
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 asyncio.run(main(sys.argv[1]))
 """

@@ -106,10 +106,13 @@ async def _run(h: Any, settings: Any, hardware: Any) -> None:
     from accord.node import Node
 
     node = Node(h, settings, drivers=hardware)
-    stop_on_signals(asyncio.get_running_loop(), node.stopping.set)
-    async with node:
-        err.print(f"[bold]{h.name}[/] is up as {h.device_id}; Ctrl-C to leave", highlight=False)
-        await node.run_until_stopped()
+    restore = stop_on_signals(asyncio.get_running_loop(), node.stopping.set)
+    try:
+        async with node:
+            err.print(f"[bold]{h.name}[/] is up as {h.device_id}; Ctrl-C to leave", highlight=False)
+            await node.run_until_stopped()
+    finally:
+        restore()
     err.print(f"{h.name} left", highlight=False)
 
 

@@ -17,11 +17,19 @@ from collections.abc import Callable
 from types import FrameType
 
 
-def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], object]) -> None:
-    """Call ``stop`` on ``loop`` when SIGINT or SIGTERM comes (from the main thread)."""
+def stop_on_signals(
+    loop: asyncio.AbstractEventLoop, stop: Callable[[], object]
+) -> Callable[[], None]:
+    """Call ``stop`` on ``loop`` when SIGINT or SIGTERM comes (from the main thread).
+    Returns what puts the handlers before back (call it before the loop closes)."""
 
     def handler(_signum: int, _frame: FrameType | None) -> None:
         loop.call_soon_threadsafe(stop)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
+    before = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, old in before.items():
+            signal.signal(sig, old)
+
+    return restore

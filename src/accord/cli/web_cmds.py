@@ -43,8 +43,11 @@ async def _serve(home: Path, port: int, open_browser: bool) -> None:
 
             webbrowser.open(served.url)
         stop = asyncio.Event()
-        stop_on_signals(asyncio.get_running_loop(), stop.set)
-        await stop.wait()
+        restore = stop_on_signals(asyncio.get_running_loop(), stop.set)
+        try:
+            await stop.wait()
+        finally:
+            restore()
     finally:
         await served.close()
 

@@ -174,7 +174,7 @@ class Faults:
         self._left: int | None = None
         monkeypatch.setattr(file, "write_row", self._write)
         monkeypatch.setattr(file, "upsert", self._upsert)
-        self._real_apply: Callable[..., None] = file.apply_staged
+        self._real_apply: Callable[..., int] = file.apply_staged
         monkeypatch.setattr(file, "apply_staged", self._apply_staged)
 
     def arm(self, nth: int) -> None:
@@ -188,13 +188,14 @@ class Faults:
                 raise SimulatedCrash("killed mid-transaction")
         return self._real(row, old_lseq)
 
-    def _apply_staged(self, source: str, wanted: Any, starts: Any) -> None:
+    def _apply_staged(self, source: str, wanted: Any, *, find_batches: bool) -> int:
         """A catch-up's rows move in one statement: it runs, then the process dies
         before the commit (the armed count is spent at once)."""
-        self._real_apply(source, wanted, starts)
+        first = self._real_apply(source, wanted, find_batches=find_batches)
         if self._left is not None:
             self._left = None
             raise SimulatedCrash("killed mid-transaction")
+        return first
 
     def _upsert(self, params: Any, *, newer_only: bool) -> None:
         """A set-based write: the first rows go in, then the process dies."""

@@ -141,10 +141,11 @@ class _Device:
 
         apply_staged = file.apply_staged
 
-        def faulty_apply(source: str, wanted: Any, starts: Any) -> None:
-            apply_staged(source, wanted, starts)  # the process dies before commit
+        def faulty_apply(source: str, wanted: Any, *, find_batches: bool) -> int:
+            first = apply_staged(source, wanted, find_batches=find_batches)
             if self.net.lossy and rng.random() < rate * 20:
-                raise SimulatedCrash(self.id)
+                raise SimulatedCrash(self.id)  # the process dies before commit
+            return first
 
         setattr(file, "write_row", faulty)  # noqa: B010 - an instance-level fault hook
         setattr(file, "upsert", faulty_upsert)  # noqa: B010

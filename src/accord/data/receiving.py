@@ -394,7 +394,10 @@ class CatchingUp(SharedStore):
         if not wanted:
             return []
         if not self._watchers.active:
-            self._file.apply_staged(sender, wanted, starts)
+            first = self._file.apply_staged(sender, wanted, find_batches=starts is None)
+            if starts is not None:
+                noted = [(origin, seq, first + n, None) for (origin, seq), n in starts.items()]
+                self._file.record_batches(noted)
             return []
         flat = self._file.staged_rows(sender, wanted)
         latest = {(row[0], row[1]): row for row in flat}  # the last version of each key

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Final, Literal
 
@@ -127,24 +127,26 @@ class SqliteFile:
         except sqlite3.Error as exc:
             raise StoreError(f"store file {self.path}: {what} failed: {exc}") from exc
 
-    @contextmanager
-    def transaction(self, *, durable: bool = True) -> Iterator[None]:
+    def transaction(self, *, durable: bool = True) -> AbstractContextManager[None]:
         """All or nothing: any exception inside rolls every change back.
 
         ``durable`` False: this commit need not survive a power cut (a catch-up's
         staged page, which is fetched again if it is lost), so it does not wait for
         the disk; it is still atomic, and the next durable commit syncs it too."""
-        relaxed = not durable and self._synchronous == "FULL"
-        if relaxed:  # SQLite refuses to change it inside a transaction
-            with self._mapped("begin"):
-                self._db.execute("PRAGMA synchronous=NORMAL")
+        if durable or self._synchronous != "FULL":
+            return self._transaction()
+        return self._relaxed()
+
+    @contextmanager
+    def _relaxed(self) -> Iterator[None]:
+        with self._mapped("begin"):  # SQLite refuses to change it inside a transaction
+            self._db.execute("PRAGMA synchronous=NORMAL")
         try:
             with self._transaction():
                 yield
         finally:
-            if relaxed:
-                with self._mapped("commit"):
-                    self._db.execute("PRAGMA synchronous=FULL")
+            with self._mapped("commit"):
+                self._db.execute("PRAGMA synchronous=FULL")
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

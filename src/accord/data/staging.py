@@ -27,15 +27,8 @@ class Session(msgspec.Struct, frozen=True):
 Filter = Mapping[str, tuple[int, int]]
 
 # A staged row: (sid, n, ns, key, value, wall_ms, counter, origin number, seq, idx).
-StagedRow = tuple[int, int, str, bytearray | None, bytearray | None, int, int, int, int, int | None]
+StagedRow = tuple[int, int, str, bytearray, bytearray | None, int, int, int, int, int | None]
 
-_LOWEST_LSEQ: Final = (
-    "ON CONFLICT (origin, seq) DO UPDATE SET first_lseq = min(first_lseq, excluded.first_lseq)"
-)
-_NOTE_BATCH: Final = (
-    "INSERT INTO batches (origin, seq, first_lseq) VALUES (?, ?, ?) "
-    "ON CONFLICT (origin, seq) DO UPDATE SET first_lseq = min(first_lseq, excluded.first_lseq)"
-)
 _FILTERED: Final = (
     "FROM staged AS s JOIN temp.wanted AS w ON w.id = s.origin "
     "WHERE s.sid = (SELECT session FROM sessions WHERE source = ?) "
@@ -174,13 +167,13 @@ class Staging(SqliteFile):
                 )
             )
 
-    def apply_staged(
-        self, source: str, wanted: Filter, starts: Mapping[tuple[str, int], int] | None
-    ) -> None:
+    def apply_staged(self, source: str, wanted: Filter, *, find_batches: bool) -> int:
         """Move the staged rows that ``wanted`` takes into ``rows``, each replacing the
-        stored row of its key only if it wins over it: one statement, in SQLite.
-        ``starts``: the number of each taken batch's first staged row, as staging noted
-        it (None: found here, with a pass over the staged rows)."""
+        stored row of its key only if it wins over it: one statement, in SQLite. The
+        staged row numbered ``n`` gets lseq ``first + n``; ``first`` is returned. With
+        ``find_batches``, the batches of those rows are recorded too, found with a pass
+        over the staged rows (the caller records them itself when staging noted where
+        each starts)."""
         with self._mapped("write"):
             self._want(wanted)
             (last,) = self._db.execute(
@@ -189,16 +182,13 @@ class Staging(SqliteFile):
                 (source,),
             ).fetchone()
             first = self._lseqs(last + 1)
-            if starts is None:
+            if find_batches:
                 self._db.execute(
                     "INSERT INTO batches (origin, seq, first_lseq) "
                     f"SELECT w.origin, s.seq, ? + min(s.n) {_FILTERED} GROUP BY s.origin, s.seq "
-                    f"{_LOWEST_LSEQ}",
+                    "ON CONFLICT (origin, seq) DO UPDATE SET "
+                    "first_lseq = min(first_lseq, excluded.first_lseq)",
                     (first, source),
-                )
-            else:
-                self._db.executemany(
-                    _NOTE_BATCH, [(origin, seq, first + n) for (origin, seq), n in starts.items()]
                 )
             self._db.execute(
                 "INSERT INTO rows (lseq, ns, key, value, wall_ms, counter, origin, seq, idx, dots) "
@@ -206,3 +196,4 @@ class Staging(SqliteFile):
                 f"s.idx, x'' {_FILTERED} ORDER BY s.n {UPSERT_SET}{IF_NEWER}",
                 (first, source),
             )
+        return first

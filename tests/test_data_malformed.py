@@ -157,6 +157,8 @@ def test_mutated_messages_never_corrupt_the_store(data: st.DataObject) -> None:
         (lambda: page(rows=(merge_row(dots=((1, 2),)),), ids=(A, B)), MalformedSync),
         (lambda: page(group(origin=1)), MalformedSync),  # beyond the page's ids
         (lambda: page(group(0, Hlc(NOW_MS, 0), Op("x", b"1"), Op("x", b"2"))), MalformedSync),
+        # a key of 1,000 characters, 2,000 bytes of UTF-8: beyond the limit only in bytes
+        (lambda: page(group(0, Hlc(NOW_MS, 0), Op("é" * 1000, b"1"))), MalformedSync),
         (lambda: page(group(hlc=Hlc(NOW_MS + 3_600_000, 0))), ClockSkew),
     ],
 )

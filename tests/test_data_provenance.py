@@ -110,14 +110,26 @@ def test_a_member_cannot_rewrite_the_phones_rows_or_version(house: House) -> Non
     assert house.r[T].get("balance") == b"63"
 
 
-def test_a_push_not_signed_by_its_origin_is_refused(house: House) -> None:
+def test_a_push_is_its_senders_own_and_its_signature_counts_only_when_relayed(
+    house: House,
+) -> None:
+    """A push carries only its sender's own batches, which the sender's channel
+    authenticates (as it does the sender's own rows in a catch-up page): a batch in
+    another member's name is refused; the sender's own batch is taken even with a
+    signature that does not verify, and that signature only makes the members its
+    rows are relayed to refuse them (and not believe the relay's claim for it)."""
     house.r[P].put("balance", b"62")
     [push] = house.r[P].take_pushes()
     batch = push.batches[0]
-    bad = msgspec.structs.replace(batch, sig=FRIDGE.sign(b"anything"))
-    with pytest.raises(ForgedOrigin):
-        house.r[T].receive(P, Push(DATA_VERSION, "bank", (bad,)))
+    with pytest.raises(ForgedOrigin):  # the fridge passing the phone's batch off as a push
+        house.r[T].receive(F, Push(DATA_VERSION, "bank", (batch,)))
     assert house.r[T].get("balance") is None
+    bad = msgspec.structs.replace(batch, sig=FRIDGE.sign(b"anything"))
+    house.r[T].receive(P, Push(DATA_VERSION, "bank", (bad,)))  # from the phone itself
+    assert house.r[T].get("balance") == b"62"
+    pull(house.r, F, T)  # relayed by the tablet: refused, the phone's version not claimed
+    assert house.r[F].get("balance") is None
+    assert house.r[F].version_vector().get(P, 0) == 0
 
 
 def test_the_senders_own_rows_need_no_relay_proof(house: House) -> None:

@@ -85,18 +85,29 @@ class StoreFile(Staging):
         return first
 
     def put_batch(
-        self, ns: str, keys: Sequence[bytes], ops: Sequence[Op], at: Hlc, origin: str, seq: int,
-        *, newer_only: bool,
+        self, ns: str, keys: Sequence[bytes] | None, ops: Sequence[Op], at: Hlc, origin: str,
+        seq: int, *, newer_only: bool,
     ) -> int:  # fmt: skip
-        """:meth:`put_flat` of one whole batch's ops (``keys``: their keys' bytes), each
-        row at its place in the batch: the path every write and every push takes, so
-        its parameters are built in one pass."""
+        """:meth:`put_flat` of one whole batch's ops (``keys``: their keys' bytes, or
+        None to encode them here), each row at its place in the batch: the path every
+        write and every push takes, so its parameters are built in one pass, binding
+        as :func:`blob` would without a call per row."""
         first = self._lseqs(len(ops))
         wall_ms, counter = at.wall_ms, at.counter
-        params = [
-            (first + i, ns, bytearray(key), blob(op.value), wall_ms, counter, origin, seq, i)
-            for i, (key, op) in enumerate(zip(keys, ops, strict=True))
-        ]
+        if keys is None:
+            params = [
+                (first + i, ns, bytearray(op.key, "utf-8"),
+                 None if (value := op.value) is None else bytearray(value),
+                 wall_ms, counter, origin, seq, i)
+                for i, op in enumerate(ops)
+            ]  # fmt: skip
+        else:
+            params = [
+                (first + i, ns, bytearray(key),
+                 None if (value := op.value) is None else bytearray(value),
+                 wall_ms, counter, origin, seq, i)
+                for i, (key, op) in enumerate(zip(keys, ops, strict=True))
+            ]  # fmt: skip
         self.upsert(params, newer_only=newer_only)
         return first
 

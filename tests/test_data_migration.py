@@ -147,3 +147,27 @@ def test_a_schema_2_file_with_a_catch_up_in_progress_starts_it_again(
         assert msgspec.msgpack.decode(version) == SCHEMA_VERSION
     finally:
         again.close()
+
+
+def test_a_schema_3_file_opens_with_the_table_of_kept_leaves(
+    fridge: Replica, tmp_path: Path
+) -> None:
+    """Schema 4 only added ``gone`` (the leaves of rows replaced or removed): a file of
+    schema 3 opens with its rows and versions, gains the table, and is schema 4."""
+    path = tmp_path / "fridge.kv.sqlite"
+    rows, vv = fridge.scan(), fridge.version_vector()
+    fridge.close()
+    with sqlite3.connect(path) as db:  # make it the file schema-3 code left
+        db.execute("DROP TABLE gone")
+        db.execute("UPDATE meta SET v = ? WHERE k = 'schema'", (msgspec.msgpack.encode(3),))
+    again = _open(path, "fridge")
+    try:
+        assert again.scan() == rows
+        assert again.version_vector() == vv
+        with sqlite3.connect(path) as db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            (version,) = db.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()
+        assert "gone" in tables
+        assert msgspec.msgpack.decode(version) == SCHEMA_VERSION == 4
+    finally:
+        again.close()

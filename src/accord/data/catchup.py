@@ -113,6 +113,9 @@ class _Builder:
             if len(items) == material.n and places == list(range(material.n)):
                 return items, GroupProof(material.sig, material.n)  # the whole batch
             known = material.known()
+            if material.rows:  # its leaves: its rows', stored or gone
+                leaves = self._file.batch_leaves(origin, seq, material.n)
+                known.update(((0, i), leaf) for i, leaf in leaves.items())
             if any(p is None for p in places):  # where in the batch: ask the leaves
                 where = {known[(0, i)]: i for i in range(material.n) if (0, i) in known}
                 places = [where.get(pv.leaf(ns, op.key, op.value)) for op in items]

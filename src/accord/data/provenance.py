@@ -69,17 +69,26 @@ class GroupProof(msgspec.Struct, frozen=True, array_like=True):
 class Material(msgspec.Struct, frozen=True, array_like=True):
     """What a replica keeps of one batch to prove its rows later: the signature, the
     leaves it knows (``leaves``: 32 bytes each, at the indices ``at``; () = all n in
-    order) and other tree nodes it was given, ``(level, index, hash)``."""
+    order) and other tree nodes it was given, ``(level, index, hash)``.
+
+    With ``rows``, nothing but the signature is kept: the leaves are the batch's
+    rows' own, hashed when needed from the rows still stored (every one at its place
+    in the batch), and, for a row replaced or removed since, kept as it went (the
+    store file's ``gone`` table). A batch written or pushed whole is kept this way,
+    so no receiver hashes its rows unless it relays part of it."""
 
     sig: bytes
     n: int
     leaves: bytes
     at: tuple[int, ...] = ()
     extra: tuple[tuple[int, int, bytes], ...] = ()
+    rows: bool = False
 
     def known(self) -> dict[Node, bytes]:
-        at = self.at or range(self.n)
-        nodes = {(0, i): self.leaves[k * HASH : (k + 1) * HASH] for k, i in enumerate(at)}
+        nodes: dict[Node, bytes] = {}
+        if not self.rows:
+            at = self.at or range(self.n)
+            nodes = {(0, i): self.leaves[k * HASH : (k + 1) * HASH] for k, i in enumerate(at)}
         for level, index, value in self.extra:
             nodes[(level, index)] = value
         return nodes

@@ -96,7 +96,7 @@ class Replica(CatchingUp):
         nothing of its own from the bad batch on; the others are not affected."""
         out = PushOutcome()
         have: dict[str, int] = {}
-        ready: list[tuple[Batch, list[bytes], str]] = []
+        ready: list[tuple[Batch, str]] = []
         for sender, push in pushes:
             try:
                 self._admit(sender, push)
@@ -107,10 +107,10 @@ class Replica(CatchingUp):
             if gap and (pull := self.want_from(sender)) is not None:
                 out.replies.append((sender, pull))
         if ready:
-            self._hlc.update(max(batch.hlc for batch, _, _ in ready))
+            self._hlc.update(max(batch.hlc for batch, _ in ready))
             for origin, changes in self._commit_batches(ready).items():
                 self._watchers.notify("push", origin, changes)
-            self.pushed({batch.origin for batch, _, _ in ready})
+            self.pushed({batch.origin for batch, _ in ready})
         return out
 
     def _admit(self, sender: str, message: SyncMessage) -> None:
@@ -129,7 +129,7 @@ class Replica(CatchingUp):
         sender: str,
         push: Push,
         have: dict[str, int],
-        ready: list[tuple[Batch, list[bytes], str]],
+        ready: list[tuple[Batch, str]],
     ) -> bool:
         """Add the push's batches that follow on from what is applied (or about to be)
         to ``ready``; True if there is a gap (pull instead). A bad batch raises after
@@ -145,7 +145,7 @@ class Replica(CatchingUp):
                 if batch.seq > seq + 1:
                     return True  # a gap: fetch state instead of waiting
                 self._hlc.check(batch.hlc)
-                ready.append((batch, self._batch_leaves(batch, ns), ns))
+                ready.append((batch, ns))
                 seq = batch.seq
         finally:
             have[sender] = seq

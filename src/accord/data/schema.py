@@ -24,6 +24,13 @@ Tables:
            catch-up costs little more than storing it
   origins  a number per device id, for the tables that would otherwise repeat the
            26-character id in every row (today: ``staged``)
+  gone     the provenance leaf of each one-dot row replaced or removed since it was
+           stored, at its (origin, seq, idx): what a batch kept without its leaves
+           (provenance.Material ``rows``) needs to prove the rest of its rows. Filled
+           by triggers each connection of a store with provenance makes (TEMP, as
+           they call a function of this process: :meth:`StoreFile.keep_gone_leaves`)
+
+Schema 4 added ``gone`` (a file of schema 3 needs nothing else).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 TABLES: Final = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
@@ -93,7 +100,14 @@ CREATE TABLE IF NOT EXISTS staged (
 CREATE TABLE IF NOT EXISTS origins (
     id     INTEGER PRIMARY KEY,
     origin TEXT NOT NULL UNIQUE
-)
+);
+CREATE TABLE IF NOT EXISTS gone (
+    origin TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    idx    INTEGER NOT NULL,
+    leaf   BLOB NOT NULL,
+    PRIMARY KEY (origin, seq, idx)
+) WITHOUT ROWID
 """
 
 

@@ -74,6 +74,7 @@ class SqliteFile:
             raise StoreError(f"cannot open store file {path}: {exc}") from exc
         self._next_lseq = self._saved_lseq = 1
         self._at_commit: dict[str, bytes] = {}  # meta written as the transaction commits
+        self._keeps_leaves = False  # see StoreFile.keep_gone_leaves
         try:
             self._synchronous = synchronous
             self._setup(synchronous)
@@ -95,6 +96,8 @@ class SqliteFile:
                 elif version is not None and msgspec.msgpack.decode(version) == 2:
                     schema.migrate_from_2(self._db)
                     version = None
+                elif version is not None and msgspec.msgpack.decode(version) == 3:
+                    version = None  # schema 4 only added a table, which create() made
                 if version is None:
                     self.set_meta("schema", _encoder.encode(schema.SCHEMA_VERSION))
         if version is not None and msgspec.msgpack.decode(version) != schema.SCHEMA_VERSION:

@@ -15,6 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from accord.clock import Hlc
+from accord.data import gone_leaves
 from accord.data.model import Op, Row
 from accord.data.provenance import Proof
 from accord.data.sqlite_file import IF_NEWER, UPSERT_SET, Flat, Synchronous, blob
@@ -32,6 +33,10 @@ RawRow = tuple[int, str, bytes, bytes | None, int, int, str, int, bytes, bytes |
 _UPSERT: Final = (
     "INSERT INTO rows (lseq, ns, key, value, wall_ms, counter, origin, seq, idx, dots) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, x'') " + UPSERT_SET
+)
+_NEW_ONLY: Final = (
+    "INSERT OR IGNORE INTO rows (lseq, ns, key, value, wall_ms, counter, origin, seq, idx, dots) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, x'')"
 )
 _IN_CHUNK: Final = 500  # keys per "IN (...)" lookup, well under SQLite's variable limit
 _COLUMNS: Final = "ns, key, value, wall_ms, counter, origin, dots, proof, seq"
@@ -113,9 +118,22 @@ class StoreFile(Staging):
 
     def upsert(self, params: list[tuple[Any, ...]], *, newer_only: bool) -> None:
         """The one statement one-dot rows go in by: (lseq, ns, key, value, wall_ms,
-        counter, origin, seq, idx) each (the fault net cuts it short here)."""
+        counter, origin, seq, idx) each (the fault net cuts it short here). Rows of
+        new keys go in first, as they are; only if a key was there already are the
+        others upserted, keeping the leaves of the rows they replace."""
         with self._mapped("write"):
-            self._db.executemany(_UPSERT + (IF_NEWER if newer_only else ""), params)
+            if self._db.executemany(_NEW_ONLY, params).rowcount == len(params):
+                return
+            lseqs = [row[0] for row in params]
+            went_in = {
+                lseq
+                for (lseq,) in self._db.execute(
+                    "SELECT lseq FROM rows WHERE lseq >= ? AND lseq <= ?", (min(lseqs), max(lseqs))
+                )
+            }
+            rest = [row for row in params if row[0] not in went_in]
+            with gone_leaves.replacing(self._db, self._keeps_leaves):
+                self._db.executemany(_UPSERT + (IF_NEWER if newer_only else ""), rest)
 
     def write_row(self, row: Row, old_lseq: int | None) -> int:
         """Store ``row`` under a fresh lseq (replacing the row at ``old_lseq``)."""
@@ -243,13 +261,70 @@ class StoreFile(Staging):
         return None if found is None or found[0] is None else bytes(found[0])
 
     def drop_unused_batches(self) -> int:
-        """Forget batches none of whose rows is still stored (one pass over the rows)."""
+        """Forget batches none of whose rows is still stored (one pass over the rows),
+        and the leaves of rows gone from them."""
         with self._mapped("delete"):
             cur = self._db.execute(
                 "DELETE FROM batches WHERE (origin, seq) NOT IN "
                 "(SELECT origin, seq FROM rows UNION SELECT origin, seq FROM dots)"
             )
+            self._db.execute(
+                "DELETE FROM gone WHERE (origin, seq) NOT IN (SELECT origin, seq FROM batches)"
+            )
         return cur.rowcount
+
+    def keep_gone_leaves(self) -> None:
+        """From now on, keep the provenance leaf of every one-dot row that knows its
+        place in its batch as it is replaced or removed (in ``gone``: for batches
+        kept as :class:`~accord.data.provenance.Material` ``rows``; see
+        :mod:`accord.data.gone_leaves`)."""
+        with self._mapped("open"):
+            gone_leaves.install(self._db)
+        self._keeps_leaves = True
+
+    def lost_places(self, first: int, n: int) -> list[int]:
+        """The places of a batch just put with lseqs ``first`` .. ``first + n - 1`` (in
+        order, a row at each place) whose rows did not go in (lost to newer rows)."""
+        span = (first, first + n)
+        with self._mapped("read"):
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM rows WHERE lseq >= ? AND lseq < ?", span
+            ).fetchone()
+            if count == n:
+                return []
+            rows = self._db.execute("SELECT idx FROM rows WHERE lseq >= ? AND lseq < ?", span)
+            stored = {idx for (idx,) in rows}
+        return [i for i in range(n) if i not in stored]
+
+    def keep_leaves(self, origin: str, seq: int, leaves: Sequence[tuple[int, bytes]]) -> None:
+        """Keep the leaves of rows of batch (origin, seq) that are not stored."""
+        with self._mapped("write"):
+            self._db.executemany(
+                "INSERT OR IGNORE INTO gone (origin, seq, idx, leaf) VALUES (?, ?, ?, ?)",
+                [(origin, seq, idx, leaf) for idx, leaf in leaves],
+            )
+
+    def batch_leaves(self, origin: str, seq: int, n: int) -> dict[int, bytes]:
+        """The leaves of batch (origin, seq)'s ``n`` rows, by place, as far as they are
+        known: hashed from those still stored (each at the lseq it went in at, from
+        the batch's first on) and kept of those gone."""
+        out: dict[int, bytes] = {}
+        with self._mapped("read"):
+            gone = self._db.execute(
+                "SELECT idx, leaf FROM gone WHERE origin = ? AND seq = ?", (origin, seq)
+            )
+            for idx, value in gone:
+                out[int(idx)] = bytes(value)
+            stored = self._db.execute(
+                "SELECT r.idx, r.ns, r.key, r.value FROM batches AS b JOIN rows AS r "
+                "ON r.lseq >= b.first_lseq AND r.lseq < b.first_lseq + ? "
+                "WHERE b.origin = ? AND b.seq = ? AND r.origin = b.origin AND r.seq = b.seq "
+                "AND r.idx IS NOT NULL AND r.dots = x''",
+                (n, origin, seq),
+            )
+            for idx, ns, key, value in stored:
+                out[int(idx)] = gone_leaves.row_leaf(ns, key, value)
+        return out
 
     # -- version vector -----------------------------------------------------------
 

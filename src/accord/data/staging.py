@@ -10,6 +10,7 @@ from typing import Final
 
 import msgspec
 
+from accord.data import gone_leaves
 from accord.data.sqlite_file import IF_NEWER, UPSERT_SET, Flat, SqliteFile
 
 NO_END: Final = 2**62  # a member's writes count whenever they were made
@@ -33,6 +34,13 @@ _FILTERED: Final = (
     "FROM staged AS s JOIN temp.wanted AS w ON w.id = s.origin "
     "WHERE s.sid = (SELECT session FROM sessions WHERE source = ?) "
     "AND s.seq > w.above AND s.wall_ms <= w.until"
+)
+
+# The staged rows a catch-up takes, into ``rows``: {0} a conflict clause, {1} an upsert.
+_INSERT_STAGED: Final = (
+    "INSERT{0} INTO rows (lseq, ns, key, value, wall_ms, counter, origin, seq, idx, dots) "
+    "SELECT ? + s.n, s.ns, s.key, s.value, s.wall_ms, s.counter, w.origin, s.seq, "
+    "s.idx, x'' " + _FILTERED + " ORDER BY s.n{1}"
 )
 
 
@@ -190,10 +198,15 @@ class Staging(SqliteFile):
                     "first_lseq = min(first_lseq, excluded.first_lseq)",
                     (first, source),
                 )
-            self._db.execute(
-                "INSERT INTO rows (lseq, ns, key, value, wall_ms, counter, origin, seq, idx, dots) "
-                "SELECT ? + s.n, s.ns, s.key, s.value, s.wall_ms, s.counter, w.origin, s.seq, "
-                f"s.idx, x'' {_FILTERED} ORDER BY s.n {UPSERT_SET}{IF_NEWER}",
-                (first, source),
-            )
+            # Rows of new keys first, as they are; then, only if some key was there
+            # already, the upsert that replaces what they win over (keeping the
+            # leaves of the rows replaced: gone_leaves). A row already in meets
+            # itself there, and stays.
+            went_in = self._db.execute(_INSERT_STAGED.format(" OR IGNORE", ""), (first, source))
+            (taken,) = self._db.execute(f"SELECT count(*) {_FILTERED}", (source,)).fetchone()
+            if went_in.rowcount < taken:
+                with gone_leaves.replacing(self._db, self._keeps_leaves):
+                    self._db.execute(
+                        _INSERT_STAGED.format("", " " + UPSERT_SET + IF_NEWER), (first, source)
+                    )
         return first

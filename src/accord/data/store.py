@@ -143,6 +143,8 @@ class Store:
         hlc_blob = file.get_meta("hlc")
         hlc.restore(_hlc_codec.decode(hlc_blob) if hlc_blob else HLC_ZERO)
         self._vv = file.read_vv()
+        if signer is not None and merge is None:
+            file.keep_gone_leaves()  # batches are kept without their leaves (Material.rows)
         self._loaded()
 
     def _loaded(self) -> None:
@@ -285,7 +287,6 @@ class Store:
         seq = self._vv.get(self.device_id, 0) + 1
         hlc = self._hlc.now()
         sig = b""
-        leaves: list[bytes] = []
         if self._signer is not None:
             leaves = provenance.leaves(self._own_ns, final)
             sig = self._signer(
@@ -294,7 +295,7 @@ class Store:
                 )
             )
         batch = Batch(self.device_id, seq, hlc, final, sig)
-        changes = self._apply_batch(batch, self._own_ns, leaves, local=True, raws=raws)
+        changes = self._apply_batch(batch, self._own_ns, local=True, raws=raws)
         self._outbox.append(batch)
         if len(self._outbox) > MAX_OUTBOX:
             del self._outbox[0]  # peers find the gap and pull
@@ -369,31 +370,17 @@ class Store:
         self,
         batch: Batch,
         ns: str,
-        leaves: list[bytes],
         *,
         local: bool = False,
         raws: list[bytes] | None = None,
     ) -> list[Change]:
-        """Apply one whole batch in one transaction (``leaves``: its ops' provenance
-        leaves when provenance is on, else empty; ``raws``: its keys' bytes, if known)."""
-        return self._apply_batches([(batch, leaves)], ns, local=local, raws=raws)
-
-    def _apply_batches(
-        self,
-        batches: list[tuple[Batch, list[bytes]]],
-        ns: str,
-        *,
-        local: bool = False,
-        raws: list[bytes] | None = None,
-    ) -> list[Change]:
-        """Apply consecutive whole batches of one origin in one transaction."""
-        return self._commit_batches(
-            [(batch, leaves, ns) for batch, leaves in batches], local, raws
-        )[batches[0][0].origin]
+        """Apply one whole batch in one transaction (``raws``: its keys' bytes, if
+        known)."""
+        return self._commit_batches([(batch, ns)], local, raws)[batch.origin]
 
     def _commit_batches(
         self,
-        batches: list[tuple[Batch, list[bytes], str]],
+        batches: list[tuple[Batch, str]],
         local: bool = False,
         raws: list[bytes] | None = None,
     ) -> dict[str, list[Change]]:
@@ -403,8 +390,8 @@ class Store:
         changes: dict[str, list[Change]] = {}
         last: dict[str, int] = {}
         with self._file.transaction():
-            for batch, leaves, ns in batches:
-                done = self._write_batch(batch, ns, leaves, local=local, raws=raws)
+            for batch, ns in batches:
+                done = self._write_batch(batch, ns, local=local, raws=raws)
                 changes.setdefault(batch.origin, []).extend(done)
                 last[batch.origin] = batch.seq
             for origin, seq in last.items():
@@ -417,7 +404,6 @@ class Store:
         self,
         batch: Batch,
         ns: str,
-        leaves: list[bytes],
         *,
         local: bool,
         raws: list[bytes] | None,
@@ -429,9 +415,12 @@ class Store:
             return [change for row in rows if (change := self._store_row(row, local=local))]
         changes, first = self._put_lww(batch, ns, raws, local=local)
         proof = None
-        if leaves:
-            material = Material(batch.sig, len(leaves), b"".join(leaves))
-            proof = _material_codec.encode(material)
+        if self._signer is not None:
+            # Its signature alone: its rows are its leaves (Material.rows), which the
+            # file keeps as they are replaced; no receiver hashes a whole batch.
+            proof = _material_codec.encode(Material(batch.sig, len(batch.ops), b"", rows=True))
+            if not local:
+                self._keep_lost_leaves(batch, ns, first)
         self._file.record_batches([(batch.origin, batch.seq, first, proof)])
         return changes
 
@@ -464,18 +453,16 @@ class Store:
                 changes.append(Change(ns, op.key, op.value, origin, hlc))
         return changes, self._file.put_flat(won)
 
-    def _batch_leaves(self, batch: Batch, ns: str) -> list[bytes]:
-        """A pushed batch's provenance leaves (last-writer-wins stores with provenance
-        on), kept with its signature so this replica can prove its rows when it relays
-        them. The signature is not checked here: a push carries only its sender's own
-        batches (:func:`accord.data.rules.check_batch`), which the sender's channel
-        authenticates, as it does the sender's own rows in a catch-up page. A bad
-        signature only makes the members we relay these rows to refuse them (they
-        check every relayed row's proof), and checking it would cost a hash per node
-        of the batch's tree on every receiver."""
-        if self._signer is None or self.merge is not None:
-            return []
-        return provenance.leaves(ns, batch.ops)
+    def _keep_lost_leaves(self, batch: Batch, ns: str, first: int) -> None:
+        """A pushed row that lost to a newer stored one never went in, so no trigger
+        keeps its leaf as it goes: keep it here, or the rest of its batch could not
+        be proven. The batch's rows took the lseqs from ``first`` on, in order; a
+        row is missing only where one lost (rare: a quick count tells)."""
+        lost = self._file.lost_places(first, len(batch.ops))
+        if lost:
+            ops = batch.ops
+            leaves = [(i, provenance.leaf(ns, ops[i].key, ops[i].value)) for i in lost]
+            self._file.keep_leaves(batch.origin, batch.seq, leaves)
 
     def _store_row(self, incoming: Row, *, local: bool = False) -> Change | None:
         """Resolve one row against storage (inside a transaction)."""

@@ -13,53 +13,29 @@ from collections.abc import Iterator
 import msgspec
 import pytest
 
-from accord.clock import HybridClock, ManualClock
-from accord.data import Page, Replica, StaticPeers
-from accord.data.loopback import deliver_all, pull
+from accord.data import Page, Replica
+from accord.data.loopback import pull
 from accord.data.model import DATA_VERSION, Pull
 from accord.data.provenance import Material
 from accord.device.identity import Identity
+from tests.test_data_provenance import House as ProvenanceHouse
 
 PHONE, TABLET, FRIDGE, LAPTOP = (Identity.generate() for _ in range(4))
 IDS = {i.device_id: i for i in (PHONE, TABLET, FRIDGE, LAPTOP)}
 P, T, F, L = PHONE.device_id, TABLET.device_id, FRIDGE.device_id, LAPTOP.device_id
 
 
-class House:
-    def __init__(self) -> None:
-        self.clock = ManualClock()
-        peers = StaticPeers(IDS, keys={d: i.public_bytes for d, i in IDS.items()})
-        self.r = {
-            d: Replica.open(
-                None,
-                name="bank",
-                device_id=d,
-                hlc=HybridClock(self.clock),
-                peers=peers,
-                signer=ident.sign,
-            )
-            for d, ident in IDS.items()
-        }
-
-    def push(self, src: str, *dsts: str) -> None:
-        for p in self.r[src].take_pushes():
-            for dst in dsts:
-                deliver_all(self.r, [(src, dst, p)])
-
+class House(ProvenanceHouse):
     def relayed(self, via: str, to: str) -> Page:
         """The page ``via`` would send ``to`` for everything."""
         page = self.r[via].receive(to, Pull(DATA_VERSION, "bank", {}, 99))[0]
         assert isinstance(page, Page)
         return page
 
-    def close(self) -> None:
-        for replica in self.r.values():
-            replica.close()
-
 
 @pytest.fixture
 def house() -> Iterator[House]:
-    h = House()
+    h = House(IDS)
     yield h
     h.close()
 

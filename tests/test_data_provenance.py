@@ -8,7 +8,7 @@ later real writes ignored. Pure: replicas in memory with real identities.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import msgspec
 import pytest
@@ -28,9 +28,11 @@ IDS = {i.device_id: i for i in (PHONE, TABLET, FRIDGE)}
 
 
 class House:
-    def __init__(self) -> None:
+    """Replicas of store "bank" in memory, one per identity, on one manual clock."""
+
+    def __init__(self, ids: Mapping[str, Identity] = IDS) -> None:
         self.clock = ManualClock()
-        self.peers = StaticPeers(IDS, keys={d: i.public_bytes for d, i in IDS.items()})
+        self.peers = StaticPeers(ids, keys={d: i.public_bytes for d, i in ids.items()})
         self.r = {
             d: Replica.open(
                 None,
@@ -40,7 +42,7 @@ class House:
                 peers=self.peers,
                 signer=ident.sign,
             )
-            for d, ident in IDS.items()
+            for d, ident in ids.items()
         }
 
     def push(self, src: str, *dsts: str) -> None:

@@ -6,11 +6,17 @@ leaf of each of its rows that is replaced or removed is kept as it goes:
 
 * removed (a collected tombstone, a row deleted): a TEMP trigger on DELETE, for as
   long as the connection is open;
-* replaced: the statements that replace rows first insert every row whose key is
-  new (``INSERT OR IGNORE``); only if some key was already there do they run the
-  replacing upsert, with a TEMP trigger on UPDATE that lives for that statement
-  alone. A trigger on UPDATE makes every insert into the table slower (about 0.6 µs
-  a row measured, even when it never fires), and most rows a node stores are new.
+* replaced: a TEMP trigger on UPDATE, but only while the file is replacing rows
+  (:meth:`accord.data.sqlite_store.StoreFile.upsert` says when). A trigger on
+  UPDATE that merely exists makes every insert into the table slower (about 0.6 µs
+  a row measured, even when it never fires), and while a household fills a store
+  every row it stores is new: then rows go in with ``INSERT OR IGNORE``, and a key
+  that was there turns the trigger on. (Reading the rows about to be replaced
+  instead cost more than the leaves kept before; making and dropping the trigger
+  around each statement cost more still: every prepared statement is compiled
+  again after a schema change.)
+* replaced by a catch-up: the leaves of the rows its staged rows win over, read in
+  one statement before they go in (:mod:`accord.data.staging`).
 
 The triggers are TEMP because they call ``accord_leaf``, a function of this process
 that another program opening the file would lack.
@@ -19,19 +25,22 @@ that another program opening the file would lack.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Final
 
 from accord.data.provenance import leaf
 
+# Not INSERT OR IGNORE: inside a trigger, the conflict policy of the statement that
+# fired it (an upsert's is ABORT) would override the IGNORE.
 _KEEP: Final = (
     "WHEN old.idx IS NOT NULL AND old.dots = x'' BEGIN "
-    "INSERT OR IGNORE INTO gone (origin, seq, idx, leaf) VALUES "
-    "(old.origin, old.seq, old.idx, accord_leaf(old.ns, old.key, old.value)); END"
+    "INSERT INTO gone (origin, seq, idx, leaf) "
+    "SELECT old.origin, old.seq, old.idx, accord_leaf(old.ns, old.key, old.value) "
+    "WHERE NOT EXISTS (SELECT 1 FROM gone AS g "
+    "WHERE g.origin = old.origin AND g.seq = old.seq AND g.idx = old.idx); END"
 )
 _ON_DELETE: Final = "CREATE TEMP TRIGGER IF NOT EXISTS gone_removed AFTER DELETE ON main.rows "
-_ON_UPDATE: Final = "CREATE TEMP TRIGGER gone_replaced AFTER UPDATE ON main.rows "
+_ON_UPDATE: Final = "CREATE TEMP TRIGGER IF NOT EXISTS gone_replaced AFTER UPDATE ON main.rows "
 
 
 def row_leaf(ns: str, key: bytes, value: bytes | None) -> bytes:
@@ -40,20 +49,19 @@ def row_leaf(ns: str, key: bytes, value: bytes | None) -> bytes:
 
 
 def install(db: sqlite3.Connection) -> None:
-    """Keep the leaf of every row removed from now on (and make :func:`replacing`
-    work) on this connection."""
+    """Keep the leaf of every row removed from now on, on this connection (and give
+    it ``accord_leaf(ns, key, value)``)."""
     db.create_function("accord_leaf", 3, row_leaf, deterministic=True)
     db.execute(_ON_DELETE + _KEEP)
 
 
-@contextmanager
-def replacing(db: sqlite3.Connection, keep: bool) -> Iterator[None]:
-    """Inside: rows that are replaced keep their leaves (if ``keep``)."""
-    if not keep:
-        yield
-        return
-    db.execute(_ON_UPDATE + _KEEP)
-    try:
-        yield
-    finally:
-        db.execute("DROP TRIGGER temp.gone_replaced")
+def replacing(db: sqlite3.Connection, on: bool) -> None:
+    """Keep the leaf of every row replaced from now on (``on``), or no longer."""
+    db.execute(_ON_UPDATE + _KEEP if on else "DROP TRIGGER IF EXISTS temp.gone_replaced")
+
+
+def keep(db: sqlite3.Connection, leaves: Sequence[tuple[str, int, int, bytes]]) -> None:
+    """Keep leaves (origin, seq, idx, leaf) of rows that are not stored (any more)."""
+    db.executemany(
+        "INSERT OR IGNORE INTO gone (origin, seq, idx, leaf) VALUES (?, ?, ?, ?)", leaves
+    )

@@ -75,6 +75,8 @@ class SqliteFile:
         self._next_lseq = self._saved_lseq = 1
         self._at_commit: dict[str, bytes] = {}  # meta written as the transaction commits
         self._keeps_leaves = False  # see StoreFile.keep_gone_leaves
+        self._keys_new = True  # the regime of StoreFile.upsert: rows of new keys only
+        self._upserts = 0
         try:
             self._synchronous = synchronous
             self._setup(synchronous)

@@ -118,22 +118,40 @@ class StoreFile(Staging):
 
     def upsert(self, params: list[tuple[Any, ...]], *, newer_only: bool) -> None:
         """The one statement one-dot rows go in by: (lseq, ns, key, value, wall_ms,
-        counter, origin, seq, idx) each (the fault net cuts it short here). Rows of
-        new keys go in first, as they are; only if a key was there already are the
-        others upserted, keeping the leaves of the rows they replace."""
+        counter, origin, seq, idx) each (the fault net cuts it short here).
+
+        Keeping leaves (:mod:`accord.data.gone_leaves`), a store file is in one of two
+        regimes. While rows come with new keys (a household filling a store), they
+        go in with ``INSERT OR IGNORE``; if some key was there, the file turns to
+        replacing: the trigger that keeps a replaced row's leaf is made, and the
+        rest are upserted. Replacing, rows are upserted under that trigger, and
+        every 16th time they are tried as new first: if all were, the trigger goes."""
+        upsert = _UPSERT + (IF_NEWER if newer_only else "")
         with self._mapped("write"):
-            if self._db.executemany(_NEW_ONLY, params).rowcount == len(params):
+            if not self._keeps_leaves:
+                self._db.executemany(upsert, params)
                 return
-            lseqs = [row[0] for row in params]
-            went_in = {
-                lseq
-                for (lseq,) in self._db.execute(
-                    "SELECT lseq FROM rows WHERE lseq >= ? AND lseq <= ?", (min(lseqs), max(lseqs))
-                )
-            }
-            rest = [row for row in params if row[0] not in went_in]
-            with gone_leaves.replacing(self._db, self._keeps_leaves):
-                self._db.executemany(_UPSERT + (IF_NEWER if newer_only else ""), rest)
+            self._upserts += 1
+            if self._keys_new or self._upserts % 16 == 0:
+                if self._db.executemany(_NEW_ONLY, params).rowcount == len(params):
+                    if not self._keys_new:
+                        gone_leaves.replacing(self._db, False)
+                        self._keys_new = True
+                    return
+                params = self._not_in(params)
+                self._keys_new = False
+            # Made here each time (a no-op once it exists): a rolled-back transaction
+            # takes a trigger made inside it along.
+            gone_leaves.replacing(self._db, True)
+            self._db.executemany(upsert, params)
+
+    def _not_in(self, params: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Those of ``params`` (under fresh lseqs) that are not in ``rows``."""
+        lseqs = [row[0] for row in params]
+        span = (min(lseqs), max(lseqs))
+        found = self._db.execute("SELECT lseq FROM rows WHERE lseq >= ? AND lseq <= ?", span)
+        went_in = {lseq for (lseq,) in found}
+        return [row for row in params if row[0] not in went_in]
 
     def write_row(self, row: Row, old_lseq: int | None) -> int:
         """Store ``row`` under a fresh lseq (replacing the row at ``old_lseq``)."""
@@ -299,10 +317,7 @@ class StoreFile(Staging):
     def keep_leaves(self, origin: str, seq: int, leaves: Sequence[tuple[int, bytes]]) -> None:
         """Keep the leaves of rows of batch (origin, seq) that are not stored."""
         with self._mapped("write"):
-            self._db.executemany(
-                "INSERT OR IGNORE INTO gone (origin, seq, idx, leaf) VALUES (?, ?, ?, ?)",
-                [(origin, seq, idx, leaf) for idx, leaf in leaves],
-            )
+            gone_leaves.keep(self._db, [(origin, seq, idx, leaf) for idx, leaf in leaves])
 
     def batch_leaves(self, origin: str, seq: int, n: int) -> dict[int, bytes]:
         """The leaves of batch (origin, seq)'s ``n`` rows, by place, as far as they are

@@ -10,7 +10,6 @@ from typing import Final
 
 import msgspec
 
-from accord.data import gone_leaves
 from accord.data.sqlite_file import IF_NEWER, UPSERT_SET, Flat, SqliteFile
 
 NO_END: Final = 2**62  # a member's writes count whenever they were made
@@ -41,6 +40,16 @@ _INSERT_STAGED: Final = (
     "INSERT{0} INTO rows (lseq, ns, key, value, wall_ms, counter, origin, seq, idx, dots) "
     "SELECT ? + s.n, s.ns, s.key, s.value, s.wall_ms, s.counter, w.origin, s.seq, "
     "s.idx, x'' " + _FILTERED + " ORDER BY s.n{1}"
+)
+
+# The leaves of the stored rows that staged rows will replace (those they win over;
+# a staged row already in meets itself, and is not newer than itself): gone_leaves.
+_KEEP_REPLACED: Final = (
+    "INSERT OR IGNORE INTO gone (origin, seq, idx, leaf) "
+    "SELECT r.origin, r.seq, r.idx, accord_leaf(r.ns, r.key, r.value) "
+    + _FILTERED.replace("WHERE", "JOIN rows AS r ON r.ns = s.ns AND r.key = s.key WHERE", 1)
+    + " AND r.idx IS NOT NULL AND r.dots = x'' "
+    "AND (s.wall_ms, s.counter, w.origin) > (r.wall_ms, r.counter, r.origin)"
 )
 
 
@@ -205,8 +214,9 @@ class Staging(SqliteFile):
             went_in = self._db.execute(_INSERT_STAGED.format(" OR IGNORE", ""), (first, source))
             (taken,) = self._db.execute(f"SELECT count(*) {_FILTERED}", (source,)).fetchone()
             if went_in.rowcount < taken:
-                with gone_leaves.replacing(self._db, self._keeps_leaves):
-                    self._db.execute(
-                        _INSERT_STAGED.format("", " " + UPSERT_SET + IF_NEWER), (first, source)
-                    )
+                if self._keeps_leaves:
+                    self._db.execute(_KEEP_REPLACED, (source,))
+                self._db.execute(
+                    _INSERT_STAGED.format("", " " + UPSERT_SET + IF_NEWER), (first, source)
+                )
         return first

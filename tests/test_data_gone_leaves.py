@@ -161,3 +161,25 @@ def test_forgetting_a_batch_forgets_the_leaves_kept_of_it(house: House) -> None:
         assert file.drop_unused_batches() == 1
     assert file._db.execute(count).fetchone() == (0,)
     assert file.material(P, 1) is None
+
+
+def test_rewriting_the_same_keys_keeps_leaves_per_batch_not_per_row(house: House) -> None:
+    """While a file replaces rows, a batch keeps its leaves in its material, so its
+    rows, replaced in turn, keep none; once batches of new keys come again, the file
+    goes back to keeping batches whole (trying every 16th batch)."""
+    for i in range(20):
+        _write(house.r[P], f"v{i}".encode(), range(4))
+    house.push(P, F)
+    db = house.r[F]._file._db
+    assert db.execute("SELECT count(*) FROM whole").fetchone() == (1,)  # the first
+    assert db.execute("SELECT count(*) FROM gone").fetchone() == (4,)  # its rows'
+    assert not _material(house.r[F], P, 2).rows  # the others keep their leaves
+    for i in range(20):
+        _write(house.r[P], b"new", range(100 + 4 * i, 104 + 4 * i))
+    house.push(P, F)
+    (whole,) = db.execute("SELECT count(*) FROM whole").fetchone()
+    assert whole >= 1 + 20 - 16
+    pull(house.r, T, F)
+    assert house.r[T].get("k3") == b"v19"
+    assert house.r[T].get("k179") == b"new"
+    assert house.r[T].version_vector()[P] == 40

@@ -24,13 +24,15 @@ Tables:
            catch-up costs little more than storing it
   origins  a number per device id, for the tables that would otherwise repeat the
            26-character id in every row (today: ``staged``)
-  gone     the provenance leaf of each one-dot row replaced or removed since it was
-           stored, at its (origin, seq, idx): what a batch kept without its leaves
-           (provenance.Material ``rows``) needs to prove the rest of its rows. Filled
-           by triggers each connection of a store with provenance makes (TEMP, as
-           they call a function of this process: :meth:`StoreFile.keep_gone_leaves`)
+  whole    the batches kept without their leaves (provenance.Material ``rows``):
+           every row went in whole, a new key each, and their rows are their leaves
+  gone     the provenance leaf of each row of a ``whole`` batch that was replaced
+           or removed since, at its (origin, seq, idx): what the batch needs to
+           prove the rest of its rows. Filled by triggers each connection of a store
+           with provenance makes (TEMP, as they call a function of this process:
+           :mod:`accord.data.gone_leaves`)
 
-Schema 4 added ``gone`` (a file of schema 3 needs nothing else).
+Schema 4 added ``whole`` and ``gone`` (a file of schema 3 needs nothing else).
 """
 
 from __future__ import annotations
@@ -101,6 +103,11 @@ CREATE TABLE IF NOT EXISTS origins (
     id     INTEGER PRIMARY KEY,
     origin TEXT NOT NULL UNIQUE
 );
+CREATE TABLE IF NOT EXISTS whole (
+    origin TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    PRIMARY KEY (origin, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gone (
     origin TEXT NOT NULL,
     seq    INTEGER NOT NULL,

@@ -77,6 +77,8 @@ class SqliteFile:
         self._keeps_leaves = False  # see StoreFile.keep_gone_leaves
         self._keys_new = True  # the regime of StoreFile.upsert: rows of new keys only
         self._upserts = 0
+        self._trigger_on: bool | None = False  # gone_leaves.replacing's; None: not known
+        self.all_new = False  # did every row of the last upsert go in as a new key?
         try:
             self._synchronous = synchronous
             self._setup(synchronous)
@@ -163,17 +165,23 @@ class SqliteFile:
             self._db.execute("ROLLBACK")
             self._at_commit.clear()
             self._load_lseq()
+            self._trigger_on = None  # a trigger made or dropped inside went back
             raise
-        with self._mapped("commit"):
-            if self._next_lseq != self._saved_lseq:
-                self._at_commit["lseq"] = str(self._next_lseq - 1).encode()
-                self._saved_lseq = self._next_lseq
-            if self._at_commit:  # one statement for them all: a batch's commit is short
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", self._at_commit.items()
-                )
-                self._at_commit.clear()
-            self._db.execute("COMMIT")
+        try:
+            with self._mapped("commit"):
+                if self._next_lseq != self._saved_lseq:
+                    self._at_commit["lseq"] = str(self._next_lseq - 1).encode()
+                    self._saved_lseq = self._next_lseq
+                if self._at_commit:  # one statement for them all: a batch's commit is short
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)",
+                        self._at_commit.items(),
+                    )
+                    self._at_commit.clear()
+                self._db.execute("COMMIT")
+        except BaseException:
+            self._trigger_on = None
+            raise
 
     def close(self) -> None:
         self._db.close()

@@ -119,6 +119,7 @@ class StoreFile(Staging):
     def upsert(self, params: list[tuple[Any, ...]], *, newer_only: bool) -> None:
         """The one statement one-dot rows go in by: (lseq, ns, key, value, wall_ms,
         counter, origin, seq, idx) each (the fault net cuts it short here).
+        Afterwards :attr:`all_new` says whether every row went in as a new key.
 
         Keeping leaves (:mod:`accord.data.gone_leaves`), a store file is in one of two
         regimes. While rows come with new keys (a household filling a store), they
@@ -127,6 +128,7 @@ class StoreFile(Staging):
         rest are upserted. Replacing, rows are upserted under that trigger, and
         every 16th time they are tried as new first: if all were, the trigger goes."""
         upsert = _UPSERT + (IF_NEWER if newer_only else "")
+        self.all_new = False
         with self._mapped("write"):
             if not self._keeps_leaves:
                 self._db.executemany(upsert, params)
@@ -134,16 +136,20 @@ class StoreFile(Staging):
             self._upserts += 1
             if self._keys_new or self._upserts % 16 == 0:
                 if self._db.executemany(_NEW_ONLY, params).rowcount == len(params):
-                    if not self._keys_new:
-                        gone_leaves.replacing(self._db, False)
-                        self._keys_new = True
+                    self._keys_new = self.all_new = True
+                    self._replacing(False)
                     return
                 params = self._not_in(params)
                 self._keys_new = False
-            # Made here each time (a no-op once it exists): a rolled-back transaction
-            # takes a trigger made inside it along.
-            gone_leaves.replacing(self._db, True)
+            self._replacing(True)
             self._db.executemany(upsert, params)
+
+    def _replacing(self, on: bool) -> None:
+        """Make or drop the trigger that keeps a replaced row's leaf, if it is not so
+        (not known after a rollback: one takes a trigger made inside it along)."""
+        if self._trigger_on is not on:
+            gone_leaves.replacing(self._db, on)
+            self._trigger_on = on
 
     def _not_in(self, params: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Those of ``params`` (under fresh lseqs) that are not in ``rows``."""
@@ -286,38 +292,26 @@ class StoreFile(Staging):
                 "DELETE FROM batches WHERE (origin, seq) NOT IN "
                 "(SELECT origin, seq FROM rows UNION SELECT origin, seq FROM dots)"
             )
-            self._db.execute(
-                "DELETE FROM gone WHERE (origin, seq) NOT IN (SELECT origin, seq FROM batches)"
-            )
+            for table in ("gone", "whole"):
+                self._db.execute(
+                    f"DELETE FROM {table} "  # noqa: S608 (a constant name)
+                    "WHERE (origin, seq) NOT IN (SELECT origin, seq FROM batches)"
+                )
         return cur.rowcount
 
     def keep_gone_leaves(self) -> None:
-        """From now on, keep the provenance leaf of every one-dot row that knows its
-        place in its batch as it is replaced or removed (in ``gone``: for batches
-        kept as :class:`~accord.data.provenance.Material` ``rows``; see
+        """From now on, keep the provenance leaf of every row of a ``whole`` batch
+        (:meth:`record_whole`) as it is replaced or removed (in ``gone``; see
         :mod:`accord.data.gone_leaves`)."""
         with self._mapped("open"):
             gone_leaves.install(self._db)
         self._keeps_leaves = True
 
-    def lost_places(self, first: int, n: int) -> list[int]:
-        """The places of a batch just put with lseqs ``first`` .. ``first + n - 1`` (in
-        order, a row at each place) whose rows did not go in (lost to newer rows)."""
-        span = (first, first + n)
-        with self._mapped("read"):
-            (count,) = self._db.execute(
-                "SELECT count(*) FROM rows WHERE lseq >= ? AND lseq < ?", span
-            ).fetchone()
-            if count == n:
-                return []
-            rows = self._db.execute("SELECT idx FROM rows WHERE lseq >= ? AND lseq < ?", span)
-            stored = {idx for (idx,) in rows}
-        return [i for i in range(n) if i not in stored]
-
-    def keep_leaves(self, origin: str, seq: int, leaves: Sequence[tuple[int, bytes]]) -> None:
-        """Keep the leaves of rows of batch (origin, seq) that are not stored."""
+    def record_whole(self, batches: Sequence[tuple[str, int]]) -> None:
+        """Note batches (origin, seq) kept without their leaves (Material ``rows``):
+        from now on, a row of theirs that goes keeps its leaf."""
         with self._mapped("write"):
-            gone_leaves.keep(self._db, [(origin, seq, idx, leaf) for idx, leaf in leaves])
+            self._db.executemany("INSERT OR IGNORE INTO whole (origin, seq) VALUES (?, ?)", batches)
 
     def batch_leaves(self, origin: str, seq: int, n: int) -> dict[int, bytes]:
         """The leaves of batch (origin, seq)'s ``n`` rows, by place, as far as they are

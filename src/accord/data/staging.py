@@ -42,14 +42,16 @@ _INSERT_STAGED: Final = (
     "s.idx, x'' " + _FILTERED + " ORDER BY s.n{1}"
 )
 
-# The leaves of the stored rows that staged rows will replace (those they win over;
-# a staged row already in meets itself, and is not newer than itself): gone_leaves.
+# The leaves of the stored rows of whole batches that staged rows will replace (those
+# they win over; a staged row already in meets itself, and is not newer than itself):
+# gone_leaves.
 _KEEP_REPLACED: Final = (
-    "INSERT OR IGNORE INTO gone (origin, seq, idx, leaf) "
+    "INSERT OR IGNORE INTO gone (origin, seq, idx, leaf) "  # noqa: S608 (constant parts)
     "SELECT r.origin, r.seq, r.idx, accord_leaf(r.ns, r.key, r.value) "
     + _FILTERED.replace("WHERE", "JOIN rows AS r ON r.ns = s.ns AND r.key = s.key WHERE", 1)
     + " AND r.idx IS NOT NULL AND r.dots = x'' "
-    "AND (s.wall_ms, s.counter, w.origin) > (r.wall_ms, r.counter, r.origin)"
+    "AND (s.wall_ms, s.counter, w.origin) > (r.wall_ms, r.counter, r.origin) "
+    "AND EXISTS (SELECT 1 FROM whole AS h WHERE h.origin = r.origin AND h.seq = r.seq)"
 )
 
 

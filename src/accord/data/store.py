@@ -287,6 +287,7 @@ class Store:
         seq = self._vv.get(self.device_id, 0) + 1
         hlc = self._hlc.now()
         sig = b""
+        leaves: list[bytes] | None = None
         if self._signer is not None:
             leaves = provenance.leaves(self._own_ns, final)
             sig = self._signer(
@@ -295,7 +296,7 @@ class Store:
                 )
             )
         batch = Batch(self.device_id, seq, hlc, final, sig)
-        changes = self._apply_batch(batch, self._own_ns, local=True, raws=raws)
+        changes = self._apply_batch(batch, self._own_ns, local=True, raws=raws, leaves=leaves)
         self._outbox.append(batch)
         if len(self._outbox) > MAX_OUTBOX:
             del self._outbox[0]  # peers find the gap and pull
@@ -373,16 +374,18 @@ class Store:
         *,
         local: bool = False,
         raws: list[bytes] | None = None,
+        leaves: list[bytes] | None = None,
     ) -> list[Change]:
-        """Apply one whole batch in one transaction (``raws``: its keys' bytes, if
-        known)."""
-        return self._commit_batches([(batch, ns)], local, raws)[batch.origin]
+        """Apply one whole batch in one transaction (``raws``: its keys' bytes, and
+        ``leaves``: its provenance leaves, if known)."""
+        return self._commit_batches([(batch, ns)], local, raws, leaves)[batch.origin]
 
     def _commit_batches(
         self,
         batches: list[tuple[Batch, str]],
         local: bool = False,
         raws: list[bytes] | None = None,
+        leaves: list[bytes] | None = None,
     ) -> dict[str, list[Change]]:
         """Apply whole batches (of one origin or several, each origin's consecutive
         and in order) in one transaction: one sync to disk for all. The changes, per
@@ -391,7 +394,7 @@ class Store:
         last: dict[str, int] = {}
         with self._file.transaction():
             for batch, ns in batches:
-                done = self._write_batch(batch, ns, local=local, raws=raws)
+                done = self._write_batch(batch, ns, local=local, raws=raws, leaves=leaves)
                 changes.setdefault(batch.origin, []).extend(done)
                 last[batch.origin] = batch.seq
             for origin, seq in last.items():
@@ -407,35 +410,40 @@ class Store:
         *,
         local: bool,
         raws: list[bytes] | None,
+        leaves: list[bytes] | None,
     ) -> list[Change]:
         """One batch's rows and its record (inside the caller's transaction)."""
         if self.merge is not None:
             dots = {batch.origin: batch.seq}
             rows = (Row(ns, op.key, op.value, batch.hlc, batch.origin, dots) for op in batch.ops)
             return [change for row in rows if (change := self._store_row(row, local=local))]
-        changes, first = self._put_lww(batch, ns, raws, local=local)
+        changes, first, whole = self._put_lww(batch, ns, raws, local=local)
         proof = None
-        if self._signer is not None:
-            # Its signature alone: its rows are its leaves (Material.rows), which the
-            # file keeps as they are replaced; no receiver hashes a whole batch.
+        if self._signer is not None and whole:
+            # Every row went in, a new key each: its signature alone, as its rows are
+            # its leaves (Material.rows); the file keeps a leaf as its row goes.
             proof = _material_codec.encode(Material(batch.sig, len(batch.ops), b"", rows=True))
-            if not local:
-                self._keep_lost_leaves(batch, ns, first)
+            self._file.record_whole([(batch.origin, batch.seq)])
+        elif self._signer is not None:
+            if leaves is None:
+                leaves = provenance.leaves(ns, batch.ops)
+            proof = _material_codec.encode(Material(batch.sig, len(leaves), b"".join(leaves)))
         self._file.record_batches([(batch.origin, batch.seq, first, proof)])
         return changes
 
     def _put_lww(
         self, batch: Batch, ns: str, raws: list[bytes] | None, *, local: bool
-    ) -> tuple[list[Change], int]:
+    ) -> tuple[list[Change], int, bool]:
         """A last-writer-wins batch's rows, set-based, in one statement (``raws``: its
         keys' bytes, if known). A local batch wins over every stored row (its HLC is
         newer than every HLC this replica has seen); a peer's rows replace only rows
         they win over, which SQLite decides. Only when someone watches are the stored
-        rows read, to report the changes."""
+        rows read, to report the changes. Also: did every row go in, a new key each?"""
         hlc, origin, seq = batch.hlc, batch.origin, batch.seq
         if not self._watchers.active:
             put = self._file.put_batch
-            return [], put(ns, raws, batch.ops, hlc, origin, seq, newer_only=not local)
+            first = put(ns, raws, batch.ops, hlc, origin, seq, newer_only=not local)
+            return [], first, self._file.all_new
         keys = raws if raws is not None else [op.key.encode() for op in batch.ops]
         rows: list[Flat] = [
             (ns, key, op.value, hlc.wall_ms, hlc.counter, origin, seq, i)
@@ -451,18 +459,8 @@ class Store:
             won.append(row)
             if op.value is not None or (old is not None and not old[3]):
                 changes.append(Change(ns, op.key, op.value, origin, hlc))
-        return changes, self._file.put_flat(won)
-
-    def _keep_lost_leaves(self, batch: Batch, ns: str, first: int) -> None:
-        """A pushed row that lost to a newer stored one never went in, so no trigger
-        keeps its leaf as it goes: keep it here, or the rest of its batch could not
-        be proven. The batch's rows took the lseqs from ``first`` on, in order; a
-        row is missing only where one lost (rare: a quick count tells)."""
-        lost = self._file.lost_places(first, len(batch.ops))
-        if lost:
-            ops = batch.ops
-            leaves = [(i, provenance.leaf(ns, ops[i].key, ops[i].value)) for i in lost]
-            self._file.keep_leaves(batch.origin, batch.seq, leaves)
+        first = self._file.put_flat(won)
+        return changes, first, len(won) == len(rows) and self._file.all_new
 
     def _store_row(self, incoming: Row, *, local: bool = False) -> Change | None:
         """Resolve one row against storage (inside a transaction)."""

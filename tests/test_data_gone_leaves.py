@@ -171,13 +171,13 @@ def test_rewriting_the_same_keys_keeps_leaves_per_batch_not_per_row(house: House
         _write(house.r[P], f"v{i}".encode(), range(4))
     house.push(P, F)
     db = house.r[F]._file._db
-    assert db.execute("SELECT count(*) FROM whole").fetchone() == (1,)  # the first
+    assert db.execute("SELECT count(*) FROM batches WHERE whole").fetchone() == (1,)  # the first
     assert db.execute("SELECT count(*) FROM gone").fetchone() == (4,)  # its rows'
     assert not _material(house.r[F], P, 2).rows  # the others keep their leaves
     for i in range(20):
         _write(house.r[P], b"new", range(100 + 4 * i, 104 + 4 * i))
     house.push(P, F)
-    (whole,) = db.execute("SELECT count(*) FROM whole").fetchone()
+    (whole,) = db.execute("SELECT count(*) FROM batches WHERE whole").fetchone()
     assert whole >= 1 + 20 - 16
     pull(house.r, T, F)
     assert house.r[T].get("k3") == b"v19"

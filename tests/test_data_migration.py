@@ -152,13 +152,15 @@ def test_a_schema_2_file_with_a_catch_up_in_progress_starts_it_again(
 def test_a_schema_3_file_opens_with_the_table_of_kept_leaves(
     fridge: Replica, tmp_path: Path
 ) -> None:
-    """Schema 4 only added ``gone`` (the leaves of rows replaced or removed): a file of
-    schema 3 opens with its rows and versions, gains the table, and is schema 4."""
+    """Schema 4 added ``gone`` (the leaves of rows replaced or removed) and
+    ``batches.whole``: a file of schema 3 opens with its rows and versions, gains
+    both, and is schema 4."""
     path = tmp_path / "fridge.kv.sqlite"
     rows, vv = fridge.scan(), fridge.version_vector()
     fridge.close()
     with sqlite3.connect(path) as db:  # make it the file schema-3 code left
         db.execute("DROP TABLE gone")
+        db.execute("ALTER TABLE batches DROP COLUMN whole")
         db.execute("UPDATE meta SET v = ? WHERE k = 'schema'", (msgspec.msgpack.encode(3),))
     again = _open(path, "fridge")
     try:
@@ -167,7 +169,9 @@ def test_a_schema_3_file_opens_with_the_table_of_kept_leaves(
         with sqlite3.connect(path) as db:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
             (version,) = db.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()
+            columns = {r[1] for r in db.execute("PRAGMA table_info(batches)")}
         assert "gone" in tables
+        assert "whole" in columns
         assert msgspec.msgpack.decode(version) == SCHEMA_VERSION == 4
     finally:
         again.close()

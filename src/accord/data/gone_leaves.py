@@ -1,7 +1,7 @@
 """Keeping the provenance leaf of a row as it leaves a store file (the ``gone`` table).
 
 A batch whose rows all went in as new keys is kept without its leaves
-(provenance.Material ``rows``, listed in ``whole``): its rows are its leaves. To
+(provenance.Material ``rows``, ``batches.whole``): its rows are its leaves. To
 prove the rest of such a batch later, the leaf of each of its rows that is replaced
 or removed is kept as it goes:
 
@@ -38,7 +38,8 @@ from accord.data.provenance import leaf
 # fired it (an upsert's is ABORT) would override the IGNORE.
 _KEEP: Final = (
     "WHEN old.idx IS NOT NULL AND old.dots = x'' AND EXISTS "
-    "(SELECT 1 FROM whole AS w WHERE w.origin = old.origin AND w.seq = old.seq) BEGIN "
+    "(SELECT 1 FROM batches AS b WHERE b.origin = old.origin AND b.seq = old.seq "
+    "AND b.whole) BEGIN "
     "INSERT INTO gone (origin, seq, idx, leaf) "
     "SELECT old.origin, old.seq, old.idx, accord_leaf(old.ns, old.key, old.value) "
     "WHERE NOT EXISTS (SELECT 1 FROM gone AS g "

@@ -24,15 +24,15 @@ Tables:
            catch-up costs little more than storing it
   origins  a number per device id, for the tables that would otherwise repeat the
            26-character id in every row (today: ``staged``)
-  whole    the batches kept without their leaves (provenance.Material ``rows``):
-           every row went in whole, a new key each, and their rows are their leaves
-  gone     the provenance leaf of each row of a ``whole`` batch that was replaced
+  gone     the provenance leaf of each row of a ``whole`` batch (one kept without its
+           leaves, provenance.Material ``rows``: every row went in as a new key, and
+           its rows are its leaves) that was replaced
            or removed since, at its (origin, seq, idx): what the batch needs to
            prove the rest of its rows. Filled by triggers each connection of a store
            with provenance makes (TEMP, as they call a function of this process:
            :mod:`accord.data.gone_leaves`)
 
-Schema 4 added ``whole`` and ``gone`` (a file of schema 3 needs nothing else).
+Schema 4 added ``gone`` and ``batches.whole`` (:func:`migrate_from_3`).
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS batches (
     seq        INTEGER NOT NULL,
     first_lseq INTEGER NOT NULL,
     material   BLOB,
+    whole      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (origin, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pages (
@@ -103,11 +104,6 @@ CREATE TABLE IF NOT EXISTS origins (
     id     INTEGER PRIMARY KEY,
     origin TEXT NOT NULL UNIQUE
 );
-CREATE TABLE IF NOT EXISTS whole (
-    origin TEXT NOT NULL,
-    seq    INTEGER NOT NULL,
-    PRIMARY KEY (origin, seq)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gone (
     origin TEXT NOT NULL,
     seq    INTEGER NOT NULL,
@@ -159,6 +155,15 @@ def migrate_from_2(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE IF EXISTS staged_rows")
     db.execute("DELETE FROM pages")
     db.execute("DELETE FROM sessions")
+    migrate_from_3(db)
+
+
+def migrate_from_3(db: sqlite3.Connection) -> None:
+    """Schema 4 marks the batches kept without their leaves (``batches.whole``) and
+    keeps the leaves of their rows that go (``gone``, which :func:`create` made)."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(batches)")}
+    if "whole" not in columns:
+        db.execute("ALTER TABLE batches ADD COLUMN whole INTEGER NOT NULL DEFAULT 0")
 
 
 def is_schema_1(db: sqlite3.Connection) -> bool:

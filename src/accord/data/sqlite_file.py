@@ -101,7 +101,8 @@ class SqliteFile:
                     schema.migrate_from_2(self._db)
                     version = None
                 elif version is not None and msgspec.msgpack.decode(version) == 3:
-                    version = None  # schema 4 only added a table, which create() made
+                    schema.migrate_from_3(self._db)
+                    version = None
                 if version is None:
                     self.set_meta("schema", _encoder.encode(schema.SCHEMA_VERSION))
         if version is not None and msgspec.msgpack.decode(version) != schema.SCHEMA_VERSION:

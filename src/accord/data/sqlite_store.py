@@ -265,16 +265,23 @@ class StoreFile(Staging):
 
     # -- batch proofs ------------------------------------------------------------
 
-    def record_batches(self, items: Sequence[tuple[str, int, int, bytes | None]]) -> None:
+    def record_batches(
+        self, items: Sequence[tuple[str, int, int, bytes | None]], *, whole: bool = False
+    ) -> None:
         """Note batches whose rows were just written: (origin, seq, first lseq used,
-        encoded Material or None). Keeps the lowest lseq, and a material once known."""
+        encoded Material or None). Keeps the lowest lseq, and a material once known.
+        ``whole``: kept without their leaves (Material ``rows``), so a row of theirs
+        that goes keeps its leaf (:mod:`accord.data.gone_leaves`); a later material
+        decides it again."""
         with self._mapped("write"):
             self._db.executemany(
-                "INSERT INTO batches (origin, seq, first_lseq, material) VALUES (?, ?, ?, ?) "
+                "INSERT INTO batches (origin, seq, first_lseq, material, whole) "
+                "VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (origin, seq) DO UPDATE SET "
                 "first_lseq = min(first_lseq, excluded.first_lseq), "
-                "material = coalesce(excluded.material, material)",
-                items,
+                "material = coalesce(excluded.material, material), "
+                "whole = iif(excluded.material IS NULL, whole, excluded.whole)",
+                [(*item, whole) for item in items],
             )
 
     def material(self, origin: str, seq: int) -> bytes | None:
@@ -292,26 +299,18 @@ class StoreFile(Staging):
                 "DELETE FROM batches WHERE (origin, seq) NOT IN "
                 "(SELECT origin, seq FROM rows UNION SELECT origin, seq FROM dots)"
             )
-            for table in ("gone", "whole"):
-                self._db.execute(
-                    f"DELETE FROM {table} "  # noqa: S608 (a constant name)
-                    "WHERE (origin, seq) NOT IN (SELECT origin, seq FROM batches)"
-                )
+            self._db.execute(
+                "DELETE FROM gone WHERE (origin, seq) NOT IN (SELECT origin, seq FROM batches)"
+            )
         return cur.rowcount
 
     def keep_gone_leaves(self) -> None:
         """From now on, keep the provenance leaf of every row of a ``whole`` batch
-        (:meth:`record_whole`) as it is replaced or removed (in ``gone``; see
+        (:meth:`record_batches`) as it is replaced or removed (in ``gone``; see
         :mod:`accord.data.gone_leaves`)."""
         with self._mapped("open"):
             gone_leaves.install(self._db)
         self._keeps_leaves = True
-
-    def record_whole(self, batches: Sequence[tuple[str, int]]) -> None:
-        """Note batches (origin, seq) kept without their leaves (Material ``rows``):
-        from now on, a row of theirs that goes keeps its leaf."""
-        with self._mapped("write"):
-            self._db.executemany("INSERT OR IGNORE INTO whole (origin, seq) VALUES (?, ?)", batches)
 
     def batch_leaves(self, origin: str, seq: int, n: int) -> dict[int, bytes]:
         """The leaves of batch (origin, seq)'s ``n`` rows, by place, as far as they are

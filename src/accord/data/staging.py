@@ -51,7 +51,8 @@ _KEEP_REPLACED: Final = (
     + _FILTERED.replace("WHERE", "JOIN rows AS r ON r.ns = s.ns AND r.key = s.key WHERE", 1)
     + " AND r.idx IS NOT NULL AND r.dots = x'' "
     "AND (s.wall_ms, s.counter, w.origin) > (r.wall_ms, r.counter, r.origin) "
-    "AND EXISTS (SELECT 1 FROM whole AS h WHERE h.origin = r.origin AND h.seq = r.seq)"
+    "AND EXISTS (SELECT 1 FROM batches AS b "
+    "WHERE b.origin = r.origin AND b.seq = r.seq AND b.whole)"
 )
 
 

@@ -419,16 +419,16 @@ class Store:
             return [change for row in rows if (change := self._store_row(row, local=local))]
         changes, first, whole = self._put_lww(batch, ns, raws, local=local)
         proof = None
-        if self._signer is not None and whole:
+        whole = whole and self._signer is not None
+        if whole:
             # Every row went in, a new key each: its signature alone, as its rows are
             # its leaves (Material.rows); the file keeps a leaf as its row goes.
             proof = _material_codec.encode(Material(batch.sig, len(batch.ops), b"", rows=True))
-            self._file.record_whole([(batch.origin, batch.seq)])
         elif self._signer is not None:
             if leaves is None:
                 leaves = provenance.leaves(ns, batch.ops)
             proof = _material_codec.encode(Material(batch.sig, len(leaves), b"".join(leaves)))
-        self._file.record_batches([(batch.origin, batch.seq, first, proof)])
+        self._file.record_batches([(batch.origin, batch.seq, first, proof)], whole=whole)
         return changes
 
     def _put_lww(

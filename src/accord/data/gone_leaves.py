@@ -34,8 +34,6 @@ from accord.data.provenance import leaf
 
 # Not INSERT OR IGNORE: inside a trigger, the conflict policy of the statement that
 # fired it (an upsert's is ABORT) would override the IGNORE.
-# Not INSERT OR IGNORE: inside a trigger, the conflict policy of the statement that
-# fired it (an upsert's is ABORT) would override the IGNORE.
 _KEEP: Final = (
     "WHEN old.idx IS NOT NULL AND old.dots = x'' AND EXISTS "
     "(SELECT 1 FROM batches AS b WHERE b.origin = old.origin AND b.seq = old.seq "

@@ -74,8 +74,8 @@ class Material(msgspec.Struct, frozen=True, array_like=True):
     With ``rows``, nothing but the signature is kept: the leaves are the batch's
     rows' own, hashed when needed from the rows still stored (every one at its place
     in the batch), and, for a row replaced or removed since, kept as it went (the
-    store file's ``gone`` table). A batch written or pushed whole is kept this way,
-    so no receiver hashes its rows unless it relays part of it."""
+    store file's ``gone`` table). A batch whose rows all went in as new keys is kept
+    this way, so no receiver hashes its rows unless it relays part of it."""
 
     sig: bytes
     n: int

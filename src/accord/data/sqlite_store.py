@@ -152,12 +152,17 @@ class StoreFile(Staging):
             self._trigger_on = on
 
     def _not_in(self, params: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Those of ``params`` (under fresh lseqs) that are not in ``rows``."""
+        """Those of ``params`` (under fresh lseqs) that ``INSERT OR IGNORE`` did not put
+        in ``rows``: matched by lseq and key, so a row whose lseq some other row holds
+        (a bug, never a key's) goes on to the upsert, which refuses it, rather than
+        being taken for in and lost."""
         lseqs = [row[0] for row in params]
         span = (min(lseqs), max(lseqs))
-        found = self._db.execute("SELECT lseq FROM rows WHERE lseq >= ? AND lseq <= ?", span)
-        went_in = {lseq for (lseq,) in found}
-        return [row for row in params if row[0] not in went_in]
+        found = self._db.execute(
+            "SELECT lseq, ns, key FROM rows WHERE lseq >= ? AND lseq <= ?", span
+        )
+        went_in = {(lseq, ns, bytes(key)) for lseq, ns, key in found}
+        return [row for row in params if (row[0], row[1], bytes(row[2])) not in went_in]
 
     def write_row(self, row: Row, old_lseq: int | None) -> int:
         """Store ``row`` under a fresh lseq (replacing the row at ``old_lseq``)."""

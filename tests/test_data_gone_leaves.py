@@ -228,3 +228,50 @@ def test_a_row_under_an_lseq_another_row_holds_is_refused_not_lost(house: House)
         file.upsert([row], newer_only=True)
     assert house.r[F].get("fresh") is None
     assert house.r[F].get("k0") == b"phone"
+
+
+def test_a_batch_caught_up_from_its_writer_keeps_its_signature_alone(house: House) -> None:
+    """The fridge was away while the phone wrote: it catches up from the phone itself,
+    keeps the batch as a push's (no leaf hashed), and, after a row of it is
+    replaced, still proves the rest to the tablet."""
+    _write(house.r[P], b"first", range(5))
+    pull(house.r, F, P)
+    kept = _material(house.r[F], P, 1)
+    assert kept.rows
+    assert kept.leaves == b""
+    with house.r[P].batch() as b:
+        b.put("k1", b"second")
+    house.push(P, F)
+    group = next(g for g in house.relayed(F, T).groups if g.seq == 1)
+    assert group.proof is not None
+    assert list(group.proof.index) == [0, 2, 3, 4]
+    pull(house.r, T, F)
+    assert [house.r[T].get(f"k{i}") for i in range(5)] == [
+        b"first", b"second", b"first", b"first", b"first",
+    ]  # fmt: skip
+    assert house.r[T].version_vector()[P] == 2
+
+
+@pytest.mark.parametrize("watched", [False, True], ids=["unwatched", "watched"])
+def test_a_caught_up_row_that_lost_keeps_its_batch_provable(house: House, watched: bool) -> None:
+    """The fridge wrote k2 after the phone's batch: catching up from the phone, the
+    phone's k2 loses, so the batch's leaves are hashed from the staged rows and kept,
+    and the fridge still proves the rest of it to the tablet."""
+    _write(house.r[P], b"phone", range(5))
+    house.clock.advance(1.0)
+    house.r[F].put("k2", b"fridge")
+    if watched:
+        house.r[F].subscribe(lambda _changes: None)
+    pull(house.r, F, P)
+    assert house.r[F].get("k2") == b"fridge"
+    kept = _material(house.r[F], P, 1)
+    assert not kept.rows
+    assert len(kept.leaves) == 5 * 32
+    group = next(g for g in house.relayed(F, T).groups if house.relayed(F, T).ids[g.origin] == P)
+    assert group.proof is not None
+    assert list(group.proof.index) == [0, 1, 3, 4]
+    pull(house.r, T, F)
+    assert [house.r[T].get(f"k{i}") for i in range(5)] == [
+        b"phone", b"phone", b"fridge", b"phone", b"phone",
+    ]  # fmt: skip
+    assert house.r[T].version_vector()[P] == 1

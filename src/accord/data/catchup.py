@@ -242,6 +242,14 @@ def check_groups(
     for group in page.groups:
         origin = page.ids[group.origin]
         proof = group.proof
+        if origin == sender and proof is not None and _whole(proof, group):
+            # The sender's own whole batch: its signature alone, its rows are its
+            # leaves (as for a push), hashed only if some row is refused or it is
+            # relayed on (receiving.CatchingUp._finish decides which).
+            lazy = Material(proof.sig, proof.n, b"", rows=True)
+            out.materials.append((origin, group.seq, _material_encoder.encode(lazy)))
+            out.groups.append(group)
+            continue
         leaves = _leaves(group, origin if ns_of_group else "")
         if origin != sender:  # relayed: only with the origin's proof
             root = None if proof is None or leaves is None else _root(proof, leaves)
@@ -262,6 +270,11 @@ def check_groups(
                 out.materials.append((origin, group.seq, _material_encoder.encode(material)))
         out.groups.append(group)
     return out
+
+
+def _whole(proof: GroupProof, group: Group) -> bool:
+    """Does ``group`` carry its whole batch, in order (so its proof has no hash)?"""
+    return not proof.index and not proof.hashes and proof.n == len(group.items)
 
 
 def _root(proof: GroupProof, leaves: dict[int, bytes]) -> bytes | None:

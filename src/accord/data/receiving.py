@@ -28,6 +28,7 @@ from accord.clock import Hlc
 from accord.data import catchup
 from accord.data import provenance as pv
 from accord.data.changes import Change
+from accord.data.gone_leaves import row_leaf
 from accord.data.merge import lww_wins
 from accord.data.model import (
     DATA_VERSION,
@@ -55,6 +56,8 @@ ARRIVING_MS: Final = 3000
 
 _staged_decoder: Final = msgspec.msgpack.Decoder(catchup.Staged)
 _staged_encoder: Final = msgspec.msgpack.Encoder()
+_material_decoder: Final = msgspec.msgpack.Decoder(pv.Material)
+_material_encoder: Final = msgspec.msgpack.Encoder()
 
 
 class CatchingUp(SharedStore):
@@ -356,10 +359,13 @@ class CatchingUp(SharedStore):
         }
         with self._file.transaction():
             firsts = None if starts is None else _batch_starts(starts, wanted)
-            changes = self._put_caught_up(sender, wanted, firsts)
+            changes, all_new = self._put_caught_up(sender, wanted, firsts)
             changes += [change for row in rows if (change := self._store_row(row))]
-            if materials:  # their batches' rows are in (or were): keep the lowest lseq
-                self._file.record_batches([(o, s, NO_END, m) for o, s, m in materials])
+            full, lazy = self._materials(sender, materials, starts, wanted, all_new=all_new)
+            if full:  # their batches' rows are in (or were): keep the lowest lseq
+                self._file.record_batches([(o, s, NO_END, m) for o, s, m in full])
+            if lazy:
+                self._file.record_batches([(o, s, NO_END, m) for o, s, m in lazy], whole=True)
             for origin, seq in advanced.items():
                 self._file.set_vv(origin, seq)
             self._file.drop_session(sender, rows=False)
@@ -368,6 +374,44 @@ class CatchingUp(SharedStore):
         self._vv.update(advanced)
         del self._sessions[sender]
         self._watchers.notify("catch-up", sender, changes)
+
+    def _materials(
+        self,
+        sender: str,
+        materials: list[tuple[str, int, bytes]],
+        starts: list[Start] | None,
+        wanted: Filter,
+        *,
+        all_new: bool,
+    ) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, int, bytes]]]:
+        """The materials to keep of a catch-up's batches: full ones, and those kept
+        without their leaves (the sender's own whole batches, :func:`catchup.check_groups`).
+        Such a batch is kept so only if it was taken and every row taken went in as
+        a new key: then its rows are its leaves. If some row lost to a stored one,
+        its leaves are hashed from the staged rows now; a batch not taken is not
+        kept here (its rows, if stored, came with their own material)."""
+        full: list[tuple[str, int, bytes]] = []
+        lazy: list[tuple[str, int, bytes]] = []
+        at = {} if starts is None else {(s[0], s[1]): s[4] for s in _taken(starts, wanted)}
+        for origin, seq, blob_ in materials:
+            material = _material_decoder.decode(blob_)
+            if not material.rows:
+                full.append((origin, seq, blob_))
+                continue
+            start = at.get((origin, seq))
+            if start is None:
+                continue
+            if all_new:
+                lazy.append((origin, seq, blob_))
+                continue
+            leaves = {
+                idx: row_leaf(ns, key, value)
+                for ns, key, value, idx in self._file.staged_span(sender, start, material.n)
+                if idx is not None
+            }
+            kept = pv.material(material.sig, material.n, leaves, ())
+            full.append((origin, seq, _material_encoder.encode(kept)))
+        return full, lazy
 
     def _wanted_origins(self, origins: Mapping[str, int]) -> Filter:
         """Which staged last-writer-wins rows to take, per origin: those beyond our
@@ -387,18 +431,19 @@ class CatchingUp(SharedStore):
 
     def _put_caught_up(
         self, sender: str, wanted: Filter, starts: dict[tuple[str, int], int] | None
-    ) -> list[Change]:
+    ) -> tuple[list[Change], bool]:
         """The staged last-writer-wins rows ``wanted`` takes, into the store: SQLite
         keeps each that wins over the stored row, in one statement. Only when someone
-        watches are the stored rows read first, to report the changes."""
+        watches are the stored rows read first, to report the changes. Also: did
+        every row taken go in as a new key (not known when someone watches: False)?"""
         if not wanted:
-            return []
+            return [], True
         if not self._watchers.active:
             first = self._file.apply_staged(sender, wanted, find_batches=starts is None)
             if starts is not None:
                 noted = [(origin, seq, first + n, None) for (origin, seq), n in starts.items()]
                 self._file.record_batches(noted)
-            return []
+            return [], self._file.all_new
         flat = self._file.staged_rows(sender, wanted)
         latest = {(row[0], row[1]): row for row in flat}  # the last version of each key
         by_ns: dict[str, list[Flat]] = {}
@@ -423,7 +468,7 @@ class CatchingUp(SharedStore):
             for i, row in enumerate(out):
                 lowest.setdefault((row[5], row[6]), first + i)
             self._file.record_batches([(o, s, lseq, None) for (o, s), lseq in lowest.items()])
-        return changes
+        return changes, False
 
     def _wanted(self, row: Row) -> bool:
         if dominated(row.dots, self._vv):

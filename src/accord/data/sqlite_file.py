@@ -78,7 +78,7 @@ class SqliteFile:
         self._keys_new = True  # the regime of StoreFile.upsert: rows of new keys only
         self._upserts = 0
         self._trigger_on: bool | None = False  # gone_leaves.replacing's; None: not known
-        self.all_new = False  # did every row of the last upsert go in as a new key?
+        self.all_new = False  # did every row of the last upsert (or apply_staged) go in new?
         try:
             self._synchronous = synchronous
             self._setup(synchronous)

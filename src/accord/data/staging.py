@@ -29,6 +29,9 @@ Filter = Mapping[str, tuple[int, int]]
 # A staged row: (sid, n, ns, key, value, wall_ms, counter, origin number, seq, idx).
 StagedRow = tuple[int, int, str, bytearray, bytearray | None, int, int, int, int, int | None]
 
+# A staged row as its provenance leaf is hashed from: (ns, key, value, idx).
+StagedLeaf = tuple[str, bytes, bytes | None, int | None]
+
 _FILTERED: Final = (
     "FROM staged AS s JOIN temp.wanted AS w ON w.id = s.origin "
     "WHERE s.sid = (SELECT session FROM sessions WHERE source = ?) "
@@ -187,13 +190,27 @@ class Staging(SqliteFile):
                 )
             )
 
+    def staged_span(self, source: str, start: int, count: int) -> list[StagedLeaf]:
+        """The ``count`` rows staged from ``source`` from number ``start`` on (one
+        group's), in order: what their provenance leaves are hashed from."""
+        with self._mapped("read"):
+            return list(
+                self._db.execute(
+                    "SELECT ns, key, value, idx FROM staged "
+                    "WHERE sid = (SELECT session FROM sessions WHERE source = ?) "
+                    "AND n >= ? AND n < ? ORDER BY n",
+                    (source, start, start + count),
+                )
+            )
+
     def apply_staged(self, source: str, wanted: Filter, *, find_batches: bool) -> int:
         """Move the staged rows that ``wanted`` takes into ``rows``, each replacing the
         stored row of its key only if it wins over it: one statement, in SQLite. The
         staged row numbered ``n`` gets lseq ``first + n``; ``first`` is returned. With
         ``find_batches``, the batches of those rows are recorded too, found with a pass
         over the staged rows (the caller records them itself when staging noted where
-        each starts)."""
+        each starts). Afterwards :attr:`all_new` says whether every row taken went in
+        as a new key."""
         with self._mapped("write"):
             self._want(wanted)
             (last,) = self._db.execute(
@@ -214,9 +231,11 @@ class Staging(SqliteFile):
             # already, the upsert that replaces what they win over (keeping the
             # leaves of the rows replaced: gone_leaves). A row already in meets
             # itself there, and stays.
+            self.all_new = False
             went_in = self._db.execute(_INSERT_STAGED.format(" OR IGNORE", ""), (first, source))
             (taken,) = self._db.execute(f"SELECT count(*) {_FILTERED}", (source,)).fetchone()
-            if went_in.rowcount < taken:
+            self.all_new = went_in.rowcount == taken
+            if not self.all_new:
                 if self._keeps_leaves:
                     self._db.execute(_KEEP_REPLACED, (source,))
                 self._db.execute(

@@ -269,6 +269,8 @@ class FaultNet:
             if other is device or not other.up or not self.reachable(device.id, other.id):
                 continue
             for name in STORES:
+                device.stores[name].peer_online(other.id)
+                other.stores[name].peer_online(device.id)
                 pull = device.stores[name].want_from(other.id)
                 if pull is not None:
                     self.send(device.id, other.id, pull)

@@ -176,6 +176,7 @@ class StoreIdentity:
         self._dirty: set[str] = set()
         self._pushes: dict[str, list[tuple[str, Push]]] = {}  # per store, to apply together
         self._flush: asyncio.TimerHandle | None = None
+        self._wakes: dict[str, asyncio.TimerHandle] = {}  # store -> its early tick
         self._tasks: set[asyncio.Task[Any]] = set()
         self._undo: list[Undo] = []
         self._quiet = QuietLog(log)

@@ -95,6 +95,8 @@ class StoreOpening(StoreIdentity):
             facade = self._facades[replica.name] = GuardedStore(
                 replica, self.committed, self._guard
             )
+            for peer in self._online:
+                replica.peer_online(peer)
             self._declare(replica)
             self._recheck()
             if pull:

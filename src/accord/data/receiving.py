@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 # ahead only on such origins is not pulled from yet (see the module's docstring).
 ARRIVING_MS: Final = 3000
 
+# How long a catch-up waits for the writer of most of what it lacks (asked when
+# another member offers it first) before it takes that member as its source.
+WRITER_WAIT_MS: Final = 300
+
 _staged_decoder: Final = msgspec.msgpack.Decoder(catchup.Staged)
 _staged_encoder: Final = msgspec.msgpack.Encoder()
 _material_decoder: Final = msgspec.msgpack.Decoder(pv.Material)
@@ -77,6 +81,11 @@ class CatchingUp(SharedStore):
         self._verified: dict[tuple[bytes, bytes], bool] = {}  # batch signatures checked
         self._leftovers = True  # staged rows of finished catch-ups may wait for removal
         self._arriving: dict[str, int] = {}  # origin -> when a push of its last advanced vv
+        # The source it prefers: the writer it waits for and until when, the members
+        # it knows online (as the node tells it) and those that let such a wait pass.
+        self._awaiting: tuple[str, int] | None = None
+        self._online: set[str] = set()
+        self._unanswered: set[str] = set()
 
     def pull_from(self, peer: str) -> Pull:
         """Ask ``peer`` for what we miss now (resuming an unfinished catch-up from it),
@@ -118,6 +127,9 @@ class CatchingUp(SharedStore):
         if has is not None and self._pushes_bring(has):
             self._wait(peer)
             return None
+        if self._active is None and self._writer_awaited(peer, has) is not None:
+            self._wait(peer)
+            return None
         if self._active is None or (self._active == peer and self._stalled()):
             return self.pull_from(peer)
         if self._active != peer:
@@ -131,8 +143,33 @@ class CatchingUp(SharedStore):
         out, self._outgoing = self._outgoing, []
         return out
 
+    def peer_online(self, peer: str) -> None:
+        """``peer`` is online (the node says so): it may be waited for as a source."""
+        self._online.add(peer)
+        self._unanswered.discard(peer)
+
+    def wake_ms(self) -> int | None:
+        """In how many ms :meth:`tick` is due (a wait for a writer ends), if at all."""
+        if self._awaiting is None:
+            return None
+        return max(0, self._awaiting[1] - self._hlc.monotonic_ms())
+
+    def _has_nothing_more(self, peer: str) -> None:
+        """``peer`` told us it has nothing we lack: not a source, nor awaited as one."""
+        self._deferred.pop(peer, None)
+        if self._awaiting is not None and self._awaiting[0] == peer:
+            self._awaiting = None
+            self._unanswered.add(peer)
+            if self._active is None:
+                self._next_source()
+        if self._active == peer:
+            self._active = None
+            self._next_source()
+
     def peer_gone(self, peer: str) -> None:
         """``peer`` went offline: if it was the source, the next one's turn."""
+        self._online.discard(peer)
+        self._unanswered.discard(peer)
         self._deferred.pop(peer, None)
         if self._active == peer:
             self._active = None
@@ -187,6 +224,11 @@ class CatchingUp(SharedStore):
         we know nothing fresh of is asked what it has (a summary with ``ask``: it
         answers only if it has more, and is pulled from then), not pulled from: a
         pull would fetch again what other sources or pushes brought meanwhile."""
+        awaited = self._writer_awaited(None, None)
+        if awaited is not None:
+            if awaited not in self._deferred:
+                return  # its answer comes first, or the wait ends (tick)
+            self._deferred = {awaited: self._deferred[awaited], **self._deferred}
         for peer in list(self._deferred):
             if self._active is not None:
                 return
@@ -200,6 +242,47 @@ class CatchingUp(SharedStore):
                 self._outgoing.append((peer, self.pull_from(peer)))
             elif known is None or self._acked_at.get(peer, -1) <= since:
                 self._outgoing.append((peer, self.summary(ask=True)))
+
+    def _writer_awaited(self, peer: str | None, has: Mapping[str, int] | None) -> str | None:
+        """The writer a catch-up waits for instead of taking ``peer`` (ahead of us as
+        ``has`` says) as its source, if any.
+
+        A source's own rows need no proof checked and are kept without their leaves
+        (:func:`catchup.check_groups`); another's cost the returning device about a
+        third more. So when a member offers rows that are mostly another online
+        member's (the origin we lack most batches of), that writer is asked and, for
+        up to :data:`WRITER_WAIT_MS`, awaited; a writer that lets the wait pass is
+        not awaited again until it is heard from (online again)."""
+        now = self._hlc.monotonic_ms()
+        if peer is not None:
+            self._unanswered.discard(peer)  # heard from
+        if self._awaiting is not None:
+            writer, until = self._awaiting
+            if writer != peer and now < until and writer in self._online:
+                return writer
+            self._awaiting = None
+            if writer != peer:
+                self._unanswered.add(writer)
+        if has is None or peer is None:
+            return None
+        gaps = {
+            origin: seq - self._vv.get(origin, 0)
+            for origin, seq in has.items()
+            if seq > self._vv.get(origin, 0) and self._counts(origin)
+        }
+        if not gaps:
+            return None
+        writer = max(gaps, key=lambda origin: (gaps[origin], origin))
+        if (
+            writer == peer
+            or writer not in self._online
+            or writer in self._unanswered
+            or not self.may_share(writer)
+        ):
+            return None
+        self._awaiting = (writer, now + WRITER_WAIT_MS)
+        self._outgoing.append((writer, self.summary(ask=True)))
+        return writer
 
     def _wait(self, peer: str) -> None:
         """``peer`` waits its turn (keeping its place if it already waits)."""

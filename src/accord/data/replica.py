@@ -220,10 +220,7 @@ class Replica(CatchingUp):
             with self._file.transaction():
                 self._file.drop_session(sender)
             del self._sessions[sender]
-        self._deferred.pop(sender, None)
-        if self._active == sender:
-            self._active = None
-            self._next_source()
+        self._has_nothing_more(sender)
         return answer
 
     def collect_garbage(self) -> int:

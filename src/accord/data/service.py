@@ -80,6 +80,9 @@ class DataService(StoreOpening):
         self._undo.clear()
         if self._flush is not None:
             self._flush.cancel()
+        for wake in self._wakes.values():
+            wake.cancel()
+        self._wakes.clear()
         self._pushes.clear()  # not applied: their senders resend or we pull after a restart
         tasks = [*self._tasks, *(o.task for o in self._outboxes.values() if o.task)]
         for task in tasks:
@@ -128,8 +131,21 @@ class DataService(StoreOpening):
         this one is on its way), so the puller stores a page while we build the next."""
         for peer, message in replica.take_pulls():
             self._send(peer, replica, message)
+        due = replica.wake_ms()
+        if due is not None and replica.name not in self._wakes:
+            loop = asyncio.get_running_loop()
+            self._wakes[replica.name] = loop.call_later(due / 1000, self._wake, replica.name)
         if replica.serving():  # after what was just queued is on its way
             asyncio.get_running_loop().call_soon(self._send_pages, replica)
+
+    def _wake(self, name: str) -> None:
+        """A catch-up's wait for a writer ended: its tick, now rather than within the
+        second (the next source's turn)."""
+        del self._wakes[name]
+        with contextlib.suppress(UnknownStore):
+            replica = self.stores.get(name)
+            replica.tick()
+            self._send_due(replica)
 
     def _send_pages(self, replica: Replica) -> None:
         for peer, page in replica.more_pages():
@@ -277,7 +293,9 @@ class DataService(StoreOpening):
                 self._send_due(replica)
         for peer in sorted(appeared):
             for name in self.stores.names():
-                self._ask(self.stores.get(name), peer)
+                replica = self.stores.get(name)
+                replica.peer_online(peer)
+                self._ask(replica, peer)
 
     async def _ticks(self) -> None:
         """Once a second: a catch-up whose source stalled hands its turn on."""

@@ -532,6 +532,7 @@ def catch_up(house: Household, p: Params, rows: Rows, console: Console) -> dict[
     took = watch.reached[label(victim)]
     traffic = store_stats(client_of(victim))[1]
     rx, msgs = received(traffic)
+    source = max(traffic, key=lambda peer: traffic[peer]["received"], default=None)
     console.print(
         f"catch-up: {len(rows):,} keys written in {written:.2f} s, on {len(others) - 1} "
         f"running peers after {spread:.2f} s; the restarted node (ready after "
@@ -547,6 +548,8 @@ def catch_up(house: Household, p: Params, rows: Rows, console: Console) -> dict[
         "bytes_received": rx,
         "messages_received": msgs,
         "received_per_peer": {peer[:10]: t["received"] for peer, t in traffic.items()},
+        # The member that sent most: the writer itself, or one relaying its rows.
+        "source_was_writer": source == writer.device_id,
     }
 
 

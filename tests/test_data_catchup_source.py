@@ -99,14 +99,20 @@ def test_a_writer_with_nothing_more_ends_the_wait_at_once(house: House) -> None:
     assert [to for to, m in house.r[F].take_pulls() if isinstance(m, Pull)] == [T]
 
 
-@pytest.mark.parametrize("how", ["never seen", "gone"])
-def test_an_offline_writer_is_not_waited_for(house: House, how: str) -> None:
-    if how == "gone":
-        house.r[F].peer_gone(P)
-    else:
-        house.r[F]._online.discard(P)
+def test_a_writer_gone_offline_is_not_waited_for(house: House) -> None:
+    house.r[F].peer_gone(P)
     assert [to for to, m in _offer(house, T) if isinstance(m, Pull)] == [T]
     assert house.r[F].wake_ms() is None
+
+
+def test_a_writer_not_yet_seen_online_is_awaited_but_not_asked(house: House) -> None:
+    """A node that just started hears offers before it learns who is online: the
+    writer may well be, and asks us as it sees us."""
+    house.r[F]._online.discard(P)
+    sent = _offer(house, T)
+    assert sent == []
+    assert house.r[F].wake_ms() == WRITER_WAIT_MS
+    assert [to for to, m in _offer(house, P) if isinstance(m, Pull)] == [P]
 
 
 def test_the_writer_offering_first_is_pulled_from_at_once(house: House) -> None:

@@ -82,9 +82,12 @@ class CatchingUp(SharedStore):
         self._leftovers = True  # staged rows of finished catch-ups may wait for removal
         self._arriving: dict[str, int] = {}  # origin -> when a push of its last advanced vv
         # The source it prefers: the writer it waits for and until when, the members
-        # it knows online (as the node tells it) and those that let such a wait pass.
+        # the node said are online or went offline (a member it said neither of may
+        # be either: a node that just started learns who is online after the first
+        # offers arrive), and those that let such a wait pass.
         self._awaiting: tuple[str, int] | None = None
         self._online: set[str] = set()
+        self._offline: set[str] = set()
         self._unanswered: set[str] = set()
 
     def pull_from(self, peer: str) -> Pull:
@@ -146,6 +149,7 @@ class CatchingUp(SharedStore):
     def peer_online(self, peer: str) -> None:
         """``peer`` is online (the node says so): it may be waited for as a source."""
         self._online.add(peer)
+        self._offline.discard(peer)
         self._unanswered.discard(peer)
 
     def wake_ms(self) -> int | None:
@@ -169,6 +173,7 @@ class CatchingUp(SharedStore):
     def peer_gone(self, peer: str) -> None:
         """``peer`` went offline: if it was the source, the next one's turn."""
         self._online.discard(peer)
+        self._offline.add(peer)
         self._unanswered.discard(peer)
         self._deferred.pop(peer, None)
         if self._active == peer:
@@ -249,16 +254,17 @@ class CatchingUp(SharedStore):
 
         A source's own rows need no proof checked and are kept without their leaves
         (:func:`catchup.check_groups`); another's cost the returning device about a
-        third more. So when a member offers rows that are mostly another online
-        member's (the origin we lack most batches of), that writer is asked and, for
-        up to :data:`WRITER_WAIT_MS`, awaited; a writer that lets the wait pass is
-        not awaited again until it is heard from (online again)."""
+        third more. So when a member offers rows that are mostly another member's
+        (the origin we lack most batches of), that writer is awaited for up to
+        :data:`WRITER_WAIT_MS`, and asked if the node said it is online. A writer
+        the node said went offline is not awaited, nor one that let a wait pass,
+        until it is heard from (or comes online again)."""
         now = self._hlc.monotonic_ms()
         if peer is not None:
             self._unanswered.discard(peer)  # heard from
         if self._awaiting is not None:
             writer, until = self._awaiting
-            if writer != peer and now < until and writer in self._online:
+            if writer != peer and now < until and writer not in self._offline:
                 return writer
             self._awaiting = None
             if writer != peer:
@@ -275,13 +281,14 @@ class CatchingUp(SharedStore):
         writer = max(gaps, key=lambda origin: (gaps[origin], origin))
         if (
             writer == peer
-            or writer not in self._online
+            or writer in self._offline
             or writer in self._unanswered
             or not self.may_share(writer)
         ):
             return None
         self._awaiting = (writer, now + WRITER_WAIT_MS)
-        self._outgoing.append((writer, self.summary(ask=True)))
+        if writer in self._online:  # else it asks us as it sees us, or the wait ends
+            self._outgoing.append((writer, self.summary(ask=True)))
         return writer
 
     def _wait(self, peer: str) -> None:

@@ -97,6 +97,9 @@ class ChurnNet:
     def __init__(self, seed: int) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
+        # Churn draws from its own stream: how much churn a seed has must not hang on
+        # how many messages sync sends (which every protocol change moves).
+        self.churn_rng = random.Random(f"churn {seed}")
         self.clock = _Clock()
         self.peers = StaticPeers(IDS[:FIRST_MEMBERS], keys=KEYS)
         self.stopped: set[str] = set()  # left: writes nothing until it rejoins
@@ -232,7 +235,7 @@ class ChurnNet:
         self.log.writes.append(_Write(name, device, batch.seq, batch.hlc, tuple(ops), member))
 
     def churn(self) -> None:
-        rng, now = self.rng, self.clock.wall()
+        rng, now = self.churn_rng, self.clock.wall()
         members = self.members()
         outside = [d for d in IDS if d not in members]
         if outside and (len(members) <= 2 or rng.random() < 0.5):
@@ -257,7 +260,7 @@ class ChurnNet:
         rng = self.rng
         self.step_no += 1
         self.clock.now_ms += rng.randint(0, 20)  # 0: events in the same millisecond
-        if rng.random() < CHURN:
+        if self.churn_rng.random() < CHURN:
             self.churn()
         writers = [d for d in IDS if d not in self.stopped]
         for device in rng.sample(writers, k=min(len(writers), rng.randint(0, 2))):

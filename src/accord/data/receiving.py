@@ -14,6 +14,11 @@ from: it waits its turn, and when its turn comes it is pulled from only if it st
 has more. Pulling would fetch the same rows a second time, racing the pushes (a
 household's fan-in, or a store that just opened while everyone writes to it). A gap
 in an origin's pushes is pulled for at once: pushes will not fill it.
+
+The source it prefers is the writer of what it lacks: a member that only relays
+another's rows and offers them first waits while that writer is asked, for up to
+``WRITER_WAIT_MS`` (see :meth:`CatchingUp._writer_awaited`), since a source's own
+rows need no proof checked nor leaf hashed here.
 """
 
 from __future__ import annotations

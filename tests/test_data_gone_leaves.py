@@ -54,6 +54,19 @@ def _write(replica: Replica, value: bytes, keys: range) -> None:
             b.put(f"k{i}", value)
 
 
+def _tablet_takes_from_fridge(house: House, index: list[int], values: list[bytes], vv: int) -> None:
+    """The fridge relays the phone's first batch with a proof of its rows at ``index``,
+    and the tablet, catching up from the fridge alone, ends with ``values`` for k0,
+    k1, ... and the phone's version ``vv``."""
+    page = house.relayed(F, T)
+    group = next(g for g in page.groups if page.ids[g.origin] == P and g.seq == 1)
+    assert group.proof is not None
+    assert list(group.proof.index) == index
+    pull(house.r, T, F)
+    assert [house.r[T].get(f"k{i}") for i in range(len(values))] == values
+    assert house.r[T].version_vector()[P] == vv
+
+
 def test_a_pushed_batch_keeps_its_signature_alone_and_proves_what_is_left_of_it(
     house: House,
 ) -> None:
@@ -92,15 +105,9 @@ def test_a_pushed_row_that_lost_on_arrival_keeps_its_leaf(house: House, watched:
     house.push(P, F)
     assert house.r[F].get("k2") == b"fridge"
     assert house.r[F].get("k0") == b"phone"
-    page = house.relayed(F, T)
-    group = next(g for g in page.groups if page.ids[g.origin] == P)
-    assert group.proof is not None
-    assert list(group.proof.index) == [0, 1, 3, 4]
-    pull(house.r, T, F)
-    assert [house.r[T].get(f"k{i}") for i in range(5)] == [
-        b"phone", b"phone", b"fridge", b"phone", b"phone",
-    ]  # fmt: skip
-    assert house.r[T].version_vector()[P] == 1
+    _tablet_takes_from_fridge(
+        house, [0, 1, 3, 4], [b"phone", b"phone", b"fridge", b"phone", b"phone"], 1
+    )
 
 
 def test_a_row_a_catch_up_replaces_keeps_its_leaf(house: House) -> None:
@@ -242,14 +249,9 @@ def test_a_batch_caught_up_from_its_writer_keeps_its_signature_alone(house: Hous
     with house.r[P].batch() as b:
         b.put("k1", b"second")
     house.push(P, F)
-    group = next(g for g in house.relayed(F, T).groups if g.seq == 1)
-    assert group.proof is not None
-    assert list(group.proof.index) == [0, 2, 3, 4]
-    pull(house.r, T, F)
-    assert [house.r[T].get(f"k{i}") for i in range(5)] == [
-        b"first", b"second", b"first", b"first", b"first",
-    ]  # fmt: skip
-    assert house.r[T].version_vector()[P] == 2
+    _tablet_takes_from_fridge(
+        house, [0, 2, 3, 4], [b"first", b"second", b"first", b"first", b"first"], 2
+    )
 
 
 @pytest.mark.parametrize("watched", [False, True], ids=["unwatched", "watched"])
@@ -267,11 +269,6 @@ def test_a_caught_up_row_that_lost_keeps_its_batch_provable(house: House, watche
     kept = _material(house.r[F], P, 1)
     assert not kept.rows
     assert len(kept.leaves) == 5 * 32
-    group = next(g for g in house.relayed(F, T).groups if house.relayed(F, T).ids[g.origin] == P)
-    assert group.proof is not None
-    assert list(group.proof.index) == [0, 1, 3, 4]
-    pull(house.r, T, F)
-    assert [house.r[T].get(f"k{i}") for i in range(5)] == [
-        b"phone", b"phone", b"fridge", b"phone", b"phone",
-    ]  # fmt: skip
-    assert house.r[T].version_vector()[P] == 1
+    _tablet_takes_from_fridge(
+        house, [0, 1, 3, 4], [b"phone", b"phone", b"fridge", b"phone", b"phone"], 1
+    )

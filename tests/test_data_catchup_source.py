@@ -16,6 +16,7 @@ import msgspec
 import pytest
 
 from accord.data import Replica
+from accord.data.limits import WRITER_WAIT_BATCHES
 from accord.data.loopback import deliver_all
 from accord.data.model import DATA_VERSION, Pull, Summary
 from accord.data.provenance import Material
@@ -30,10 +31,10 @@ P, T, F = PHONE.device_id, TABLET.device_id, FRIDGE.device_id
 
 @pytest.fixture
 def house() -> Iterator[House]:
-    """The phone wrote three batches while the fridge was away; the tablet got them
-    pushed. The fridge is back and sees both online."""
+    """The phone wrote WRITER_WAIT_BATCHES batches while the fridge was away; the
+    tablet got them pushed. The fridge is back and sees both online."""
     h = House(IDS)
-    for n in range(3):
+    for n in range(WRITER_WAIT_BATCHES):
         with h.r[P].batch() as b:
             for k in range(4):
                 b.put(f"k{n}-{k}", b"phone")
@@ -67,8 +68,8 @@ def test_a_relayer_offering_first_waits_while_the_writer_is_asked(house: House) 
     pulls = [(to, m) for to, m in sent if isinstance(m, Pull)]
     assert [to for to, _m in pulls] == [P]
     deliver_all(house.r, [(F, P, pulls[0][1])])
-    assert house.r[F].get("k2-3") == b"phone"
-    assert house.r[F].version_vector()[P] == 3
+    assert house.r[F].get(f"k{WRITER_WAIT_BATCHES - 1}-3") == b"phone"
+    assert house.r[F].version_vector()[P] == WRITER_WAIT_BATCHES
     assert house.r[F].catching_up() is None
     assert _material_is_lazy(house.r[F], P, 1)  # its own rows: no leaf hashed
 
@@ -84,9 +85,10 @@ def test_a_writer_that_does_not_answer_is_waited_for_once(house: House) -> None:
     assert [to for to, m in pulls if isinstance(m, Pull)] == [T]
     assert house.r[F].wake_ms() is None
     deliver_all(house.r, [(F, T, pulls[0][1])])
-    assert house.r[F].version_vector()[P] == 3  # relayed, proven
-    with house.r[P].batch() as b:  # more of the phone's, relayed again: no new wait
-        b.put("later", b"phone")
+    assert house.r[F].version_vector()[P] == WRITER_WAIT_BATCHES  # relayed, proven
+    for n in range(WRITER_WAIT_BATCHES):  # more of the phone's, relayed: no new wait
+        with house.r[P].batch() as b:
+            b.put(f"later{n}", b"phone")
     house.push(P, T)
     house.clock.advance(5.0)  # long after the pushes arrived
     assert [to for to, m in _offer(house, T) if isinstance(m, Pull)] == [T]
@@ -113,6 +115,22 @@ def test_a_writer_not_yet_seen_online_is_awaited_but_not_asked(house: House) -> 
     assert sent == []
     assert house.r[F].wake_ms() == WRITER_WAIT_MS
     assert [to for to, m in _offer(house, P) if isinstance(m, Pull)] == [P]
+
+
+def test_a_few_relayed_batches_are_not_worth_a_wait() -> None:
+    """A catch-up lacking fewer than WRITER_WAIT_BATCHES of the writer's batches
+    takes the first member that offers them."""
+    small = House(IDS)
+    try:
+        for n in range(WRITER_WAIT_BATCHES - 1):
+            small.r[P].put(f"k{n}", b"phone")
+        small.push(P, T)
+        for peer in (P, T):
+            small.r[F].peer_online(peer)
+        assert [to for to, m in _offer(small, T) if isinstance(m, Pull)] == [T]
+        assert small.r[F].wake_ms() is None
+    finally:
+        small.close()
 
 
 def test_the_writer_offering_first_is_pulled_from_at_once(house: House) -> None:

@@ -116,6 +116,7 @@ class ChurnNet:
                     kind=kind,
                     page_bytes=400,  # catch-ups span several pages
                     signer=identity.sign,
+                    writer_wait_batches=1,  # catch-ups wait for writers under churn too
                 )
                 for name, kind in STORES.items()
             }

@@ -119,6 +119,7 @@ class _Device:
                 page_bytes=self.net.config.page_bytes,
                 tombstone_grace_s=0,
                 catchup_stall_ms=self.net.config.stall_ms,
+                writer_wait_batches=1,  # any gap: the seeds run the wait
             )
         self.up = True
 

@@ -20,6 +20,9 @@ DEFAULT_PAGE_BYTES: Final = 1024 * 1024  # catch-up page target (one row may exc
 MAX_ORIGINS: Final = 4096  # entries in a version vector or a row's dots
 ROW_OVERHEAD: Final = 64  # bytes of framing we count per row or op beside key and value
 DOT_OVERHEAD: Final = 40  # a device id and a seq
+# A catch-up waits for the writer only if it lacks at least this many of its batches
+# (a few relayed batches cost less to check than any wait): receiving.CatchingUp.
+WRITER_WAIT_BATCHES: Final = 32
 
 STORE_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 

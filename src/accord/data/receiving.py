@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 ARRIVING_MS: Final = 3000
 
 # How long a catch-up waits for the writer of most of what it lacks (asked when
-# another member offers it first) before it takes that member as its source.
+# another member offers it first) before it takes that member as its source (only
+# for a gap of at least limits.WRITER_WAIT_BATCHES of the writer's batches).
 WRITER_WAIT_MS: Final = 300
 
 _staged_decoder: Final = msgspec.msgpack.Decoder(catchup.Staged)
@@ -260,7 +261,8 @@ class CatchingUp(SharedStore):
         A source's own rows need no proof checked and are kept without their leaves
         (:func:`catchup.check_groups`); another's cost the returning device about a
         third more. So when a member offers rows that are mostly another member's
-        (the origin we lack most batches of), that writer is awaited for up to
+        (the origin we lack most batches of, at least ``writer_wait_batches``
+        of them: fewer cost less to check than a wait), that writer is awaited for up to
         :data:`WRITER_WAIT_MS`, and asked if the node said it is online. A writer
         the node said went offline is not awaited, nor one that let a wait pass,
         until it is heard from (or comes online again)."""
@@ -285,7 +287,8 @@ class CatchingUp(SharedStore):
             return None
         writer = max(gaps, key=lambda origin: (gaps[origin], origin))
         if (
-            writer == peer
+            gaps[writer] < self._writer_wait_batches
+            or writer == peer
             or writer in self._offline
             or writer in self._unanswered
             or not self.may_share(writer)

@@ -24,6 +24,7 @@ from accord.data.limits import (
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
     ROW_OVERHEAD,
+    WRITER_WAIT_BATCHES,
     check_batch,
     check_value,
     key_bytes,
@@ -103,8 +104,12 @@ class Store:
         tombstone_grace_s: float = TOMBSTONE_GRACE_S,
         signer: Signer | None = None,
         catchup_stall_ms: int = 2000,
+        writer_wait_batches: int = WRITER_WAIT_BATCHES,
     ) -> None:
         """``catchup_stall_ms``: a catch-up source silent this long hands its turn on.
+        ``writer_wait_batches``: a catch-up lacking this many of a writer's batches
+        waits a moment for that writer as its source (see
+        :meth:`accord.data.receiving.CatchingUp._writer_awaited`).
         ``signer`` (this device's identity key) turns provenance on: local batches
         are signed, and rows relayed by a member other than their origin are taken
         only with the origin's proof (see :mod:`accord.data.provenance`)."""
@@ -119,6 +124,7 @@ class Store:
         self._peers = peers
         self._page_bytes = page_bytes
         self._stall_ms = catchup_stall_ms
+        self._writer_wait_batches = writer_wait_batches
         self._grace_ms = int(tombstone_grace_s * 1000)
         self._watchers = Watchers(name)
         self._outbox: list[Batch] = []
@@ -167,6 +173,7 @@ class Store:
         tombstone_grace_s: float = TOMBSTONE_GRACE_S,
         signer: Signer | None = None,
         catchup_stall_ms: int = 2000,
+        writer_wait_batches: int = WRITER_WAIT_BATCHES,
     ) -> Self:
         """Open (or create) the store file at ``path`` (None: in memory)."""
         file = StoreFile(path, synchronous=synchronous)
@@ -184,6 +191,7 @@ class Store:
                 tombstone_grace_s=tombstone_grace_s,
                 signer=signer,
                 catchup_stall_ms=catchup_stall_ms,
+                writer_wait_batches=writer_wait_batches,
             )
         except BaseException:
             file.close()

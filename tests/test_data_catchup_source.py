@@ -136,3 +136,12 @@ def test_a_few_relayed_batches_are_not_worth_a_wait() -> None:
 def test_the_writer_offering_first_is_pulled_from_at_once(house: House) -> None:
     assert [to for to, m in _offer(house, P) if isinstance(m, Pull)] == [P]
     assert [to for to, m in _offer(house, T) if isinstance(m, Pull)] == []  # waits its turn
+
+
+def test_a_catch_up_begun_from_anyone_ends_the_wait(house: House) -> None:
+    """However a source is chosen (here directly), no writer is awaited beside it: a
+    wait left behind a catch-up in flight would keep the node's early tick due."""
+    _offer(house, T)
+    assert house.r[F].wake_ms() == WRITER_WAIT_MS
+    house.r[F].pull_from(T)
+    assert house.r[F].wake_ms() is None

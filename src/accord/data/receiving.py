@@ -113,6 +113,7 @@ class CatchingUp(SharedStore):
         if self._active not in (None, peer):
             self._wait(self._active)
         self._active = peer
+        self._awaiting = None  # a source is chosen: no writer is awaited any more
         self._deferred.pop(peer, None)
         self._asked_ms = self._hlc.monotonic_ms()
         return Pull(

@@ -145,3 +145,20 @@ def test_a_catch_up_begun_from_anyone_ends_the_wait(house: House) -> None:
     assert house.r[F].wake_ms() == WRITER_WAIT_MS
     house.r[F].pull_from(T)
     assert house.r[F].wake_ms() is None
+
+
+def test_a_member_cannot_make_it_wait_for_a_stranger_nor_repeat_itself_into_a_pull(
+    house: House,
+) -> None:
+    """Hostile offers: a vector claiming many batches of a device outside the circle
+    starts no wait (and asks no stranger); the relayer offering again while the
+    writer is awaited is not pulled from, and the wait is not extended."""
+    stranger = Identity.generate().device_id
+    forged = Summary(DATA_VERSION, "bank", {stranger: 10**6}, ask=True)
+    sent = [(T, m) for m in house.r[F].receive(T, forged)] + house.r[F].take_pulls()
+    assert not any(isinstance(m, (Pull, Summary)) and to == stranger for to, m in sent)
+    assert house.r[F].wake_ms() is None
+    _offer(house, T)
+    house.clock.advance(0.1)
+    assert [m for _to, m in _offer(house, T) if isinstance(m, Pull)] == []
+    assert house.r[F].wake_ms() == WRITER_WAIT_MS - 100

@@ -211,6 +211,9 @@ class Staged(msgspec.Struct, frozen=True, array_like=True):
     page: Page
     materials: tuple[tuple[str, int, bytes], ...] = ()
     starts: tuple[tuple[str, int, int, int, int], ...] | None = None
+    # Per origin, the highest seq of the page's whole batches, which went into the
+    # store as the page came (receiving.CatchingUp._take_whole), not into staging.
+    applied: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -270,6 +273,11 @@ def check_groups(
                 out.materials.append((origin, group.seq, _material_encoder.encode(material)))
         out.groups.append(group)
     return out
+
+
+def whole_batch(group: Group) -> bool:
+    """Does ``group`` carry its whole batch, in order, as its proof tells?"""
+    return group.proof is not None and _whole(group.proof, group)
 
 
 def _whole(proof: GroupProof, group: Group) -> bool:

@@ -38,6 +38,7 @@ from accord.data.merge import lww_wins
 from accord.data.model import (
     DATA_VERSION,
     PULL_AHEAD,
+    Batch,
     Group,
     Page,
     Pull,
@@ -343,14 +344,24 @@ class CatchingUp(SharedStore):
             self._asked_ms = self._hlc.monotonic_ms()
         rest = msgspec.structs.replace(page, groups=())  # merge rows stay in it
         session = Session(session.session, page.epoch, page.next)
-        with self._file.transaction(durable=False):  # a page lost to a power cut is re-fetched
+        whole: list[Group] = []
+        held: list[Group] = []
+        for group in checked.groups:
+            (whole if catchup.whole_batch(group) else held).append(group)
+        kept = {(page.ids[group.origin], group.seq) for group in held}
+        materials = tuple(m for m in checked.materials if (m[0], m[1]) in kept)
+        # A page staged only may be lost to a power cut: it is fetched again. One
+        # whose whole batches went in syncs (their lseqs are promised to pullers).
+        with self._file.transaction(durable=bool(whole)):
             if fit == "restart":
                 self._file.drop_session(sender)
-            rows, starts = self._staged_rows(page, checked.groups, session.session)
-            staged = catchup.Staged(rest, tuple(checked.materials), starts)
+            changes, applied = self._take_whole(page, whole)
+            rows, starts = self._staged_rows(page, held, session.session)
+            staged = catchup.Staged(rest, materials, starts, tuple(applied.items()))
             self._file.stage(sender, _staged_encoder.encode(staged), rows)
             self._file.set_session(sender, session)
         self._sessions[sender] = session
+        self._watchers.notify("catch-up", sender, changes)
         if page.more and not page.done:
             return []  # the next page is on its way
         if not page.done:
@@ -371,6 +382,53 @@ class CatchingUp(SharedStore):
             self._active = None
             self._next_source()
         return [self.summary()]
+
+    def _take_whole(self, page: Page, groups: list[Group]) -> tuple[list[Change], dict[str, int]]:
+        """Put a page's whole batches (``groups``, checked) into the store now, as pushes
+        of them would be (inside the page's transaction), and the changes; also, per
+        origin, the highest seq among them (what the source's claim is believed as far
+        as, :meth:`_finish`).
+
+        A whole batch goes in whole, so it needs no staging: the catch-up's last page
+        finds only the rest (groups of partial batches) to apply. Those the catch-up
+        would not take are left out: of origins that are not members, made after
+        their origin left, or already reflected here (maybe since collected: never
+        revived). The version vector moves only when the catch-up completes, so a
+        catch-up cut short brings these rows again, and they meet themselves."""
+        if not groups:
+            return [], {}
+        ns_of_group = self.kind == "per-device"
+        tops: dict[str, int] = {}
+        for group in groups:
+            origin = page.ids[group.origin]
+            tops[origin] = max(group.seq, tops.get(origin, 0))
+        wanted = self._wanted_origins(tops)
+        taken: list[tuple[Batch, str]] = []
+        for group in groups:
+            origin = page.ids[group.origin]
+            window = wanted.get(origin)
+            if window is None or group.seq <= window[0] or group.hlc.wall_ms > window[1]:
+                continue
+            assert group.proof is not None  # a whole batch's, catchup.whole_batch
+            batch = Batch(origin, group.seq, group.hlc, group.items, group.proof.sig)
+            taken.append((batch, origin if ns_of_group else ""))
+        if not taken:
+            return [], tops
+        self._hlc.update(max(batch.hlc for batch, _ in taken))  # checked: not too far ahead
+        self._file.set_meta_at_commit("hlc", msgspec.msgpack.encode(self._hlc.last))
+        if self._watchers.active:  # the stored rows are read, to report the changes
+            changes: list[Change] = []
+            for batch, ns in taken:
+                changes += self._write_batch(batch, ns, local=False, raws=None, leaves=None)
+            return changes, tops
+        first = self._file.put_batches([(ns, b.ops, b.hlc, b.origin, b.seq) for b, ns in taken])
+        whole = self._file.all_new and self._signer is not None
+        noted: list[tuple[str, int, int, bytes | None]] = []
+        for batch, ns in taken:
+            noted.append((batch.origin, batch.seq, first, self._material(batch, ns, whole=whole)))
+            first += len(batch.ops)
+        self._file.record_batches(noted, whole=whole)
+        return [], tops
 
     def _verify(self, origin: str, sig: bytes, msg: bytes) -> bool:
         """Is ``sig`` the origin's over ``msg``? Cached: a batch's rows share it."""
@@ -421,7 +479,10 @@ class CatchingUp(SharedStore):
         staged = [_staged_decoder.decode(data) for data in self._file.staged(sender)]
         starts = _starts(staged)  # None: pages an older Accord staged; ask the rows
         seen = self._file.staged_origins(sender) if starts is None else _tops(starts)
-        wanted = self._wanted_origins(seen)
+        wanted = self._wanted_origins(seen)  # of the staged rows
+        for item in staged:  # and the whole batches that went in as their pages came
+            for origin, top in item.applied:
+                seen[origin] = max(top, seen.get(origin, 0))
         merged: dict[tuple[str, str], Row] = {}
         materials: list[tuple[str, int, bytes]] = []
         for item in staged:  # a later page's version of a row supersedes an earlier one

@@ -21,12 +21,15 @@ from accord.data.provenance import Proof
 from accord.data.sqlite_file import IF_NEWER, UPSERT_SET, Flat, Synchronous, blob
 from accord.data.staging import Session, Staging
 
-__all__ = ["Flat", "RawRow", "Session", "StoreFile", "Synchronous", "Winner"]
+__all__ = ["Flat", "RawRow", "Session", "StoreFile", "Synchronous", "WholeBatch", "Winner"]
 
 log = logging.getLogger(__name__)
 
 # What a row read for resolution holds: (wall_ms, counter, origin, is a tombstone).
 Winner = tuple[int, int, str, bool]
+# A whole batch of a peer's, as a catch-up page brings it: (ns, ops in order, hlc,
+# origin, seq).
+WholeBatch = tuple[str, Sequence[Op], Hlc, str, int]
 # A stored row as the page builder reads it.
 RawRow = tuple[int, str, bytes, bytes | None, int, int, str, int, bytes, bytes | None, int | None]
 
@@ -100,12 +103,7 @@ class StoreFile(Staging):
         first = self._lseqs(len(ops))
         wall_ms, counter = at.wall_ms, at.counter
         if keys is None:
-            params = [
-                (first + i, ns, bytearray(op.key, "utf-8"),
-                 None if (value := op.value) is None else bytearray(value),
-                 wall_ms, counter, origin, seq, i)
-                for i, op in enumerate(ops)
-            ]  # fmt: skip
+            params = _params(first, ns, ops, at, origin, seq)
         else:
             params = [
                 (first + i, ns, bytearray(key),
@@ -114,6 +112,19 @@ class StoreFile(Staging):
                 for i, (key, op) in enumerate(zip(keys, ops, strict=True))
             ]  # fmt: skip
         self.upsert(params, newer_only=newer_only)
+        return first
+
+    def put_batches(self, batches: Sequence[WholeBatch]) -> int:
+        """:meth:`put_batch` of several whole batches of peers at once (a catch-up
+        page's), in one statement, each row replacing only a row it wins over. The
+        first batch's rows start at the returned lseq, each next one's right after."""
+        first = self._lseqs(sum(len(ops) for _ns, ops, *_ in batches))
+        params: list[tuple[Any, ...]] = []
+        at = first
+        for ns, ops, hlc, origin, seq in batches:
+            params += _params(at, ns, ops, hlc, origin, seq)
+            at += len(ops)
+        self.upsert(params, newer_only=True)
         return first
 
     def upsert(self, params: list[tuple[Any, ...]], *, newer_only: bool) -> None:
@@ -348,6 +359,21 @@ class StoreFile(Staging):
     def set_vv(self, origin: str, seq: int) -> None:
         with self._mapped("write"):
             self._db.execute("INSERT OR REPLACE INTO vv (origin, seq) VALUES (?, ?)", (origin, seq))
+
+
+def _params(
+    first: int, ns: str, ops: Sequence[Op], at: Hlc, origin: str, seq: int
+) -> list[tuple[Any, ...]]:
+    """A whole batch's rows as :meth:`StoreFile.upsert` binds them, each at its place
+    in the batch: the loop every write, push and caught-up batch runs per row, so
+    it binds as :func:`blob` would without a call per row."""
+    wall_ms, counter = at.wall_ms, at.counter
+    return [
+        (first + i, ns, bytearray(op.key, "utf-8"),
+         None if (value := op.value) is None else bytearray(value),
+         wall_ms, counter, origin, seq, i)
+        for i, op in enumerate(ops)
+    ]  # fmt: skip
 
 
 def _row(found: tuple[Any, ...]) -> Row:

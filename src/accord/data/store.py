@@ -425,19 +425,27 @@ class Store:
             dots = {batch.origin: batch.seq}
             rows = (Row(ns, op.key, op.value, batch.hlc, batch.origin, dots) for op in batch.ops)
             return [change for row in rows if (change := self._store_row(row, local=local))]
-        changes, first, whole = self._put_lww(batch, ns, raws, local=local)
-        proof = None
-        whole = whole and self._signer is not None
-        if whole:
-            # Every row went in, a new key each: its signature alone, as its rows are
-            # its leaves (Material.rows); the file keeps a leaf as its row goes.
-            proof = _material_codec.encode(Material(batch.sig, len(batch.ops), b"", rows=True))
-        elif self._signer is not None:
-            if leaves is None:
-                leaves = provenance.leaves(ns, batch.ops)
-            proof = _material_codec.encode(Material(batch.sig, len(leaves), b"".join(leaves)))
+        changes, first, all_new = self._put_lww(batch, ns, raws, local=local)
+        whole = all_new and self._signer is not None
+        proof = self._material(batch, ns, whole=whole, leaves=leaves)
         self._file.record_batches([(batch.origin, batch.seq, first, proof)], whole=whole)
         return changes
+
+    def _material(
+        self, batch: Batch, ns: str, *, whole: bool, leaves: list[bytes] | None = None
+    ) -> bytes | None:
+        """What to keep of a whole batch just written (encoded :class:`Material`), to
+        prove its rows to others: none without provenance; its signature alone if
+        ``whole`` (every row went in, a new key each: its rows are its leaves,
+        Material.rows, and the file keeps a leaf as its row goes); else its leaves
+        (``leaves``, if known, or hashed here)."""
+        if self._signer is None:
+            return None
+        if whole:
+            return _material_codec.encode(Material(batch.sig, len(batch.ops), b"", rows=True))
+        if leaves is None:
+            leaves = provenance.leaves(ns, batch.ops)
+        return _material_codec.encode(Material(batch.sig, len(leaves), b"".join(leaves)))
 
     def _put_lww(
         self, batch: Batch, ns: str, raws: list[bytes] | None, *, local: bool

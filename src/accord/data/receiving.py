@@ -1,5 +1,6 @@
-"""The receiving side of catch-up: one source at a time, pages checked and staged,
-applied whole in one transaction (see :class:`accord.data.replica.Replica`).
+"""The receiving side of catch-up: one source at a time, pages checked, their whole
+batches applied as they come, the rest staged and applied with the last page (see
+:class:`accord.data.replica.Replica`).
 
 A replica catches up from one source at a time: while a catch-up from one member
 is in flight, others that have more wait their turn (:meth:`CatchingUp.want_from`
@@ -470,7 +471,9 @@ class CatchingUp(SharedStore):
         return out, tuple(starts)
 
     def _finish(self, sender: str, claim: Mapping[str, int]) -> None:
-        """Apply a complete catch-up in one transaction and claim the responder's vv.
+        """Complete a catch-up in one transaction: apply its staged groups (partial
+        batches; its whole ones went in as their pages came) and claim the
+        responder's vv.
 
         With provenance on (LWW stores), the claim for another origin is believed
         only as far as the proven rows of that origin in this catch-up reach: a

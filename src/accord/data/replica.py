@@ -7,9 +7,10 @@ the injected :class:`HybridClock`.
 The invariant everything rests on: after every transaction, a replica's state is
 exactly the join of the batches its version vector ``vv`` names (``vv[o]`` = the
 highest seq of origin ``o`` such that all of ``o``'s batches up to it are applied).
-A push is applied only if it is the next seq of its origin; a catch-up is staged
-page by page and applied in one transaction with the responder's vector, so no
-reader ever sees part of a batch and ``vv`` never claims what is not applied.
+A push is applied only if it is the next seq of its origin; a catch-up page's whole
+batches are applied as it comes, its partial ones staged and applied with the last
+page, when the responder's vector is adopted: so no reader ever sees part of a
+batch and ``vv`` never claims what is not applied.
 
 The receiving side of catch-up (one source at a time, staging, applying) is
 :class:`accord.data.receiving.CatchingUp`; who shares the store and whose writes

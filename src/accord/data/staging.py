@@ -1,6 +1,7 @@
 """Catch-ups in progress, kept in the store file until they complete: the session
-per source peer, each page's checked extras (merge rows, proofs), and the
-last-writer-wins rows themselves, which the final transaction moves into ``rows``
+per source peer, each page's checked extras (merge rows, proofs, notes of its
+groups), and the last-writer-wins rows of partial batches (whole ones go into
+``rows`` as their page comes), which the final transaction moves into ``rows``
 with one statement (last-writer-wins decided by SQLite, no row read in Python)."""
 
 from __future__ import annotations

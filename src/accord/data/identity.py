@@ -177,6 +177,8 @@ class StoreIdentity:
         self._pushes: dict[str, list[tuple[str, Push]]] = {}  # per store, to apply together
         self._flush: asyncio.TimerHandle | None = None
         self._wakes: dict[str, asyncio.TimerHandle] = {}  # store -> its early tick
+        self._pumps: set[str] = set()  # stores whose next pages ahead are due next turn
+        self._paging: set[str] = set()  # stores with pages ahead waiting for an outbox
         self._tasks: set[asyncio.Task[Any]] = set()
         self._undo: list[Undo] = []
         self._quiet = QuietLog(log)

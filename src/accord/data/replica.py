@@ -20,6 +20,7 @@ count, :class:`accord.data.sharing.SharedStore`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -167,12 +168,17 @@ class Replica(CatchingUp):
         """Are pages promised ahead still to be built (see :meth:`more_pages`)?"""
         return bool(self._serving)
 
-    def more_pages(self) -> list[tuple[str, SyncMessage]]:
-        """The next page of each catch-up we serve ahead (Pull.ahead), one each: send
-        it to its peer, and call again (on the next turn of the loop) until empty, so
-        each page is built while the puller stores the one before."""
+    def more_pages(
+        self, ready: Callable[[str], bool] | None = None
+    ) -> list[tuple[str, SyncMessage]]:
+        """The next page of each catch-up we serve ahead (Pull.ahead), one each (only
+        for the pullers ``ready`` says are, if given): send it to its peer, and call
+        again (on a later turn of the loop) until :meth:`serving` is False, so each
+        page is built while the puller stores the one before."""
         out: list[tuple[str, SyncMessage]] = []
         for peer, (pull, after, left) in list(self._serving.items()):
+            if ready is not None and not ready(peer):
+                continue
             del self._serving[peer]
             if self.may_share(peer):
                 out.append((peer, self._page(peer, pull, after, left - 1)))

@@ -135,8 +135,8 @@ class DataService(StoreOpening):
         if due is not None and replica.name not in self._wakes:
             loop = asyncio.get_running_loop()
             self._wakes[replica.name] = loop.call_later(due / 1000, self._wake, replica.name)
-        if replica.serving():  # after what was just queued is on its way
-            asyncio.get_running_loop().call_soon(self._send_pages, replica)
+        if replica.serving():
+            self._pump(replica.name)
 
     def _wake(self, name: str) -> None:
         """A catch-up's wait for a writer ended: its tick, now rather than within the
@@ -147,11 +147,31 @@ class DataService(StoreOpening):
             replica.tick()
             self._send_due(replica)
 
-    def _send_pages(self, replica: Replica) -> None:
-        for peer, page in replica.more_pages():
-            self._send(peer, replica, page)
-        if replica.serving():
-            asyncio.get_running_loop().call_soon(self._send_pages, replica)
+    def _pump(self, name: str) -> None:
+        """Build the next pages store ``name`` serves ahead on the loop's next turn."""
+        if name not in self._pumps:
+            self._pumps.add(name)
+            asyncio.get_running_loop().call_soon(self._send_pages, name)
+
+    def _send_pages(self, name: str) -> None:
+        """The next page ahead for each puller whose outbox has taken all it was given:
+        a page is built while the one before is being put, never queued behind it (a
+        queue of built pages would wait for the loop's turns between builds, and the
+        puller with it). The others wait: :meth:`_drain` pumps again as it takes its
+        last message, and the tick every second."""
+        self._pumps.discard(name)
+        with contextlib.suppress(UnknownStore):
+            replica = self.stores.get(name)
+            for peer, page in replica.more_pages(ready=self._all_taken):
+                self._send(peer, replica, page)
+            if replica.serving():
+                self._paging.add(name)
+                return
+        self._paging.discard(name)
+
+    def _all_taken(self, peer: str) -> bool:
+        outbox = self._outboxes.get(peer)
+        return outbox is None or outbox.queue.empty()
 
     def _send(self, peer: str, replica: Replica, message: SyncMessage) -> None:
         merge = replica.merge.name if replica.merge else ""
@@ -177,8 +197,11 @@ class DataService(StoreOpening):
                 while not outbox.queue.empty():
                     outbox.queue.get_nowait()
                 log.debug("%s: %s unreachable, dropped %d", self._name, peer[:10], dropped)
+                self._taken_all()
                 return
             _store, plain = outbox.queue.get_nowait()
+            if outbox.queue.empty():
+                self._taken_all()  # the next page ahead is built while this one goes
             frame = self.channels.seal(peer, key, plain)
             if frame is None:
                 continue
@@ -186,6 +209,11 @@ class DataService(StoreOpening):
             traffic.sent += len(frame)
             traffic.messages_sent += 1
             await loop.run_in_executor(None, self._bus.put_reliably, key, frame)
+
+    def _taken_all(self) -> None:
+        """An outbox took its last message: the stores serving pages ahead build on."""
+        for name in self._paging:
+            self._pump(name)
 
     # -- receiving ---------------------------------------------------------------
 
